@@ -1,0 +1,122 @@
+/*
+ * common.c: thread-count policy, work splitting, overflow-checked sizes,
+ * aligned scratch and the floating-point mode of kernel threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fc_internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#include <xmmintrin.h>
+#define FC_X86 1
+#endif
+
+/* Below this many multiply-adds per thread a parallel region costs more
+ * than it saves (fork/join is a few microseconds). */
+#define FC_MIN_WORK_PER_THREAD 65536.0
+
+int fc_pick_threads(int requested, double work, int64_t items)
+{
+    int n = requested > 0 ? requested : fc_default_num_threads();
+    if (items < n)
+        n = (int)(items > 0 ? items : 1);
+    const double by_work = work / FC_MIN_WORK_PER_THREAD;
+    if (by_work < n)
+        n = by_work < 1.0 ? 1 : (int)by_work;
+#ifndef _OPENMP
+    n = 1;
+#endif
+    return n;
+}
+
+void fc_thread_range(int64_t total, int nthreads, int tid, int64_t *begin, int64_t *end)
+{
+    const int64_t base = total / nthreads, extra = total % nthreads;
+    *begin = tid * base + (tid < extra ? tid : extra);
+    *end = *begin + base + (tid < extra ? 1 : 0);
+}
+
+int64_t fc_mul(int64_t a, int64_t b)
+{
+    if (a < 0 || b < 0)
+        return -1;
+    if (a != 0 && b > INT64_MAX / a)
+        return -1;
+    return a * b;
+}
+
+unsigned fc_fpmode_enter(void)
+{
+#ifdef FC_X86
+    const unsigned saved = _mm_getcsr();
+    /* FTZ (bit 15) and DAZ (bit 6): denormal weights or activations would
+     * otherwise slow the FMA loops down by orders of magnitude. */
+    _mm_setcsr(saved | 0x8040u);
+    return saved;
+#else
+    return 0;
+#endif
+}
+
+void fc_fpmode_leave(unsigned saved)
+{
+#ifdef FC_X86
+    _mm_setcsr(saved);
+#else
+    (void)saved;
+#endif
+}
+
+void *fc_calloc(int64_t count, int64_t size)
+{
+    const int64_t bytes = fc_mul(count, size);
+    if (bytes < 0 || (uint64_t)bytes > (uint64_t)SIZE_MAX - 64)
+        return NULL;
+    /* 64-byte alignment by hand: aligned_alloc is missing on MSVC. The
+     * offset to the raw block is kept just below the returned pointer. */
+    unsigned char *raw = (unsigned char *)calloc(1, (size_t)bytes + 64);
+    if (raw == NULL)
+        return NULL;
+    unsigned char *aligned = raw + (64 - ((uintptr_t)raw & 63));
+    aligned[-1] = (unsigned char)(aligned - raw);
+    return aligned;
+}
+
+void fc_free(void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    unsigned char *aligned = (unsigned char *)ptr;
+    free(aligned - aligned[-1]);
+}
+
+int fc_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fc_default_num_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *fc_strerror(int status)
+{
+    switch (status) {
+    case FC_OK: return "success";
+    case FC_ERR_ARG: return "invalid argument passed to a fastconv kernel";
+    case FC_ERR_NOMEM: return "out of memory for fastconv kernel scratch";
+    case FC_ERR_OVERFLOW: return "array sizes overflow 64-bit index arithmetic";
+    case FC_ERR_SIMD: return "SIMD path not available on this CPU or build";
+    default: return "unknown fastconv status";
+    }
+}

@@ -1,0 +1,92 @@
+/*
+ * fastconv.h: the C interface of fastconv's kernels.
+ *
+ * Plain C99, no Python. Layouts: activations NHWC, kernels HWIO
+ * (kh, kw, c_in, c_out), bias (c_out), all float32, C-contiguous.
+ * The caller resolves sizes and padding (fastconv/shapes.py does it for the
+ * Python package) and allocates every output array. The functions allocate
+ * only per-call scratch (packed weights, per-thread pointer tables, partial
+ * sums of the weight gradient) and free it before returning.
+ *
+ * Every function returns FC_OK or a negative FC_ERR_* status; on error the
+ * outputs are unspecified. Results never depend on n_threads: the backward
+ * reductions are split into chunks fixed by the problem's shape and summed
+ * in chunk order, so they are bitwise identical for any thread count.
+ *
+ * All functions are reentrant and may be called from several threads at once.
+ */
+#ifndef FASTCONV_H
+#define FASTCONV_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    FC_OK = 0,
+    FC_ERR_ARG = -1,      /* a size, stride, pad or pointer is invalid */
+    FC_ERR_NOMEM = -2,    /* scratch memory could not be allocated */
+    FC_ERR_OVERFLOW = -3, /* a size product overflows 64-bit arithmetic */
+    FC_ERR_SIMD = -4      /* the requested SIMD path is not available */
+};
+
+/* Geometry of a 2-D convolution. Output sizes and the top/left pads are
+ * resolved by the caller; bottom/right pads are implied by out_h/out_w. */
+typedef struct fc_conv2d_params {
+    int64_t n, h, w, c_in;          /* input  (n, h, w, c_in)       */
+    int64_t kh, kw, c_out;          /* kernel (kh, kw, c_in, c_out) */
+    int64_t out_h, out_w;           /* output (n, out_h, out_w, c_out) */
+    int64_t stride_h, stride_w;
+    int64_t dilation_h, dilation_w;
+    int64_t pad_top, pad_left;
+    int relu;                       /* forward only: fused max(y, 0) */
+    int n_threads;                  /* <= 0: the OpenMP default */
+} fc_conv2d_params;
+
+/* Geometry of a 2-D pooling window op (no dilation). */
+typedef struct fc_pool2d_params {
+    int64_t n, h, w, c;
+    int64_t pool_h, pool_w;
+    int64_t out_h, out_w;
+    int64_t stride_h, stride_w;
+    int64_t pad_top, pad_left;
+    int n_threads;
+} fc_pool2d_params;
+
+/* y = act(conv(x, kernel) + bias); bias may be NULL. */
+int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
+                      const float *kernel, const float *bias, float *y);
+
+/* dx = gradient with respect to x, for the pre-activation gradient dy. */
+int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
+                             const float *kernel, float *dx);
+
+/* dkernel (HWIO) and, unless NULL, dbias = dy summed over n, h, w. */
+int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
+                              const float *x, float *dkernel, float *dbias);
+
+/* Max pooling. Padded cells never win; a NaN in a window wins (and the first
+ * NaN gets the gradient); otherwise the first maximum in row-major window
+ * order gets the gradient. Overlapping windows accumulate. */
+int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y);
+int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
+                           const float *x, float *dx);
+
+/* SIMD paths, chosen once from CPUID/XGETBV; fc_set_simd overrides. */
+enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2, FC_SIMD_COUNT = 3 };
+int fc_simd_supported(int simd);   /* compiled in and usable on this CPU */
+int fc_set_simd(int simd);         /* FC_OK or FC_ERR_SIMD */
+int fc_get_simd(void);
+const char *fc_simd_name(int simd);
+
+int fc_openmp_enabled(void);
+int fc_default_num_threads(void);  /* omp_get_max_threads(), or 1 */
+const char *fc_strerror(int status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTCONV_H */

@@ -1,0 +1,132 @@
+/*
+ * fc_internal.h: what the drivers (conv2d.c, pool2d.c) and the per-ISA
+ * micro-kernels (kernels_*.c) share. Not part of the public interface.
+ *
+ * The split: drivers decide the work decomposition and run the OpenMP
+ * regions; micro-kernels are single-threaded loops compiled once per
+ * instruction set and reached through a table of function pointers.
+ */
+#ifndef FC_INTERNAL_H
+#define FC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastconv.h"
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FC_RESTRICT __restrict
+#define FC_ALWAYS_INLINE static __forceinline
+#else
+#define FC_RESTRICT __restrict__
+#define FC_ALWAYS_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* Largest register tiles any ISA uses; the generic path uses the table
+ * sizes at run time. */
+#define FC_MAX_MR 8   /* rows (pixels or input channels) of a tile   */
+#define FC_MAX_NV 16  /* vectors (of the ISA's width) across columns */
+
+/*
+ * Indirect GEMM tile: C[r, 0:nr] (+)= sum_t sum_k A_t[r][k] * B_t[k, 0:nr]
+ * for r < mr. Each tap t supplies mr row pointers (a row of kc contiguous
+ * floats, or a shared zero row for padding) and one B pointer (kc rows of
+ * ldb floats). Rows whose C pointer is NULL are computed but not stored.
+ */
+typedef struct fc_igemm_args {
+    int64_t ntaps;
+    int64_t kc;
+    const float *const *a;    /* [ntaps * mr] */
+    const float *const *b;    /* [ntaps] */
+    int64_t ldb;
+    int64_t nr;               /* valid columns, 1 .. nv * vl */
+    const float *bias;        /* nr floats or NULL (ignored when accumulate) */
+    float *const *c;          /* [mr] row pointers, NULL rows skipped */
+    int mr, nv;               /* tile shape (used by the generic kernel) */
+    int accumulate;           /* start from C instead of bias/zero */
+    int relu;
+} fc_igemm_args;
+
+/*
+ * Weight-gradient tile: OUT[r, 0:nr] = sum over runs i, pixels j < count[i] of
+ * A_i[j * a_stride + r] * D_i[j * d_stride + 0:nr], for r < mr.
+ */
+typedef struct fc_wgrad_args {
+    int64_t nruns;
+    const float *const *a;    /* [nruns] first pixel of each run (already offset) */
+    const float *const *d;    /* [nruns] */
+    const int64_t *count;     /* [nruns] */
+    int64_t a_stride, d_stride;
+    int64_t nr;
+    float *out;
+    int64_t ldo;
+    int mr, nv;
+} fc_wgrad_args;
+
+typedef void (*fc_igemm_fn)(const fc_igemm_args *);
+typedef void (*fc_wgrad_fn)(const fc_wgrad_args *);
+
+/* Max pooling of one output pixel over nwin window cells (row-major order),
+ * channels vectorised. */
+typedef void (*fc_maxpool_fwd_fn)(const float *const *win, int64_t nwin, int64_t c,
+                                  float *y);
+/* Backward of one output pixel: dx_win[j][c] += dy[c] where cell j is the
+ * winner of channel c. best and idx are scratch of c elements each. */
+typedef void (*fc_maxpool_bwd_fn)(const float *const *win, float *const *dx_win,
+                                  int64_t nwin, int64_t c, const float *dy,
+                                  float *best, int32_t *idx);
+
+typedef struct fc_kernel_table {
+    const char *name;
+    int vl;                               /* floats per vector */
+    int igemm_mr;                         /* pixels per igemm tile */
+    int nv_max;                           /* vectors per igemm/wgrad tile */
+    int wgrad_mr_max[FC_MAX_NV + 1];      /* per nv */
+    fc_igemm_fn igemm[FC_MAX_NV + 1][2];  /* [nv][partial last vector] */
+    fc_wgrad_fn wgrad[FC_MAX_MR + 1][FC_MAX_NV + 1][2];  /* [mr][nv][partial] */
+    fc_igemm_fn igemm_any;                /* run-time shaped, for empty slots */
+    fc_wgrad_fn wgrad_any;
+    fc_maxpool_fwd_fn maxpool_fwd;
+    fc_maxpool_bwd_fn maxpool_bwd;
+} fc_kernel_table;
+
+extern const fc_kernel_table fc_kernels_generic;
+#ifdef FC_HAVE_AVX2
+extern const fc_kernel_table fc_kernels_avx2;
+#endif
+#ifdef FC_HAVE_AVX512
+extern const fc_kernel_table fc_kernels_avx512;
+#endif
+
+/* The table of the active SIMD path (cpu.c). */
+const fc_kernel_table *fc_active_kernels(void);
+
+/* --- helpers shared by the drivers (common.c) --- */
+
+/* Threads to use for `work` multiply-adds spread over `items` independent
+ * pieces: never more than requested, than items, or than the work pays for. */
+int fc_pick_threads(int requested, double work, int64_t items);
+
+/* [begin, end) of the static block of `total` items owned by thread `tid`. */
+void fc_thread_range(int64_t total, int nthreads, int tid, int64_t *begin, int64_t *end);
+
+/* a * b, or -1 on overflow (both non-negative). */
+int64_t fc_mul(int64_t a, int64_t b);
+
+/* Per-thread floating-point mode for kernels: flush denormals to zero.
+ * fc_fpmode_enter returns the previous state for fc_fpmode_leave. */
+unsigned fc_fpmode_enter(void);
+void fc_fpmode_leave(unsigned saved);
+
+/* Zeroed, 64-byte aligned scratch; NULL on failure or overflow. */
+void *fc_calloc(int64_t count, int64_t size);
+void fc_free(void *ptr);
+
+#ifdef _OPENMP
+#include <omp.h>
+#define FC_THREAD_ID() omp_get_thread_num()
+#else
+#define FC_THREAD_ID() 0
+#endif
+
+#endif /* FC_INTERNAL_H */

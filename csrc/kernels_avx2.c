@@ -1,0 +1,38 @@
+/*
+ * kernels_avx2.c: micro-kernels for AVX2 with FMA (16 ymm registers).
+ * Compiled with -mavx2 -mfma (setup.py); reached only when cpu.c found AVX2,
+ * FMA and OS-enabled AVX state.
+ *
+ * Tiles: igemm 6 pixels x 2 vectors (16 output channels): 12 accumulators
+ * + 2 B vectors + 1 broadcast; wgrad up to 8 rows x 1 or 6 rows x 2 vectors.
+ */
+#include <immintrin.h>
+
+typedef __m256 fc_vec;
+typedef __m256i fc_mask;
+#define FC_VL 8
+#define FC_ACC_ROWS 8
+#define FC_ACC_VECS 2
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VLOAD_M(p, m) _mm256_maskload_ps((p), (m))
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VSTORE_M(p, v, m) _mm256_maskstore_ps((p), (m), (v))
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VRELU(v) _mm256_max_ps(_mm256_setzero_ps(), (v))
+#define FC_MAKE_MASK(n) \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+
+#include "kernels_impl.h"
+
+#define FC_TABLE fc_kernels_avx2
+#define FC_TABLE_NAME "avx2"
+#define FC_IGEMM_MR 6
+#define FC_NV_MAX 2
+#define FC_WG_MR_MAX {0, 8, 6}
+#define FC_IGEMM_LIST(X) X(6, 1) X(6, 2)
+#define FC_WGRAD_LIST(X) \
+    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) \
+    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
+#include "kernels_table.h"

@@ -1,0 +1,37 @@
+/*
+ * kernels_generic.c: the portable path, plain C with no intrinsics, for CPUs
+ * without AVX2 and for non-x86 builds. One "vector" is one float; the tile
+ * shape is chosen at run time (4 pixels x 16 columns) and the compiler is
+ * free to vectorise the column loops with the baseline instruction set.
+ */
+typedef float fc_vec;
+typedef int fc_mask;
+#define FC_VL 1
+#define FC_ACC_ROWS 8
+#define FC_ACC_VECS 16
+#define VZERO() 0.0f
+#define VLOAD(p) (*(p))
+#define VLOAD_M(p, m) ((void)(m), *(p))
+#define VSTORE(p, v) (*(p) = (v))
+#define VSTORE_M(p, v, m) ((void)(m), *(p) = (v))
+#define VBCAST(p) (*(p))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VRELU(v) ((v) < 0.0f ? 0.0f : (v))
+#define FC_MAKE_MASK(n) (n)
+
+#include "kernels_impl.h"
+
+static void igemm_any(const fc_igemm_args *p) { igemm_body(p, p->mr, p->nv, 0); }
+static void wgrad_any(const fc_wgrad_args *p) { wgrad_body(p, p->mr, p->nv, 0); }
+
+const fc_kernel_table fc_kernels_generic = {
+    .name = "generic",
+    .vl = 1,
+    .igemm_mr = 4,
+    .nv_max = 16,
+    .wgrad_mr_max = {0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4},
+    .igemm_any = igemm_any,
+    .wgrad_any = wgrad_any,
+    .maxpool_fwd = maxpool_fwd_pixel,
+    .maxpool_bwd = maxpool_bwd_pixel,
+};

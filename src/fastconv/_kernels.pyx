@@ -1,0 +1,173 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Thin binding of the C kernels in ``csrc/``.
+
+Arguments arrive validated and normalised by :mod:`fastconv.ops` (float32,
+C-contiguous, consistent shapes, non-empty); this module only turns them into
+pointers, releases the GIL around the kernel and turns a C status code into a
+Python exception. It holds no algorithm.
+"""
+from libc.stdint cimport int64_t
+
+cdef extern from "fastconv.h" nogil:
+    enum:
+        FC_OK
+        FC_ERR_ARG
+        FC_ERR_NOMEM
+        FC_ERR_OVERFLOW
+        FC_ERR_SIMD
+        FC_SIMD_GENERIC
+        FC_SIMD_AVX2
+        FC_SIMD_AVX512
+        FC_SIMD_COUNT
+
+    ctypedef struct fc_conv2d_params:
+        int64_t n, h, w, c_in
+        int64_t kh, kw, c_out
+        int64_t out_h, out_w
+        int64_t stride_h, stride_w
+        int64_t dilation_h, dilation_w
+        int64_t pad_top, pad_left
+        int relu
+        int n_threads
+
+    ctypedef struct fc_pool2d_params:
+        int64_t n, h, w, c
+        int64_t pool_h, pool_w
+        int64_t out_h, out_w
+        int64_t stride_h, stride_w
+        int64_t pad_top, pad_left
+        int n_threads
+
+    int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
+                          const float *kernel, const float *bias, float *y)
+    int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
+                                 const float *kernel, float *dx)
+    int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
+                                  const float *x, float *dkernel, float *dbias)
+    int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y)
+    int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
+                               const float *x, float *dx)
+    int fc_simd_supported(int simd)
+    int fc_set_simd(int simd)
+    int fc_get_simd()
+    const char *fc_simd_name(int simd)
+    int fc_openmp_enabled()
+    int fc_default_num_threads()
+    const char *fc_strerror(int status)
+
+
+cdef int _check(int status) except -1:
+    if status == FC_OK:
+        return 0
+    message = fc_strerror(status).decode()
+    if status == FC_ERR_NOMEM:
+        raise MemoryError(message)
+    if status == FC_ERR_SIMD:
+        raise ValueError(message)
+    # FC_ERR_ARG / FC_ERR_OVERFLOW: ops.py validates first, so reaching
+    # here means sizes the C side cannot index.
+    raise ValueError(message)
+
+
+cdef fc_conv2d_params _conv_params(tuple g, bint relu, int n_threads):
+    # g is a fastconv.shapes.ConvGeometry
+    cdef fc_conv2d_params p
+    (p.n, p.h, p.w, p.c_in, p.kh, p.kw, p.c_out, p.out_h, p.out_w,
+     p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
+     p.pad_top, _, p.pad_left, _) = g
+    p.relu = relu
+    p.n_threads = n_threads
+    return p
+
+
+cdef fc_pool2d_params _pool_params(tuple g, int n_threads):
+    cdef fc_pool2d_params p
+    (p.n, p.h, p.w, p.c, p.pool_h, p.pool_w, _, p.out_h, p.out_w,
+     p.stride_h, p.stride_w, _, _, p.pad_top, _, p.pad_left, _) = g
+    p.n_threads = n_threads
+    return p
+
+
+def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] kernel,
+                   const float[::1] bias, float[:, :, :, ::1] y, tuple geometry,
+                   bint relu, int n_threads):
+    cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads)
+    cdef const float *bias_ptr = NULL
+    if bias is not None:
+        bias_ptr = &bias[0]
+    cdef int status
+    with nogil:
+        status = fc_conv2d_forward(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                   &y[0, 0, 0, 0])
+    _check(status)
+
+
+def conv2d_backward_input(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] kernel,
+                          float[:, :, :, ::1] dx, tuple geometry, int n_threads):
+    cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads)
+    cdef int status
+    with nogil:
+        status = fc_conv2d_backward_input(&p, &dy[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                          &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def conv2d_backward_kernel(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
+                           float[:, :, :, ::1] dkernel, float[::1] dbias, tuple geometry,
+                           int n_threads):
+    cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads)
+    cdef float *dbias_ptr = NULL
+    if dbias is not None:
+        dbias_ptr = &dbias[0]
+    cdef int status
+    with nogil:
+        status = fc_conv2d_backward_kernel(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                           &dkernel[0, 0, 0, 0], dbias_ptr)
+    _check(status)
+
+
+def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y,
+                       tuple geometry, int n_threads):
+    cdef fc_pool2d_params p = _pool_params(geometry, n_threads)
+    cdef int status
+    with nogil:
+        status = fc_max_pool2d_forward(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+    _check(status)
+
+
+def max_pool2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
+                        float[:, :, :, ::1] dx, tuple geometry, int n_threads):
+    cdef fc_pool2d_params p = _pool_params(geometry, n_threads)
+    cdef int status
+    with nogil:
+        status = fc_max_pool2d_backward(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                        &dx[0, 0, 0, 0])
+    _check(status)
+
+
+SIMD_NAMES = tuple(fc_simd_name(i).decode() for i in range(FC_SIMD_COUNT))
+
+
+def simd_supported():
+    """Names of the SIMD paths compiled in and usable on this CPU."""
+    return [SIMD_NAMES[i] for i in range(FC_SIMD_COUNT) if fc_simd_supported(i)]
+
+
+def get_simd():
+    return SIMD_NAMES[fc_get_simd()]
+
+
+def set_simd(str name):
+    if name not in SIMD_NAMES:
+        raise ValueError(f"unknown SIMD path {name!r}; expected one of {SIMD_NAMES}")
+    if fc_set_simd(SIMD_NAMES.index(name)) != FC_OK:
+        raise ValueError(f"SIMD path {name!r} is not available here; "
+                         f"available: {simd_supported()}")
+
+
+def openmp_enabled():
+    return bool(fc_openmp_enabled())
+
+
+def default_num_threads():
+    return fc_default_num_threads()
