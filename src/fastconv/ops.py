@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
@@ -24,6 +25,10 @@ try:
 except ImportError as exc:  # a source tree that was never built
     _kernels = None
     _KERNELS_IMPORT_ERROR = exc
+
+if _kernels is not None and os.environ.get("FASTCONV_SIMD"):
+    # Forcing a path this CPU lacks is a configuration error, not a fallback.
+    _kernels.set_simd(os.environ["FASTCONV_SIMD"].strip().lower())
 
 __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "dense",

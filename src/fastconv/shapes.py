@@ -73,6 +73,14 @@ def normalize_pair(value: object, name: str) -> Tuple[int, int]:
         raise TypeError(
             f"`{name}` must be a positive integer or a pair of them, got {value!r}"
         )
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a positive integer or a pair of them, got {value!r}")
+    try:  # an int, a NumPy integer or a 0-d integer array
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    else:
+        return (_as_positive_int(n, name),) * 2  # type: ignore[return-value]
     if isinstance(value, Sequence) or hasattr(value, "__array__"):
         items = list(value)  # type: ignore[call-overload]
         if len(items) != 2:

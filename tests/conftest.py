@@ -1,0 +1,61 @@
+"""Shared fixtures: random inputs, SIMD paths, tolerances, the optional oracle."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import ops
+
+try:
+    from fastconv import _kernels
+except ImportError:  # tests of the C backend fail loudly through `c_backend`
+    _kernels = None
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def simd_paths():
+    return _kernels.simd_supported() if _kernels is not None else []
+
+
+@pytest.fixture(params=simd_paths() or ["missing"])
+def simd(request):
+    """Run a test once per SIMD path this CPU and build support."""
+    if _kernels is None:
+        pytest.fail("fastconv._kernels did not import: the C backend is missing")
+    previous = _kernels.get_simd()
+    _kernels.set_simd(request.param)
+    try:
+        yield request.param
+    finally:
+        _kernels.set_simd(previous)
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    """Each test starts on the C backend with default threads."""
+    ops.set_backend("c")
+    previous = ops.set_num_threads(None)
+    yield
+    ops.set_backend("c")
+    ops.set_num_threads(previous)
+
+
+def assert_close(actual, expected, rtol, what=""):
+    """Norm-wise relative error: max |a - e| <= rtol * max |e| (elementwise
+    relative error is meaningless where sums cancel to ~0)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-30)
+    err = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
+    assert err <= rtol * scale, f"{what}: max abs error {err:.3e} > {rtol:.0e} * {scale:.3e}"
+
+
+def numpy_backend(fn, *args, **kwargs):
+    with fc.use_backend("numpy"):
+        return fn(*args, **kwargs)

@@ -1,0 +1,163 @@
+"""The C backend agrees with the NumPy reference, on every SIMD path, over a
+grid of strides, dilations, paddings and awkward sizes."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from conftest import assert_close, numpy_backend
+
+FWD_RTOL = 1e-5   # forward and dx, float32 against float32 reference
+WGRAD_RTOL = 1e-4  # dkernel and dbias sum over many more terms
+
+# (x shape NHWC, kernel shape HWIO): odd and tiny sizes, 1x1, batch 1, c_in 1,
+# c_out off the vector width, rectangular kernels.
+SHAPES = [
+    ((2, 9, 8, 3), (3, 3, 3, 5)),
+    ((1, 7, 11, 1), (3, 2, 1, 17)),
+    ((3, 6, 5, 20), (1, 1, 20, 33)),
+    ((1, 10, 9, 8), (2, 3, 8, 70)),
+]
+
+
+def _fits(x_shape, k_shape, dilation, padding):
+    """'valid' needs the input to cover the dilated kernel (else it is an error
+    case, tested in test_validation.py)."""
+    if padding == "same":
+        return True
+    return all(x_shape[1 + a] >= (k_shape[a] - 1) * dilation + 1 for a in (0, 1))
+
+
+GRID = [(shapes, s, d, pad)
+        for shapes, s, d, pad in itertools.product(SHAPES, (1, 2, 3), (1, 2, 3), ("valid", "same"))
+        if _fits(*shapes, d, pad)]
+
+
+def _conv_case(rng, x_shape, k_shape, strides, dilation, padding):
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    kernel = rng.standard_normal(k_shape).astype(np.float32)
+    bias = rng.standard_normal(k_shape[3]).astype(np.float32)
+    kw = dict(strides=strides, padding=padding, dilation_rate=dilation)
+    return x, kernel, bias, kw
+
+
+@pytest.mark.parametrize("shapes,strides,dilation,padding", GRID,
+                         ids=["x{}k{}-s{}-d{}-{}".format(*c[0], *c[1:]) for c in GRID])
+def test_conv2d_forward_and_backward(simd, rng, shapes, strides, dilation, padding):
+    x_shape, k_shape = shapes
+    x, kernel, bias, kw = _conv_case(rng, x_shape, k_shape, strides, dilation, padding)
+    for activation in (None, "relu"):
+        expected = numpy_backend(fc.conv2d, x, kernel, bias, activation=activation, **kw)
+        actual = fc.conv2d(x, kernel, bias, activation=activation, **kw)
+        assert actual.dtype == np.float32
+        assert_close(actual, expected, FWD_RTOL, f"forward {activation}")
+    dy = rng.standard_normal(expected.shape).astype(np.float32)
+    dx0, dk0, db0 = numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw)
+    dx1, dk1, db1 = fc.conv2d_backward(dy, x, kernel, **kw)
+    assert_close(dx1, dx0, FWD_RTOL, "dx")
+    assert_close(dk1, dk0, WGRAD_RTOL, "dkernel")
+    assert_close(db1, db0, WGRAD_RTOL, "dbias")
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_kernel_equal_to_input(simd, rng, padding):
+    x, kernel, bias, kw = _conv_case(rng, (2, 5, 4, 6), (5, 4, 6, 9), 1, 1, padding)
+    assert_close(fc.conv2d(x, kernel, bias, **kw),
+                 numpy_backend(fc.conv2d, x, kernel, bias, **kw), FWD_RTOL)
+    dy = rng.standard_normal(fc.conv2d(x, kernel, **kw).shape).astype(np.float32)
+    for a, e in zip(fc.conv2d_backward(dy, x, kernel, **kw),
+                    numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw)):
+        assert_close(a, e, WGRAD_RTOL)
+
+
+def test_seed_layers(simd, rng):
+    """The seed CNN's two convolutions at a small batch."""
+    cases = [((4, 28, 28, 1), (3, 3, 1, 32), "same"), ((4, 28, 28, 32), (3, 3, 32, 64), "valid")]
+    for x_shape, k_shape, padding in cases:
+        x, kernel, bias, kw = _conv_case(rng, x_shape, k_shape, 1, 1, padding)
+        y = fc.conv2d(x, kernel, bias, activation="relu", **kw)
+        assert_close(y, numpy_backend(fc.conv2d, x, kernel, bias, activation="relu", **kw),
+                     FWD_RTOL)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for name, a, e, tol in zip(("dx", "dk", "db"), fc.conv2d_backward(dy, x, kernel, **kw),
+                                   numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw),
+                                   (FWD_RTOL, WGRAD_RTOL, WGRAD_RTOL)):
+            assert_close(a, e, tol, name)
+
+
+def test_compute_dx_false_skips_dx(rng):
+    x, kernel, _, kw = _conv_case(rng, (2, 6, 6, 2), (3, 3, 2, 4), 1, 1, "same")
+    dy = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    for backend in ("c", "numpy"):
+        with fc.use_backend(backend):
+            dx, dk, db = fc.conv2d_backward(dy, x, kernel, compute_dx=False, **kw)
+            assert dx is None
+            assert_close(dk, fc.conv2d_backward(dy, x, kernel, **kw)[1], 0)
+
+
+POOL_CASES = [
+    ((2, 8, 8, 5), 2, None, "valid"),
+    ((2, 7, 9, 5), 2, None, "valid"),
+    ((2, 7, 9, 5), 2, None, "same"),
+    ((1, 7, 9, 70), 3, 1, "same"),        # overlapping windows accumulate
+    ((3, 9, 10, 17), (3, 2), (2, 1), "valid"),
+    ((1, 5, 6, 3), (2, 3), (3, 2), "same"),
+    ((2, 26, 26, 64), 2, None, "valid"),  # the seed's pool
+    ((1, 4, 4, 1), 4, None, "valid"),     # window = input
+]
+
+
+@pytest.mark.parametrize("x_shape,pool,strides,padding", POOL_CASES)
+def test_max_pool_exact(simd, rng, x_shape, pool, strides, padding):
+    # Rounded values make ties frequent: the first maximum must win in both.
+    x = np.round(rng.standard_normal(x_shape) * 2).astype(np.float32)
+    kw = dict(pool_size=pool, strides=strides, padding=padding)
+    y = fc.max_pool2d(x, **kw)
+    np.testing.assert_array_equal(y, numpy_backend(fc.max_pool2d, x, **kw))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(fc.max_pool2d_backward(dy, x, **kw),
+                                  numpy_backend(fc.max_pool2d_backward, dy, x, **kw))
+
+
+def test_max_pool_nan_and_inf_agree(simd, rng):
+    x = rng.standard_normal((2, 6, 6, 20)).astype(np.float32)
+    x[0, 0, 0, :5] = np.nan
+    x[0, 0, 1, 3:8] = np.nan   # two NaNs in one window: the first gets the gradient
+    x[1, 2, 2, :] = np.inf
+    x[1, 4, 4, :] = -np.inf
+    for kw in (dict(pool_size=2), dict(pool_size=3, strides=1, padding="same")):
+        y = fc.max_pool2d(x, **kw)
+        np.testing.assert_array_equal(y, numpy_backend(fc.max_pool2d, x, **kw))
+        assert np.isnan(y[0, 0, 0, :5]).all()
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_array_equal(fc.max_pool2d_backward(dy, x, **kw),
+                                      numpy_backend(fc.max_pool2d_backward, dy, x, **kw))
+
+
+def test_conv_nan_propagates_like_reference(simd, rng):
+    x = rng.standard_normal((1, 5, 5, 3)).astype(np.float32)
+    x[0, 2, 2, 1] = np.nan
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    for activation in (None, "relu"):
+        y = fc.conv2d(x, kernel, padding="same", activation=activation)
+        y_ref = numpy_backend(fc.conv2d, x, kernel, padding="same", activation=activation)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
+        assert np.isnan(y[0, 1:4, 1:4]).all()
+
+
+@pytest.mark.parametrize("batch,features,units", [(1, 10816, 100), (64, 300, 37), (5, 7, 1)])
+def test_dense(simd, rng, batch, features, units):
+    x = rng.standard_normal((batch, features)).astype(np.float32)
+    kernel = rng.standard_normal((features, units)).astype(np.float32)
+    bias = rng.standard_normal(units).astype(np.float32)
+    for activation in (None, "relu"):
+        assert_close(fc.dense(x, kernel, bias, activation),
+                     numpy_backend(fc.dense, x, kernel, bias, activation), FWD_RTOL)
+    dy = rng.standard_normal((batch, units)).astype(np.float32)
+    for name, a, e, tol in zip(("dx", "dk", "db"), fc.dense_backward(dy, x, kernel),
+                               numpy_backend(fc.dense_backward, dy, x, kernel),
+                               (FWD_RTOL, WGRAD_RTOL, WGRAD_RTOL)):
+        assert_close(a, e, tol, name)
