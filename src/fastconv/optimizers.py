@@ -1,0 +1,536 @@
+"""Gradient-descent optimizers with the update rules of Keras 2 (tf.keras 2.4).
+
+Each optimizer updates float NumPy arrays **in place**. Its per-parameter
+state (momentum, moment estimates, ...) is created lazily, the first time a
+parameter is seen, and is keyed by the identity of the parameter array, so
+the same array objects must be passed at every step (a layer that replaces
+its weight arrays instead of writing into them starts with fresh state).
+
+The formulas are those of TensorFlow's training kernels that ``optimizer_v2``
+calls (``ResourceApplyKerasMomentum``, ``ResourceApplyAdam``,
+``ResourceApplyRMSProp``, ...), evaluated in the parameter's dtype in the same
+order, so a float32 run follows a TF 2.4 run to within float32 rounding:
+
+SGD (``g`` gradient, ``lr`` learning rate, ``m`` momentum)::
+
+    m == 0:          w -= lr * g
+    m > 0:           v = m * v - lr * g;  w += v
+    nesterov:        v = m * v - lr * g;  w += m * v - lr * g
+
+Adam (``t`` = 1-based step)::
+
+    lr_t = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    m += (g - m) * (1 - beta_1)           # == beta_1 * m + (1 - beta_1) * g
+    v += (g * g - v) * (1 - beta_2)
+    w -= lr_t * m / (sqrt(v) + epsilon)   # epsilon outside the sqrt and *not*
+                                          # bias-corrected (PyTorch differs)
+    amsgrad: vhat = max(vhat, v), and vhat replaces v in the last line
+
+RMSprop (two code paths in TF, with epsilon in different places)::
+
+    momentum == 0:   ms = rho * ms + (1 - rho) * g * g
+                     centered: mg = rho * mg + (1 - rho) * g;  d = ms - mg * mg
+                     w -= lr * g / (sqrt(d) + epsilon)
+    momentum > 0:    ms += (g * g - ms) * (1 - rho)
+                     centered: mg += (g - mg) * (1 - rho);     d = ms - mg * mg
+                     mom = momentum * mom + lr * g / sqrt(d + epsilon)
+                     w -= mom
+
+The slots start at zero (TF 2's RMSprop, unlike TF 1's, starts ``ms`` at 0).
+The learning rate may be a float or a callable ``schedule(iterations) ->
+float``; ``decay`` is Keras' legacy time-based decay,
+``lr / (1 + decay * iterations)``. Gradient clipping (``clipnorm``,
+``global_clipnorm``, ``clipvalue``) is applied in that order, as in Keras.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastconv import optimizers
+>>> w = np.ones(3, dtype=np.float32)
+>>> opt = optimizers.get("sgd")
+>>> opt.apply_gradients([(np.full(3, 2.0, np.float32), w)])
+>>> w
+array([0.98, 0.98, 0.98], dtype=float32)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "serialize", "deserialize"]
+
+LearningRate = Union[float, Callable[[int], float]]
+_Slots = Dict[str, np.ndarray]
+
+# Keras optimizers fastconv does not implement, so an unknown-name error can
+# say "not provided yet" instead of "no such optimizer".
+_KERAS_ONLY = ("adadelta", "adagrad", "adamax", "nadam", "ftrl")
+
+
+def _check_nonnegative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"`{name}` must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: bookkeeping, validation, clipping and the step counter.
+
+    Subclasses implement :meth:`_create_slots` and :meth:`_update_param`.
+
+    Parameters
+    ----------
+    name : str
+        Name reported by :meth:`get_config`.
+    learning_rate : float or callable
+        A float, or ``schedule(iterations) -> float`` evaluated once per step
+        with the number of steps already taken (Keras' LearningRateSchedule
+        convention).
+    **kwargs
+        ``lr`` (deprecated alias of ``learning_rate``), ``decay``,
+        ``clipnorm``, ``clipvalue``, ``global_clipnorm``, as in Keras.
+
+    Attributes
+    ----------
+    iterations : int
+        Number of :meth:`apply_gradients` calls so far (Keras'
+        ``optimizer.iterations``).
+    """
+
+    _ALLOWED_KWARGS = ("lr", "decay", "clipnorm", "clipvalue", "global_clipnorm")
+
+    def __init__(self, name: str, learning_rate: LearningRate, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(self._ALLOWED_KWARGS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; "
+                f"accepted: {list(self._ALLOWED_KWARGS)}")
+        if "lr" in kwargs:  # Keras 2 still accepts the old name
+            learning_rate = kwargs.pop("lr")
+        self._name = name
+        self.learning_rate = learning_rate
+        self.decay = _check_nonnegative(kwargs.pop("decay", 0.0), "decay")
+        clip = {}
+        for key in ("clipnorm", "global_clipnorm", "clipvalue"):
+            value = kwargs.get(key)
+            clip[key] = None if value is None else _check_nonnegative(value, key)
+        if clip["clipnorm"] is not None and clip["global_clipnorm"] is not None:
+            raise ValueError("Cannot accept both `clipnorm` and `global_clipnorm`; pass one")
+        self.clipnorm: Optional[float] = clip["clipnorm"]
+        self.global_clipnorm: Optional[float] = clip["global_clipnorm"]
+        self.clipvalue: Optional[float] = clip["clipvalue"]
+        self.iterations = 0
+        # id(param) -> (param, slots). Holding the array keeps its id from
+        # being reused by a different array while the state exists.
+        self._state: Dict[int, Tuple[np.ndarray, _Slots]] = {}
+
+    # -- hyperparameters ---------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def learning_rate(self) -> LearningRate:
+        """The learning rate (a float or a schedule); assignable between steps."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: LearningRate) -> None:
+        if not callable(value):
+            value = _check_nonnegative(value, "learning_rate")
+        self._learning_rate = value
+
+    # Keras 2 alias, used by older callbacks (``model.optimizer.lr``).
+    lr = learning_rate
+
+    def current_learning_rate(self) -> float:
+        """Learning rate the next step will use (schedule and decay applied)."""
+        lr = self._learning_rate
+        if callable(lr):
+            lr = float(lr(self.iterations))
+        if self.decay > 0.0:
+            lr = lr / (1.0 + self.decay * self.iterations)
+        return float(lr)
+
+    # -- public update API -------------------------------------------------
+    def apply_gradients(self, grads_and_vars: Iterable[Tuple[Optional[np.ndarray], np.ndarray]]
+                        ) -> None:
+        """Apply one step to every ``(gradient, parameter)`` pair, in place.
+
+        Parameters
+        ----------
+        grads_and_vars : iterable of (ndarray or None, ndarray)
+            Pairs as produced by ``zip(grads, params)``. A ``None`` gradient
+            leaves its parameter untouched (as Keras does for variables
+            without a gradient). Parameters must be writeable float arrays;
+            each gradient must have its parameter's shape.
+
+        Raises
+        ------
+        ValueError
+            If no pair has a gradient, or a gradient's shape differs from its
+            parameter's.
+        TypeError
+            If a parameter is not a writeable floating-point ndarray.
+        """
+        pairs: List[Tuple[np.ndarray, np.ndarray]] = []
+        for index, pair in enumerate(grads_and_vars):
+            try:
+                grad, param = pair
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"grads_and_vars[{index}] must be a (gradient, parameter) pair, "
+                    f"got {type(pair).__name__}") from None
+            param = self._check_param(param, index)
+            if grad is None:
+                continue
+            pairs.append((self._check_grad(grad, param, index), param))
+        if not pairs:
+            raise ValueError("No gradients provided for any parameter: every gradient "
+                             "in `grads_and_vars` is None (or the sequence is empty)")
+        grads = self._clip([g for g, _ in pairs])
+        lr = self.current_learning_rate()
+        for grad, (_, param) in zip(grads, pairs):
+            self._update_param(param, grad, self._slots_for(param), lr)
+        self.iterations += 1
+
+    def apply(self, params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]]) -> None:
+        """Same as ``apply_gradients(zip(grads, params))``, with a length check."""
+        params, grads = list(params), list(grads)
+        if len(params) != len(grads):
+            raise ValueError(f"`params` has {len(params)} arrays but `grads` has "
+                             f"{len(grads)}; they must pair up one to one")
+        self.apply_gradients(zip(grads, params))
+
+    def get_slot(self, param: np.ndarray, slot_name: str) -> np.ndarray:
+        """The state array ``slot_name`` (e.g. ``'m'``) kept for ``param``."""
+        entry = self._state.get(id(param))
+        if entry is None or entry[0] is not param:
+            raise KeyError(f"{self._name} holds no state for this parameter (it has not "
+                           "been updated by this optimizer yet)")
+        slots = entry[1]
+        if slot_name not in slots:
+            raise KeyError(f"{self._name} has no slot {slot_name!r}; it has {sorted(slots)}")
+        return slots[slot_name]
+
+    def get_slot_names(self) -> List[str]:
+        """Names of the state arrays this optimizer keeps per parameter."""
+        return list(self._slot_names())
+
+    def get_config(self) -> Dict[str, Any]:
+        """Hyperparameters, with Keras 2's keys and order."""
+        config: Dict[str, Any] = {"name": self._name}
+        for key in ("clipnorm", "global_clipnorm", "clipvalue"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        config["learning_rate"] = self._learning_rate
+        config["decay"] = self.decay
+        config.update(self._hyper_config())
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Optimizer":
+        """Build an optimizer from :meth:`get_config`'s output."""
+        config = dict(config)
+        config.pop("name", None)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    # -- subclass hooks ----------------------------------------------------
+    def _slot_names(self) -> Tuple[str, ...]:
+        raise NotImplementedError
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------
+    def _slots_for(self, param: np.ndarray) -> _Slots:
+        entry = self._state.get(id(param))
+        if entry is None or entry[0] is not param:
+            entry = (param, {name: np.zeros_like(param) for name in self._slot_names()})
+            self._state[id(param)] = entry
+        return entry[1]
+
+    @staticmethod
+    def _check_param(param: Any, index: int) -> np.ndarray:
+        if not isinstance(param, np.ndarray):
+            raise TypeError(f"parameter {index} must be a NumPy array updated in place, "
+                            f"got {type(param).__name__}")
+        if param.dtype.kind != "f":
+            raise TypeError(f"parameter {index} must have a floating dtype (float32 or "
+                            f"float64), got {param.dtype}")
+        if not param.flags.writeable:
+            raise TypeError(f"parameter {index} is read-only; optimizers update "
+                            "parameters in place")
+        return param
+
+    @staticmethod
+    def _check_grad(grad: Any, param: np.ndarray, index: int) -> np.ndarray:
+        grad = np.asarray(grad)
+        if grad.dtype.kind not in "fiu":
+            raise TypeError(f"gradient {index} must be numeric, got dtype {grad.dtype}")
+        if grad.shape != param.shape:
+            raise ValueError(f"gradient {index} has shape {grad.shape} but its parameter "
+                             f"has shape {param.shape}")
+        return grad.astype(param.dtype, copy=False)
+
+    def _clip(self, grads: List[np.ndarray]) -> List[np.ndarray]:
+        if self.clipnorm is not None:
+            # tf.clip_by_norm: g * c / max(||g||, c), per gradient.
+            clipped = []
+            for g in grads:
+                norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64))))
+                clipped.append(g * g.dtype.type(self.clipnorm / norm)
+                               if norm > self.clipnorm else g)
+            grads = clipped
+        if self.global_clipnorm is not None:
+            # tf.clip_by_global_norm: one factor from the norm of all gradients.
+            norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+            if norm > self.global_clipnorm:
+                grads = [g * g.dtype.type(self.global_clipnorm / norm) for g in grads]
+        if self.clipvalue is not None:
+            grads = [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional (Nesterov) momentum, as ``tf.keras.optimizers.SGD``.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 0.01
+    momentum : float, default 0.0
+        In ``[0, 1]``. With 0 the plain rule ``w -= lr * g`` is used and
+        ``nesterov`` has no effect (as in Keras).
+    nesterov : bool, default False
+    name : str, default 'SGD'
+    **kwargs
+        ``decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, name: str = "SGD", **kwargs: Any) -> None:
+        super().__init__(name, learning_rate, **kwargs)
+        momentum = _check_nonnegative(momentum, "momentum")
+        if momentum > 1:
+            raise ValueError(f"`momentum` must be between [0, 1], got {momentum!r}")
+        self.momentum = momentum
+        self.nesterov = bool(nesterov)
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        return ("momentum",) if self.momentum > 0 else ()
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        lr_g = grad * t(lr)
+        if self.momentum == 0:
+            param -= lr_g
+            return
+        velocity = slots["momentum"]
+        velocity *= t(self.momentum)
+        velocity -= lr_g
+        if self.nesterov:
+            param += velocity * t(self.momentum) - lr_g
+        else:
+            param += velocity
+
+
+class Adam(Optimizer):
+    """Adam, with TensorFlow's epsilon placement, as ``tf.keras.optimizers.Adam``.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 0.001
+    beta_1 : float, default 0.9
+    beta_2 : float, default 0.999
+    epsilon : float, default 1e-7
+        Added to ``sqrt(v)`` *after* the bias correction has been folded into
+        the step size (the "epsilon hat" of the Adam paper), so for the same
+        value it acts ``1/sqrt(1 - beta_2**t)`` times more strongly than
+        PyTorch's ``eps`` early in training.
+    amsgrad : bool, default False
+    name : str, default 'Adam'
+    **kwargs
+        ``decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False,
+                 name: str = "Adam", **kwargs: Any) -> None:
+        super().__init__(name, learning_rate, **kwargs)
+        for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= _check_nonnegative(value, key) < 1:
+                raise ValueError(f"`{key}` must be in [0, 1), got {value!r}")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.amsgrad = bool(amsgrad)
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        return ("m", "v", "vhat") if self.amsgrad else ("m", "v")
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        one = t(1)
+        beta_1, beta_2 = t(self.beta_1), t(self.beta_2)
+        step = t(self.iterations + 1)
+        # Same operations, in the parameter's dtype, as the TF kernel.
+        alpha = t(lr) * np.sqrt(one - beta_2 ** step) / (one - beta_1 ** step)
+        m, v = slots["m"], slots["v"]
+        m += (grad - m) * (one - beta_1)
+        v += (grad * grad - v) * (one - beta_2)
+        if self.amsgrad:
+            np.maximum(slots["vhat"], v, out=slots["vhat"])
+            v = slots["vhat"]
+        denominator = np.sqrt(v)
+        denominator += t(self.epsilon)
+        param -= (m * alpha) / denominator
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as ``tf.keras.optimizers.RMSprop`` (both of TF's code paths).
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 0.001
+    rho : float, default 0.9
+        Discount factor of the running mean of squared gradients.
+    momentum : float, default 0.0
+        With momentum > 0 TF runs a different kernel in which epsilon is
+        added *inside* the square root (``sqrt(ms + epsilon)``); without
+        momentum it is added outside (``sqrt(ms) + epsilon``). Both are kept.
+    epsilon : float, default 1e-7
+    centered : bool, default False
+        Normalise by the estimated variance ``ms - mg**2`` instead of ``ms``.
+    name : str, default 'RMSprop'
+    **kwargs
+        ``decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.001, rho: float = 0.9,
+                 momentum: float = 0.0, epsilon: float = 1e-7, centered: bool = False,
+                 name: str = "RMSprop", **kwargs: Any) -> None:
+        super().__init__(name, learning_rate, **kwargs)
+        self.rho = _check_nonnegative(rho, "rho")
+        if self.rho > 1:
+            raise ValueError(f"`rho` must be in [0, 1], got {rho!r}")
+        self.momentum = _check_nonnegative(momentum, "momentum")
+        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.centered = bool(centered)
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        names: Tuple[str, ...] = ("rms",)
+        if self.momentum > 0:
+            names += ("momentum",)
+        if self.centered:
+            names += ("mg",)
+        return names
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        rho, one_minus_rho = t(self.rho), t(1) - t(self.rho)
+        lr_t, epsilon = t(lr), t(self.epsilon)
+        ms = slots["rms"]
+        if self.momentum == 0:
+            # The Python path of Keras' RMSprop.
+            ms *= rho
+            ms += one_minus_rho * (grad * grad)
+            denominator = ms
+            if self.centered:
+                mg = slots["mg"]
+                mg *= rho
+                mg += one_minus_rho * grad
+                denominator = ms - mg * mg
+            param -= lr_t * grad / (np.sqrt(denominator) + epsilon)
+            return
+        # ResourceApplyRMSProp / ResourceApplyCenteredRMSProp.
+        ms += (grad * grad - ms) * one_minus_rho
+        if self.centered:
+            mg = slots["mg"]
+            mg += (grad - mg) * one_minus_rho
+            denominator = (ms - mg * mg) + epsilon
+        else:
+            denominator = ms + epsilon
+        mom = slots["momentum"]
+        mom *= t(self.momentum)
+        mom += (grad * lr_t) / np.sqrt(denominator)
+        param -= mom
+
+
+_OPTIMIZERS: Dict[str, type] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def serialize(optimizer: Optimizer) -> Dict[str, Any]:
+    """``{'class_name': ..., 'config': ...}``, the form :func:`get` accepts."""
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config: Dict[str, Any]) -> Optimizer:
+    """Inverse of :func:`serialize`; the class name is matched case-insensitively."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError("an optimizer config must be a dict with 'class_name' and "
+                         f"'config' keys, got {config!r}")
+    cls = _lookup(config["class_name"])
+    return cls.from_config(config.get("config", {}))
+
+
+def _lookup(name: str) -> type:
+    key = name.lower()
+    if key in _OPTIMIZERS:
+        return _OPTIMIZERS[key]
+    known = ", ".join(repr(k) for k in _OPTIMIZERS)
+    if key in _KERAS_ONLY:
+        raise ValueError(f"Unknown optimizer: {name!r}. It is a Keras optimizer that "
+                         f"fastconv does not provide yet; available: {known} "
+                         "(case-insensitive)")
+    raise ValueError(f"Unknown optimizer: {name!r}. Available: {known} (case-insensitive)")
+
+
+def get(identifier: Union[str, Optimizer, Dict[str, Any]]) -> Optimizer:
+    """Resolve ``compile(optimizer=...)``'s argument to an :class:`Optimizer`.
+
+    Parameters
+    ----------
+    identifier : str, Optimizer or dict
+        An optimizer instance (returned unchanged), a name (``'sgd'``,
+        ``'adam'``, ``'rmsprop'``; case-insensitive, Keras' default
+        hyperparameters), or a :func:`serialize` dict.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or an identifier of another type.
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}; pass a "
+                     "name such as 'adam' or an Optimizer instance")
