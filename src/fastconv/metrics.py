@@ -1,0 +1,444 @@
+"""Running metrics with the semantics of Keras 2 (tf.keras 2.4).
+
+During ``fit`` Keras shows, after every batch, the *running mean over the
+epoch so far*, not the last batch's value:
+
+* ``loss`` is a :class:`Mean` updated once per batch with the batch's mean
+  loss and ``sample_weight=batch_size``, so a short last batch counts for its
+  size only. The model should do exactly that::
+
+      loss_tracker = Mean(name="loss")
+      loss_tracker.update_state(batch_loss, sample_weight=len(x_batch))
+
+* each metric (``'accuracy'``, ...) is a :class:`MeanMetricWrapper`: a
+  per-sample function whose values are accumulated by a :class:`Mean`, i.e.
+  total correct / total seen.
+
+All metrics are reset at the start of each epoch (``reset_state``).
+
+The string ``'accuracy'`` (or ``'acc'``) is resolved from the shapes of the
+first batch, exactly as Keras' ``compile`` does (see :func:`resolve_accuracy`):
+a last ``y_pred`` dimension of 1 means binary accuracy; ``y_true`` of lower
+rank than ``y_pred``, or a ``y_true`` last dimension of 1 while ``y_pred``'s
+is larger, means sparse categorical accuracy; anything else categorical. The
+metric keeps the string as its display name. ``'crossentropy'``/``'ce'``
+resolve the same way to the three cross-entropies.
+
+Accumulators are float64 (Keras keeps float32 variables); the displayed
+4-decimal values are the same.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import losses as _losses
+
+__all__ = [
+    "Metric", "Mean", "MeanMetricWrapper", "BinaryAccuracy", "CategoricalAccuracy",
+    "SparseCategoricalAccuracy", "binary_accuracy", "categorical_accuracy",
+    "sparse_categorical_accuracy", "mean_squared_error", "mean_absolute_error",
+    "resolve_accuracy", "resolve_crossentropy", "get",
+]
+
+Shape = Sequence[Optional[int]]
+PerSampleFn = Callable[..., np.ndarray]
+
+
+# ---------------------------------------------------------------------------
+# Per-sample metric functions (return one float32 value per sample)
+
+
+def _as_arrays(y_true: Any, y_pred: Any) -> Tuple[np.ndarray, np.ndarray]:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_pred.ndim == 0:
+        raise ValueError("y_pred must have at least one dimension (the batch), got a scalar")
+    return y_true, y_pred
+
+
+def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
+    """1.0 where ``argmax(y_pred, -1)`` equals the integer label, else 0.0.
+
+    Parameters
+    ----------
+    y_true : array_like of shape y_pred.shape[:-1] (or with a trailing 1)
+    y_pred : array_like of shape (..., n_classes)
+
+    Returns
+    -------
+    ndarray of shape y_pred.shape[:-1], float32
+    """
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1:] == (1,):
+        y_true = y_true[..., 0]
+    if y_true.shape != y_pred.shape[:-1]:
+        hint = " It looks one-hot: use categorical_accuracy." if y_true.shape == y_pred.shape else ""
+        raise ValueError(f"sparse_categorical_accuracy: y_true must hold class labels of shape "
+                         f"{y_pred.shape[:-1]} (or with a trailing 1) for y_pred of shape "
+                         f"{y_pred.shape}, got shape {y_true.shape}.{hint}")
+    # Keras casts the argmax to y_true's dtype; comparing values does the same.
+    return (np.argmax(y_pred, axis=-1) == y_true).astype(np.float32)
+
+
+def categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
+    """1.0 where ``argmax(y_true, -1) == argmax(y_pred, -1)``, else 0.0.
+
+    Parameters
+    ----------
+    y_true : array_like of y_pred's shape (one-hot)
+    y_pred : array_like of shape (..., n_classes)
+
+    Returns
+    -------
+    ndarray of shape y_pred.shape[:-1], float32
+    """
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"categorical_accuracy: y_true must be one-hot with y_pred's shape "
+                         f"{y_pred.shape}, got shape {y_true.shape}")
+    return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float32)
+
+
+def _match_rank(y_true: np.ndarray, y_pred: np.ndarray, name: str) -> np.ndarray:
+    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true[..., np.newaxis]
+    elif y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{name}: y_true has shape {y_true.shape} but y_pred has shape "
+                         f"{y_pred.shape}; they must match")
+    return y_true
+
+
+def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> np.ndarray:
+    """Fraction of ``(y_pred > threshold) == y_true`` over the last axis.
+
+    Parameters
+    ----------
+    y_true : array_like of y_pred's shape (``(n,)`` for ``(n, 1)`` accepted)
+    y_pred : array_like
+        Probabilities (thresholded at ``threshold``; for logits use 0).
+    threshold : float, default 0.5
+
+    Returns
+    -------
+    ndarray of shape y_pred.shape[:-1] (``(n,)`` for 1-D input), float32
+    """
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    if y_pred.ndim == 1:  # one prediction per sample
+        y_pred = y_pred[:, np.newaxis]
+    y_true = _match_rank(y_true, y_pred, "binary_accuracy")
+    predicted = (y_pred > threshold).astype(y_pred.dtype)
+    return np.mean(y_true == predicted, axis=-1, dtype=np.float32)
+
+
+def mean_squared_error(y_true: Any, y_pred: Any) -> np.ndarray:
+    """Per-sample ``mean((y_pred - y_true)**2, axis=-1)``."""
+    return _losses.MeanSquaredError().per_sample(y_true, y_pred)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> np.ndarray:
+    """Per-sample ``mean(|y_pred - y_true|, axis=-1)``."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    if y_pred.ndim == 1:
+        y_pred = y_pred[:, np.newaxis]
+    y_true = _match_rank(y_true, y_pred, "mean_absolute_error")
+    return np.mean(np.abs(y_pred - y_true), axis=-1)
+
+
+def _crossentropy_metric(loss: _losses.Loss) -> PerSampleFn:
+    def per_sample(y_true: Any, y_pred: Any) -> np.ndarray:
+        return loss.per_sample(y_true, y_pred)
+    per_sample.__name__ = loss.name
+    return per_sample
+
+
+binary_crossentropy = _crossentropy_metric(_losses.BinaryCrossentropy())
+categorical_crossentropy = _crossentropy_metric(_losses.CategoricalCrossentropy())
+sparse_categorical_crossentropy = _crossentropy_metric(_losses.SparseCategoricalCrossentropy())
+
+
+# ---------------------------------------------------------------------------
+# Keras' shape rule for 'accuracy' / 'crossentropy'
+
+
+def _kind_from_shapes(y_true_shape: Shape, y_pred_shape: Shape) -> str:
+    y_true_shape, y_pred_shape = tuple(y_true_shape), tuple(y_pred_shape)
+    if not y_pred_shape:
+        raise ValueError("y_pred must have at least one dimension to resolve the metric")
+    y_true_last = y_true_shape[-1] if y_true_shape else None
+    y_pred_last = y_pred_shape[-1]
+    if y_pred_last == 1:
+        return "binary"
+    if len(y_true_shape) < len(y_pred_shape) or (
+            y_true_last == 1 and y_pred_last is not None and y_pred_last > 1):
+        return "sparse"
+    return "categorical"
+
+
+def resolve_accuracy(y_true_shape: Shape, y_pred_shape: Shape) -> PerSampleFn:
+    """The accuracy function Keras picks for ``metrics=['accuracy']``.
+
+    Parameters
+    ----------
+    y_true_shape, y_pred_shape : sequence of int or None
+        Shapes of the targets as given to ``fit`` and of the model output
+        (batch dimension included; ``None`` allowed).
+
+    Returns
+    -------
+    callable
+        :func:`binary_accuracy` if ``y_pred``'s last dimension is 1;
+        :func:`sparse_categorical_accuracy` if ``y_true`` has lower rank, or
+        a last dimension of 1 while ``y_pred``'s is larger;
+        :func:`categorical_accuracy` otherwise.
+    """
+    kind = _kind_from_shapes(y_true_shape, y_pred_shape)
+    return {"binary": binary_accuracy, "sparse": sparse_categorical_accuracy,
+            "categorical": categorical_accuracy}[kind]
+
+
+def resolve_crossentropy(y_true_shape: Shape, y_pred_shape: Shape) -> PerSampleFn:
+    """The cross-entropy Keras picks for ``metrics=['crossentropy']`` (same rule)."""
+    kind = _kind_from_shapes(y_true_shape, y_pred_shape)
+    return {"binary": binary_crossentropy, "sparse": sparse_categorical_crossentropy,
+            "categorical": categorical_crossentropy}[kind]
+
+
+# ---------------------------------------------------------------------------
+# Stateful metrics
+
+
+class Metric:
+    """Base class: accumulate with :meth:`update_state`, read with :meth:`result`.
+
+    Parameters
+    ----------
+    name : str
+        Key of the metric in the logs (``'loss'``, ``'accuracy'``, ...).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reset_state()
+
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def result(self) -> float:
+        raise NotImplementedError
+
+    def reset_state(self) -> None:
+        raise NotImplementedError
+
+    def reset_states(self) -> None:
+        """Keras 2.4's name for :meth:`reset_state`."""
+        self.reset_state()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> float:
+        """Update with one batch and return the running result (as Keras does)."""
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} result={self.result():.4g}>"
+
+
+class Mean(Metric):
+    """Weighted running mean: ``sum(values * w) / sum(w)``.
+
+    Parameters
+    ----------
+    name : str, default 'mean'
+
+    Examples
+    --------
+    Keras' running loss over batches of 32, 32 and 16 samples:
+
+    >>> loss = Mean("loss")
+    >>> for batch_loss, size in [(0.9, 32), (0.6, 32), (0.3, 16)]:
+    ...     loss.update_state(batch_loss, sample_weight=size)
+    >>> round(loss.result(), 6)  # (0.9*32 + 0.6*32 + 0.3*16) / 80
+    0.66
+    """
+
+    def __init__(self, name: str = "mean") -> None:
+        super().__init__(name)
+
+    def reset_state(self) -> None:
+        self.total = 0.0
+        self.count = 0.0
+
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+        """Add ``values`` (any shape), each weighted by ``sample_weight``.
+
+        Parameters
+        ----------
+        values : array_like
+        sample_weight : array_like, optional
+            Broadcastable to ``values`` (a trailing axis of 1 is dropped).
+            Without it every value has weight 1.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if sample_weight is None:
+            self.total += float(np.sum(values))
+            self.count += float(values.size)
+            return
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if weights.ndim == values.ndim + 1 and weights.shape[-1] == 1:
+            weights = weights[..., 0]
+        try:
+            weights = np.broadcast_to(weights, values.shape)
+        except ValueError:
+            raise ValueError(f"sample_weight of shape {np.shape(sample_weight)} does not fit "
+                             f"values of shape {values.shape}") from None
+        self.total += float(np.sum(values * weights))
+        self.count += float(np.sum(weights))
+
+    def result(self) -> float:
+        """The running mean, or 0.0 before any weight was added (Keras' div_no_nan)."""
+        return self.total / self.count if self.count else 0.0
+
+
+class MeanMetricWrapper(Mean):
+    """Running mean of a per-sample function ``fn(y_true, y_pred, **kwargs)``.
+
+    Parameters
+    ----------
+    fn : callable
+        Returns one value per sample.
+    name : str, optional
+        Defaults to ``fn.__name__``.
+    **kwargs
+        Passed to ``fn`` (e.g. ``threshold``).
+    """
+
+    def __init__(self, fn: PerSampleFn, name: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(name or getattr(fn, "__name__", type(fn).__name__))
+        self.fn = fn
+        self.fn_kwargs = kwargs
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Evaluate ``fn`` on one batch and add its per-sample values."""
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        # Keras (compile_utils.match_dtype_and_rank): (n,) targets for (n, k)
+        # outputs become (n, 1) before the metric sees them.
+        if y_true.ndim == 1 and y_pred.ndim == 2:
+            y_true = y_true[:, np.newaxis]
+        values = self.fn(y_true, y_pred, **self.fn_kwargs)
+        super().update_state(values, sample_weight)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"name": self.name, **self.fn_kwargs}
+
+
+class _ShapeResolvedMetric(MeanMetricWrapper):
+    """``'accuracy'``/``'crossentropy'`` resolved from the first batch's shapes."""
+
+    def __init__(self, resolver: Callable[[Shape, Shape], PerSampleFn], name: str) -> None:
+        self._resolver = resolver
+        super().__init__(self._unresolved, name=name)
+
+    @staticmethod
+    def _unresolved(y_true: Any, y_pred: Any) -> np.ndarray:  # pragma: no cover - replaced
+        raise AssertionError("resolved before use")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        if self.fn is self._unresolved:
+            self.fn = self._resolver(np.shape(y_true), np.shape(y_pred))
+        super().update_state(y_true, y_pred, sample_weight)
+
+
+class BinaryAccuracy(MeanMetricWrapper):
+    """Running :func:`binary_accuracy`."""
+
+    def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5) -> None:
+        super().__init__(binary_accuracy, name, threshold=threshold)
+
+
+class CategoricalAccuracy(MeanMetricWrapper):
+    """Running :func:`categorical_accuracy`."""
+
+    def __init__(self, name: str = "categorical_accuracy") -> None:
+        super().__init__(categorical_accuracy, name)
+
+
+class SparseCategoricalAccuracy(MeanMetricWrapper):
+    """Running :func:`sparse_categorical_accuracy`."""
+
+    def __init__(self, name: str = "sparse_categorical_accuracy") -> None:
+        super().__init__(sparse_categorical_accuracy, name)
+
+
+_FUNCTIONS: Dict[str, PerSampleFn] = {
+    "binary_accuracy": binary_accuracy,
+    "categorical_accuracy": categorical_accuracy,
+    "sparse_categorical_accuracy": sparse_categorical_accuracy,
+    "mean_squared_error": mean_squared_error, "mse": mean_squared_error,
+    "MSE": mean_squared_error,
+    "mean_absolute_error": mean_absolute_error, "mae": mean_absolute_error,
+    "MAE": mean_absolute_error,
+    "binary_crossentropy": binary_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+}
+_CLASSES: Dict[str, type] = {
+    "BinaryAccuracy": BinaryAccuracy, "CategoricalAccuracy": CategoricalAccuracy,
+    "SparseCategoricalAccuracy": SparseCategoricalAccuracy, "Mean": Mean,
+}
+
+
+def get(identifier: Union[str, Metric, PerSampleFn], y_true_shape: Optional[Shape] = None,
+        y_pred_shape: Optional[Shape] = None) -> Metric:
+    """Resolve one entry of ``compile(metrics=[...])`` to a fresh :class:`Metric`.
+
+    Parameters
+    ----------
+    identifier : str, Metric or callable
+        ``'accuracy'``/``'acc'``/``'crossentropy'``/``'ce'`` (resolved from
+        the shapes), a Keras metric function name (``'sparse_categorical_accuracy'``,
+        ``'mse'``, ``'mae'``, ...), a class name (``'BinaryAccuracy'``), a
+        :class:`Metric` instance (returned unchanged), or a per-sample
+        callable ``fn(y_true, y_pred)`` (named after ``fn.__name__``).
+    y_true_shape, y_pred_shape : sequence of int, optional
+        Shapes of the targets and the model output. When omitted, a
+        shape-dependent metric resolves itself at its first
+        ``update_state`` call (as Keras does on the first batch).
+
+    Returns
+    -------
+    Metric
+        Named after the string given (``'acc'`` stays ``'acc'``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or an uninterpretable identifier.
+    """
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str):
+        resolver = None
+        if identifier in ("accuracy", "acc"):
+            resolver = resolve_accuracy
+        elif identifier in ("crossentropy", "ce"):
+            resolver = resolve_crossentropy
+        if resolver is not None:
+            if y_true_shape is not None and y_pred_shape is not None:
+                return MeanMetricWrapper(resolver(y_true_shape, y_pred_shape), name=identifier)
+            return _ShapeResolvedMetric(resolver, identifier)
+        if identifier in _FUNCTIONS:
+            return MeanMetricWrapper(_FUNCTIONS[identifier], name=identifier)
+        if identifier in _CLASSES:
+            return _CLASSES[identifier]()
+        known = ", ".join(repr(k) for k in ("accuracy", "acc", "crossentropy", "ce",
+                                            *_FUNCTIONS, *_CLASSES))
+        raise ValueError(f"Unknown metric function: {identifier!r}. Available: {known}")
+    if callable(identifier):
+        return MeanMetricWrapper(identifier)
+    raise ValueError(f"Could not interpret metric identifier: {identifier!r}; pass a name "
+                     "such as 'accuracy', a Metric, or a per-sample function")
