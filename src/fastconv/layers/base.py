@@ -1,0 +1,527 @@
+"""The layer machinery: :class:`Layer`, :class:`Variable`, :class:`InputSpec`, :class:`Node`.
+
+A layer works in two modes through one ``__call__``:
+
+* on :class:`~fastconv.layers.keras_tensor.KerasTensor` inputs it checks the
+  input against its :class:`InputSpec`, infers the output shape, builds its
+  weights and records a :class:`Node` (Keras' functional graph);
+* on arrays it builds itself if needed and computes the output.
+
+Training contract (what :class:`fastconv.models.Model` drives)::
+
+    outputs, cache = layer.forward(inputs, training)
+    d_inputs, weight_grads = layer.backward(d_outputs, cache, compute_dx=...)
+
+``forward`` returns its cache instead of keeping it, so a layer shared by
+several calls in one graph keeps one cache per call. ``weight_grads`` is
+aligned with ``layer.weights`` (``[kernel, bias]``). ``d_inputs`` is an array
+(a list for merge layers) or ``None`` when ``compute_dx=False`` (a first layer
+needs no input gradient).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .. import backend
+from .. import initializers as initializers_module
+from .keras_tensor import KerasHistory, KerasTensor, TensorShape, as_dtype, shape_tuple
+
+__all__ = ["Layer", "Variable", "InputSpec", "Node"]
+
+Shape = Tuple[Optional[int], ...]
+ArrayOrList = Union[np.ndarray, List[np.ndarray]]
+
+
+class Variable:
+    """A named weight array that optimizers update in place.
+
+    ``numpy()`` returns the live array (not a copy) so that in-place updates
+    such as ``var.numpy()[...] -= lr * grad`` or :meth:`assign_sub` are seen by
+    the layer at once; :meth:`assign` copies new values in, keeping shape and
+    dtype.
+    """
+
+    def __init__(self, value: np.ndarray, name: str, trainable: bool = True) -> None:
+        self._value = np.array(value, copy=True, order="C")
+        self.name = name
+        self._trainable = trainable
+
+    @property
+    def value(self) -> np.ndarray:
+        """The live array."""
+        return self._value
+
+    @property
+    def shape(self) -> TensorShape:
+        """The weight's shape."""
+        return TensorShape(self._value.shape)
+
+    @property
+    def dtype(self):
+        """The weight's dtype (prints as ``tf.float32``)."""
+        return as_dtype(self._value.dtype)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether optimizers should update this weight."""
+        return self._trainable
+
+    def numpy(self) -> np.ndarray:
+        """The live array."""
+        return self._value
+
+    def assign(self, value: Any) -> "Variable":
+        """Copy ``value`` in (cast to this dtype; the shape must match)."""
+        value = np.asarray(value)
+        if value.shape != self._value.shape:
+            raise ValueError(f"Cannot assign a value of shape {value.shape} to variable "
+                             f"{self.name} of shape {self._value.shape}")
+        self._value[...] = value
+        return self
+
+    def assign_add(self, delta: Any) -> "Variable":
+        """``value += delta`` in place."""
+        self._value += np.asarray(delta, dtype=self._value.dtype)
+        return self
+
+    def assign_sub(self, delta: Any) -> "Variable":
+        """``value -= delta`` in place."""
+        self._value -= np.asarray(delta, dtype=self._value.dtype)
+        return self
+
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        if dtype is None or np.dtype(dtype) == self._value.dtype:
+            return self._value.copy() if copy else self._value
+        return self._value.astype(dtype)
+
+    def __repr__(self) -> str:
+        return (f"<fastconv.Variable '{self.name}' shape={self.shape} "
+                f"dtype={self._value.dtype.name}>")
+
+
+class InputSpec:
+    """What a layer accepts: rank (``ndim``/``min_ndim``/``max_ndim``) and
+    pinned axis sizes (``axes={-1: channels}`` once built)."""
+
+    def __init__(self, ndim: Optional[int] = None, min_ndim: Optional[int] = None,
+                 max_ndim: Optional[int] = None, axes: Optional[Dict[int, int]] = None,
+                 shape: Optional[Shape] = None) -> None:
+        self.ndim = len(shape) if shape is not None else ndim
+        self.min_ndim = min_ndim
+        self.max_ndim = max_ndim
+        self.axes = dict(axes or {})
+        self.shape = None if shape is None else tuple(shape)
+
+    def __repr__(self) -> str:
+        fields = [f"{k}={v}" for k, v in (("ndim", self.ndim), ("min_ndim", self.min_ndim),
+                                          ("max_ndim", self.max_ndim), ("axes", self.axes),
+                                          ("shape", self.shape)) if v]
+        return f"InputSpec({', '.join(fields)})"
+
+
+def assert_input_compatibility(specs: Optional[Sequence[Optional[InputSpec]]],
+                               shapes: Sequence[Shape], layer_name: str) -> None:
+    """Raise Keras 2.4's ``ValueError`` when an input breaks its spec.
+
+    The messages are TF 2.4's, including its doubled ``: :`` before
+    ``expected min_ndim``.
+    """
+    if not specs:
+        return
+    if len(shapes) != len(specs):
+        raise ValueError(f"Layer {layer_name} expects {len(specs)} input(s), but it received "
+                         f"{len(shapes)} input tensors. Inputs received: {list(shapes)}")
+    for index, (spec, shape) in enumerate(zip(specs, shapes)):
+        if spec is None:
+            continue
+        prefix = f"Input {index} of layer {layer_name} is incompatible with the layer: "
+        ndim = len(shape)
+        if spec.ndim is not None and ndim != spec.ndim:
+            raise ValueError(f"{prefix}expected ndim={spec.ndim}, found ndim={ndim}. "
+                             f"Full shape received: {tuple(shape)}")
+        if spec.max_ndim is not None and ndim > spec.max_ndim:
+            raise ValueError(f"{prefix}expected max_ndim={spec.max_ndim}, found ndim={ndim}")
+        if spec.min_ndim is not None and ndim < spec.min_ndim:
+            raise ValueError(f"{prefix}: expected min_ndim={spec.min_ndim}, found ndim={ndim}. "
+                             f"Full shape received: {tuple(shape)}")
+        for axis, value in spec.axes.items():
+            actual = shape[axis] if -ndim <= axis < ndim else None
+            if value is not None and actual is not None and actual != value:
+                raise ValueError(f"{prefix}expected axis {axis} of input shape to have value "
+                                 f"{value} but received input with shape {tuple(shape)}")
+        if spec.shape is not None:
+            for expected, actual in zip(spec.shape, shape):
+                if expected is not None and actual is not None and expected != actual:
+                    raise ValueError(f"Input {index} is incompatible with layer {layer_name}: "
+                                     f"expected shape={spec.shape}, found shape={tuple(shape)}")
+
+
+class Node:
+    """One call of a layer on symbolic inputs: ``output = layer(inbound)``.
+
+    Attributes
+    ----------
+    layer : Layer
+    inbound : list of KerasTensor
+        Empty for the node of an :class:`~fastconv.layers.InputLayer`.
+    output : KerasTensor
+    index : int
+        Position in ``layer._inbound_nodes``.
+    """
+
+    def __init__(self, layer: "Layer", inbound: List[KerasTensor]) -> None:
+        self.layer = layer
+        self.inbound = list(inbound)
+        self.index = len(layer._inbound_nodes)
+        self.output: Optional[KerasTensor] = None
+        layer._inbound_nodes.append(self)
+
+    @property
+    def is_input(self) -> bool:
+        """True for the node an InputLayer creates (no inbound tensors)."""
+        return not self.inbound
+
+    @property
+    def parent_nodes(self) -> List["Node"]:
+        """Nodes that produced this node's inputs."""
+        return [t.node for t in self.inbound]
+
+    def iterate_inbound(self):
+        """``(layer, node_index, tensor_index, tensor)`` for each inbound tensor."""
+        for tensor in self.inbound:
+            layer, node_index, tensor_index = tensor._keras_history
+            yield layer, node_index, tensor_index, tensor
+
+    @property
+    def input_shapes(self) -> Union[Shape, List[Shape]]:
+        """One shape tuple, or a list of them for several inputs."""
+        shapes = [shape_tuple(t.shape) for t in self.inbound]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shapes(self) -> Union[Shape, List[Shape]]:
+        """The output shape; a one-element list for an input node (as Keras,
+        which is why summaries print ``[(None, 28, 28, 1)]``)."""
+        shape = shape_tuple(self.output.shape)
+        return [shape] if self.is_input else shape
+
+    def __repr__(self) -> str:
+        return f"<Node {self.layer.name}[{self.index}]>"
+
+
+_BASE_KWARGS = ("input_shape", "batch_input_shape", "batch_size", "weights", "dynamic")
+
+
+class Layer:
+    """Base class of fastconv layers (Keras 2 ``tf.keras.layers.Layer`` semantics).
+
+    Parameters
+    ----------
+    trainable : bool
+        Whether the weights are trainable.
+    name : str, optional
+        Default: the snake-case class name made unique in the process
+        (``conv2d``, ``conv2d_1``, ...; see :mod:`fastconv.backend`).
+    dtype : str or numpy dtype, optional
+        Weight and compute dtype, ``'float32'`` by default. ``'float64'``
+        works on the NumPy backend (gradient checks); the C backend is
+        float32 only.
+    input_shape, batch_size, batch_input_shape
+        On the first layer of a :class:`~fastconv.models.Sequential`, create
+        its input (``input_shape`` excludes the batch dimension).
+
+    Subclasses implement :meth:`build`, :meth:`compute_output_shape`,
+    :meth:`forward` and :meth:`backward` (see the module docstring).
+    """
+
+    # Layers taking a list of inputs (merge layers) set this.
+    _takes_list = False
+
+    def __init__(self, trainable: bool = True, name: Optional[str] = None,
+                 dtype: Any = None, **kwargs: Any) -> None:
+        for key in kwargs:
+            if key not in _BASE_KWARGS:
+                raise TypeError(f"Keyword argument not understood: {key}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a string, got {type(name).__name__} {name!r}")
+        self._name = name or backend.unique_object_name(
+            backend.to_snake_case(type(self).__name__))
+        compute_dtype = np.dtype(backend.floatx() if dtype is None else dtype)
+        if compute_dtype.kind != "f":
+            raise TypeError(f"Layer {self._name}: `dtype` must be a floating-point type, "
+                            f"got {compute_dtype}")
+        self._dtype = compute_dtype
+        self._trainable = bool(trainable)
+        self.built = False
+        self.input_spec: Union[None, InputSpec, List[InputSpec]] = None
+        self._variables: List[Variable] = []
+        self._inbound_nodes: List[Node] = []
+        self._batch_input_shape: Optional[Shape] = None
+        if kwargs.get("batch_input_shape") is not None:
+            self._batch_input_shape = tuple(kwargs["batch_input_shape"])
+        elif kwargs.get("input_shape") is not None:
+            input_shape = kwargs["input_shape"]
+            if isinstance(input_shape, (int, np.integer)):
+                input_shape = (input_shape,)
+            self._batch_input_shape = (kwargs.get("batch_size"),) + tuple(input_shape)
+        self._initial_weights = kwargs.get("weights")
+
+    # ------------------------------------------------------------------
+    # Identity and weights
+
+    @property
+    def name(self) -> str:
+        """The layer's name."""
+        return self._name
+
+    @property
+    def dtype(self) -> str:
+        """The weight/compute dtype name, e.g. ``'float32'``."""
+        return self._dtype.name
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the weights appear in :attr:`trainable_weights`."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+
+    def add_weight(self, name: str, shape: Sequence[int], initializer: Any = "glorot_uniform",
+                   dtype: Any = None, trainable: bool = True) -> Variable:
+        """Create a weight from an initializer and track it (call from :meth:`build`)."""
+        init = initializers_module.get(initializer)
+        dtype = self._dtype if dtype is None else np.dtype(dtype)
+        value = np.asarray(init(tuple(int(d) for d in shape), dtype=dtype), dtype=dtype)
+        if value.shape != tuple(shape):
+            raise ValueError(f"Layer {self.name}: initializer {init!r} returned shape "
+                             f"{value.shape} for weight '{name}' of shape {tuple(shape)}")
+        variable = Variable(value, f"{self.name}/{name}:0", trainable)
+        self._variables.append(variable)
+        return variable
+
+    @property
+    def weights(self) -> List[Variable]:
+        """All weights, trainable first (``[kernel, bias]`` for Conv2D/Dense)."""
+        return self.trainable_weights + self.non_trainable_weights
+
+    @property
+    def trainable_weights(self) -> List[Variable]:
+        """Weights an optimizer updates (none when ``trainable=False``)."""
+        if not self._trainable:
+            return []
+        return [v for v in self._variables if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> List[Variable]:
+        """Weights an optimizer leaves alone."""
+        if not self._trainable:
+            return list(self._variables)
+        return [v for v in self._variables if not v.trainable]
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of the weights as NumPy arrays, in :attr:`weights` order."""
+        return [np.array(v.numpy(), copy=True) for v in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set all weights from arrays in :attr:`weights` order and layouts.
+
+        Every count and shape is checked before any weight changes.
+        """
+        set_weight_values(self.name, self.weights, weights)
+
+    def count_params(self) -> int:
+        """Number of scalars in the weights (the layer must be built)."""
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on {self.name}, but the layer isn't built. "
+                f"You can build it manually via: `{self.name}.build(batch_input_shape)`.")
+        return int(sum(int(np.prod(v.numpy().shape)) for v in self.weights))
+
+    # ------------------------------------------------------------------
+    # What subclasses implement
+
+    def build(self, input_shape: Any) -> None:
+        """Create the weights for ``input_shape`` (with batch dim)."""
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Any) -> Shape:
+        """Output shape (with batch dim) for ``input_shape``; raise
+        ``ValueError`` naming the layer when the input cannot be processed."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement "
+                                  "compute_output_shape")
+
+    def forward(self, inputs: ArrayOrList, training: bool = False) -> Tuple[np.ndarray, Any]:
+        """``(outputs, cache)`` for array inputs; ``cache`` feeds :meth:`backward`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, d_outputs: np.ndarray, cache: Any, compute_dx: bool = True
+                 ) -> Tuple[Optional[ArrayOrList], List[np.ndarray]]:
+        """``(d_inputs, weight_grads)`` for ``d_outputs = dL/d(outputs)``.
+
+        ``weight_grads`` is aligned with :attr:`weights`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def call(self, inputs: ArrayOrList, training: Optional[bool] = None) -> np.ndarray:
+        """The forward computation on arrays, without keeping a cache."""
+        return self.forward(inputs, bool(training))[0]
+
+    def count_macs(self, input_shape: Any, output_shape: Shape) -> Optional[int]:
+        """Multiply-accumulates of one call for one sample (0 for layers that
+        multiply nothing; ``None`` if a needed dim is unknown)."""
+        return 0
+
+    def _output_op_name(self, input_shape: Any) -> Optional[str]:
+        """TensorFlow op type that names this layer's output (``'Relu'``...)."""
+        return None
+
+    def get_config(self) -> Dict[str, Any]:
+        """Keras-style configuration dict."""
+        config: Dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                                  "dtype": self.dtype}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = self._batch_input_shape
+        return config
+
+    # ------------------------------------------------------------------
+    # Calling
+
+    def _specs(self) -> Optional[List[Optional[InputSpec]]]:
+        if self.input_spec is None:
+            return None
+        return list(self.input_spec) if isinstance(self.input_spec, list) else [self.input_spec]
+
+    def _check_and_build(self, shapes: List[Shape]) -> Shape:
+        """Spec check, shape inference and (first time) build; returns the output shape."""
+        assert_input_compatibility(self._specs(), shapes, self.name)
+        shape_arg: Any = shapes if self._takes_list else shapes[0]
+        # Infer the output shape before building, so a rejected input leaves
+        # the layer unbuilt and reusable.
+        output_shape = self.compute_output_shape(shape_arg)
+        if not self.built:
+            self.build(shape_arg)
+            self.built = True
+            if self._initial_weights is not None:
+                self.set_weights(self._initial_weights)
+                self._initial_weights = None
+            # build() may pin axes (e.g. the channel count).
+            assert_input_compatibility(self._specs(), shapes, self.name)
+        return shape_tuple(output_shape)
+
+    def __call__(self, inputs: Any, training: Optional[bool] = None, **kwargs: Any) -> Any:
+        """Call on symbolic tensors (records a graph node) or on arrays (computes)."""
+        if kwargs:
+            raise TypeError(f"Layer {self.name}: unexpected call arguments {sorted(kwargs)}")
+        from ..models import Model  # models import layers; avoid the cycle at load time
+        if isinstance(inputs, Model):
+            raise TypeError(f"Layer {self.name} was called on a Model; call it on tensors")
+        as_list = isinstance(inputs, (list, tuple))
+        items = list(inputs) if as_list else [inputs]
+        if not items:
+            raise ValueError(f"Layer {self.name} was called with an empty list of inputs")
+        symbolic = [isinstance(t, KerasTensor) for t in items]
+        if self._takes_list and not as_list:
+            raise ValueError(f"A merge layer should be called on a list of inputs. "
+                             f"Layer {self.name} received: {inputs}")
+        if not self._takes_list and len(items) != 1:
+            raise ValueError(f"Layer {self.name} expects 1 input(s), but it received "
+                             f"{len(items)} input tensors.")
+        if all(symbolic):
+            return self._call_symbolic(items)
+        if any(symbolic):
+            raise TypeError(f"Layer {self.name}: inputs mix symbolic KerasTensors and arrays")
+        arrays = [np.asarray(x, dtype=self._dtype) for x in items]
+        self._check_and_build([a.shape for a in arrays])
+        return self.call(arrays if self._takes_list else arrays[0], training)
+
+    def _call_symbolic(self, tensors: List[KerasTensor]) -> KerasTensor:
+        output_shape = self._check_and_build([shape_tuple(t.shape) for t in tensors])
+        node = Node(self, tensors)
+        op = self._output_op_name(node.input_shapes)
+        # TF names a layer output after its last op; an op-less layer (linear
+        # Activation) returns the scratch graph's placeholder, hence the quirk.
+        name = f"{self.name}/{op}:0" if op else "Placeholder:0"
+        node.output = KerasTensor(output_shape, self._dtype, name,
+                                  KerasHistory(self, node.index, 0))
+        return node.output
+
+    # ------------------------------------------------------------------
+    # Graph introspection (Keras' layer.input / output / *_shape)
+
+    def _single_node_attribute(self, attribute: str, what: str) -> Any:
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name} is not connected, no {what} to return.")
+        if len(self._inbound_nodes) > 1:
+            raise AttributeError(
+                f"Layer {self.name} has multiple inbound nodes, hence the notion of "
+                f"\"layer {what}\" is ill-defined. Use `get_{what.replace(' ', '_')}_at"
+                "(node_index)` instead.")
+        return getattr(self._inbound_nodes[0], attribute)
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input (one node only)."""
+        node_inputs = self._single_node_attribute("inbound", "input")
+        return node_inputs if self._takes_list else (node_inputs[0] if node_inputs else
+                                                     self._inbound_nodes[0].output)
+
+    @property
+    def output(self) -> KerasTensor:
+        """The symbolic output (one node only)."""
+        return self._single_node_attribute("output", "output")
+
+    def _shape_over_nodes(self, attribute: str, what: str) -> Any:
+        if not self._inbound_nodes:
+            raise AttributeError(f"The layer has never been called and thus has no defined "
+                                 f"{what}.")
+        shapes = [getattr(node, attribute) for node in self._inbound_nodes]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise AttributeError(
+                f"The layer \"{self.name}\" has multiple inbound nodes, with different "
+                f"{what}s. Hence the notion of \"{what}\" is ill-defined for the layer. "
+                f"Use `get_{what.replace(' ', '_')}_at(node_index)` instead.")
+        return shapes[0]
+
+    @property
+    def input_shape(self) -> Any:
+        """Input shape of the layer's calls (if they all agree)."""
+        return self._shape_over_nodes("input_shapes", "input shape")
+
+    @property
+    def output_shape(self) -> Any:
+        """Output shape of the layer's calls (if they all agree); a list of one
+        shape for an InputLayer, as in Keras."""
+        return self._shape_over_nodes("output_shapes", "output shape")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__name__} name={self.name!r}>"
+
+
+def set_weight_values(owner_name: str, variables: Sequence[Variable],
+                      weights: Sequence[Any]) -> None:
+    """Validate every array against ``variables`` first, then assign them all.
+
+    Messages are Keras 2.4's ``set_weights`` errors.
+    """
+    weights = list(weights)
+    if len(weights) != len(variables):
+        raise ValueError(
+            f"You called `set_weights(weights)` on layer \"{owner_name}\" with a weight list "
+            f"of length {len(weights)}, but the layer was expecting {len(variables)} weights. "
+            f"Provided weights: {str(weights)[:50]}...")
+    values = []
+    for variable, weight in zip(variables, weights):
+        value = np.asarray(weight)
+        if value.shape != variable.numpy().shape:
+            raise ValueError(f"Layer weight shape {variable.shape} not compatible with provided "
+                             f"weight shape {value.shape}")
+        if value.dtype.kind not in "fiub":
+            raise TypeError(f"weight for {variable.name} must be numeric, got dtype "
+                            f"{value.dtype}")
+        values.append(value)
+    for variable, value in zip(variables, values):
+        variable.assign(value)

@@ -1,0 +1,198 @@
+"""``Model.summary()``: TF 2.4's text layout, plus an optional MACs column.
+
+The table is byte-for-byte what TF 2.4's ``print_summary`` prints: 65
+columns and positions ``[.45, .85, 1.]`` for sequential-like models, 98
+columns and ``[.33, .55, .67, 1.]`` with a ``Connected to`` column for
+graphs; every field is cut hard at its column end (no wrapping, so
+``max_pooling2d_1 (MaxPooling2``), and every row is padded with spaces to
+the full width.
+
+``show_macs=True`` adds a ``MACs`` column and a total line. What is counted:
+multiply-accumulate operations of the forward pass for **one sample**
+(batch size 1), summed over the layer's calls in the model:
+
+* Conv2D: ``out_h * out_w * filters * kh * kw * in_channels``;
+* Dense: ``in_features * units`` (times the positions for rank > 2 input);
+* everything else (pooling, flatten, activations, merges, inputs): 0 --
+  comparisons, additions and copies are not multiply-adds, and neither are
+  bias additions or activations inside Conv2D/Dense.
+
+One MAC is two FLOPs. ``?`` marks a layer whose spatial size is unknown.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Model
+
+__all__ = ["print_summary", "summary_lines", "is_sequential_like", "MACS_COLUMN_WIDTH"]
+
+# Width of the optional MACs column ("12,460,032" needs 10, plus breathing room).
+MACS_COLUMN_WIDTH = 15
+
+_NOT_BUILT = ("This model has not yet been built. Build the model first by calling `build()` "
+              "or calling `fit()` with some data, or specify an `input_shape` argument in the "
+              "first layer(s) for automatic build.")
+
+
+def is_sequential_like(model: "Model") -> bool:
+    """TF 2.4's test: a Sequential, or a graph with one single-input node per
+    depth and no layer called twice."""
+    if type(model).__name__ == "Sequential":
+        return True
+    nodes = []
+    for depth_nodes in model._nodes_by_depth.values():
+        if len(depth_nodes) > 1 or (len(depth_nodes) == 1 and
+                                    len(depth_nodes[0].inbound) > 1):
+            return False
+        nodes.extend(depth_nodes)
+    node_ids = {id(node) for node in nodes}
+    for layer in model.layers:
+        if sum(1 for node in layer._inbound_nodes if id(node) in node_ids) > 1:
+            return False
+    return True
+
+
+def _format_row(fields: Sequence[object], positions: Sequence[int]) -> str:
+    line = ""
+    for i, field in enumerate(fields):
+        if i > 0:
+            # The previous column's last character always becomes a space.
+            line = line[:-1] + " "
+        line += str(field)
+        line = line[:positions[i]]
+        line += " " * (positions[i] - len(line))
+    return line
+
+
+def _layer_macs(layer, network_node_ids) -> Optional[int]:
+    total = 0
+    for node in layer._inbound_nodes:
+        if id(node) not in network_node_ids or node.is_input:
+            continue
+        macs = layer.count_macs(node.input_shapes, node.output_shapes)
+        if macs is None:
+            return None
+        total += macs
+    return total
+
+
+def summary_lines(model: "Model", line_length: Optional[int] = None,
+                  positions: Optional[Sequence[float]] = None,
+                  show_macs: bool = False) -> List[str]:
+    """The summary as a list of lines (no newlines).
+
+    Parameters
+    ----------
+    model : Model
+    line_length : int, optional
+        Total width; default 65 (sequential-like) or 98 (graph).
+    positions : sequence of float, optional
+        Column ends, as fractions of ``line_length`` (if the last is <= 1) or
+        absolute. With ``show_macs`` give one more position (for MACs, after
+        ``Param #``).
+    show_macs : bool
+        Add the MACs column and total (see the module docstring).
+    """
+    if not model.built:
+        raise ValueError(_NOT_BUILT)
+    sequential_like = is_sequential_like(model)
+    if sequential_like:
+        line_length = line_length or 65
+        default_positions: List[float] = [.45, .85, 1.]
+        headers = ["Layer (type)", "Output Shape", "Param #"]
+    else:
+        line_length = line_length or 98
+        default_positions = [.33, .55, .67, 1.]
+        headers = ["Layer (type)", "Output Shape", "Param #", "Connected to"]
+    if show_macs:
+        headers.insert(3, "MACs")
+
+    if positions is None:
+        ends = [int(line_length * p) for p in default_positions]
+        if show_macs:
+            # The MACs column goes after "Param #"; later columns move right.
+            macs_end = ends[2] + MACS_COLUMN_WIDTH
+            ends = ends[:3] + [macs_end] + [e + MACS_COLUMN_WIDTH for e in ends[3:]]
+            line_length += MACS_COLUMN_WIDTH
+    else:
+        positions = list(positions)
+        if len(positions) != len(headers):
+            raise ValueError(f"`positions` needs {len(headers)} column ends for the columns "
+                             f"{headers}, got {len(positions)}: {positions}")
+        ends = ([int(line_length * p) for p in positions] if positions[-1] <= 1
+                else [int(p) for p in positions])
+        # As in Keras, the rules keep line_length even if the columns do not.
+
+    network_node_ids = {id(node) for nodes in model._nodes_by_depth.values() for node in nodes}
+    lines = [f'Model: "{model.name}"', "_" * line_length, _format_row(headers, ends),
+             "=" * line_length]
+
+    layers = model.layers
+    total_macs = 0
+    macs_known = True
+    for i, layer in enumerate(layers):
+        try:
+            output_shape = layer.output_shape
+        except AttributeError:
+            output_shape = "multiple"
+        except RuntimeError:
+            output_shape = "?"
+        fields: List[object] = [f"{layer.name} ({type(layer).__name__})", output_shape,
+                                layer.count_params()]
+        if show_macs:
+            macs = _layer_macs(layer, network_node_ids)
+            if macs is None:
+                macs_known = False
+            else:
+                total_macs += macs
+            fields.append("?" if macs is None else f"{macs:,}")
+        connections: List[str] = []
+        if not sequential_like:
+            for node in layer._inbound_nodes:
+                if id(node) not in network_node_ids:
+                    continue  # a call outside this model
+                for inbound_layer, node_index, tensor_index, _ in node.iterate_inbound():
+                    connections.append(f"{inbound_layer.name}[{node_index}][{tensor_index}]")
+            fields.append(connections[0] if connections else "")
+        lines.append(_format_row(fields, ends))
+        for extra in connections[1:]:
+            lines.append(_format_row([""] * (len(fields) - 1) + [extra], ends))
+        lines.append(("=" if i == len(layers) - 1 else "_") * line_length)
+
+    trainable = _count(model.trainable_weights)
+    non_trainable = _count(model.non_trainable_weights)
+    lines.append(f"Total params: {trainable + non_trainable:,}")
+    lines.append(f"Trainable params: {trainable:,}")
+    lines.append(f"Non-trainable params: {non_trainable:,}")
+    if show_macs:
+        if macs_known:
+            lines.append(f"Total MACs per sample: {total_macs:,} "
+                         f"({2 * total_macs:,} FLOPs)")
+        else:
+            lines.append(f"Total MACs per sample: at least {total_macs:,} "
+                         "(layers marked ? have unknown sizes)")
+    lines.append("_" * line_length)
+    return lines
+
+
+def _count(variables) -> int:
+    seen = set()
+    total = 0
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            total += int(v.numpy().size)
+    return total
+
+
+def print_summary(model: "Model", line_length: Optional[int] = None,
+                  positions: Optional[Sequence[float]] = None,
+                  print_fn: Optional[Callable[[str], object]] = None,
+                  show_macs: bool = False) -> None:
+    """Print :func:`summary_lines` one line per ``print_fn`` call (default ``print``)."""
+    lines = summary_lines(model, line_length, positions, show_macs)
+    emit = print if print_fn is None else print_fn
+    for line in lines:
+        emit(line)
