@@ -158,7 +158,7 @@ def _sparse_labels(y_true: Any, y_pred: np.ndarray) -> np.ndarray:
         if np.any(bad):
             position = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{name}: y_true must hold integer class labels, got "
-                             f"{y_true[position]!r} at index {position}")
+                             f"{y_true[position].item()!r} at index {position}")
     labels = y_true.astype(np.int64)
     out_of_range = (labels < 0) | (labels >= n_classes)
     if np.any(out_of_range):
