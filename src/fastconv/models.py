@@ -794,7 +794,8 @@ def _read_weights_file(path: str) -> List[Dict[str, Any]]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"Unable to load weights: no file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Our own handle: np.load leaks its file when the zip directory is unreadable.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             if _META_KEY not in archive.files:
                 raise ValueError("it has no fastconv metadata (not written by save_weights)")
             meta = json.loads(str(archive[_META_KEY][()]))
