@@ -61,9 +61,9 @@ static int check_params(const fc_conv2d_params *p)
     return FC_OK;
 }
 
-static fc_igemm_fn igemm_for(const fc_kernel_table *t, int nv, int tail)
+static fc_igemm_fn igemm_for(const fc_kernel_table *t, int mr, int nv, int tail)
 {
-    fc_igemm_fn fn = t->igemm[nv][tail];
+    fc_igemm_fn fn = t->igemm[mr][nv][tail];
     return fn ? fn : t->igemm_any;
 }
 
@@ -86,6 +86,42 @@ static void transpose_rows(const float *src, float *dst, int64_t rows, int64_t c
                     dst[j * rows + i] = src[i * cols + j];
 }
 
+/* Copy (or zero, when src is NULL) c floats, c <= FC_GATHER_MAX_CIN. Written
+ * out because GCC turns a short copy loop into a memcpy call per pixel. */
+static inline void copy_channels(float *FC_RESTRICT dst, const float *FC_RESTRICT src,
+                                 int64_t c)
+{
+    for (int64_t ch = 0; ch < FC_GATHER_MAX_CIN; ++ch)
+        if (ch < c)
+            dst[ch] = src ? src[ch] : 0.0f;
+}
+
+/* The window of input cells of one output pixel (kh x kw x c_in floats,
+ * zero where it is padding): an im2col row, for layers with few channels. */
+static void gather_window(const fc_conv2d_params *p, const float *x, int64_t img, int64_t h0,
+                          int64_t w0, float *FC_RESTRICT dst)
+{
+    const int64_t c = p->c_in;
+    const float *image = x + img * p->h * p->w * c;
+    if (h0 >= 0 && h0 + (p->kh - 1) * p->dilation_h < p->h && w0 >= 0 &&
+        w0 + (p->kw - 1) * p->dilation_w < p->w) {
+        for (int64_t i = 0; i < p->kh; ++i) {
+            const float *src = image + ((h0 + i * p->dilation_h) * p->w + w0) * c;
+            for (int64_t j = 0; j < p->kw; ++j, dst += c, src += p->dilation_w * c)
+                copy_channels(dst, src, c);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < p->kh; ++i) {
+        const int64_t ih = h0 + i * p->dilation_h;
+        for (int64_t j = 0; j < p->kw; ++j, dst += c) {
+            const int64_t iw = w0 + j * p->dilation_w;
+            const int inside = (uint64_t)ih < (uint64_t)p->h && (uint64_t)iw < (uint64_t)p->w;
+            copy_channels(dst, inside ? image + (ih * p->w + iw) * c : NULL, c);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shared driver of the two indirect GEMMs.                                  */
 
@@ -96,107 +132,178 @@ typedef struct igemm_problem {
     const float *b_src;      /* kernel (forward) or per-tap transposed kernel */
     const float *bias;
     float *out;
-    int64_t m;               /* output rows of the GEMM (pixels) */
-    int64_t n_cols;          /* columns (c_out forward, c_in backward) */
+    int64_t m;               /* GEMM rows (pixels of the output array) */
+    int64_t out_h, out_w;    /* spatial size of the output array */
+    int64_t n_cols;          /* GEMM columns (c_out forward, c_in backward) */
+    int64_t a_ch;            /* floats per pixel of the A source */
     int64_t k_row;           /* floats per A row of one tap */
     int64_t ntaps;           /* taps per pixel in the pointer table */
     int gather;              /* forward only: im2col tile instead of taps */
-    int64_t kc;              /* K block */
-    int64_t nkb;             /* number of K blocks */
+    int mr;                  /* pixels per tile (the widest panel's register tile) */
+    /* K blocks: groups of taps (a B block that fits L1) x ranges of k_row
+     * (single-tap problems with long rows). */
+    int64_t tap_group, ngroups;
+    int64_t kc, nkc;
     const int64_t *w_order;  /* backward: input columns in stride-phase order */
+    /* backward: i * dilation_h = tq_h[i] * stride_h + tr_h[i], same for j */
+    const int64_t *tq_h, *tr_h, *tq_w, *tr_w;
     const float *zero;       /* a zero row of at least k_row floats */
 } igemm_problem;
 
-/* Decompose GEMM row m into image, row and column of the output pixel. */
-static void pixel_of(const igemm_problem *g, int64_t m, int64_t *img, int64_t *row,
-                     int64_t *col)
-{
-    const fc_conv2d_params *p = g->p;
-    const int64_t hh = g->backward ? p->h : p->out_h;
-    const int64_t ww = g->backward ? p->w : p->out_w;
-    *img = m / (hh * ww);
-    const int64_t rem = m - *img * hh * ww;
-    *row = rem / ww;
-    *col = rem - *row * ww;
-    if (g->backward)
-        *col = g->w_order[*col];
-}
+/* Tiles whose C stays in L2 while every K block passes over them. */
+#define FC_TILES_PER_PASS 64
+/* Bytes of B a K block may hold (L1 is 32-48 KiB on current x86 cores). */
+#define FC_B_BLOCK_BYTES (24 * 1024)
 
-/* A row pointer for tap (i, j) of pixel (img, row, col), or NULL in padding. */
-static const float *tap_row(const igemm_problem *g, int64_t img, int64_t row, int64_t col,
-                            int64_t i, int64_t j)
-{
-    const fc_conv2d_params *p = g->p;
-    if (!g->backward) {
-        const int64_t ih = row * p->stride_h - p->pad_top + i * p->dilation_h;
-        const int64_t iw = col * p->stride_w - p->pad_left + j * p->dilation_w;
-        if (ih < 0 || ih >= p->h || iw < 0 || iw >= p->w)
-            return NULL;
-        return g->a_src + ((img * p->h + ih) * p->w + iw) * p->c_in;
-    }
-    /* dx[row, col] receives dy[oh, ow] through tap (i, j) when
-     * oh * s - pad + i * d == row, i.e. oh = (row + pad - i * d) / s exactly. */
-    const int64_t nh = row + p->pad_top - i * p->dilation_h;
-    const int64_t nw = col + p->pad_left - j * p->dilation_w;
-    if (nh < 0 || nw < 0 || nh % p->stride_h != 0 || nw % p->stride_w != 0)
-        return NULL;
-    const int64_t oh = nh / p->stride_h, ow = nw / p->stride_w;
-    if (oh >= p->out_h || ow >= p->out_w)
-        return NULL;
-    return g->a_src + ((img * p->out_h + oh) * p->out_w + ow) * p->c_out;
-}
+typedef struct pixel {
+    int64_t img, row, col;   /* of the output array */
+    int64_t h0, w0;          /* forward: top-left input cell of its window */
+    /* backward: (row + pad_top) = qh * stride_h + rh, same for columns */
+    int64_t qh, rh, qw, rw;
+    int valid;
+} pixel;
 
 typedef struct igemm_scratch {
     const float **a;   /* [ntaps * mr] */
     const float **b;   /* [ntaps] */
     int64_t *tap;      /* [ntaps] live tap indices */
     float **c;         /* [mr] */
+    pixel *pix;        /* [FC_TILES_PER_PASS * mr] */
     float *gather;     /* [mr * k_row] when gathering */
 } igemm_scratch;
 
-/* Fill the pointer table of one tile; returns the number of live taps. */
-static int64_t build_tile(const igemm_problem *g, int mr, int64_t tile, int64_t k0,
-                          igemm_scratch *s, int64_t img[], int64_t row[], int64_t col[],
-                          int valid[])
+/* Coordinates of GEMM rows [m0, m0 + count), one division for the first. */
+static void pixels_of(const igemm_problem *g, int64_t m0, int64_t count, pixel *px)
 {
     const fc_conv2d_params *p = g->p;
-    for (int r = 0; r < mr; ++r) {
-        const int64_t m = tile * mr + r;
-        valid[r] = m < g->m;
-        if (valid[r])
-            pixel_of(g, m, &img[r], &row[r], &col[r]);
+    const int64_t hh = g->out_h, ww = g->out_w;
+    int64_t img = m0 / (hh * ww), rem = m0 - img * hh * ww;
+    int64_t row = rem / ww, q = rem - row * ww;
+    for (int64_t i = 0; i < count; ++i, ++px) {
+        px->valid = m0 + i < g->m;
+        px->img = img;
+        px->row = row;
+        px->col = g->backward ? g->w_order[q] : q;
+        px->h0 = row * p->stride_h - p->pad_top;
+        px->w0 = px->col * p->stride_w - p->pad_left;
+        if (g->backward) {
+            px->qh = (row + p->pad_top) / p->stride_h;
+            px->rh = (row + p->pad_top) - px->qh * p->stride_h;
+            px->qw = (px->col + p->pad_left) / p->stride_w;
+            px->rw = (px->col + p->pad_left) - px->qw * p->stride_w;
+        }
+        if (++q == ww) {
+            q = 0;
+            if (++row == hh) {
+                row = 0;
+                ++img;
+            }
+        }
     }
+}
+
+/* A row pointer for tap (i, j) of a pixel, or NULL where it is padding. */
+static inline const float *tap_row(const igemm_problem *g, const pixel *px, int64_t i,
+                                   int64_t j)
+{
+    const fc_conv2d_params *p = g->p;
+    if (!px->valid)
+        return NULL;
+    if (!g->backward) {
+        const int64_t ih = px->h0 + i * p->dilation_h;
+        const int64_t iw = px->w0 + j * p->dilation_w;
+        if ((uint64_t)ih >= (uint64_t)p->h || (uint64_t)iw >= (uint64_t)p->w)
+            return NULL;
+        return g->a_src + ((px->img * p->h + ih) * p->w + iw) * g->a_ch;
+    }
+    /* dx[row, col] receives dy[oh, ow] through tap (i, j) when
+     * oh * s - pad + i * d == row, i.e. when row + pad - i * d is a multiple
+     * of s: with both sides split into quotient and remainder by s, the
+     * remainders must match and oh is the difference of the quotients. */
+    if (px->rh != g->tr_h[i] || px->rw != g->tr_w[j])
+        return NULL;
+    const int64_t oh = px->qh - g->tq_h[i], ow = px->qw - g->tq_w[j];
+    if ((uint64_t)oh >= (uint64_t)p->out_h || (uint64_t)ow >= (uint64_t)p->out_w)
+        return NULL;
+    return g->a_src + ((px->img * p->out_h + oh) * p->out_w + ow) * g->a_ch;
+}
+
+/* Pointer table of one tile for taps [t0, t1) and row offset k0; returns the
+ * number of live taps (taps that are padding for every pixel are dropped). */
+static int64_t build_tile(const igemm_problem *g, int mr, const pixel *px, int64_t t0,
+                          int64_t t1, int64_t k0, igemm_scratch *s)
+{
+    const fc_conv2d_params *p = g->p;
     if (g->gather) {
         /* im2col of this tile: row r holds taps x c_in floats. */
         for (int r = 0; r < mr; ++r) {
             float *dst = s->gather + r * g->k_row;
-            for (int64_t i = 0; i < p->kh; ++i)
-                for (int64_t j = 0; j < p->kw; ++j, dst += p->c_in) {
-                    const float *src =
-                        valid[r] ? tap_row(g, img[r], row[r], col[r], i, j) : NULL;
-                    if (src)
-                        memcpy(dst, src, (size_t)p->c_in * sizeof(float));
-                    else
-                        memset(dst, 0, (size_t)p->c_in * sizeof(float));
-                }
-            s->a[r] = s->gather + r * g->k_row + k0;
+            if (px[r].valid)
+                gather_window(p, g->a_src, px[r].img, px[r].h0, px[r].w0, dst);
+            else
+                memset(dst, 0, (size_t)g->k_row * sizeof(float));
+            s->a[r] = dst + k0;
         }
         s->tap[0] = 0;
         return 1;
     }
     int64_t live = 0;
-    for (int64_t i = 0; i < p->kh; ++i)
-        for (int64_t j = 0; j < p->kw; ++j) {
-            int any = 0;
+    /* Fast path: the tile is one run of neighbours along a row (output
+     * columns step 1 forward; input columns of one stride phase backward),
+     * so a tap's pointers are a base plus a fixed step, each only checked
+     * against the row's ends. */
+    const int64_t step = g->backward ? p->stride_w : 1;
+    int run = 1;
+    for (int r = 0; r < mr && run; ++r)
+        run = px[r].valid && px[r].img == px[0].img && px[r].row == px[0].row &&
+              px[r].col == px[0].col + r * step;
+    if (run) {
+        for (int64_t tap = t0; tap < t1; ++tap) {
+            const int64_t i = tap / p->kw, j = tap - i * p->kw;
+            const float *row_base;
+            int64_t col, col_step, ncols;
+            if (!g->backward) {
+                const int64_t ih = px[0].h0 + i * p->dilation_h;
+                if ((uint64_t)ih >= (uint64_t)p->h)
+                    continue;
+                row_base = g->a_src + (px[0].img * p->h + ih) * p->w * g->a_ch;
+                col = px[0].w0 + j * p->dilation_w;
+                col_step = p->stride_w;
+                ncols = p->w;
+            } else {
+                const int64_t oh = px[0].qh - g->tq_h[i];
+                if (px[0].rh != g->tr_h[i] || px[0].rw != g->tr_w[j] ||
+                    (uint64_t)oh >= (uint64_t)p->out_h)
+                    continue;
+                row_base = g->a_src + (px[0].img * p->out_h + oh) * p->out_w * g->a_ch;
+                col = px[0].qw - g->tq_w[j];
+                col_step = 1;
+                ncols = p->out_w;
+            }
             const float **a = s->a + live * mr;
-            for (int r = 0; r < mr; ++r) {
-                const float *src = valid[r] ? tap_row(g, img[r], row[r], col[r], i, j) : NULL;
-                any |= src != NULL;
-                a[r] = src ? src + k0 : g->zero;
+            int any = 0;
+            for (int r = 0; r < mr; ++r, col += col_step) {
+                const int inside = (uint64_t)col < (uint64_t)ncols;
+                any |= inside;
+                a[r] = inside ? row_base + col * g->a_ch + k0 : g->zero;
             }
             if (any)
-                s->tap[live++] = i * p->kw + j;
+                s->tap[live++] = tap;
         }
+        return live;
+    }
+    for (int64_t tap = t0; tap < t1; ++tap) {
+        const int64_t i = tap / p->kw, j = tap - i * p->kw;
+        int any = 0;
+        const float **a = s->a + live * mr;
+        for (int r = 0; r < mr; ++r) {
+            const float *src = tap_row(g, &px[r], i, j);
+            any |= src != NULL;
+            a[r] = src ? src + k0 : g->zero;
+        }
+        if (any)
+            s->tap[live++] = tap;
+    }
     return live;
 }
 
@@ -204,57 +311,61 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                             int tid, igemm_scratch *s)
 {
     const fc_conv2d_params *p = g->p;
-    const int mr = t->igemm_mr;
+    const int mr = g->mr;
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
     const int64_t ntiles = ceil_div(g->m, mr);
     const int64_t npanels = ceil_div(g->n_cols, nr_panel);
+    const int64_t nblocks = g->ngroups * g->nkc;
     int64_t begin, end;
     /* Panel-major items: a thread's consecutive items share one B panel,
      * which then stays in cache (dense layers have wide B, few pixels). */
     fc_thread_range(ntiles * npanels, nthreads, tid, &begin, &end);
-    int64_t img[FC_MAX_MR], row[FC_MAX_MR], col[FC_MAX_MR];
-    int valid[FC_MAX_MR];
 
-    for (int64_t kb = 0; kb < g->nkb; ++kb) {
-        const int64_t k0 = kb * g->kc;
-        const int64_t kc = min64(g->kc, g->k_row - k0);
-        for (int64_t item = begin; item < end; ++item) {
-            const int64_t panel = item / ntiles, tile = item - panel * ntiles;
-            const int64_t c0 = panel * nr_panel;
-            const int64_t nr = min64(nr_panel, g->n_cols - c0);
-            const int nv = (int)ceil_div(nr, t->vl);
-            const int tail = nr % t->vl != 0;
-            const int64_t live = build_tile(g, mr, tile, k0, s, img, row, col, valid);
-            for (int64_t l = 0; l < live; ++l) {
-                const int64_t tap = s->tap[l];
-                if (g->backward)
-                    s->b[l] = g->b_src + (tap * p->c_out + k0) * p->c_in + c0;
-                else
-                    s->b[l] = g->b_src + (tap * p->c_in + k0) * p->c_out + c0;
-            }
-            for (int r = 0; r < mr; ++r) {
-                float *dst = NULL;
-                if (valid[r]) {
-                    const int64_t hh = g->backward ? p->h : p->out_h;
-                    const int64_t ww = g->backward ? p->w : p->out_w;
-                    dst = g->out + ((img[r] * hh + row[r]) * ww + col[r]) * g->n_cols + c0;
+    for (int64_t pass = begin; pass < end; pass += FC_TILES_PER_PASS) {
+        const int64_t pass_end = min64(pass + FC_TILES_PER_PASS, end);
+        int64_t first_tile = -1;  /* first tile of the coordinate cache */
+        for (int64_t kb = 0; kb < nblocks; ++kb) {
+            const int64_t grp = kb / g->nkc, kcb = kb - grp * g->nkc;
+            const int64_t t0 = grp * g->tap_group, t1 = min64(t0 + g->tap_group, g->ntaps);
+            const int64_t k0 = kcb * g->kc;
+            const int64_t kc = min64(g->kc, g->k_row - k0);
+            for (int64_t item = pass; item < pass_end; ++item) {
+                const int64_t panel = item / ntiles, tile = item - panel * ntiles;
+                const int64_t c0 = panel * nr_panel;
+                const int64_t nr = min64(nr_panel, g->n_cols - c0);
+                const int nv = (int)ceil_div(nr, t->vl);
+                const int tail = nr % t->vl != 0;
+                /* Coordinates are cached for a run of tiles; a pass that
+                 * wraps to the next panel restarts the run. */
+                if (first_tile < 0 || tile < first_tile ||
+                    tile >= first_tile + FC_TILES_PER_PASS) {
+                    first_tile = tile;
+                    pixels_of(g, tile * mr, (int64_t)FC_TILES_PER_PASS * mr, s->pix);
                 }
-                s->c[r] = dst;
+                const pixel *px = s->pix + (tile - first_tile) * mr;
+                const int64_t live = build_tile(g, mr, px, t0, t1, k0, s);
+                for (int64_t l = 0; l < live; ++l)
+                    s->b[l] = g->b_src + (s->tap[l] * g->k_row + k0) * g->n_cols + c0;
+                for (int r = 0; r < mr; ++r)
+                    s->c[r] = px[r].valid
+                                  ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
+                                              px[r].col) * g->n_cols + c0
+                                  : NULL;
+                fc_igemm_args args;
+                args.ntaps = live;
+                args.kc = kc;
+                args.a = s->a;
+                args.b = s->b;
+                args.ldb = g->n_cols;
+                args.nr = nr;
+                args.bias = g->bias ? g->bias + c0 : NULL;
+                args.c = s->c;
+                args.mr = mr;
+                args.nv = nv;
+                args.accumulate = kb > 0;
+                args.relu = !g->backward && p->relu && kb == nblocks - 1;
+                igemm_for(t, mr, nv, tail)(&args);
             }
-            fc_igemm_args args;
-            args.ntaps = live;
-            args.kc = kc;
-            args.a = s->a;
-            args.b = s->b;
-            args.ldb = g->n_cols;
-            args.nr = nr;
-            args.bias = g->bias ? g->bias + c0 : NULL;
-            args.c = s->c;
-            args.mr = mr;
-            args.nv = nv;
-            args.accumulate = kb > 0;
-            args.relu = !g->backward && p->relu && kb == g->nkb - 1;
-            igemm_for(t, nv, tail)(&args);
         }
     }
 }
@@ -263,18 +374,29 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
 static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b)
 {
     const fc_conv2d_params *p = g->p;
-    const int mr = t->igemm_mr;
+    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
+    const int mr = t->igemm_mr[ceil_div(min64(g->n_cols, nr_panel), t->vl)];
+    g->mr = mr;
     const int64_t ntiles = ceil_div(g->m, mr);
-    const int64_t npanels = ceil_div(g->n_cols, (int64_t)t->nv_max * t->vl);
+    const int64_t npanels = ceil_div(g->n_cols, nr_panel);
     const double work = (double)g->m * (double)(p->kh * p->kw) * (double)p->c_in *
                         (double)p->c_out;
     const int nthreads = fc_pick_threads(p->n_threads, work, ntiles * npanels);
 
-    /* Per-thread scratch, carved out of one block. */
+    /* K blocks: as many taps as keep a B block of one panel within L1, and
+     * long single-tap rows cut to FC_KC_MAX. */
+    const int64_t tap_bytes = max64(g->k_row * min64(g->n_cols, nr_panel) * (int64_t)sizeof(float), 1);
+    g->tap_group = g->gather ? 1 : max64(1, min64(g->ntaps, FC_B_BLOCK_BYTES / tap_bytes));
+    g->ngroups = ceil_div(g->ntaps, g->tap_group);
+    g->kc = (g->ntaps == 1 && g->k_row > FC_KC_MAX) ? FC_KC_MAX : g->k_row;
+    g->nkc = g->kc > 0 ? ceil_div(g->k_row, g->kc) : 1;
+
+    /* Per-thread scratch, carved out of one block (in 8-byte words). */
     const int64_t tbl = g->ntaps * mr;
-    const int64_t per_thread = tbl + g->ntaps + g->ntaps + mr + 8 +
-                               (g->gather ? (int64_t)mr * g->k_row + 16 : 0);
-    char *scratch = (char *)fc_calloc(fc_mul(per_thread, nthreads), 8);
+    const int64_t words_pix = (int64_t)FC_TILES_PER_PASS * mr * (int64_t)(sizeof(pixel) / 8);
+    const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + 8 +
+                               (g->gather ? ((int64_t)mr * g->k_row + 1) / 2 + 8 : 0);
+    uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     if (scratch == NULL)
         return FC_ERR_NOMEM;
 
@@ -285,13 +407,14 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b
     {
         const int tid = FC_THREAD_ID();
         const unsigned fp = fc_fpmode_enter();
-        char *mine = scratch + (size_t)(per_thread * 8) * (size_t)tid;
+        uint64_t *mine = scratch + per_thread * tid;
         igemm_scratch s;
         s.a = (const float **)mine;
-        s.b = (const float **)(mine + tbl * 8);
-        s.tap = (int64_t *)(mine + (tbl + g->ntaps) * 8);
-        s.c = (float **)(mine + (tbl + 2 * g->ntaps) * 8);
-        s.gather = g->gather ? (float *)(mine + (tbl + 2 * g->ntaps + mr + 8) * 8) : NULL;
+        s.b = (const float **)(mine + tbl);
+        s.tap = (int64_t *)(mine + tbl + g->ntaps);
+        s.c = (float **)(mine + tbl + 2 * g->ntaps);
+        s.pix = (pixel *)(mine + tbl + 2 * g->ntaps + mr);
+        s.gather = g->gather ? (float *)(mine + tbl + 2 * g->ntaps + mr + words_pix + 8) : NULL;
 
         if (packed_b != NULL) {
             /* Kernel (taps, c_in, c_out) -> (taps, c_out, c_in). */
@@ -341,12 +464,13 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *ke
     g.bias = bias;
     g.out = y;
     g.m = p->n * p->out_h * p->out_w;
+    g.out_h = p->out_h;
+    g.out_w = p->out_w;
     g.n_cols = p->c_out;
+    g.a_ch = p->c_in;
     g.gather = taps > 1 && p->c_in <= FC_GATHER_MAX_CIN;
     g.k_row = g.gather ? taps * p->c_in : p->c_in;
     g.ntaps = g.gather ? 1 : taps;
-    g.kc = (g.ntaps == 1 && g.k_row > FC_KC_MAX) ? FC_KC_MAX : g.k_row;
-    g.nkb = g.kc > 0 ? ceil_div(g.k_row, g.kc) : 1;
 
     float *zero = (float *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(float));
     if (zero == NULL)
@@ -378,15 +502,16 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
     g.b_src = kernel;
     g.out = dx;
     g.m = p->n * p->h * p->w;
+    g.out_h = p->h;
+    g.out_w = p->w;
     g.n_cols = p->c_in;
+    g.a_ch = p->c_out;
     g.k_row = p->c_out;
     g.ntaps = taps;
-    g.kc = (taps == 1 && g.k_row > FC_KC_MAX) ? FC_KC_MAX : g.k_row;
-    g.nkb = g.kc > 0 ? ceil_div(g.k_row, g.kc) : 1;
 
     /* Input columns in stride-phase order (0, s, 2s, ..., 1, 1 + s, ...): a
      * tile of neighbours then shares which taps are live. */
-    int64_t *w_order = (int64_t *)fc_calloc(p->w, sizeof(int64_t));
+    int64_t *w_order = (int64_t *)fc_calloc(p->w + 2 * (p->kh + p->kw), sizeof(int64_t));
     float *zero = (float *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(float));
     float *packed = (float *)fc_calloc(fc_mul(fc_mul(taps, p->c_in), max64(p->c_out, 1)) + 16,
                                        sizeof(float));
@@ -400,6 +525,20 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
     for (int64_t phase = 0; phase < min64(p->stride_w, p->w); ++phase)
         for (int64_t col = phase; col < p->w; col += p->stride_w)
             w_order[q++] = col;
+    int64_t *tq_h = w_order + p->w, *tr_h = tq_h + p->kh;
+    int64_t *tq_w = tr_h + p->kh, *tr_w = tq_w + p->kw;
+    for (int64_t i = 0; i < p->kh; ++i) {
+        tq_h[i] = i * p->dilation_h / p->stride_h;
+        tr_h[i] = i * p->dilation_h - tq_h[i] * p->stride_h;
+    }
+    for (int64_t j = 0; j < p->kw; ++j) {
+        tq_w[j] = j * p->dilation_w / p->stride_w;
+        tr_w[j] = j * p->dilation_w - tq_w[j] * p->stride_w;
+    }
+    g.tq_h = tq_h;
+    g.tr_h = tr_h;
+    g.tq_w = tq_w;
+    g.tr_w = tr_w;
     g.w_order = w_order;
     g.zero = zero;
     status = igemm_run(&g, t, packed);
@@ -441,6 +580,9 @@ typedef struct wgrad_scratch {
     float *gather;
 } wgrad_scratch;
 
+/* L1 budget for the dy rows one pass of register tiles works on. */
+#define FC_WGRAD_L1_BYTES (16 * 1024)
+
 static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t chunk,
                        int64_t unit, int64_t group, float *partial, wgrad_scratch *s,
                        int want_bias)
@@ -452,27 +594,22 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
     int64_t a_stride, tap_rows0;
 
     if (w->gather) {
-        /* im2col of the chunk: one run over its contiguous output pixels. */
+        /* im2col of the chunk, then runs of consecutive pixels. */
         const int64_t npix = (row1 - row0) * p->out_w;
         float *dst = s->gather;
         for (int64_t r = row0; r < row1; ++r) {
             const int64_t img = r / p->out_h, oh = r - img * p->out_h;
-            for (int64_t ow = 0; ow < p->out_w; ++ow)
-                for (int64_t i = 0; i < p->kh; ++i)
-                    for (int64_t j = 0; j < p->kw; ++j, dst += p->c_in) {
-                        const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-                        const int64_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
-                        if (ih < 0 || ih >= p->h || iw < 0 || iw >= p->w)
-                            memset(dst, 0, (size_t)p->c_in * sizeof(float));
-                        else
-                            memcpy(dst, w->x + ((img * p->h + ih) * p->w + iw) * p->c_in,
-                                   (size_t)p->c_in * sizeof(float));
-                    }
+            for (int64_t ow = 0; ow < p->out_w; ++ow, dst += w->k_rows)
+                gather_window(p, w->x, img, oh * p->stride_h - p->pad_top,
+                              ow * p->stride_w - p->pad_left, dst);
         }
-        s->a[0] = s->gather;
-        s->d[0] = w->dy + row0 * p->out_w * p->c_out;
-        s->count[0] = npix;
-        nruns = 1;
+        const int64_t run = max64(1, FC_WGRAD_L1_BYTES / (p->c_out * (int64_t)sizeof(float)));
+        for (int64_t q = 0; q < npix; q += run) {
+            s->a[nruns] = s->gather + q * w->k_rows;
+            s->d[nruns] = w->dy + (row0 * p->out_w + q) * p->c_out;
+            s->count[nruns] = min64(run, npix - q);
+            ++nruns;
+        }
         a_stride = w->k_rows;
         tap_rows0 = 0;
     } else {
@@ -497,42 +634,45 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
         tap_rows0 = unit * p->c_in;
     }
 
+    /* Runs are taken in passes whose dy fits L1; every register tile of the
+     * item sweeps a pass before the next, adding to the partial. */
     const int64_t b0 = group * FC_WGRAD_BLOCKS_PER_ITEM;
     const int64_t b1 = min64(b0 + FC_WGRAD_BLOCKS_PER_ITEM, w->nblocks);
     const int64_t npanels = ceil_div(p->c_out, w->nr_panel);
-    for (int64_t panel = 0; panel < npanels; ++panel) {
-        const int64_t c0 = panel * w->nr_panel;
-        const int64_t nr = min64(w->nr_panel, p->c_out - c0);
-        const int nv = (int)ceil_div(nr, t->vl);
-        const int tail = nr % t->vl != 0;
-        for (int64_t b = b0; b < b1; ++b) {
-            int64_t k0, mr;
-            block_of(w->k_rows, w->nblocks, b, &k0, &mr);
-            fc_wgrad_args args;
-            args.nruns = nruns;
-            args.a = s->a;
-            args.d = s->d;
-            args.count = s->count;
-            args.a_stride = a_stride;
-            args.d_stride = p->c_out;
-            args.nr = nr;
-            args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
-            args.ldo = p->c_out;
-            args.mr = (int)mr;
-            args.nv = nv;
-            /* The run pointers are shifted in place and shifted back: one
-             * table serves every block and panel. */
-            for (int64_t q = 0; q < nruns; ++q) {
-                s->a[q] += k0;
-                s->d[q] += c0;
-            }
-            wgrad_for(t, (int)mr, nv, tail)(&args);
-            for (int64_t q = 0; q < nruns; ++q) {
-                s->a[q] -= k0;
-                s->d[q] -= c0;
+    int64_t first = 0;
+    do {
+        int64_t last = first, bytes = 0;
+        while (last < nruns && (last == first || bytes + s->count[last] * p->c_out * 4 <=
+                                                     FC_WGRAD_L1_BYTES))
+            bytes += s->count[last++] * p->c_out * 4;
+        for (int64_t panel = 0; panel < npanels; ++panel) {
+            const int64_t c0 = panel * w->nr_panel;
+            const int64_t nr = min64(w->nr_panel, p->c_out - c0);
+            const int nv = (int)ceil_div(nr, t->vl);
+            const int tail = nr % t->vl != 0;
+            for (int64_t b = b0; b < b1; ++b) {
+                int64_t k0, mr;
+                block_of(w->k_rows, w->nblocks, b, &k0, &mr);
+                fc_wgrad_args args;
+                args.nruns = last - first;
+                args.a = s->a + first;
+                args.d = s->d + first;
+                args.count = s->count + first;
+                args.a_stride = a_stride;
+                args.d_stride = p->c_out;
+                args.a_off = k0;
+                args.d_off = c0;
+                args.nr = nr;
+                args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
+                args.ldo = p->c_out;
+                args.mr = (int)mr;
+                args.nv = nv;
+                args.accumulate = first > 0;
+                wgrad_for(t, (int)mr, nv, tail)(&args);
             }
         }
-    }
+        first = last;
+    } while (first < nruns);
 
     if (want_bias) {
         float *db = partial + p->kh * p->kw * p->c_in * p->c_out;
@@ -609,7 +749,8 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (w.partial_len * 4));
     wave = min64(wave, w.nchunks);
 
-    const int64_t per_thread = 3 * w.rows_per_chunk + 8 +
+    const int64_t max_runs = w.gather ? chunk_pixels : w.rows_per_chunk;
+    const int64_t per_thread = 3 * max_runs + 8 +
                                (w.gather ? chunk_pixels * w.k_rows / 2 + 16 : 0);
     char *scratch = (char *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     float *partials = (float *)fc_calloc(fc_mul(wave, w.partial_len), sizeof(float));
@@ -628,9 +769,9 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
         char *mine = scratch + (size_t)(per_thread * 8) * (size_t)tid;
         wgrad_scratch s;
         s.a = (const float **)mine;
-        s.d = (const float **)(mine + w.rows_per_chunk * 8);
-        s.count = (int64_t *)(mine + 2 * w.rows_per_chunk * 8);
-        s.gather = w.gather ? (float *)(mine + (3 * w.rows_per_chunk + 8) * 8) : NULL;
+        s.d = (const float **)(mine + max_runs * 8);
+        s.count = (int64_t *)(mine + 2 * max_runs * 8);
+        s.gather = w.gather ? (float *)(mine + (3 * max_runs + 8) * 8) : NULL;
 
         for (int64_t first = 0; first < w.nchunks; first += wave) {
             const int64_t nwave = min64(wave, w.nchunks - first);

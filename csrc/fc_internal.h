@@ -24,7 +24,7 @@
 
 /* Largest register tiles any ISA uses; the generic path uses the table
  * sizes at run time. */
-#define FC_MAX_MR 8   /* rows (pixels or input channels) of a tile   */
+#define FC_MAX_MR 12  /* rows (pixels or input channels) of a tile   */
 #define FC_MAX_NV 16  /* vectors (of the ISA's width) across columns */
 
 /*
@@ -48,8 +48,9 @@ typedef struct fc_igemm_args {
 } fc_igemm_args;
 
 /*
- * Weight-gradient tile: OUT[r, 0:nr] = sum over runs i, pixels j < count[i] of
- * A_i[j * a_stride + r] * D_i[j * d_stride + 0:nr], for r < mr.
+ * Weight-gradient tile: OUT[r, 0:nr] (+)= sum over runs i, pixels j < count[i]
+ * of A_i[j * a_stride + r] * D_i[j * d_stride + 0:nr], for r < mr; the run
+ * pointers are offset by a_off / d_off floats.
  */
 typedef struct fc_wgrad_args {
     int64_t nruns;
@@ -57,32 +58,33 @@ typedef struct fc_wgrad_args {
     const float *const *d;    /* [nruns] */
     const int64_t *count;     /* [nruns] */
     int64_t a_stride, d_stride;
+    int64_t a_off, d_off;
     int64_t nr;
     float *out;
     int64_t ldo;
     int mr, nv;
+    int accumulate;           /* add to OUT instead of overwriting it */
 } fc_wgrad_args;
 
 typedef void (*fc_igemm_fn)(const fc_igemm_args *);
 typedef void (*fc_wgrad_fn)(const fc_wgrad_args *);
 
-/* Max pooling of one output pixel over nwin window cells (row-major order),
- * channels vectorised. */
-typedef void (*fc_maxpool_fwd_fn)(const float *const *win, int64_t nwin, int64_t c,
-                                  float *y);
-/* Backward of one output pixel: dx_win[j][c] += dy[c] where cell j is the
- * winner of channel c. best and idx are scratch of c elements each. */
-typedef void (*fc_maxpool_bwd_fn)(const float *const *win, float *const *dx_win,
-                                  int64_t nwin, int64_t c, const float *dy,
-                                  float *best, int32_t *idx);
+/* Max pooling forward of output rows [r0, r1) (rows of n * out_h). */
+typedef void (*fc_maxpool_fwd_fn)(const fc_pool2d_params *p, const float *x, float *y,
+                                  int64_t r0, int64_t r1);
+/* Backward of output rows [r0, r1), channels [c0, c1); with `overlap`, adds
+ * into dx (zeroed first), else stores each cell of each window. */
+typedef void (*fc_maxpool_bwd_fn)(const fc_pool2d_params *p, const float *dy, const float *x,
+                                  float *dx, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                                  int overlap);
 
 typedef struct fc_kernel_table {
     const char *name;
     int vl;                               /* floats per vector */
-    int igemm_mr;                         /* pixels per igemm tile */
+    int igemm_mr[FC_MAX_NV + 1];          /* pixels per igemm tile, per nv */
     int nv_max;                           /* vectors per igemm/wgrad tile */
     int wgrad_mr_max[FC_MAX_NV + 1];      /* per nv */
-    fc_igemm_fn igemm[FC_MAX_NV + 1][2];  /* [nv][partial last vector] */
+    fc_igemm_fn igemm[FC_MAX_MR + 1][FC_MAX_NV + 1][2];  /* [mr][nv][partial] */
     fc_wgrad_fn wgrad[FC_MAX_MR + 1][FC_MAX_NV + 1][2];  /* [mr][nv][partial] */
     fc_igemm_fn igemm_any;                /* run-time shaped, for empty slots */
     fc_wgrad_fn wgrad_any;

@@ -3,15 +3,15 @@
  * Compiled with -mavx2 -mfma (setup.py); reached only when cpu.c found AVX2,
  * FMA and OS-enabled AVX state.
  *
- * Tiles: igemm 6 pixels x 2 vectors (16 output channels): 12 accumulators
- * + 2 B vectors + 1 broadcast; wgrad up to 8 rows x 1 or 6 rows x 2 vectors.
+ * Tiles: igemm 6 pixels x 2 vectors (16 output channels) or 12 x 1: 12
+ * accumulators + the B vectors + 1 broadcast; wgrad up to 8 rows x 1 or 6 rows x 2 vectors.
  */
 #include <immintrin.h>
 
 typedef __m256 fc_vec;
 typedef __m256i fc_mask;
 #define FC_VL 8
-#define FC_ACC_ROWS 8
+#define FC_ACC_ROWS 12
 #define FC_ACC_VECS 2
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
@@ -23,15 +23,24 @@ typedef __m256i fc_mask;
 #define VRELU(v) _mm256_max_ps(_mm256_setzero_ps(), (v))
 #define FC_MAKE_MASK(n) \
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VSET1(f) _mm256_set1_ps(f)
+typedef __m256 fc_cmp;
+#define VTAKE(v, m) \
+    _mm256_or_ps(_mm256_cmp_ps((v), (m), _CMP_GT_OQ), \
+                 _mm256_and_ps(_mm256_cmp_ps((v), (v), _CMP_UNORD_Q), \
+                               _mm256_cmp_ps((m), (m), _CMP_ORD_Q)))
+#define VEQ(a, b) _mm256_cmp_ps((a), (b), _CMP_EQ_OQ)
+#define VSEL(pred, a, b) _mm256_blendv_ps((a), (b), (pred))
 
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx2
 #define FC_TABLE_NAME "avx2"
-#define FC_IGEMM_MR 6
+#define FC_IGEMM_MR {0, 12, 6}
 #define FC_NV_MAX 2
 #define FC_WG_MR_MAX {0, 8, 6}
-#define FC_IGEMM_LIST(X) X(6, 1) X(6, 2)
+#define FC_IGEMM_LIST(X) X(12, 1) X(6, 1) X(6, 2)
 #define FC_WGRAD_LIST(X) \
     X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) \
     X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)

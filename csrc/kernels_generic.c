@@ -18,6 +18,12 @@ typedef int fc_mask;
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VRELU(v) ((v) < 0.0f ? 0.0f : (v))
 #define FC_MAKE_MASK(n) (n)
+#define VADD(a, b) ((a) + (b))
+#define VSET1(f) (f)
+typedef int fc_cmp;
+#define VTAKE(v, m) (((v) > (m)) | (((v) != (v)) & ((m) == (m))))
+#define VEQ(a, b) ((a) == (b))
+#define VSEL(pred, a, b) ((pred) ? (b) : (a))
 
 #include "kernels_impl.h"
 
@@ -27,11 +33,11 @@ static void wgrad_any(const fc_wgrad_args *p) { wgrad_body(p, p->mr, p->nv, 0); 
 const fc_kernel_table fc_kernels_generic = {
     .name = "generic",
     .vl = 1,
-    .igemm_mr = 4,
+    .igemm_mr = {0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4},
     .nv_max = 16,
     .wgrad_mr_max = {0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4},
     .igemm_any = igemm_any,
     .wgrad_any = wgrad_any,
-    .maxpool_fwd = maxpool_fwd_pixel,
-    .maxpool_bwd = maxpool_bwd_pixel,
+    .maxpool_fwd = maxpool_fwd_rows,
+    .maxpool_bwd = maxpool_bwd_rows,
 };

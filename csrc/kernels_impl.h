@@ -9,7 +9,11 @@
  *   VSTORE(p, v) VSTORE_M(p, v, m)    full and masked stores
  *   VBCAST(p) VFMA(a, b, c) VRELU(v)  broadcast *p, a * b + c, max(v, 0)
  *                                     (VRELU must keep NaN, like np.maximum)
+ *   VADD(a, b) VSET1(f)               a + b, f in every lane
  *   FC_MAKE_MASK(n)                   mask of the first n lanes, 1 <= n <= FC_VL
+ *   fc_cmp VTAKE(v, m) VEQ(a, b)      lane predicates: v > m or (v NaN and m
+ *                                     not); a == b
+ *   VSEL(pred, a, b)                  pred ? b : a, per lane
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
  *
  * The bodies are always-inline functions whose tile shape (MR rows, NV
@@ -104,13 +108,21 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
     (void)mask;
     const int64_t as = p->a_stride, ds = p->d_stride;
 
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v)
-            acc[r][v] = VZERO();
+    for (int r = 0; r < MR; ++r) {
+        const float *o = p->out + r * p->ldo;
+        for (int v = 0; v < NV; ++v) {
+            if (!p->accumulate)
+                acc[r][v] = VZERO();
+            else if (TAIL && v == NV - 1)
+                acc[r][v] = VLOAD_M(o + v * FC_VL, mask);
+            else
+                acc[r][v] = VLOAD(o + v * FC_VL);
+        }
+    }
 
     for (int64_t i = 0; i < p->nruns; ++i) {
-        const float *a = p->a[i];
-        const float *d = p->d[i];
+        const float *a = p->a[i] + p->a_off;
+        const float *d = p->d[i] + p->d_off;
         for (int64_t j = p->count[i]; j > 0; --j) {
             fc_vec dv[FC_ACC_VECS];
             for (int v = 0; v < NV; ++v)
@@ -138,46 +150,120 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
 }
 
 /* ---------------------------------------------------------------------------
- * Max pooling, one output pixel, channels innermost. Plain loops that the
- * compiler vectorises for the ISA this file is built for.
- *
- * A cell replaces the running maximum when it is larger, or when it is NaN
- * and the maximum is not: the first NaN sticks, and among equal values the
- * earliest cell in row-major window order wins.
+ * Max pooling, channels in vectors. A cell replaces the running maximum when
+ * it is larger, or when it is NaN and the maximum is not (VTAKE): the first
+ * NaN sticks, and among equal values the earliest cell in row-major window
+ * order wins. Padded cells are never visited.
  */
-static void maxpool_fwd_pixel(const float *const *win, int64_t nwin, int64_t c,
-                              float *FC_RESTRICT y)
+#define FC_POOL_VECS 4
+
+/* Real cells of the window of output (oh, ow): rows [*h_lo, *h_hi), cols
+ * [*w_lo, *w_hi). */
+FC_ALWAYS_INLINE void pool_window(const fc_pool2d_params *p, int64_t oh, int64_t ow,
+                                  int64_t *h_lo, int64_t *h_hi, int64_t *w_lo, int64_t *w_hi)
 {
-    memcpy(y, win[0], (size_t)c * sizeof(float));
-    for (int64_t j = 1; j < nwin; ++j) {
-        const float *FC_RESTRICT x = win[j];
-        for (int64_t ch = 0; ch < c; ++ch) {
-            const float v = x[ch], m = y[ch];
-            const int take = (v > m) | ((v != v) & (m == m));
-            y[ch] = take ? v : m;
+    const int64_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    *h_lo = h0 < 0 ? 0 : h0;
+    *h_hi = h0 + p->pool_h < p->h ? h0 + p->pool_h : p->h;
+    *w_lo = w0 < 0 ? 0 : w0;
+    *w_hi = w0 + p->pool_w < p->w ? w0 + p->pool_w : p->w;
+}
+
+static void maxpool_fwd_rows(const fc_pool2d_params *p, const float *x, float *y, int64_t r0,
+                             int64_t r1)
+{
+    const int64_t c = p->c;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t img = r / p->out_h, oh = r - img * p->out_h;
+        const float *image = x + img * p->h * p->w * c;
+        for (int64_t ow = 0; ow < p->out_w; ++ow) {
+            int64_t h_lo, h_hi, w_lo, w_hi;
+            pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
+            float *out = y + (r * p->out_w + ow) * c;
+            for (int64_t c0 = 0; c0 < c; c0 += FC_POOL_VECS * FC_VL) {
+                const int64_t left = c - c0;
+                const int nv = left >= FC_POOL_VECS * FC_VL ? FC_POOL_VECS
+                                                            : (int)((left + FC_VL - 1) / FC_VL);
+                const int tail = left < (int64_t)nv * FC_VL;
+                const fc_mask mask = FC_MAKE_MASK(tail ? (int)(left % FC_VL) : FC_VL);
+                (void)mask;
+                fc_vec m[FC_POOL_VECS];
+                const float *first = image + (h_lo * p->w + w_lo) * c + c0;
+                for (int v = 0; v < nv; ++v)
+                    m[v] = (tail && v == nv - 1) ? VLOAD_M(first + v * FC_VL, mask)
+                                                 : VLOAD(first + v * FC_VL);
+                for (int64_t ih = h_lo; ih < h_hi; ++ih)
+                    for (int64_t iw = (ih == h_lo ? w_lo + 1 : w_lo); iw < w_hi; ++iw) {
+                        const float *src = image + (ih * p->w + iw) * c + c0;
+                        for (int v = 0; v < nv; ++v) {
+                            const fc_vec cell = (tail && v == nv - 1)
+                                                    ? VLOAD_M(src + v * FC_VL, mask)
+                                                    : VLOAD(src + v * FC_VL);
+                            m[v] = VSEL(VTAKE(cell, m[v]), m[v], cell);
+                        }
+                    }
+                for (int v = 0; v < nv; ++v) {
+                    if (tail && v == nv - 1)
+                        VSTORE_M(out + c0 + v * FC_VL, m[v], mask);
+                    else
+                        VSTORE(out + c0 + v * FC_VL, m[v]);
+                }
+            }
         }
     }
 }
 
-static void maxpool_bwd_pixel(const float *const *win, float *const *dx_win,
-                              int64_t nwin, int64_t c, const float *FC_RESTRICT dy,
-                              float *FC_RESTRICT best, int32_t *FC_RESTRICT idx)
+/*
+ * Backward over output rows [r0, r1) and channels [c0, c1): each window's
+ * winner per channel is found again (its cell number kept as a float, exact
+ * for any window size we accept), then every cell of the window gets dy where
+ * it won. `overlap` = windows may share cells: add into dx (zeroed by the
+ * caller); otherwise each cell belongs to one window and is stored directly.
+ */
+static void maxpool_bwd_rows(const fc_pool2d_params *p, const float *dy, const float *x,
+                             float *dx, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                             int overlap)
 {
-    memcpy(best, win[0], (size_t)c * sizeof(float));
-    for (int64_t ch = 0; ch < c; ++ch)
-        idx[ch] = 0;
-    for (int64_t j = 1; j < nwin; ++j) {
-        const float *FC_RESTRICT x = win[j];
-        for (int64_t ch = 0; ch < c; ++ch) {
-            const float v = x[ch], m = best[ch];
-            const int take = (v > m) | ((v != v) & (m == m));
-            best[ch] = take ? v : m;
-            idx[ch] = take ? (int32_t)j : idx[ch];
+    const int64_t c = p->c;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t img = r / p->out_h, oh = r - img * p->out_h;
+        const size_t image_off = (size_t)(img * p->h * p->w * c);
+        for (int64_t ow = 0; ow < p->out_w; ++ow) {
+            int64_t h_lo, h_hi, w_lo, w_hi;
+            pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
+            const float *g = dy + (r * p->out_w + ow) * c;
+            for (int64_t ch = c0; ch < c1; ch += FC_VL) {
+                const int tail = c1 - ch < FC_VL;
+                const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c1 - ch) : FC_VL);
+                (void)mask;
+                const float *first = x + image_off + (h_lo * p->w + w_lo) * c + ch;
+                fc_vec best = tail ? VLOAD_M(first, mask) : VLOAD(first);
+                fc_vec winner = VZERO();
+                float cell = 0.0f;
+                for (int64_t ih = h_lo; ih < h_hi; ++ih)
+                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1.0f) {
+                        if (ih == h_lo && iw == w_lo)
+                            continue;
+                        const float *src = x + image_off + (ih * p->w + iw) * c + ch;
+                        const fc_vec v = tail ? VLOAD_M(src, mask) : VLOAD(src);
+                        const fc_cmp take = VTAKE(v, best);
+                        best = VSEL(take, best, v);
+                        winner = VSEL(take, winner, VSET1(cell));
+                    }
+                const fc_vec grad = tail ? VLOAD_M(g + ch, mask) : VLOAD(g + ch);
+                cell = 0.0f;
+                for (int64_t ih = h_lo; ih < h_hi; ++ih)
+                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1.0f) {
+                        float *d = dx + image_off + (ih * p->w + iw) * c + ch;
+                        fc_vec routed = VSEL(VEQ(winner, VSET1(cell)), VZERO(), grad);
+                        if (overlap)
+                            routed = VADD(routed, tail ? VLOAD_M(d, mask) : VLOAD(d));
+                        if (tail)
+                            VSTORE_M(d, routed, mask);
+                        else
+                            VSTORE(d, routed);
+                    }
+            }
         }
-    }
-    for (int64_t j = 0; j < nwin; ++j) {
-        float *FC_RESTRICT dx = dx_win[j];
-        for (int64_t ch = 0; ch < c; ++ch)
-            dx[ch] += (idx[ch] == (int32_t)j) ? dy[ch] : 0.0f;
     }
 }

@@ -107,6 +107,7 @@ POOL_CASES = [
     ((1, 5, 6, 3), (2, 3), (3, 2), "same"),
     ((2, 26, 26, 64), 2, None, "valid"),  # the seed's pool
     ((1, 4, 4, 1), 4, None, "valid"),     # window = input
+    ((2, 5, 6, 61), (2, 3), 1, "same"),   # a channel tail in the last vector group
 ]
 
 
