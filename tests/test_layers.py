@@ -85,7 +85,8 @@ def test_input_tensor_prints_like_tf24():
     assert str(t) == ("KerasTensor(type_spec=TensorSpec(shape=(None, 28, 28, 1), "
                       "dtype=tf.float32, name='input_1'), name='input_1', "
                       "description=\"created by layer 'input_1'\")")
-    assert repr(t) == "<KerasTensor: shape=(None, 28, 28, 1) dtype=float32 (created by layer 'input_1')>"
+    assert repr(t) == ("<KerasTensor: shape=(None, 28, 28, 1) dtype=float32 "
+                       "(created by layer 'input_1')>")
 
 
 def test_shape_and_dtype_forms():

@@ -142,7 +142,8 @@ def test_functional_layers_and_graph_errors():
         Model(inputs=np.zeros(3), outputs=hidden)
     model = Model(inputs=[inputs], outputs=hidden)
     assert [type(l).__name__ for l in model.layers] == ["InputLayer", "Dense"]
-    assert model.get_layer("dense") is model.layers[1] and model.get_layer(index=0).name == "input_1"
+    assert model.get_layer("dense") is model.layers[1]
+    assert model.get_layer(index=0).name == "input_1"
     with pytest.raises(ValueError, match="No such layer: nope"):
         model.get_layer("nope")
     assert model.input_shape == (None, 4) and model.output_shape == (None, 3)
@@ -494,7 +495,8 @@ def test_branching_shared_layer_gradients_match_finite_differences():
 def test_two_input_model_gradients():
     f64 = "float64"
     a, b = Input((3,), dtype=f64), Input((3,), dtype=f64)
-    out = Dense(2, activation="elu", dtype=f64)(Add(dtype=f64)([a, Activation("tanh", dtype=f64)(b)]))
+    squashed = Activation("tanh", dtype=f64)(b)
+    out = Dense(2, activation="elu", dtype=f64)(Add(dtype=f64)([a, squashed]))
     model = Model([a, b], out)
     rng = np.random.default_rng(14)
     with fc.use_backend("numpy"):
@@ -524,6 +526,9 @@ def test_backward_contract_errors():
     model.forward(np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match=r"has shape \(4, 3\), expected \(4, 2\)"):
         model.backward(np.zeros((4, 3), np.float32))
+    assert len(model.backward(np.zeros((4, 2), np.float32))) == 2  # the tape survived
+    with pytest.raises(RuntimeError, match="consumes the tape"):
+        model.backward(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="pre_activation"):
         flat_inputs = Input((2, 2))
         flat = Model(flat_inputs, Flatten()(flat_inputs))

@@ -38,6 +38,12 @@ Training interface (what compile/fit/train_on_batch build on)
 ``set_weights()``
     Keras order and layouts.
 
+One training step with :mod:`fastconv.optimizers` (which update arrays in place)::
+
+    probabilities = model.forward(x_batch, training=True)
+    grads = model.backward((probabilities - onehot) / len(x_batch), pre_activation=True)
+    optimizer.apply_gradients(zip(grads, [v.numpy() for v in model.trainable_weights]))
+
 Other API: ``model(x)`` / ``predict(x, batch_size=32)`` (no tape),
 ``summary(..., show_macs=False)``, ``summary_string()``, ``count_params()``,
 ``count_macs()``, ``save_weights(path)`` / ``load_weights(path)`` (``.npz``,
@@ -533,8 +539,10 @@ class Model:
         if self._tape is None:
             raise RuntimeError(f"Model {self.name}: backward() needs a forward(x, training=True) "
                                "first (each backward consumes the tape of one forward)")
-        tape, self._tape = self._tape, None
-        if isinstance(d_outputs, (list, tuple)) and (len(self._outputs) > 1 or len(d_outputs) == 1):
+        tape = self._tape
+        several = isinstance(d_outputs, (list, tuple)) and (len(self._outputs) > 1
+                                                            or len(d_outputs) == 1)
+        if several:
             given = list(d_outputs)
         else:
             given = [d_outputs]
@@ -563,6 +571,8 @@ class Model:
                     raise ValueError(f"pre_activation=True is ambiguous: output "
                                      f"{layer.name} is also read by other layers of the model")
 
+        # Consumed only now: a call rejected above can be retried with fixed gradients.
+        self._tape = None
         weight_grads: Dict[int, np.ndarray] = {}
         for node, cache in reversed(tape):
             dy = tensor_grads.pop(id(node.output), None)
@@ -799,8 +809,9 @@ def _read_weights_file(path: str) -> List[Dict[str, Any]]:
             if _META_KEY not in archive.files:
                 raise ValueError("it has no fastconv metadata (not written by save_weights)")
             meta = json.loads(str(archive[_META_KEY][()]))
-            if not isinstance(meta, dict) or meta.get("format") != WEIGHTS_FORMAT:
-                raise ValueError(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            if found != WEIGHTS_FORMAT:
+                raise ValueError(f"unknown format {found!r}, expected {WEIGHTS_FORMAT!r}")
             layers = []
             for layer_meta in meta["layers"]:
                 arrays = []
