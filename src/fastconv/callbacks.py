@@ -827,5 +827,5 @@ class ModelCheckpoint(Callback):
         except KeyError as exc:
             available = ", ".join(["epoch", *logs])
             raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". '
-                           f"Reason: no value for {exc}; available fields: {available}"
-                           ) from None
+                           f"Reason: the logs have no value for the field {{{exc.args[0]}}}; "
+                           f"available fields: {available}") from None
