@@ -32,8 +32,11 @@ def test_conv2d_backends_agree(problem):
     x = rng.standard_normal(x_shape).astype(np.float32)
     kernel = rng.standard_normal(k_shape).astype(np.float32)
     bias = rng.standard_normal(k_shape[3]).astype(np.float32)
+    linear = numpy_backend(fc.conv2d, x, kernel, bias, **kw)
+    assert_close(fc.conv2d(x, kernel, bias, **kw), linear, 1e-5)
     y = fc.conv2d(x, kernel, bias, activation="relu", **kw)
-    assert_close(y, numpy_backend(fc.conv2d, x, kernel, bias, activation="relu", **kw), 1e-5)
+    assert_close(y, numpy_backend(fc.conv2d, x, kernel, bias, activation="relu", **kw), 1e-5,
+                 scale=float(np.abs(linear).max()))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     got = fc.conv2d_backward(dy, x, kernel, **kw)
     want = numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw)
