@@ -81,6 +81,11 @@ int fc_set_simd(int simd);         /* FC_OK or FC_ERR_SIMD */
 int fc_get_simd(void);
 const char *fc_simd_name(int simd);
 
+/* Runs iters x 12 independent vector FMA chains on each of n_threads threads
+ * (<= 0: the OpenMP default) with the active SIMD path; returns the number of
+ * multiply-adds done, for a measured peak (the caller times the call). */
+double fc_fma_peak_probe(int64_t iters, int n_threads);
+
 int fc_openmp_enabled(void);
 int fc_default_num_threads(void);  /* omp_get_max_threads(), or 1 */
 const char *fc_strerror(int status);

@@ -90,6 +90,7 @@ typedef struct fc_kernel_table {
     fc_wgrad_fn wgrad_any;
     fc_maxpool_fwd_fn maxpool_fwd;
     fc_maxpool_bwd_fn maxpool_bwd;
+    float (*fma_probe)(int64_t iters);    /* iters * 12 * vl multiply-adds */
 } fc_kernel_table;
 
 extern const fc_kernel_table fc_kernels_generic;

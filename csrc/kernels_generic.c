@@ -40,4 +40,5 @@ const fc_kernel_table fc_kernels_generic = {
     .wgrad_any = wgrad_any,
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
+    .fma_probe = fma_probe,
 };

@@ -267,3 +267,25 @@ static void maxpool_bwd_rows(const fc_pool2d_params *p, const float *dy, const f
         }
     }
 }
+
+/* ---------------------------------------------------------------------------
+ * Peak probe: 12 independent FMA chains (enough to cover the FMA latency on
+ * two ports), `iters` times; returns a value that depends on every chain so
+ * the compiler cannot drop the work. Multiply-adds done: iters * 12 * FC_VL.
+ */
+static float fma_probe(int64_t iters)
+{
+    fc_vec acc[12];
+    const fc_vec a = VSET1(0.999999f), b = VSET1(1e-7f);
+    for (int i = 0; i < 12; ++i)
+        acc[i] = VSET1((float)i);
+    for (int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i)
+            acc[i] = VFMA(acc[i], a, b);
+    fc_vec sum = acc[0];
+    for (int i = 1; i < 12; ++i)
+        sum = VADD(sum, acc[i]);
+    float out[FC_VL];
+    VSTORE(out, sum);
+    return out[0];
+}

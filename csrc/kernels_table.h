@@ -29,4 +29,5 @@ const fc_kernel_table FC_TABLE = {
     .wgrad_any = 0,
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
+    .fma_probe = fma_probe,
 };

@@ -51,6 +51,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_set_simd(int simd)
     int fc_get_simd()
     const char *fc_simd_name(int simd)
+    double fc_fma_peak_probe(int64_t iters, int n_threads)
     int fc_openmp_enabled()
     int fc_default_num_threads()
     const char *fc_strerror(int status)
@@ -171,3 +172,11 @@ def openmp_enabled():
 
 def default_num_threads():
     return fc_default_num_threads()
+
+
+def fma_peak_probe(int64_t iters, int n_threads):
+    """Multiply-adds done by iters x 12 FMA chains per thread (time the call)."""
+    cdef double done
+    with nogil:
+        done = fc_fma_peak_probe(iters, n_threads)
+    return done
