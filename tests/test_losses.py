@@ -303,3 +303,39 @@ def test_custom_loss_must_return_value_and_gradient():
     bad = losses.get(lambda y_true, y_pred: 1.0)
     with pytest.raises(TypeError, match="must return"):
         bad(None, np.ones(2))
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("loss, targets, to_logits, activation, value_rtol", [
+    (losses.SparseCategoricalCrossentropy(), np.array([2, 0, 1, 3]), None, softmax, 1e-12),
+    (losses.CategoricalCrossentropy(), np.eye(4)[[2, 0, 1, 3]], None, softmax, 1e-12),
+    (losses.CategoricalCrossentropy(label_smoothing=0.2), np.eye(4)[[2, 0, 1, 3]], None, softmax,
+     1e-12),
+    # Keras' probability BCE adds epsilon inside the logs: values differ by ~1e-7.
+    (losses.BinaryCrossentropy(), np.array([[1, 0, 0, 1], [0, 0, 1, 1]] * 2, float), None,
+     sigmoid, 1e-6),
+    (losses.BinaryCrossentropy(), np.array([1.0, 0.0, 1.0, 1.0]), lambda z: z[:, 0], sigmoid,
+     1e-6),
+])
+def test_logits_gradient_from_probabilities_equals_fused_path(loss, targets, to_logits, activation,
+                                                              value_rtol):
+    z = np.random.default_rng(5).normal(size=(4, 4))
+    logits = to_logits(z) if to_logits else z
+    weights = np.array([0.5, 1.0, 2.0, 1.5])
+    value, grad = loss.value_and_logits_gradient(targets, activation(logits), sample_weight=weights)
+    fused_value, fused_grad = loss(targets, logits, sample_weight=weights, from_logits=True)
+    assert value == pytest.approx(fused_value, rel=value_rtol)
+    np.testing.assert_allclose(grad, fused_grad, rtol=1e-9, atol=1e-15)
+
+
+def test_logits_gradient_from_probabilities_errors():
+    with pytest.raises(TypeError, match="not paired with an output activation"):
+        losses.MeanSquaredError().value_and_logits_gradient([[1.0]], np.array([[0.5]]))
+    with pytest.raises(ValueError, match="from_logits=True"):
+        losses.SparseCategoricalCrossentropy(from_logits=True).value_and_logits_gradient(
+            [0], np.array([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match="outside the valid range"):
+        losses.SparseCategoricalCrossentropy().value_and_logits_gradient([2], np.array([[0.5, 0.5]]))

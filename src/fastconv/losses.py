@@ -41,7 +41,9 @@ Values follow Keras 2 (tf.keras 2.4):
   finds the logits behind the activation op. A model can do the same: when
   ``loss.logits_activation`` names its output activation, call
   ``loss(y_true, z, from_logits=True)`` with the pre-activation ``z`` and
-  skip the activation's backward pass. (Unclipped, the fused path can
+  skip the activation's backward pass; or, keeping only the activated
+  output ``p``, call ``loss.value_and_logits_gradient(y_true, p)``, which
+  computes the same logits gradient from ``p``. (Unclipped, the fused path can
   report larger losses for confidently wrong predictions than the clipped
   probability path, whose per-sample loss is at most ``-log(1e-7) ~ 16.1``.)
 
@@ -361,6 +363,43 @@ class Loss:
         logits = self.from_logits if from_logits is None else bool(from_logits)
         return self._terms(y_true, y_pred, logits, need_grad=False)[0]
 
+    def value_and_logits_gradient(self, y_true: Any, probabilities: Any,
+                                  sample_weight: Any = None) -> LossAndGrad:
+        """Loss of an activated output, and its gradient *before* the activation.
+
+        For a model whose output layer applies :attr:`logits_activation` and
+        that keeps only the probabilities ``p``: the loss of ``p`` (Keras'
+        clipped probability formula), and the gradient with respect to the
+        layer's pre-activation ``z``, computed from ``p`` without the
+        activation's Jacobian: ``(p * sum(t) - t) / n`` for softmax (``p -
+        onehot`` per sample for one-hot targets), ``(p - t) / (n * d)`` for
+        sigmoid. Feed it to ``model.backward(grad, pre_activation=True)``.
+
+        The value equals ``loss(y_true, z, from_logits=True)[0]`` unless a
+        probability falls below the clip margin ``EPSILON``, where the clipped
+        value is smaller (for binary cross-entropy Keras also adds ``EPSILON``
+        inside the logs, a relative difference of about 1e-7); the gradient
+        is exact.
+
+        Raises
+        ------
+        TypeError
+            If the loss has no fusable activation (``logits_activation`` is None).
+        ValueError
+            If the loss was built with ``from_logits=True``.
+        """
+        if self.logits_activation is None:
+            raise TypeError(f"{self.name} is not paired with an output activation; use "
+                            "loss(y_true, y_pred) and the activation's own backward")
+        if self.from_logits:
+            raise ValueError(f"{self.name} was built with from_logits=True, so it expects the "
+                             "logits themselves: call loss(y_true, logits)")
+        per_sample, grad = self._terms(y_true, probabilities, False, need_grad=True,
+                                       logits_grad=True)
+        loss, grad = _reduce(per_sample, grad, sample_weight)
+        assert grad is not None
+        return loss, grad
+
     def get_config(self) -> Dict[str, Any]:
         return {"name": self.name, "from_logits": self.from_logits}
 
@@ -368,8 +407,10 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
-    def _terms(self, y_true: Any, y_pred: Any, from_logits: bool,
-               need_grad: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _terms(self, y_true: Any, y_pred: Any, from_logits: bool, need_grad: bool,
+               logits_grad: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Per-sample losses and the gradient of each with respect to its own
+        row of ``y_pred`` (or, with ``logits_grad``, of the pre-activation)."""
         raise NotImplementedError
 
 
@@ -394,7 +435,7 @@ class CategoricalCrossentropy(Loss):
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
-    def _terms(self, y_true, y_pred, from_logits, need_grad):
+    def _terms(self, y_true, y_pred, from_logits, need_grad, logits_grad=False):
         name = "categorical_crossentropy"
         y_pred = _as_prediction(y_pred)
         y_true = _as_numeric(y_true)
@@ -414,6 +455,9 @@ class CategoricalCrossentropy(Loss):
             s = self.label_smoothing
             y_true = y_true * (1 - s) + s / y_pred.shape[-1]
         with np.errstate(divide="ignore", invalid="ignore"):
+            if logits_grad:
+                per_sample = _categorical_terms(y_true, y_pred, False, need_grad=False)[0]
+                return per_sample, y_pred * np.sum(y_true, axis=-1, keepdims=True) - y_true
             return _categorical_terms(y_true, y_pred, from_logits, need_grad)
 
 
@@ -435,11 +479,17 @@ class SparseCategoricalCrossentropy(Loss):
                  name: str = "sparse_categorical_crossentropy") -> None:
         super().__init__(name, from_logits)
 
-    def _terms(self, y_true, y_pred, from_logits, need_grad):
+    def _terms(self, y_true, y_pred, from_logits, need_grad, logits_grad=False):
         y_pred = _as_prediction(y_pred)
         labels = _sparse_labels(y_true, y_pred)
         if not from_logits:
             _check_probabilities(y_pred, "sparse_categorical_crossentropy")
+        if logits_grad:
+            per_sample = _sparse_terms(labels, y_pred, False, need_grad=False)[0]
+            grad = y_pred.copy()
+            index = labels[..., np.newaxis]
+            np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - 1, axis=-1)
+            return per_sample, grad
         return _sparse_terms(labels, y_pred, from_logits, need_grad)
 
 
@@ -467,12 +517,12 @@ class BinaryCrossentropy(Loss):
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
-    def _terms(self, y_true, y_pred, from_logits, need_grad):
+    def _terms(self, y_true, y_pred, from_logits, need_grad, logits_grad=False):
         name = "binary_crossentropy"
         y_pred = _as_prediction(y_pred)
         if y_pred.ndim == 1:  # one prediction per sample
             y_pred = y_pred[:, np.newaxis]
-            per_sample, grad = self._terms(y_true, y_pred, from_logits, need_grad)
+            per_sample, grad = self._terms(y_true, y_pred, from_logits, need_grad, logits_grad)
             return per_sample, None if grad is None else grad[:, 0]
         y_true = _match_rank(_as_numeric(y_true), y_pred, name)
         _check_targets_in_unit_interval(
@@ -483,6 +533,9 @@ class BinaryCrossentropy(Loss):
         y_true = y_true.astype(y_pred.dtype)
         if self.label_smoothing:
             y_true = y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if logits_grad:
+            per_sample = _binary_terms(y_true, y_pred, False, need_grad=False)[0]
+            return per_sample, (y_pred - y_true) / y_pred.dtype.type(y_pred.shape[-1])
         return _binary_terms(y_true, y_pred, from_logits, need_grad)
 
 
@@ -506,7 +559,7 @@ class MeanSquaredError(Loss):
                              "False or None")
         return super().__call__(y_true, y_pred, sample_weight)
 
-    def _terms(self, y_true, y_pred, from_logits, need_grad):
+    def _terms(self, y_true, y_pred, from_logits, need_grad, logits_grad=False):
         y_pred = _as_prediction(y_pred)
         if y_pred.ndim == 1:
             y_pred = y_pred[:, np.newaxis]
