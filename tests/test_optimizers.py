@@ -348,3 +348,19 @@ def test_adam_differs_from_torch_by_epsilon_placement(rng):
     rescaled = _torch_run(torch, lambda p: torch.optim.Adam(p, lr=0.001, eps=eps / math.sqrt(0.001)),
                           w0, grads)
     np.testing.assert_allclose(ours, rescaled, rtol=1e-10)
+
+
+def test_accepts_weight_objects_exposing_their_live_array():
+    class Weight:
+        def __init__(self):
+            self.value = np.zeros(2)
+
+        def numpy(self):
+            return self.value
+
+    weight = Weight()
+    opt = SGD(0.5, momentum=0.5)
+    opt.apply_gradients([(np.ones(2), weight)])
+    opt.apply_gradients([(np.ones(2), weight)])
+    # v1 = -0.5, w1 = -0.5; v2 = -0.25 - 0.5 = -0.75, w2 = -1.25: state was kept.
+    np.testing.assert_allclose(weight.value, [-1.25, -1.25])

@@ -166,7 +166,9 @@ class Optimizer:
         grads_and_vars : iterable of (ndarray or None, ndarray)
             Pairs as produced by ``zip(grads, params)``. A ``None`` gradient
             leaves its parameter untouched (as Keras does for variables
-            without a gradient). Parameters must be writeable float arrays;
+            without a gradient). Parameters must be writeable float arrays,
+            or objects whose ``numpy()`` returns the live array (fastconv's
+            ``Variable``, so ``zip(grads, model.trainable_weights)`` works);
             each gradient must have its parameter's shape.
 
         Raises
@@ -264,9 +266,13 @@ class Optimizer:
 
     @staticmethod
     def _check_param(param: Any, index: int) -> np.ndarray:
+        if not isinstance(param, np.ndarray) and callable(getattr(param, "numpy", None)):
+            # A weight object whose numpy() is the live array, e.g. fastconv's
+            # Variable, so `zip(grads, model.trainable_weights)` works as in Keras.
+            param = param.numpy()
         if not isinstance(param, np.ndarray):
-            raise TypeError(f"parameter {index} must be a NumPy array updated in place, "
-                            f"got {type(param).__name__}")
+            raise TypeError(f"parameter {index} must be a NumPy array updated in place (or "
+                            f"have a numpy() method returning one), got {type(param).__name__}")
         if param.dtype.kind != "f":
             raise TypeError(f"parameter {index} must have a floating dtype (float32 or "
                             f"float64), got {param.dtype}")
