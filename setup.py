@@ -142,7 +142,8 @@ extension = Extension(
     sources=["src/fastconv/_kernels.pyx"] + BASE_SOURCES,
     include_dirs=[CSRC, np.get_include()],
     depends=HEADERS + [v[0] for v in ISA_SOURCES.values()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                   ("FC_NUMPY_BUILD_VERSION", f'"{np.__version__}"')],
 )
 
 setup(

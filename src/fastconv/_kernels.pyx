@@ -57,6 +57,12 @@ cdef extern from "fastconv.h" nogil:
     const char *fc_strerror(int status)
 
 
+cdef extern from *:
+    const char *FC_NUMPY_BUILD_VERSION  # defined by setup.py
+
+NUMPY_BUILD_VERSION = FC_NUMPY_BUILD_VERSION.decode()
+
+
 cdef int _check(int status) except -1:
     if status == FC_OK:
         return 0

@@ -1,0 +1,472 @@
+"""``python -m fastconv bench``: fastconv against its NumPy backend and PyTorch.
+
+Every number is a median over rounds in which the implementations alternate
+(so drift on a shared machine hits them alike), measured in this process:
+
+* per layer (the seed CNN's layers and a few larger ones), forward and
+  backward, at 1 thread and at all cores: milliseconds, GFLOP/s, % of the
+  measured FMA peak, time / PyTorch's time and NumPy's time / ours;
+* the seed CNN end to end: a training step (fit, batch 64, SGD) and inference
+  (predict, batch 256) in images per second, beside the same network in
+  PyTorch.
+
+Forward is convolution + bias + ReLU (PyTorch: ``conv2d`` then in-place
+``relu``); backward is the gradients training needs (no input gradient for a
+network's first layer), without the ReLU mask, which both sides apply alike.
+PyTorch runs channels_last tensors through ``aten.convolution_backward``, the
+kernel its autograd calls. TensorFlow's asymmetric 'same' padding of stride-2
+layers cannot be expressed in PyTorch; it gets the symmetric padding of equal
+cost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import ops
+from .shapes import conv2d_geometry, normalize_pair
+
+try:
+    from . import _kernels
+except ImportError:  # pragma: no cover - a build without the extension
+    _kernels = None
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    name: str
+    x_shape: Tuple[int, int, int, int]     # NHWC
+    window: Tuple[int, ...]                # HWIO kernel, or (ph, pw) for pooling
+    strides: int
+    padding: str
+    kind: str = "conv"                     # "conv" or "pool"
+    first: bool = False                    # network input: no input gradient
+
+    def geometry(self):
+        if self.kind == "pool":
+            return conv2d_geometry(self.x_shape, self.window, self.x_shape[3],
+                                   normalize_pair(self.strides, "s"), self.padding)
+        return conv2d_geometry(self.x_shape, self.window[:2], self.window[3],
+                               normalize_pair(self.strides, "s"), self.padding)
+
+    def macs(self) -> float:
+        """Multiply-adds of the forward pass (comparisons for pooling)."""
+        g = self.geometry()
+        per_out = g.kh * g.kw * (g.c_in if self.kind == "conv" else 1)
+        return float(g.n * g.out_h * g.out_w * g.c_out * per_out)
+
+
+LAYERS = [
+    LayerCase("seed conv2d (28x28x1->32, 3x3 same)", (64, 28, 28, 1), (3, 3, 1, 32), 1, "same",
+              first=True),
+    LayerCase("seed conv2d_1 (28x28x32->64, 3x3 valid)", (64, 28, 28, 32), (3, 3, 32, 64), 1,
+              "valid"),
+    LayerCase("seed max_pooling2d (26x26x64, 2x2)", (64, 26, 26, 64), (2, 2), 2, "valid",
+              kind="pool"),
+    LayerCase("56x56x64->64, 3x3 same", (32, 56, 56, 64), (3, 3, 64, 64), 1, "same"),
+    LayerCase("56x56x64->128, 3x3 s2 same", (32, 56, 56, 64), (3, 3, 64, 128), 2, "same"),
+    LayerCase("28x28x128->128, 1x1", (32, 28, 28, 128), (1, 1, 128, 128), 1, "valid"),
+]
+
+
+def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int,
+                        rounds_for: Optional[Dict[str, int]] = None, warmup: int = 2,
+                        budget_s: Optional[float] = None) -> Dict[str, float]:
+    """Median seconds per call of each function, alternating them per round.
+
+    ``rounds_for`` caps the rounds of slow entries (the NumPy backend);
+    ``budget_s`` stops adding rounds once that much time was spent (at least
+    three rounds run).
+    """
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    start = time.perf_counter()
+    for r in range(rounds):
+        for key, fn in fns.items():
+            if rounds_for and r >= rounds_for.get(key, rounds):
+                continue
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+        if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return {k: statistics.median(v) for k, v in times.items() if v}
+
+
+def measure_peak(n_threads: int) -> float:
+    """FP32 GFLOP/s of the active SIMD path's FMA units on n_threads threads."""
+    if _kernels is None:
+        return float("nan")
+    iters = 2_000_000 if _kernels.get_simd() != "generic" else 500_000
+    _kernels.fma_peak_probe(iters // 10, n_threads)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        macs = _kernels.fma_peak_probe(iters, n_threads)
+        best = max(best, 2 * macs / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _limit_numpy_blas(n_threads: int):
+    """threadpoolctl limits of NumPy's BLAS (the NumPy backend's matmuls)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=n_threads, user_api="blas")
+
+
+class _TorchLayer:
+    """The same layer in PyTorch, channels_last, float32."""
+
+    def __init__(self, case: LayerCase, x: np.ndarray, kernel: Optional[np.ndarray],
+                 bias: Optional[np.ndarray], dy: np.ndarray):
+        import torch
+        self.torch = torch
+        self.case = case
+        cl = torch.channels_last
+        self.x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+        self.dy = torch.from_numpy(dy).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+        g = case.geometry()
+        if case.kind == "conv":
+            self.w = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=cl)
+            self.b = torch.from_numpy(bias)
+            # Symmetric padding of equal cost (TF's extra bottom/right row
+            # cannot be expressed); outputs have the same size.
+            self.pad = [(g.pad_top + g.pad_bottom + 1) // 2, (g.pad_left + g.pad_right + 1) // 2]
+            self.stride = [g.stride_h, g.stride_w]
+        else:
+            self.k = [g.kh, g.kw]
+            self.stride = [g.stride_h, g.stride_w]
+            _, self.indices = torch.ops.aten.max_pool2d_with_indices(
+                self.x, self.k, self.stride, [0, 0], [1, 1], False)
+
+    def forward(self):
+        F = self.torch.nn.functional
+        with self.torch.no_grad():
+            if self.case.kind == "pool":
+                return F.max_pool2d(self.x, self.k, self.stride)
+            y = F.conv2d(self.x, self.w, self.b, stride=self.stride, padding=self.pad)
+            return F.relu(y, inplace=True)
+
+    def backward(self):
+        aten = self.torch.ops.aten
+        with self.torch.no_grad():
+            if self.case.kind == "pool":
+                return aten.max_pool2d_with_indices_backward(
+                    self.dy, self.x, self.k, self.stride, [0, 0], [1, 1], False, self.indices)
+            return aten.convolution_backward(
+                self.dy, self.x, self.w, [self.w.shape[0]], self.stride, self.pad, [1, 1],
+                False, [0, 0], 1, [not self.case.first, True, True])
+
+
+def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, use_torch: bool,
+                rng: np.random.Generator) -> List[dict]:
+    g = case.geometry()
+    x = rng.standard_normal(case.x_shape).astype(np.float32)
+    if case.kind == "conv":
+        kernel = (rng.standard_normal(case.window) * 0.1).astype(np.float32)
+        bias = (rng.standard_normal(case.window[3]) * 0.1).astype(np.float32)
+        kw = dict(strides=case.strides, padding=case.padding)
+        dy = rng.standard_normal((g.n, g.out_h, g.out_w, g.c_out)).astype(np.float32)
+
+        def fwd():
+            return ops.conv2d(x, kernel, bias, activation="relu", **kw)
+
+        def bwd():
+            return ops.conv2d_backward(dy, x, kernel, compute_dx=not case.first, **kw)
+    else:
+        kernel = bias = None
+        kw = dict(pool_size=case.window, strides=case.strides, padding=case.padding)
+        dy = rng.standard_normal((g.n, g.out_h, g.out_w, g.c_out)).astype(np.float32)
+
+        def fwd():
+            return ops.max_pool2d(x, **kw)
+
+        def bwd():
+            return ops.max_pool2d_backward(dy, x, **kw)
+
+    def on_numpy(fn):
+        def run():
+            with ops.use_backend("numpy"):
+                return fn()
+        return run
+
+    fns = {"fastconv fwd": fwd, "fastconv bwd": bwd}
+    if use_numpy:
+        fns.update({"numpy fwd": on_numpy(fwd), "numpy bwd": on_numpy(bwd)})
+    if use_torch:
+        t_layer = _TorchLayer(case, x, kernel, bias, dy)
+        fns.update({"torch fwd": t_layer.forward, "torch bwd": t_layer.backward})
+
+    previous = ops.set_num_threads(n_threads)
+    blas_limit = _limit_numpy_blas(n_threads)
+    if use_torch:
+        import torch
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+    try:
+        med = interleaved_medians(fns, rounds, rounds_for={"numpy fwd": 3, "numpy bwd": 3})
+    finally:
+        ops.set_num_threads(previous)
+        if blas_limit is not None:
+            blas_limit.unregister()
+        if use_torch:
+            torch.set_num_threads(torch_threads)
+
+    peak = measure_peak(n_threads)
+    rows = []
+    for direction, work in (("forward", case.macs()),
+                            ("backward", case.macs() * (1 if case.first or case.kind == "pool"
+                                                        else 2))):
+        d = direction[:3]
+        ours = med[f"fastconv {d}"]
+        gflops = 2 * work / ours / 1e9 if case.kind == "conv" else float("nan")
+        rows.append({
+            "layer": case.name, "kind": case.kind, "direction": direction,
+            "threads": n_threads, "fastconv_ms": ours * 1e3, "gflops": gflops,
+            "pct_peak": 100 * gflops / peak if case.kind == "conv" else float("nan"),
+            "torch_ms": med[f"torch {d}"] * 1e3 if use_torch else None,
+            "numpy_ms": med[f"numpy {d}"] * 1e3 if use_numpy else None,
+            "vs_torch": ours / med[f"torch {d}"] if use_torch else None,
+            "numpy_speedup": med[f"numpy {d}"] / ours if use_numpy else None,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# The seed CNN end to end
+
+def _seed_model(seed: int = 0):
+    from . import backend
+    from .layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
+    from .models import Model
+    backend.clear_session()
+    inp = Input(shape=(28, 28, 1))
+    x = Conv2D(32, 3, padding="same", activation="relu")(inp)
+    x = Conv2D(64, 3, activation="relu")(x)
+    x = MaxPooling2D(2)(x)
+    x = Flatten()(x)
+    x = Dense(100, activation="relu")(x)
+    out = Dense(10, activation="softmax")(x)
+    return Model(inputs=inp, outputs=out)
+
+
+def _torch_seed_model():
+    import torch
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(10816, 100), nn.ReLU(), nn.Linear(100, 10))
+    return model.to(memory_format=torch.channels_last)
+
+
+def bench_model(n_threads: int, use_torch: bool, train_batches: int, rng: np.random.Generator
+                ) -> List[dict]:
+    """Images/s of a training step (batch 64, SGD) and of inference (batch 256)."""
+    from .optimizers import SGD
+    n_train, n_infer = 64 * train_batches, 256 * 4
+    x = rng.random((max(n_train, n_infer), 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, size=len(x))
+    model = _seed_model()
+    model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+
+    fns = {
+        "fastconv train": lambda: model.fit(x[:n_train], y[:n_train], batch_size=64, epochs=1,
+                                            verbose=0, shuffle=False),
+        "fastconv infer": lambda: model.predict(x[:n_infer], batch_size=256),
+    }
+    if use_torch:
+        import torch
+        tmodel = _torch_seed_model()
+        opt = torch.optim.SGD(tmodel.parameters(), lr=0.01)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        yt = torch.from_numpy(y)
+
+        def torch_train():
+            tmodel.train()
+            for i in range(0, n_train, 64):
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(tmodel(xt[i:i + 64]), yt[i:i + 64])
+                loss.backward()
+                opt.step()
+
+        def torch_infer():
+            tmodel.eval()
+            with torch.no_grad():
+                for i in range(0, n_infer, 256):
+                    torch.softmax(tmodel(xt[i:i + 256]), dim=1)
+
+        fns.update({"torch train": torch_train, "torch infer": torch_infer})
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+    previous = ops.set_num_threads(n_threads)
+    try:
+        med = interleaved_medians(fns, rounds=7, warmup=1)
+    finally:
+        ops.set_num_threads(previous)
+        if use_torch:
+            torch.set_num_threads(torch_threads)
+    rows = []
+    for what, n in (("train", n_train), ("infer", n_infer)):
+        ours = n / med[f"fastconv {what}"]
+        theirs = n / med[f"torch {what}"] if use_torch else None
+        rows.append({"what": "training step (fit, batch 64, SGD)" if what == "train"
+                     else "inference (predict, batch 256)", "threads": n_threads,
+                     "fastconv_img_s": ours, "torch_img_s": theirs,
+                     "vs_torch": ours / theirs if theirs else None})
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+def _fmt(value, spec):
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) \
+        else format(value, spec)
+
+
+def layer_table(rows: Sequence[dict]) -> str:
+    header = (f"{'layer':42s} {'dir':4s} {'thr':>3s} {'ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} "
+              f"{'torch ms':>9s} {'/torch':>7s} {'numpy ms':>9s} {'xNumPy':>7s}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['layer'][:42]:42s} {r['direction'][:3]:4s} {r['threads']:3d} "
+            f"{r['fastconv_ms']:8.2f} {_fmt(r['gflops'], '8.0f')} {_fmt(r['pct_peak'], '6.0f')} "
+            f"{_fmt(r['torch_ms'], '9.2f')} {_fmt(r['vs_torch'], '7.2f')} "
+            f"{_fmt(r['numpy_ms'], '9.1f')} {_fmt(r['numpy_speedup'], '7.1f')}")
+    return "\n".join(lines)
+
+
+def model_table(rows: Sequence[dict]) -> str:
+    header = f"{'seed CNN':38s} {'thr':>3s} {'fastconv img/s':>15s} {'torch img/s':>12s} {'ratio':>6s}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['what']:38s} {r['threads']:3d} {r['fastconv_img_s']:15.0f} "
+                     f"{_fmt(r['torch_img_s'], '12.0f')} {_fmt(r['vs_torch'], '6.2f')}")
+    return "\n".join(lines)
+
+
+def geomean_vs_torch(rows: Sequence[dict]) -> Optional[float]:
+    ratios = [r["vs_torch"] for r in rows if r.get("vs_torch")]
+    return float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+
+
+def draw_chart(rows: Sequence[dict], path: str) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    ratios = [r for r in rows if r.get("vs_torch")]
+    if not ratios:
+        return False
+    labels = [f"{r['layer'].split(' (')[0][:28]} {r['direction'][:3]} {r['threads']}T"
+              for r in ratios]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(ratios) + 1.5))
+    values = [r["vs_torch"] for r in ratios]
+    colors = ["tab:green" if v <= 1.0 else "tab:red" for v in values]
+    ax.barh(range(len(values)), values, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("fastconv time / PyTorch time (lower is better)")
+    ax.set_title("fastconv vs PyTorch CPU (oneDNN, channels_last), medians")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def environment() -> dict:
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "fastconv_threads_default": ops.get_num_threads()}
+    if _kernels is not None:
+        info.update(simd=_kernels.get_simd(), openmp=_kernels.openmp_enabled())
+    try:
+        import torch
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastconv bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated thread counts (default: 1 and all cores)")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per layer (default 15)")
+    parser.add_argument("--quick", action="store_true", help="the seed layers only, 7 rounds")
+    parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy backend")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    parser.add_argument("--no-model", action="store_true", help="skip the whole-CNN benchmark")
+    parser.add_argument("--json", default="bench_results/bench.json", help="JSON output path")
+    parser.add_argument("--png", default="bench_results/bench.png", help="chart path")
+    args = parser.parse_args(argv)
+
+    if _kernels is None:
+        print("fastconv's C extension is not built; nothing to benchmark", file=sys.stderr)
+        return 1
+    cores = os.cpu_count() or 1
+    threads = ([int(t) for t in args.threads.split(",")] if args.threads
+               else sorted({1, ops.get_num_threads(), cores}))
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("PyTorch is not installed: comparing with NumPy only "
+                  "(pip install torch for the PyTorch columns)")
+            use_torch = False
+    layers = LAYERS[:3] if args.quick else LAYERS
+    rounds = 7 if args.quick else args.rounds
+    env = environment()
+    print("fastconv bench:", ", ".join(f"{k}={v}" for k, v in env.items()))
+    peaks = {t: measure_peak(t) for t in threads}
+    print("measured FMA peak:", ", ".join(f"{t} thread(s) {p:.0f} GFLOP/s"
+                                          for t, p in peaks.items()))
+    rng = np.random.default_rng(0)
+    rows: List[dict] = []
+    print(layer_table([]))
+    for case in layers:
+        for t in threads:
+            new_rows = bench_layer(case, t, rounds, not args.no_numpy, use_torch, rng)
+            rows.extend(new_rows)
+            for line in layer_table(new_rows).splitlines()[2:]:
+                print(line, flush=True)
+    g = geomean_vs_torch(rows)
+    if g is not None:
+        print(f"geometric mean of fastconv / PyTorch time over these rows: {g:.2f}")
+    model_rows = []
+    if not args.no_model:
+        for t in threads:
+            model_rows.extend(bench_model(t, use_torch, train_batches=4 if args.quick else 8,
+                                          rng=rng))
+        print()
+        print(model_table(model_rows))
+    out = {"environment": env, "peak_gflops": peaks, "layers": rows, "model": model_rows,
+           "geomean_vs_torch": g}
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.png and draw_chart(rows, args.png):
+        print(f"wrote {args.png}")
+    return 0
