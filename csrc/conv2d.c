@@ -140,6 +140,7 @@ typedef struct igemm_problem {
     int64_t ntaps;           /* taps per pixel in the pointer table */
     int gather;              /* forward only: im2col tile instead of taps */
     int mr;                  /* pixels per tile (the widest panel's register tile) */
+    int64_t panel_groups;    /* panels split across threads only for few tiles */
     /* K blocks: groups of taps (a B block that fits L1) x ranges of k_row
      * (single-tap problems with long rows). */
     int64_t tap_group, ngroups;
@@ -307,6 +308,14 @@ static int64_t build_tile(const igemm_problem *g, int mr, const pixel *px, int64
     return live;
 }
 
+/*
+ * Work items are (panel group, tile) pairs, tile-major within a group; a
+ * thread owns a contiguous range. Its loop nest, BLIS-like: a pass of up to
+ * FC_TILES_PER_PASS tiles (their C stays in L2), K blocks (their B block
+ * stays in L1), the group's panels, the pass's tiles. Panels are split into
+ * groups only when there are too few tiles to keep every thread busy (dense
+ * layers: few pixels, wide B), so each thread reads the input once.
+ */
 static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, int nthreads,
                             int tid, igemm_scratch *s)
 {
@@ -315,58 +324,54 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
     const int64_t ntiles = ceil_div(g->m, mr);
     const int64_t npanels = ceil_div(g->n_cols, nr_panel);
+    const int64_t per_group = ceil_div(npanels, g->panel_groups);
     const int64_t nblocks = g->ngroups * g->nkc;
     int64_t begin, end;
-    /* Panel-major items: a thread's consecutive items share one B panel,
-     * which then stays in cache (dense layers have wide B, few pixels). */
-    fc_thread_range(ntiles * npanels, nthreads, tid, &begin, &end);
+    fc_thread_range(ntiles * g->panel_groups, nthreads, tid, &begin, &end);
 
-    for (int64_t pass = begin; pass < end; pass += FC_TILES_PER_PASS) {
-        const int64_t pass_end = min64(pass + FC_TILES_PER_PASS, end);
-        int64_t first_tile = -1;  /* first tile of the coordinate cache */
+    for (int64_t item = begin; item < end;) {
+        const int64_t group = item / ntiles, tile0 = item - group * ntiles;
+        const int64_t pass = min64(min64(FC_TILES_PER_PASS, ntiles - tile0), end - item);
+        pixels_of(g, tile0 * mr, pass * mr, s->pix);
+        const int64_t panel0 = group * per_group, panel1 = min64(panel0 + per_group, npanels);
         for (int64_t kb = 0; kb < nblocks; ++kb) {
             const int64_t grp = kb / g->nkc, kcb = kb - grp * g->nkc;
             const int64_t t0 = grp * g->tap_group, t1 = min64(t0 + g->tap_group, g->ntaps);
             const int64_t k0 = kcb * g->kc;
             const int64_t kc = min64(g->kc, g->k_row - k0);
-            for (int64_t item = pass; item < pass_end; ++item) {
-                const int64_t panel = item / ntiles, tile = item - panel * ntiles;
+            for (int64_t panel = panel0; panel < panel1; ++panel) {
                 const int64_t c0 = panel * nr_panel;
                 const int64_t nr = min64(nr_panel, g->n_cols - c0);
                 const int nv = (int)ceil_div(nr, t->vl);
-                const int tail = nr % t->vl != 0;
-                /* Coordinates are cached for a run of tiles; a pass that
-                 * wraps to the next panel restarts the run. */
-                if (first_tile < 0 || tile < first_tile ||
-                    tile >= first_tile + FC_TILES_PER_PASS) {
-                    first_tile = tile;
-                    pixels_of(g, tile * mr, (int64_t)FC_TILES_PER_PASS * mr, s->pix);
+                const fc_igemm_fn kernel = igemm_for(t, mr, nv, nr % t->vl != 0);
+                for (int64_t i = 0; i < pass; ++i) {
+                    const pixel *px = s->pix + i * mr;
+                    const int64_t live = build_tile(g, mr, px, t0, t1, k0, s);
+                    for (int64_t l = 0; l < live; ++l)
+                        s->b[l] = g->b_src + (s->tap[l] * g->k_row + k0) * g->n_cols + c0;
+                    for (int r = 0; r < mr; ++r)
+                        s->c[r] = px[r].valid
+                                      ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
+                                                  px[r].col) * g->n_cols + c0
+                                      : NULL;
+                    fc_igemm_args args;
+                    args.ntaps = live;
+                    args.kc = kc;
+                    args.a = s->a;
+                    args.b = s->b;
+                    args.ldb = g->n_cols;
+                    args.nr = nr;
+                    args.bias = g->bias ? g->bias + c0 : NULL;
+                    args.c = s->c;
+                    args.mr = mr;
+                    args.nv = nv;
+                    args.accumulate = kb > 0;
+                    args.relu = !g->backward && p->relu && kb == nblocks - 1;
+                    kernel(&args);
                 }
-                const pixel *px = s->pix + (tile - first_tile) * mr;
-                const int64_t live = build_tile(g, mr, px, t0, t1, k0, s);
-                for (int64_t l = 0; l < live; ++l)
-                    s->b[l] = g->b_src + (s->tap[l] * g->k_row + k0) * g->n_cols + c0;
-                for (int r = 0; r < mr; ++r)
-                    s->c[r] = px[r].valid
-                                  ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
-                                              px[r].col) * g->n_cols + c0
-                                  : NULL;
-                fc_igemm_args args;
-                args.ntaps = live;
-                args.kc = kc;
-                args.a = s->a;
-                args.b = s->b;
-                args.ldb = g->n_cols;
-                args.nr = nr;
-                args.bias = g->bias ? g->bias + c0 : NULL;
-                args.c = s->c;
-                args.mr = mr;
-                args.nv = nv;
-                args.accumulate = kb > 0;
-                args.relu = !g->backward && p->relu && kb == nblocks - 1;
-                igemm_for(t, mr, nv, tail)(&args);
             }
         }
+        item += pass;
     }
 }
 
@@ -382,6 +387,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b
     const double work = (double)g->m * (double)(p->kh * p->kw) * (double)p->c_in *
                         (double)p->c_out;
     const int nthreads = fc_pick_threads(p->n_threads, work, ntiles * npanels);
+    g->panel_groups = ntiles >= 4 * nthreads ? 1 : min64(npanels, ceil_div(4 * nthreads, ntiles));
 
     /* K blocks: as many taps as keep a B block of one panel within L1, and
      * long single-tap rows cut to FC_KC_MAX. */
