@@ -29,7 +29,9 @@
  * convolutions, dense layers) so that a B block stays in L2. */
 #define FC_KC_MAX 512
 /* Target pixels per weight-gradient chunk (rounded to whole output rows). */
+#ifndef FC_WGRAD_CHUNK_PIXELS
 #define FC_WGRAD_CHUNK_PIXELS 1024
+#endif
 /* Row blocks of the weight-gradient per work item. */
 #define FC_WGRAD_BLOCKS_PER_ITEM 8
 /* Memory for weight-gradient partials held at once. */
@@ -71,19 +73,6 @@ static fc_wgrad_fn wgrad_for(const fc_kernel_table *t, int mr, int nv, int tail)
 {
     fc_wgrad_fn fn = t->wgrad[mr][nv][tail];
     return fn ? fn : t->wgrad_any;
-}
-
-/* Cache-blocked transpose of a rows x cols matrix (src row stride cols)
- * into dst (row stride rows), for the block rows [r0, r1). */
-static void transpose_rows(const float *src, float *dst, int64_t rows, int64_t cols,
-                           int64_t r0, int64_t r1)
-{
-    enum { B = 32 };
-    for (int64_t i0 = r0; i0 < r1; i0 += B)
-        for (int64_t j0 = 0; j0 < cols; j0 += B)
-            for (int64_t i = i0; i < min64(i0 + B, r1); ++i)
-                for (int64_t j = j0; j < min64(j0 + B, cols); ++j)
-                    dst[j * rows + i] = src[i * cols + j];
 }
 
 /* Copy (or zero, when src is NULL) c floats, c <= FC_GATHER_MAX_CIN. Written
@@ -129,7 +118,9 @@ typedef struct igemm_problem {
     const fc_conv2d_params *p;
     int backward;            /* 0: forward, 1: backward-input */
     const float *a_src;      /* x (forward) or dy (backward) */
-    const float *b_src;      /* kernel (forward) or per-tap transposed kernel */
+    const float *b_src;      /* the kernel, or B packed into panels (b_packed) */
+    int b_packed;            /* panel p at p * panel_stride, rows of ldb floats */
+    int64_t ldb, panel_stride;
     const float *bias;
     float *out;
     int64_t m;               /* GEMM rows (pixels of the output array) */
@@ -153,8 +144,11 @@ typedef struct igemm_problem {
 
 /* Tiles whose C stays in L2 while every K block passes over them. */
 #define FC_TILES_PER_PASS 64
-/* Bytes of B a K block may hold (L1 is 32-48 KiB on current x86 cores). */
-#define FC_B_BLOCK_BYTES (24 * 1024)
+/* Bytes of B a K block may hold: most of a 48 KiB L1 (measured: 40 KiB beat
+ * 16-32 KiB on 3x3 layers with 32-64 input channels). */
+#ifndef FC_B_BLOCK_BYTES
+#define FC_B_BLOCK_BYTES (40 * 1024)
+#endif
 
 typedef struct pixel {
     int64_t img, row, col;   /* of the output array */
@@ -347,8 +341,9 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                 for (int64_t i = 0; i < pass; ++i) {
                     const pixel *px = s->pix + i * mr;
                     const int64_t live = build_tile(g, mr, px, t0, t1, k0, s);
+                    const float *b_panel = g->b_src + (g->b_packed ? panel * g->panel_stride : c0);
                     for (int64_t l = 0; l < live; ++l)
-                        s->b[l] = g->b_src + (s->tap[l] * g->k_row + k0) * g->n_cols + c0;
+                        s->b[l] = b_panel + (s->tap[l] * g->k_row + k0) * g->ldb;
                     for (int r = 0; r < mr; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
@@ -359,7 +354,7 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                     args.kc = kc;
                     args.a = s->a;
                     args.b = s->b;
-                    args.ldb = g->n_cols;
+                    args.ldb = g->ldb;
                     args.nr = nr;
                     args.bias = g->bias ? g->bias + c0 : NULL;
                     args.c = s->c;
@@ -375,8 +370,40 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
     }
 }
 
-/* Runs the GEMM; for backward, first packs the transposed kernel. */
-static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b)
+/*
+ * Copy tap `tap` of panel `panel` of B into the packed layout: rows
+ * (tap * k_row + k) of nr_panel floats, zero beyond n_cols. Forward, B is the
+ * kernel itself; backward, B[tap][c_out][c_in] is the kernel transposed per
+ * tap, read 16 input channels at a time so the strided reads stay in cache.
+ */
+static void pack_block(const igemm_problem *g, const float *kernel, float *packed,
+                       int64_t nr_panel, int64_t panel, int64_t tap)
+{
+    const fc_conv2d_params *p = g->p;
+    const int64_t c0 = panel * nr_panel, nr = min64(nr_panel, g->n_cols - c0);
+    float *out = packed + panel * g->panel_stride + tap * g->k_row * nr_panel;
+    if (!g->backward) {
+        const float *in = kernel + tap * g->k_row * g->n_cols + c0;
+        for (int64_t k = 0; k < g->k_row; ++k) {
+            memcpy(out + k * nr_panel, in + k * g->n_cols, (size_t)nr * sizeof(float));
+            memset(out + k * nr_panel + nr, 0, (size_t)(nr_panel - nr) * sizeof(float));
+        }
+        return;
+    }
+    const float *w = kernel + tap * p->c_in * p->c_out;  /* (c_in, c_out) of this tap */
+    for (int64_t j0 = 0; j0 < nr; j0 += 16)
+        for (int64_t co = 0; co < p->c_out; ++co)
+            for (int64_t j = j0; j < min64(j0 + 16, nr); ++j)
+                out[co * nr_panel + j] = w[(c0 + j) * p->c_out + co];
+    for (int64_t co = 0; co < p->c_out; ++co)
+        memset(out + co * nr_panel + nr, 0, (size_t)(nr_panel - nr) * sizeof(float));
+}
+
+/* Runs the GEMM, first packing B into panels when that pays: always
+ * backward (the kernel must be transposed anyway), and forward when there
+ * are several panels (a row stride of 128+ floats maps a panel's rows onto
+ * a fraction of L1's sets) and enough tiles to reuse the copy. */
+static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
 {
     const fc_conv2d_params *p = g->p;
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
@@ -388,6 +415,18 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b
                         (double)p->c_out;
     const int nthreads = fc_pick_threads(p->n_threads, work, ntiles * npanels);
     g->panel_groups = ntiles >= 4 * nthreads ? 1 : min64(npanels, ceil_div(4 * nthreads, ntiles));
+
+    const float *kernel = g->b_src;
+    float *packed = NULL;
+    g->b_packed = g->backward || (npanels > 1 && ntiles >= 64);
+    g->ldb = g->b_packed ? nr_panel : g->n_cols;
+    g->panel_stride = g->ntaps * g->k_row * nr_panel;
+    if (g->b_packed) {
+        packed = (float *)fc_calloc(fc_mul(npanels, g->panel_stride) + 16, sizeof(float));
+        if (packed == NULL)
+            return FC_ERR_NOMEM;
+        g->b_src = packed;
+    }
 
     /* K blocks: as many taps as keep a B block of one panel within L1, and
      * long single-tap rows cut to FC_KC_MAX. */
@@ -403,10 +442,11 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b
     const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + 8 +
                                (g->gather ? ((int64_t)mr * g->k_row + 1) / 2 + 8 : 0);
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
-    if (scratch == NULL)
+    if (scratch == NULL) {
+        fc_free(packed);
         return FC_ERR_NOMEM;
+    }
 
-    const int64_t taps = p->kh * p->kw;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
@@ -422,29 +462,20 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t, float *packed_b
         s.pix = (pixel *)(mine + tbl + 2 * g->ntaps + mr);
         s.gather = g->gather ? (float *)(mine + tbl + 2 * g->ntaps + mr + words_pix + 8) : NULL;
 
-        if (packed_b != NULL) {
-            /* Kernel (taps, c_in, c_out) -> (taps, c_out, c_in). */
+        if (packed != NULL) {
             int64_t b0, b1;
-            fc_thread_range(taps * p->c_in, nthreads, tid, &b0, &b1);
-            for (int64_t tap = 0; tap < taps; ++tap) {
-                const int64_t r0 = max64(b0 - tap * p->c_in, 0);
-                const int64_t r1 = min64(b1 - tap * p->c_in, p->c_in);
-                if (r0 < r1)
-                    transpose_rows(g->b_src + tap * p->c_in * p->c_out,
-                                   packed_b + tap * p->c_in * p->c_out, p->c_in, p->c_out,
-                                   r0, r1);
-            }
+            fc_thread_range(npanels * g->ntaps, nthreads, tid, &b0, &b1);
+            for (int64_t item = b0; item < b1; ++item)
+                pack_block(g, kernel, packed, nr_panel, item / g->ntaps, item % g->ntaps);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
         }
-        igemm_problem local = *g;
-        if (packed_b != NULL)
-            local.b_src = packed_b;
-        run_igemm_items(&local, t, nthreads, tid, &s);
+        run_igemm_items(g, t, nthreads, tid, &s);
         fc_fpmode_leave(fp);
     }
     fc_free(scratch);
+    fc_free(packed);
     return FC_OK;
 }
 
@@ -482,7 +513,7 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *ke
     if (zero == NULL)
         return FC_ERR_NOMEM;
     g.zero = zero;
-    status = igemm_run(&g, t, NULL);
+    status = igemm_run(&g, t);
     fc_free(zero);
     return status;
 }
@@ -519,12 +550,9 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
      * tile of neighbours then shares which taps are live. */
     int64_t *w_order = (int64_t *)fc_calloc(p->w + 2 * (p->kh + p->kw), sizeof(int64_t));
     float *zero = (float *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(float));
-    float *packed = (float *)fc_calloc(fc_mul(fc_mul(taps, p->c_in), max64(p->c_out, 1)) + 16,
-                                       sizeof(float));
-    if (w_order == NULL || zero == NULL || packed == NULL) {
+    if (w_order == NULL || zero == NULL) {
         fc_free(w_order);
         fc_free(zero);
-        fc_free(packed);
         return FC_ERR_NOMEM;
     }
     int64_t q = 0;
@@ -547,10 +575,9 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
     g.tr_w = tr_w;
     g.w_order = w_order;
     g.zero = zero;
-    status = igemm_run(&g, t, packed);
+    status = igemm_run(&g, t);
     fc_free(w_order);
     fc_free(zero);
-    fc_free(packed);
     return status;
 }
 
@@ -587,7 +614,9 @@ typedef struct wgrad_scratch {
 } wgrad_scratch;
 
 /* L1 budget for the dy rows one pass of register tiles works on. */
+#ifndef FC_WGRAD_L1_BYTES
 #define FC_WGRAD_L1_BYTES (16 * 1024)
+#endif
 
 static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t chunk,
                        int64_t unit, int64_t group, float *partial, wgrad_scratch *s,
