@@ -8,10 +8,25 @@ and linked in; everything else is compiled for the baseline, and
 ``FASTCONV_NATIVE=1``.
 
 Environment switches:
-  FASTCONV_FAIL_NO_OPENMP=1   a compiler without OpenMP is an error (CI sets it)
+  FASTCONV_FAIL_NO_OPENMP=1   a compiler without OpenMP is an error (CI and the
+                              wheel builds set it)
   FASTCONV_NATIVE=1           add -march=native (local builds only)
   FASTCONV_SANITIZE=1         AddressSanitizer + UndefinedBehaviorSanitizer build
   FASTCONV_DEBUG_CYTHON=1     bounds checks in the Cython layer
+  FASTCONV_LIBOMP_PREFIX=DIR  macOS: where libomp lives (DIR/include/omp.h,
+                              DIR/lib/libomp.dylib); Homebrew's is found alone
+
+OpenMP flags per compiler:
+  GCC / Clang (Linux)  -fopenmp at compile and link time (libgomp; auditwheel
+                       bundles it into manylinux/musllinux wheels)
+  Apple Clang (macOS)  -Xpreprocessor -fopenmp at compile time, -lomp at link
+                       time. If CPPFLAGS/CFLAGS already hold -fopenmp (the
+                       cibuildwheel configuration in pyproject.toml exports
+                       CPPFLAGS="-Xpreprocessor -fopenmp"), it is not added a
+                       second time, and -lomp is not added when LDFLAGS has it.
+  MSVC (Windows)       /openmp (vcomp140.dll; delvewheel bundles it)
+The OpenMP probe links with the -L/-l/-Wl,-rpath entries of LDFLAGS too:
+distutils leaves LDFLAGS out of the executable link line.
 """
 import os
 import platform
@@ -63,26 +78,55 @@ OPENMP_TEST = textwrap.dedent("""
 """)
 
 
+def _libomp_prefix():
+    """macOS: the libomp installation to use when the environment names none."""
+    candidates = [os.environ.get("FASTCONV_LIBOMP_PREFIX", ""),
+                  "/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]
+    for prefix in candidates:
+        if prefix and os.path.isfile(os.path.join(prefix, "include", "omp.h")):
+            return prefix
+    return None
+
+
 class BuildExt(build_ext):
     """Adds OpenMP when the compiler has it and the per-ISA kernel objects."""
 
     def _openmp_flags(self):
+        """(compile flags, link flags) that turn OpenMP on for this compiler."""
         if self.compiler.compiler_type == "msvc":
             return ["/openmp"], []
         if sys.platform == "darwin":
-            # Apple clang: OpenMP through the preprocessor and libomp.
-            return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+            # Apple clang has no -fopenmp driver flag: OpenMP goes through the
+            # preprocessor, and the runtime is LLVM's libomp.
+            env_compile = (os.environ.get("CPPFLAGS", "") + " " + os.environ.get("CFLAGS", "")).split()
+            env_link = os.environ.get("LDFLAGS", "").split()
+            compile_flags = [] if "-fopenmp" in env_compile else ["-Xpreprocessor", "-fopenmp"]
+            link_flags = [] if "-lomp" in env_link else ["-lomp"]
+            prefix = _libomp_prefix()
+            if prefix:
+                include, lib = f"-I{prefix}/include", f"-L{prefix}/lib"
+                if include not in env_compile:
+                    compile_flags.append(include)
+                if lib not in env_link:
+                    link_flags.insert(0, lib)
+            return compile_flags, link_flags
         return ["-fopenmp"], ["-fopenmp"]
 
     def _check_openmp(self, compile_flags, link_flags):
+        """Compile, link and run a small OpenMP program with these flags."""
         tmp = tempfile.mkdtemp()
         try:
             src = os.path.join(tmp, "omp_test.c")
             with open(src, "w") as f:
                 f.write(OPENMP_TEST)
             objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=compile_flags)
-            exe = os.path.join(tmp, "omp_test")
-            self.compiler.link_executable(objs, exe, extra_postargs=link_flags)
+            # customize_compiler() puts LDFLAGS on the shared-library link line
+            # only; the probe needs its library paths as well (macOS libomp).
+            env_link = [f for f in os.environ.get("LDFLAGS", "").split()
+                        if f.startswith(("-L", "-l", "-Wl,-rpath"))]
+            self.compiler.link_executable(objs, "omp_test", output_dir=tmp,
+                                          extra_preargs=env_link, extra_postargs=link_flags)
+            exe = os.path.join(tmp, self.compiler.executable_filename("omp_test"))
             out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
             return out.returncode == 0 and out.stdout.strip() == "1"
         except Exception as exc:  # any compile, link or run failure means no OpenMP

@@ -40,9 +40,28 @@ def build_info() -> Dict[str, Any]:
 
 
 def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
-    """Print (``mode="stdout"``) or return (``mode="dicts"``) the build facts:
-    version, whether OpenMP is on, the SIMD path in use and those this CPU
-    offers, the thread count and the NumPy the extension was built against."""
+    """Print (``mode="stdout"``) or return (``mode="dicts"``) the build facts.
+
+    Keys of the returned dict (``python -m fastconv info`` prints the same):
+
+    - ``fastconv``: the installed version (``fastconv.__version__``)
+    - ``python``, ``platform``: interpreter version, OS and machine
+    - ``numpy_runtime``: the NumPy imported now
+    - ``backend``: ``"c"`` or ``"numpy"`` (:func:`fastconv.get_backend`)
+    - ``compiled``: whether the C extension imported; when it did not, only
+      ``error`` follows, and the keys below are absent
+    - ``numpy_build``: the NumPy the extension was compiled against
+    - ``openmp``: whether the kernels were built with OpenMP
+    - ``simd``: the SIMD path in use (``"avx512"``, ``"avx2"``, ``"generic"``)
+    - ``simd_available``: the paths this build and CPU support
+    - ``simd_forced``: the ``FASTCONV_SIMD`` environment variable, or None
+    - ``num_threads``: threads a large kernel would use now
+      (:func:`fastconv.get_num_threads`)
+    - ``num_threads_source``: where that number comes from: an explicit
+      ``fastconv.set_num_threads`` or the OpenMP default (``OMP_NUM_THREADS``,
+      threadpoolctl)
+    - ``cpu_count``: ``os.cpu_count()``
+    """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"`mode` must be 'stdout' or 'dicts', got {mode!r}")
     info = build_info()
