@@ -130,8 +130,16 @@ typedef struct igemm_problem {
     int64_t k_row;           /* floats per A row of one tap */
     int64_t ntaps;           /* taps per pixel in the pointer table */
     int gather;              /* forward only: im2col tile instead of taps */
-    int mr;                  /* pixels per tile (the widest panel's register tile) */
+    int mr;                  /* pixels per tile at most (the widest panel's register tile) */
+    /* Row-aligned tiles: every row of the output array (every stride phase
+     * of a row, backward) is cut into balanced tiles of at most mr pixels,
+     * the same cut for every row. 0 tiles_per_row: flat tiles of mr
+     * consecutive pixels (rows too short to fill a tile). */
+    int64_t tiles_per_row;
+    const int64_t *tile_q0;  /* [tiles_per_row] first position in the column order */
+    const int64_t *tile_w;   /* [tiles_per_row] pixels */
     int64_t panel_groups;    /* panels split across threads only for few tiles */
+    int64_t ntiles;
     /* K blocks: groups of taps (a B block that fits L1) x ranges of k_row
      * (single-tap problems with long rows). */
     int64_t tap_group, ngroups;
@@ -195,6 +203,59 @@ static void pixels_of(const igemm_problem *g, int64_t m0, int64_t count, pixel *
             }
         }
     }
+}
+
+/* Fill the mr pixel slots of a tile (unused slots invalid); returns its
+ * width, the register tile height to use. */
+static int tile_pixels(const igemm_problem *g, int64_t tile, pixel *px)
+{
+    const fc_conv2d_params *p = g->p;
+    if (g->tiles_per_row == 0) {
+        pixels_of(g, tile * g->mr, g->mr, px);
+        return g->mr;
+    }
+    const int64_t r = tile / g->tiles_per_row, j = tile - r * g->tiles_per_row;
+    const int64_t img = r / g->out_h, row = r - img * g->out_h;
+    const int64_t q0 = g->tile_q0[j], width = g->tile_w[j];
+    for (int64_t i = 0; i < g->mr; ++i, ++px) {
+        px->valid = i < width;
+        if (!px->valid)
+            continue;
+        px->img = img;
+        px->row = row;
+        px->col = g->backward ? g->w_order[q0 + i] : q0 + i;
+        px->h0 = row * p->stride_h - p->pad_top;
+        px->w0 = px->col * p->stride_w - p->pad_left;
+        if (g->backward) {
+            px->qh = (row + p->pad_top) / p->stride_h;
+            px->rh = (row + p->pad_top) - px->qh * p->stride_h;
+            px->qw = (px->col + p->pad_left) / p->stride_w;
+            px->rw = (px->col + p->pad_left) - px->qw * p->stride_w;
+        }
+    }
+    return (int)width;
+}
+
+/* Row-aligned tiling when it fills tiles well: each segment (an output row
+ * forward; a stride phase of an input row backward) is cut into balanced
+ * tiles. Returns the number of tiles per row written to q0/width, or 0 for
+ * flat tiling (average tile under 3/4 of mr). */
+static int64_t plan_row_tiles(const igemm_problem *g, int mr, int64_t *q0, int64_t *width)
+{
+    const fc_conv2d_params *p = g->p;
+    const int64_t nseg = g->backward ? min64(p->stride_w, p->w) : 1;
+    int64_t ntiles = 0, start = 0;
+    for (int64_t s = 0; s < nseg; ++s) {
+        const int64_t len = g->backward ? ceil_div(p->w - s, p->stride_w) : p->out_w;
+        const int64_t pieces = ceil_div(len, mr);
+        for (int64_t k = 0; k < pieces; ++k) {
+            q0[ntiles] = start + k * (len / pieces) + min64(k, len % pieces);
+            width[ntiles] = len / pieces + (k < len % pieces ? 1 : 0);
+            ++ntiles;
+        }
+        start += len;
+    }
+    return 4 * g->out_w >= 3 * mr * ntiles ? ntiles : 0;
 }
 
 /* A row pointer for tap (i, j) of a pixel, or NULL where it is padding. */
@@ -316,17 +377,19 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
     const fc_conv2d_params *p = g->p;
     const int mr = g->mr;
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
-    const int64_t ntiles = ceil_div(g->m, mr);
+    const int64_t ntiles = g->ntiles;
     const int64_t npanels = ceil_div(g->n_cols, nr_panel);
     const int64_t per_group = ceil_div(npanels, g->panel_groups);
     const int64_t nblocks = g->ngroups * g->nkc;
     int64_t begin, end;
+    int widths[FC_TILES_PER_PASS];
     fc_thread_range(ntiles * g->panel_groups, nthreads, tid, &begin, &end);
 
     for (int64_t item = begin; item < end;) {
         const int64_t group = item / ntiles, tile0 = item - group * ntiles;
         const int64_t pass = min64(min64(FC_TILES_PER_PASS, ntiles - tile0), end - item);
-        pixels_of(g, tile0 * mr, pass * mr, s->pix);
+        for (int64_t i = 0; i < pass; ++i)
+            widths[i] = tile_pixels(g, tile0 + i, s->pix + i * mr);
         const int64_t panel0 = group * per_group, panel1 = min64(panel0 + per_group, npanels);
         for (int64_t kb = 0; kb < nblocks; ++kb) {
             const int64_t grp = kb / g->nkc, kcb = kb - grp * g->nkc;
@@ -337,14 +400,15 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                 const int64_t c0 = panel * nr_panel;
                 const int64_t nr = min64(nr_panel, g->n_cols - c0);
                 const int nv = (int)ceil_div(nr, t->vl);
-                const fc_igemm_fn kernel = igemm_for(t, mr, nv, nr % t->vl != 0);
+                const int tail = nr % t->vl != 0;
+                const float *b_panel = g->b_src + (g->b_packed ? panel * g->panel_stride : c0);
                 for (int64_t i = 0; i < pass; ++i) {
                     const pixel *px = s->pix + i * mr;
-                    const int64_t live = build_tile(g, mr, px, t0, t1, k0, s);
-                    const float *b_panel = g->b_src + (g->b_packed ? panel * g->panel_stride : c0);
+                    const int w = widths[i];
+                    const int64_t live = build_tile(g, w, px, t0, t1, k0, s);
                     for (int64_t l = 0; l < live; ++l)
                         s->b[l] = b_panel + (s->tap[l] * g->k_row + k0) * g->ldb;
-                    for (int r = 0; r < mr; ++r)
+                    for (int r = 0; r < w; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
                                                   px[r].col) * g->n_cols + c0
@@ -358,11 +422,11 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                     args.nr = nr;
                     args.bias = g->bias ? g->bias + c0 : NULL;
                     args.c = s->c;
-                    args.mr = mr;
+                    args.mr = w;
                     args.nv = nv;
                     args.accumulate = kb > 0;
                     args.relu = !g->backward && p->relu && kb == nblocks - 1;
-                    kernel(&args);
+                    igemm_for(t, w, nv, tail)(&args);
                 }
             }
         }
@@ -409,7 +473,14 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
     const int mr = t->igemm_mr[ceil_div(min64(g->n_cols, nr_panel), t->vl)];
     g->mr = mr;
-    const int64_t ntiles = ceil_div(g->m, mr);
+    int64_t *row_plan = (int64_t *)fc_calloc(2 * p->w + 2 * p->out_w + 2, sizeof(int64_t));
+    if (row_plan == NULL)
+        return FC_ERR_NOMEM;
+    g->tiles_per_row = plan_row_tiles(g, mr, row_plan, row_plan + p->w + p->out_w + 1);
+    g->tile_q0 = row_plan;
+    g->tile_w = row_plan + p->w + p->out_w + 1;
+    g->ntiles = g->tiles_per_row ? (g->m / g->out_w) * g->tiles_per_row : ceil_div(g->m, mr);
+    const int64_t ntiles = g->ntiles;
     const int64_t npanels = ceil_div(g->n_cols, nr_panel);
     const double work = (double)g->m * (double)(p->kh * p->kw) * (double)p->c_in *
                         (double)p->c_out;
@@ -423,8 +494,10 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_packed) {
         packed = (float *)fc_calloc(fc_mul(npanels, g->panel_stride) + 16, sizeof(float));
-        if (packed == NULL)
+        if (packed == NULL) {
+            fc_free(row_plan);
             return FC_ERR_NOMEM;
+        }
         g->b_src = packed;
     }
 
@@ -444,6 +517,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     if (scratch == NULL) {
         fc_free(packed);
+        fc_free(row_plan);
         return FC_ERR_NOMEM;
     }
 
@@ -476,6 +550,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     }
     fc_free(scratch);
     fc_free(packed);
+    fc_free(row_plan);
     return FC_OK;
 }
 

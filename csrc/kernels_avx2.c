@@ -40,7 +40,9 @@ typedef __m256 fc_cmp;
 #define FC_IGEMM_MR {0, 12, 6}
 #define FC_NV_MAX 2
 #define FC_WG_MR_MAX {0, 8, 6}
-#define FC_IGEMM_LIST(X) X(12, 1) X(6, 1) X(6, 2)
+#define FC_IGEMM_LIST(X) \
+    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) X(9, 1) X(10, 1) X(11, 1) X(12, 1) \
+    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
 #define FC_WGRAD_LIST(X) \
     X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) \
     X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)

@@ -40,8 +40,13 @@ typedef __mmask16 fc_cmp;
 #define FC_IGEMM_MR {0, 12, 12, 8, 6}
 #define FC_NV_MAX 4
 #define FC_WG_MR_MAX {0, 12, 12, 8, 6}
+/* Every tile height up to the register limit: row-aligned tiles are
+ * balanced cuts of a row, e.g. 26 = 6 + 5 + 5 + 5 + 5. */
 #define FC_IGEMM_LIST(X) \
-    X(12, 1) X(12, 2) X(8, 1) X(8, 2) X(8, 3) X(6, 1) X(6, 2) X(6, 3) X(6, 4)
+    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) X(9, 1) X(10, 1) X(11, 1) X(12, 1) \
+    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2) X(7, 2) X(8, 2) X(9, 2) X(10, 2) X(11, 2) X(12, 2) \
+    X(1, 3) X(2, 3) X(3, 3) X(4, 3) X(5, 3) X(6, 3) X(7, 3) X(8, 3) \
+    X(1, 4) X(2, 4) X(3, 4) X(4, 4) X(5, 4) X(6, 4)
 #define FC_WGRAD_LIST(X) \
     X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) X(9, 1) X(10, 1) X(11, 1) X(12, 1) \
     X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2) X(7, 2) X(8, 2) X(9, 2) X(10, 2) X(11, 2) X(12, 2) \
