@@ -206,7 +206,8 @@ def test_the_extension_does_not_reference_omp_setters():
     """Static side of the check above: the names of OpenMP's global setters
     do not occur in the compiled module (its import table lists every
     OpenMP function it calls)."""
-    binary = open(_kernels.__file__, "rb").read()
+    with open(_kernels.__file__, "rb") as f:
+        binary = f.read()
     for setter in (b"omp_set_num_threads", b"omp_set_dynamic", b"omp_set_max_active_levels"):
         assert setter not in binary, setter.decode()
 
