@@ -103,7 +103,7 @@ done
 echo "libgomp bundled: $(grep -oE 'fastconv\.libs/libgomp[^ ]*' "$WORK/wheel.txt")"
 
 for spec in $NUMPY_SPECS; do
-    if [[ "$spec" == latest ]]; then req="numpy"; tag="latest"; else req="numpy==$spec"; tag="${spec//[^0-9A-Za-z.]/}"; fi
+    if [[ "$spec" == latest ]]; then req="numpy"; tag="latest"; else req="numpy==$spec"; tag="${spec//\*/x}"; fi
     VENV="$WORK/venv-numpy-$tag"
     step "fresh virtual environment with $req and the repaired wheel: $VENV"
     rm -rf "$VENV"
