@@ -97,8 +97,10 @@ def set_num_threads(n: Optional[int]) -> Optional[int]:
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"`n` must be a positive int or None, got {type(n).__name__} {n!r}")
-        if n < 1:
-            raise ValueError(f"`n` must be a positive int or None, got {n}")
+        if n < 1 or n > 2**31 - 1:
+            # The C kernels take an int: larger values would only fail later,
+            # inside the first op, with an OverflowError naming nothing.
+            raise ValueError(f"`n` must be a positive int (at most 2**31 - 1) or None, got {n}")
         n = int(n)
     previous, _num_threads = _num_threads, n
     return previous

@@ -18,11 +18,14 @@ already-resolved pads.
 from __future__ import annotations
 
 import operator
-from typing import NamedTuple, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 IntOrPair = Union[int, Sequence[int]]
 
 PADDINGS = ("valid", "same")
+
+# Largest stride, dilation, pool or kernel size accepted (TensorFlow's int32).
+MAX_WINDOW_ARG = 2**31 - 1
 
 
 class Padding1D(NamedTuple):
@@ -48,7 +51,8 @@ def normalize_padding(padding: object, name: str = "padding") -> str:
     return value
 
 
-def _as_positive_int(value: object, name: str) -> int:
+def _as_positive_int(value: object, name: str,
+                     maximum: Optional[int] = MAX_WINDOW_ARG) -> int:
     # bool is an int subclass, but strides=True is certainly a mistake.
     if isinstance(value, bool):
         raise TypeError(f"`{name}` must be a positive integer, got bool {value!r}")
@@ -60,6 +64,10 @@ def _as_positive_int(value: object, name: str) -> int:
         ) from None
     if result < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {result}")
+    if maximum is not None and result > maximum:
+        # The C kernels index with int64: a larger value would fail there with
+        # an OverflowError that names no argument (issue 7).
+        raise ValueError(f"`{name}` must be at most {maximum}, got {result}")
     return result
 
 
@@ -82,7 +90,11 @@ def normalize_pair(value: object, name: str) -> Tuple[int, int]:
     else:
         return (_as_positive_int(n, name),) * 2  # type: ignore[return-value]
     if isinstance(value, Sequence) or hasattr(value, "__array__"):
-        items = list(value)  # type: ignore[call-overload]
+        try:
+            items = list(value)  # type: ignore[call-overload]
+        except TypeError:  # a NumPy float scalar or 0-d float array
+            raise TypeError(f"`{name}` must be a positive integer or a pair of them, "
+                            f"got {type(value).__name__} {value!r}") from None
         if len(items) != 2:
             raise ValueError(
                 f"`{name}` must be a positive integer or a pair of them, "
@@ -160,7 +172,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1,
     >>> conv_output_size(28, 3, stride=2, padding='same')
     14
     """
-    size = _as_positive_int(size, "size")
+    size = _as_positive_int(size, "size", maximum=None)
     kernel_size = _as_positive_int(kernel_size, "kernel_size")
     stride = _as_positive_int(stride, "stride")
     dilation = _as_positive_int(dilation, "dilation")
