@@ -33,8 +33,12 @@ static int check_params(const fc_pool2d_params *p)
     const int64_t in = fc_mul(fc_mul(fc_mul(p->n, p->h), p->w), p->c);
     const int64_t out = fc_mul(fc_mul(fc_mul(p->n, p->out_h), p->out_w), p->c);
     const int64_t win = fc_mul(p->pool_h, p->pool_w);
-    if (in < 0 || out < 0 || win < 0 || win > (1 << 30) || in > (INT64_MAX >> 4))
+    if (in < 0 || out < 0 || win < 0 || in > (INT64_MAX >> 4))
         return FC_ERR_OVERFLOW;
+    /* The backward kernels number a window's cells in float32 lanes, exact
+     * up to 2**24. */
+    if (win > (1 << 24))
+        return FC_ERR_ARG;
     return FC_OK;
 }
 
