@@ -23,7 +23,8 @@ try:
     from . import _kernels
     _KERNELS_IMPORT_ERROR: Optional[BaseException] = None
 except ImportError as exc:  # a source tree that was never built
-    _kernels = None
+    # The C paths run only on the 'c' backend, which requires the module.
+    _kernels = None  # type: ignore[assignment]
     _KERNELS_IMPORT_ERROR = exc
 
 if _kernels is not None and os.environ.get("FASTCONV_SIMD"):

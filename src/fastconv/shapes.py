@@ -57,7 +57,7 @@ def _as_positive_int(value: object, name: str,
     if isinstance(value, bool):
         raise TypeError(f"`{name}` must be a positive integer, got bool {value!r}")
     try:
-        result = operator.index(value)
+        result = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(
             f"`{name}` must be a positive integer, got {type(value).__name__} {value!r}"
@@ -88,7 +88,8 @@ def normalize_pair(value: object, name: str) -> Tuple[int, int]:
     except TypeError:
         pass
     else:
-        return (_as_positive_int(n, name),) * 2  # type: ignore[return-value]
+        single = _as_positive_int(n, name)
+        return (single, single)
     if isinstance(value, Sequence) or hasattr(value, "__array__"):
         try:
             items = list(value)  # type: ignore[call-overload]
