@@ -495,7 +495,7 @@ def test_sgd_step_on_seed_cnn_is_w_minus_lr_grad_with_torch_gradient():
     model.train_on_batch(x, y)
     for before, after, grad in zip(w0, model.get_weights(), grads):
         # Compare the step itself, w1 - w0, with -lr * grad.
-        _close(after.astype(np.float64) - before, -0.1 * grad, rtol=2e-4)
+        _close(after.astype(np.float64) - before, -0.1 * grad, rtol=2e-5)
 
 
 def test_sgd_momentum_steps_follow_the_keras_formula():
@@ -505,8 +505,7 @@ def test_sgd_momentum_steps_follow_the_keras_formula():
     lr, momentum = 0.05, 0.9
     model = seed_cnn(seed=1)
     model.compile(optimizers.SGD(lr, momentum=momentum), "sparse_categorical_crossentropy")
-    w = [v.astype(np.float64) for v in model.get_weights()]
-    velocity = [np.zeros_like(v) for v in w]
+    velocity = [np.zeros(v.shape) for v in model.get_weights()]
     for step in range(3):
         grads = _torch_seed_gradients([v.astype(np.float32) for v in model.get_weights()], x, y)
         velocity = [momentum * v - lr * g for v, g in zip(velocity, grads)]  # Keras' rule
@@ -515,8 +514,7 @@ def test_sgd_momentum_steps_follow_the_keras_formula():
         before = model.get_weights()
         model.train_on_batch(x, y)
         for b, after, e in zip(before, model.get_weights(), expected):
-            _close(after.astype(np.float64) - b, e - b, rtol=5e-4)
-        w = expected
+            _close(after.astype(np.float64) - b, e - b, rtol=2e-5)
     assert model.optimizer.iterations == 3
 
 
@@ -717,4 +715,7 @@ def test_seed_cnn_reaches_97_percent_on_held_out_digits():
     print(f"\nseed CNN, 15 epochs: {seconds:.1f} s, test accuracy {accuracy:.4f}, "
           f"loss {loss:.4f}")
     assert history.history["accuracy"][-1] > 0.99
-    assert accuracy >= 0.97
+    # Over initial-weight seeds this recipe gives 97.4% +- 0.4% (and so does an
+    # independent PyTorch implementation): a result just below 0.97 after a
+    # kernel change that alters float rounding is not necessarily a bug.
+    assert accuracy >= 0.97, f"test accuracy {accuracy:.4f} < 0.97"

@@ -28,8 +28,8 @@ import numpy as np
 
 __all__ = ["main", "build_seed_cnn", "DEFAULT_EPOCHS"]
 
-DEFAULT_EPOCHS = 10
-"""Epochs of the default run (enough for >= 97% test accuracy)."""
+DEFAULT_EPOCHS = 15
+"""Epochs of the default run: the seed acceptance recipe (about 97.5% test accuracy)."""
 
 COMPARE_STEPS = 5
 """Training steps timed per backend for the speed comparison."""
@@ -118,8 +118,16 @@ def _compare_backends(weights: List[np.ndarray], x: np.ndarray, y: np.ndarray,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the demo; returns the process exit status."""
+    """Run the demo; returns the process exit status (130 after Ctrl-C)."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         import sklearn  # noqa: F401  (the digits ship inside scikit-learn)

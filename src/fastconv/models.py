@@ -44,13 +44,32 @@ One training step with :mod:`fastconv.optimizers` (which update arrays in place)
     grads = model.backward((probabilities - onehot) / len(x_batch), pre_activation=True)
     optimizer.apply_gradients(zip(grads, [v.numpy() for v in model.trainable_weights]))
 
+Training (Keras 2.4 semantics; details in each method's docstring)::
+
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x_train, y_train, batch_size=32, epochs=15,
+                        validation_split=0.1)      # the *last* 10%, before shuffling
+    history.history         # {'loss': [...], 'accuracy': [...], 'val_loss': [...], ...}
+    loss, accuracy = model.evaluate(x_test, y_test)
+    model.train_on_batch(x, y); model.test_on_batch(x, y)
+
+A softmax (sigmoid) output trained with a (sparse) categorical (binary)
+cross-entropy takes the fused, numerically stable gradient with respect to the
+logits (``backward(..., pre_activation=True)``). The weights change only inside
+the optimizer call, which holds back Ctrl-C until the step is whole, so an
+interrupted ``fit`` leaves the model as it was after its last whole step.
+Callbacks may set ``model.stop_training = True``.
+
 Other API: ``model(x)`` / ``predict(x, batch_size=32)`` (no tape),
 ``summary(..., show_macs=False)``, ``summary_string()``, ``count_params()``,
 ``count_macs()``, ``save_weights(path)`` / ``load_weights(path)`` (``.npz``,
 written atomically), ``get_layer(name)``, ``layers``, ``inputs``, ``outputs``.
 
 Not supported: subclassed models (``class Net(Model)`` with ``call``),
-nesting a model inside another as a layer, layers with several outputs.
+nesting a model inside another as a layer, layers with several outputs,
+training models with several outputs, ``fit`` on datasets/generators or with
+``steps_per_epoch``.
 """
 from __future__ import annotations
 
@@ -697,7 +716,7 @@ class Model:
         if steps is not None:
             steps = _training.check_positive_int(steps, "steps")
         self._build_for_data(x)
-        arrays = self._prepare_inputs(x)
+        arrays = self._prepare_inputs(x, "x")
         n = arrays[0].shape[0]
         if n == 0:
             raise ValueError("Expect x to be a non-empty array or dataset.")
