@@ -348,6 +348,9 @@ class Model:
                 readers[id(t)] = readers.get(id(t), 0) + 1
         self._readers = readers
         self._output_ids = {id(t) for t in outputs}
+        # What every call checks its data against.
+        self._input_specs = [InputSpec(shape=shape_tuple(t.shape)) for t in inputs]
+        self._input_dtypes = [t.dtype.as_numpy_dtype for t in inputs]
         self._tape = None
         if not self._trainable:
             self.trainable = False
@@ -541,11 +544,8 @@ class Model:
         if len(items) != len(self._inputs):
             raise ValueError(f"Layer {self.name} expects {len(self._inputs)} input(s), but it "
                              f"received {len(items)} input tensors.")
-        arrays = []
-        for tensor, item in zip(self._inputs, items):
-            arrays.append(np.asarray(item, dtype=tensor.dtype.as_numpy_dtype))
-        specs = [InputSpec(shape=shape_tuple(t.shape)) for t in self._inputs]
-        assert_input_compatibility(specs, [a.shape for a in arrays], self.name)
+        arrays = [np.asarray(item, dtype=dtype) for item, dtype in zip(items, self._input_dtypes)]
+        assert_input_compatibility(self._input_specs, [a.shape for a in arrays], self.name)
         if len({a.shape[0] for a in arrays}) > 1:
             raise ValueError(f"Model {self.name}: inputs have different numbers of samples: "
                              f"{[a.shape[0] for a in arrays]}")
