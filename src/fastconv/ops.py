@@ -277,21 +277,20 @@ def conv2d_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, strides: Int
 # ---------------------------------------------------------------------------
 # Max pooling
 
-# The C max-pool backward numbers a window's cells with float32 counters,
-# exact up to 2**24 (issue 7: larger windows sent the gradient to several
-# cells). The forward pass is exact for any window.
+# The C max-pool kernels number a window's cells in float32 lanes, exact up
+# to 2**24 (issue 7: larger windows sent the gradient to several cells);
+# csrc/pool2d.c refuses larger windows, this names the argument.
 _C_MAX_POOL_WINDOW = 2**24
 
 
 def _pool_geometry(x: np.ndarray, pool_size: IntOrPair, strides: Optional[IntOrPair],
                    padding: str, backend: str = "numpy") -> ConvGeometry:
-    """Pooling geometry; ``backend='c'`` also checks the C backward's window limit."""
+    """Pooling geometry; ``backend='c'`` also checks the C kernels' window limit."""
     pool = normalize_pair(pool_size, "pool_size")
-    cells = min(pool[0], x.shape[1]) * min(pool[1], x.shape[2])  # real cells of a window
-    if backend == "c" and cells > _C_MAX_POOL_WINDOW:
-        raise ValueError(f"`pool_size` {pool} gives windows of {cells} cells of `x`; the 'c' "
-                         "backend's max_pool2d_backward takes at most 2**24 cells per window "
-                         "(use the 'numpy' backend for larger windows)")
+    if backend == "c" and pool[0] * pool[1] > _C_MAX_POOL_WINDOW:
+        raise ValueError(f"`pool_size` {pool} gives windows of {pool[0] * pool[1]} cells; the "
+                         "'c' backend pools windows of at most 2**24 cells (use the 'numpy' "
+                         "backend for larger windows)")
     s = pool if strides is None else normalize_pair(strides, "strides")
     pad = normalize_padding(padding)
     _check_spatial(x, "x")
@@ -307,7 +306,7 @@ def max_pool2d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPa
     """
     backend = get_backend()
     x = _as_array(x, "x", 4, backend)
-    g = _pool_geometry(x, pool_size, strides, padding)
+    g = _pool_geometry(x, pool_size, strides, padding, backend)
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d(x, g)
     y = np.empty((g.n, g.out_h, g.out_w, g.c_out), dtype=np.float32)
