@@ -67,7 +67,7 @@ class Conv2D(ActivatedMixin, Layer):
                                       "supported")
         try:
             filters = int(filters)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
             raise TypeError(f"{what}: `filters` must be a positive integer, "
                             f"got {filters!r}") from None
         if filters < 1:

@@ -55,7 +55,7 @@ class Dense(ActivatedMixin, Layer):
                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         try:
             units = int(units)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
             raise TypeError(f"{what}: `units` must be a positive integer, got {units!r}") from None
         if units < 1:
             raise ValueError(f"Received an invalid value for `units`, expected a positive "
