@@ -230,7 +230,7 @@ def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, u
     for direction, work in (("forward", case.macs()),
                             ("backward", case.macs() * (1 if case.first or case.kind == "pool"
                                                         else 2))):
-        d = direction[:3]
+        d = {"forward": "fwd", "backward": "bwd"}[direction]
         ours = med[f"fastconv {d}"]
         gflops = 2 * work / ours / 1e9 if case.kind == "conv" else float("nan")
         rows.append({
