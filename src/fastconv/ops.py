@@ -3,8 +3,8 @@
 Two backends compute every op: ``"c"`` (the compiled kernels, float32,
 parallel) and ``"numpy"`` (:mod:`fastconv.reference`, readable, computes in the
 input dtype). Arrays are NHWC activations and HWIO kernels, as Keras stores
-them. Inputs are never modified; non-contiguous, Fortran-ordered or
-byte-swapped arrays are copied once.
+them. Inputs are never modified; non-contiguous, Fortran-ordered, misaligned
+or byte-swapped arrays are copied once.
 """
 from __future__ import annotations
 
@@ -146,7 +146,10 @@ def _as_array(value: object, name: str, ndim: int, backend: str) -> np.ndarray:
         raise ValueError(f"`{name}` must be a {ndim}-D array {layout}, got shape {arr.shape}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    return np.ascontiguousarray(arr)
+    # ALIGNED too: a C-contiguous view at an odd byte offset (np.frombuffer,
+    # packed records) would reach the kernels as misaligned float pointers,
+    # undefined behaviour in C (UBSan reports it; vectorised code may fault).
+    return np.require(arr, requirements=("C_CONTIGUOUS", "ALIGNED", "ENSUREARRAY"))
 
 
 def _same_dtype(*named: Tuple[str, Optional[np.ndarray]]) -> None:
