@@ -365,6 +365,18 @@ def test_outputs_are_fresh_writable_arrays(backend):
         assert not np.shares_memory(out, xr) and not np.shares_memory(out, K)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_array_subclasses_give_plain_arrays(backend):
+    """np.matrix (always 2-D) must not leak into the 4-D reshapes of dense."""
+    y = on(backend, fc.dense, np.asmatrix(XD), np.asmatrix(KD), activation="relu")
+    assert type(y) is np.ndarray
+    np.testing.assert_allclose(y, np.maximum(XD @ KD, 0), rtol=1e-6)
+    dx, dk, db = on(backend, fc.dense_backward, np.asmatrix(np.ones((3, 5), np.float32)),
+                    np.asmatrix(XD), KD)
+    assert type(dx) is np.ndarray and dx.shape == (3, 4) and dk.shape == (4, 5)
+
+
 # ---------------------------------------------------------------------------
 # NaN and Inf
 
