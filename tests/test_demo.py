@@ -61,7 +61,9 @@ def test_demo_prints_summary_progress_and_test_accuracy():
     assert float(match.group(1)) > 0.85          # two epochs already learn the digits
     assert re.search(r"^time: \d+\.\d s in all, training \d+\.\d s \(86 steps, \d+ ms/step\) "
                      r"on the c backend$", out, re.MULTILINE)
-    assert "--backend numpy" in out
+    assert "--backend numpy trains on the NumPy reference backend" in out
+    assert out.splitlines()[-2].startswith("test accuracy: ")
+    assert out.splitlines()[-1].startswith("time: ")
 
 
 def test_demo_on_numpy_backend_reports_the_measured_speedup():

@@ -155,7 +155,11 @@ def _run(args: argparse.Namespace) -> int:
           f"digits (8x8 upscaled to 28x28)")
     print(f"{len(x_train):,} training / {len(x_test):,} held-out test images; backend "
           f"{args.backend} ({ops.get_num_threads()} threads{simd}), batch size "
-          f"{args.batch_size}, {args.epochs} epochs, seed {args.seed}\n")
+          f"{args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    if args.backend == "c":
+        print("(--backend numpy trains on the NumPy reference backend instead and measures "
+              "how much faster the C backend is)")
+    print()
 
     model = build_seed_cnn()
     model.summary()
@@ -176,9 +180,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend == "numpy":
         _compare_backends(initial_weights, x_train[:args.batch_size],
                           y_train[:args.batch_size])
-    else:
-        print("(`python -m fastconv demo --backend numpy` trains on the NumPy reference "
-              "backend and compares the speed)")
     return 0
 
 
