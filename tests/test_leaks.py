@@ -89,9 +89,6 @@ OPS = {
 @pytest.mark.parametrize("backend,calls", [("c", 2000), ("numpy", 300)])
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_ops_do_not_leak(op, backend, calls):
-    # One thread: on a busy machine OpenMP's barriers can cost milliseconds
-    # per call; several threads are covered by the next test.
-    fc.set_num_threads(1)
     with fc.use_backend(backend):
         assert_flat(OPS[op], calls)
 
@@ -106,7 +103,7 @@ def test_threads_setting_changes_do_not_leak():
         OPS["conv2d"]()
         OPS["max_pool2d_backward"]()
     try:
-        assert_flat(call, 600, warmup=30)
+        assert_flat(call, 300, warmup=30)
     finally:
         fc.set_num_threads(None)
 
@@ -121,6 +118,16 @@ def test_errors_do_not_leak():
             except ValueError:
                 pass
     assert_flat(call, 3000)
+
+
+@pytest.fixture(autouse=True)
+def one_thread_unless_asked():
+    """One OpenMP thread: on a busy machine OpenMP's barriers can cost
+    milliseconds per call (test_threads_setting_changes_do_not_leak covers
+    teams of several threads)."""
+    fc.set_num_threads(1)
+    yield
+    fc.set_num_threads(None)
 
 
 def _model():
