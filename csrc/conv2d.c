@@ -50,6 +50,15 @@ static int check_params(const fc_conv2d_params *p)
         p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 || p->pad_top < 0 ||
         p->pad_left < 0)
         return FC_ERR_ARG;
+    /* A pad reaching past the dilated kernel only adds output cells that see
+     * no input (TensorFlow's pads never do); bounding it keeps every index
+     * expression (row + pad, col * stride - pad) far from overflow. */
+    const int64_t reach_h = fc_mul(p->kh - 1, p->dilation_h);
+    const int64_t reach_w = fc_mul(p->kw - 1, p->dilation_w);
+    if (reach_h < 0 || reach_w < 0)
+        return FC_ERR_OVERFLOW;
+    if (p->pad_top > reach_h || p->pad_left > reach_w)
+        return FC_ERR_ARG;
     const int64_t sizes[] = {
         fc_mul(fc_mul(fc_mul(p->n, p->h), p->w), max64(p->c_in, 1)),
         fc_mul(fc_mul(fc_mul(p->n, p->out_h), p->out_w), max64(p->c_out, 1)),

@@ -33,7 +33,9 @@ enum {
 };
 
 /* Geometry of a 2-D convolution. Output sizes and the top/left pads are
- * resolved by the caller; bottom/right pads are implied by out_h/out_w. */
+ * resolved by the caller; bottom/right pads are implied by out_h/out_w.
+ * Pads may not exceed the dilated kernel's reach ((k - 1) * d); TensorFlow's
+ * never do. */
 typedef struct fc_conv2d_params {
     int64_t n, h, w, c_in;          /* input  (n, h, w, c_in)       */
     int64_t kh, kw, c_out;          /* kernel (kh, kw, c_in, c_out) */

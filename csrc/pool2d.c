@@ -25,16 +25,18 @@ static int check_params(const fc_pool2d_params *p)
         p->out_h < 1 || p->out_w < 1 || p->stride_h < 1 || p->stride_w < 1 ||
         p->pad_top < 0 || p->pad_left < 0)
         return FC_ERR_ARG;
-    /* Every window must hold at least one real cell. */
-    if (p->pad_top >= p->pool_h || p->pad_left >= p->pool_w ||
-        (p->out_h - 1) * p->stride_h - p->pad_top >= p->h ||
-        (p->out_w - 1) * p->stride_w - p->pad_left >= p->w)
-        return FC_ERR_ARG;
     const int64_t in = fc_mul(fc_mul(fc_mul(p->n, p->h), p->w), p->c);
     const int64_t out = fc_mul(fc_mul(fc_mul(p->n, p->out_h), p->out_w), p->c);
     const int64_t win = fc_mul(p->pool_h, p->pool_w);
-    if (in < 0 || out < 0 || win < 0 || in > (INT64_MAX >> 4))
+    const int64_t span_h = fc_mul(p->out_h - 1, p->stride_h);
+    const int64_t span_w = fc_mul(p->out_w - 1, p->stride_w);
+    if (in < 0 || out < 0 || win < 0 || span_h < 0 || span_w < 0 || in > (INT64_MAX >> 4) ||
+        out > (INT64_MAX >> 4) || span_h > (INT64_MAX >> 4) || span_w > (INT64_MAX >> 4))
         return FC_ERR_OVERFLOW;
+    /* Every window must hold at least one real cell. */
+    if (p->pad_top >= p->pool_h || p->pad_left >= p->pool_w || span_h - p->pad_top >= p->h ||
+        span_w - p->pad_left >= p->w)
+        return FC_ERR_ARG;
     /* The backward kernels number a window's cells in float32 lanes, exact
      * up to 2**24. */
     if (win > (1 << 24))
