@@ -301,17 +301,13 @@ static void fuzz_conv(reader *r, int op, int n_threads, unsigned flags)
                 (long long)p.stride_h, (long long)p.stride_w, (long long)p.dilation_h,
                 (long long)p.dilation_w, (long long)p.pad_top, (long long)p.pad_left, p.relu,
                 (int)((flags >> 6) & 1));
-#ifdef FUZZ_SKIP_KNOWN
-    /* Known, reported: conv2d.c does not bound the pads, and backward-input
-     * overflows on row + pad_top (UBSan) past INT64_MAX / 16 (crasher
-     * conv-bwd-input-pad-overflow). Skipped so the run can look further. */
-    if (p.pad_top > (INT64_MAX >> 4) || p.pad_left > (INT64_MAX >> 4))
-        return;
-#endif
     const int valid = p.n >= 0 && p.h >= 1 && p.w >= 1 && p.c_in >= 0 && p.kh >= 1 &&
                       p.kw >= 1 && p.c_out >= 0 && p.out_h >= 1 && p.out_w >= 1 &&
                       p.stride_h >= 1 && p.stride_w >= 1 && p.dilation_h >= 1 &&
-                      p.dilation_w >= 1 && p.pad_top >= 0 && p.pad_left >= 0;
+                      p.dilation_w >= 1 && p.pad_top >= 0 && p.pad_left >= 0 &&
+                      /* fastconv.h: pads within the dilated kernel's reach */
+                      (wide)p.pad_top <= ((wide)p.kh - 1) * p.dilation_h &&
+                      (wide)p.pad_left <= ((wide)p.kw - 1) * p.dilation_w;
     const int64_t dx_dims[] = {p.n, p.h, p.w, p.c_in};
     const int64_t dy_dims[] = {p.n, p.out_h, p.out_w, p.c_out};
     const int64_t k_dims[] = {p.kh, p.kw, p.c_in, p.c_out};
@@ -482,15 +478,6 @@ static void fuzz_pool(reader *r, int op, int n_threads, unsigned flags)
                 (long long)p.out_h, (long long)p.out_w, (long long)p.stride_h,
                 (long long)p.stride_w, (long long)p.pad_top, (long long)p.pad_left,
                 (int)((flags >> 5) & 1));
-#ifdef FUZZ_SKIP_KNOWN
-    /* Known, reported: pool2d.c's check_params computes
-     * (out_h - 1) * stride_h - pad_top before its overflow checks (UBSan:
-     * signed overflow; crasher pool-check-params-overflow). */
-    if ((wide)p.out_h * p.stride_h > (INT64_MAX >> 1) || (wide)p.out_w * p.stride_w > (INT64_MAX >> 1) ||
-        (wide)p.out_h * p.stride_h < -(INT64_MAX >> 1) || (wide)p.out_w * p.stride_w < -(INT64_MAX >> 1) ||
-        p.pad_top < -(INT64_MAX >> 1) || p.pad_left < -(INT64_MAX >> 1))
-        return;
-#endif
     /* fastconv.h: every window must hold a real cell. */
     int valid = p.n >= 0 && p.h >= 1 && p.w >= 1 && p.c >= 0 && p.pool_h >= 1 &&
                 p.pool_w >= 1 && p.out_h >= 1 && p.out_w >= 1 && p.stride_h >= 1 &&

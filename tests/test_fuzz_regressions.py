@@ -7,8 +7,9 @@
   negative FC_ERR_* status, never a crash.
 
 Each call runs in a child process: in a sanitizer build (tools/
-run_sanitizers.sh) an out-of-bounds access or undefined behaviour aborts the
-child and fails the test; in a normal build a crash does.
+run_sanitizers.sh, which also undoes CPython's -fwrapv so that signed overflow
+is checked) an out-of-bounds access or undefined behaviour aborts the child
+and fails the test; in a normal build a crash does.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import os
 import pytest
 
 import fc_capi
-from reliability import SANITIZED, result_lines, run_python
+from reliability import result_lines, run_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CRASHERS = os.path.join(HERE, "data", "fuzz_crashers")
@@ -28,15 +29,6 @@ pytestmark = pytest.mark.skipif(fc_capi.load() is None,
 
 with open(os.path.join(CRASHERS, "manifest.json")) as _f:
     MANIFEST = json.load(_f)["crashers"]
-
-# Findings not fixed yet in csrc/: in a normal build the arithmetic wraps
-# harmlessly (the tests pass), under UBSan the child aborts.
-UNFIXED_UNDER_UBSAN = {
-    "conv-bwd-input-pad-overflow": "csrc/conv2d.c: pad_top/pad_left unbounded (row + pad_top "
-                                   "overflows int64)",
-    "pool-check-params-overflow": "csrc/pool2d.c check_params: (out_h - 1) * stride_h before "
-                                  "the overflow checks",
-}
 
 # The child: build exact-size buffers (NULL when too large), call, and check
 # an FC_OK result against a direct loop over the definition.
@@ -112,11 +104,8 @@ print("RESULT", status)
 
 
 @pytest.mark.parametrize("case", MANIFEST, ids=[c["file"] for c in MANIFEST])
-def test_fuzz_crasher_replays_cleanly(case, request):
+def test_fuzz_crasher_replays_cleanly(case):
     assert os.path.isfile(os.path.join(CRASHERS, case["file"])), "raw input missing"
-    if SANITIZED and case["file"] in UNFIXED_UNDER_UBSAN:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="issue 7 finding: " + UNFIXED_UNDER_UBSAN[case["file"]]))
     out = run_python(REPLAY.format(tests=os.path.dirname(__file__), case=json.dumps(case)),
                      timeout=120)
     (status,) = result_lines(out)
@@ -150,7 +139,8 @@ assert set(conv_all(c.ConvParams(**ok), None, None, None, None, None, None)) == 
 # each field below its minimum, and sizes whose products overflow int64
 for field, values in dict(n=[-1], h=[0, -5], w=[0], c_in=[-1], kh=[0], kw=[-1], c_out=[-1],
                           out_h=[0], out_w=[-3], stride_h=[0], stride_w=[-1], dilation_h=[0],
-                          dilation_w=[-2], pad_top=[-1], pad_left=[-1]).items():
+                          dilation_w=[-2], pad_top=[-1, 3, 2**62], pad_left=[-1, 3]).items():
+    # (pads beyond the dilated kernel's reach, (3 - 1) * 1 here, break the contract)
     for value in values:
         bad = c.ConvParams(**dict(ok, **{{field: value}}))
         statuses = conv_all(bad, x, k, y, dx, dk, db)

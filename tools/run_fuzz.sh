@@ -25,11 +25,6 @@ fi
 
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 CFLAGS="-g -O1 -fopenmp -std=c99 -D_GNU_SOURCE -Icsrc $SAN"
-# Known, reported, not yet fixed bugs are skipped (see fuzz/fuzz_kernels.c)
-# unless FUZZ_STRICT=1.
-if [ "${FUZZ_STRICT:-0}" != 1 ]; then
-    CFLAGS="$CFLAGS -DFUZZ_SKIP_KNOWN"
-fi
 ISA=""
 case "$(uname -m)" in
     x86_64|amd64)
