@@ -209,7 +209,8 @@ static void ref_conv_forward(const fc_conv2d_params *p, const float *x, const fl
                             if (iw < 0 || iw >= p->w)
                                 continue;
                             for (int64_t c = 0; c < p->c_in; ++c)
-                                acc += x[((b * p->h + (int64_t)ih) * p->w + (int64_t)iw) * p->c_in + c] *
+                                acc += x[((b * p->h + (int64_t)ih) * p->w + (int64_t)iw) * p->c_in +
+                                         c] *
                                        k[((i * p->kw + j) * p->c_in + c) * p->c_out + co];
                         }
                     }
@@ -242,7 +243,8 @@ static void ref_conv_backward(const fc_conv2d_params *p, const float *dy, const 
                         const wide iw = in_pos(ow, p->stride_w, p->pad_left, j, p->dilation_w);
                         if (iw < 0 || iw >= p->w)
                             continue;
-                        const int64_t xo = ((b * p->h + (int64_t)ih) * p->w + (int64_t)iw) * p->c_in;
+                        const int64_t xo =
+                            ((b * p->h + (int64_t)ih) * p->w + (int64_t)iw) * p->c_in;
                         for (int64_t c = 0; c < p->c_in; ++c)
                             for (int64_t co = 0; co < p->c_out; ++co) {
                                 const int64_t ko = ((i * p->kw + j) * p->c_in + c) * p->c_out + co;
@@ -282,8 +284,10 @@ static void fuzz_conv(reader *r, int op, int n_threads, unsigned flags)
         /* The natural size for these pads (TF-style when pads are "same"). */
         const wide ke_h = ((wide)p.kh - 1) * p.dilation_h + 1;
         const wide ke_w = ((wide)p.kw - 1) * p.dilation_w + 1;
-        const wide oh = p.stride_h > 0 ? ((wide)p.h + p.pad_top + pad_bottom - ke_h) / p.stride_h + 1 : 0;
-        const wide ow = p.stride_w > 0 ? ((wide)p.w + p.pad_left + pad_right - ke_w) / p.stride_w + 1 : 0;
+        const wide oh =
+            p.stride_h > 0 ? ((wide)p.h + p.pad_top + pad_bottom - ke_h) / p.stride_h + 1 : 0;
+        const wide ow =
+            p.stride_w > 0 ? ((wide)p.w + p.pad_left + pad_right - ke_w) / p.stride_w + 1 : 0;
         p.out_h = oh > INT64_MAX || oh < INT64_MIN ? 0 : (int64_t)oh;
         p.out_w = ow > INT64_MAX || ow < INT64_MIN ? 0 : (int64_t)ow;
     }
@@ -353,7 +357,8 @@ static void fuzz_conv(reader *r, int op, int n_threads, unsigned flags)
             ref_conv_forward(&p, x, k, with_bias ? bias : NULL, want);
             check_equal("conv forward y", y, want, ny);
         } else if (!extreme) {
-            fprintf(stderr, "fuzz_kernels: conv forward refused moderate parameters (%d)\n", status);
+            fprintf(stderr, "fuzz_kernels: conv forward refused moderate parameters (%d)\n",
+                    status);
             abort();
         }
         free(y);
@@ -461,8 +466,10 @@ static void fuzz_pool(reader *r, int op, int n_threads, unsigned flags)
         p.out_h = field(r, 0, 13, &extreme);
         p.out_w = field(r, 0, 13, &extreme);
     } else {
-        const wide oh = p.stride_h > 0 ? ((wide)p.h + p.pad_top + pad_bottom - p.pool_h) / p.stride_h + 1 : 0;
-        const wide ow = p.stride_w > 0 ? ((wide)p.w + p.pad_left + pad_right - p.pool_w) / p.stride_w + 1 : 0;
+        const wide oh =
+            p.stride_h > 0 ? ((wide)p.h + p.pad_top + pad_bottom - p.pool_h) / p.stride_h + 1 : 0;
+        const wide ow =
+            p.stride_w > 0 ? ((wide)p.w + p.pad_left + pad_right - p.pool_w) / p.stride_w + 1 : 0;
         p.out_h = oh > INT64_MAX || oh < INT64_MIN ? 0 : (int64_t)oh;
         p.out_w = ow > INT64_MAX || ow < INT64_MIN ? 0 : (int64_t)ow;
     }

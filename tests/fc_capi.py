@@ -46,7 +46,8 @@ def load() -> Optional[ctypes.CDLL]:
                               [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 3),
                              ("fc_conv2d_backward_kernel",
                               [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 4),
-                             ("fc_max_pool2d_forward", [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
+                             ("fc_max_pool2d_forward",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
                              ("fc_max_pool2d_backward",
                               [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 3),
                              ("fc_set_simd", [ctypes.c_int]), ("fc_get_simd", [])):

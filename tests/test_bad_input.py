@@ -471,7 +471,8 @@ def test_nonfinite_weights_and_gradients_are_never_lost(simd, rng, value, source
     for name, fn, exact in outputs[source]:
         for label, got in (("c", fn()), ("numpy", quiet_numpy(fn))):
             lost = ~np.isfinite(exact) & np.isfinite(got)
-            assert not lost.any(), f"{label} {name}: non-finite values lost at {np.argwhere(lost)[:5]}"
+            assert not lost.any(), (f"{label} {name}: non-finite values lost at "
+                                    f"{np.argwhere(lost)[:5]}")
             both = np.isfinite(exact) & np.isfinite(got)
             np.testing.assert_allclose(got[both], exact[both], rtol=1e-4, atol=1e-3)
 

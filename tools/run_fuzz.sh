@@ -53,7 +53,8 @@ SECONDS_TO_RUN=${1:-600}
 JOBS=${2:-1}
 for seed_dir in tests/data/fuzz_corpus tests/data/fuzz_crashers; do
     if [ -d "$seed_dir" ]; then
-        find "$seed_dir" -maxdepth 1 -type f ! -name "*.json" ! -name "*.md" -exec cp -n {} "$OUT/corpus/" \;
+        find "$seed_dir" -maxdepth 1 -type f ! -name "*.json" ! -name "*.md" \
+            -exec cp -n {} "$OUT/corpus/" \;
     fi
 done
 # -max_len: the header and the parameter fields fit in 32 bytes.

@@ -66,7 +66,9 @@ export PYTHONMALLOC=malloc            # let ASan see Python's allocations too
 export FASTCONV_SANITIZED=1           # tests/reliability.py: skip address-space limits
 # allocator_may_return_null: huge requests give MemoryError, as without ASan.
 # allocator_may_return_null: huge requests give MemoryError, as without ASan.
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1${ASAN_EXTRA:+:$ASAN_EXTRA}"
+ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1"
+ASAN_OPTIONS="$ASAN_OPTIONS:strict_string_checks=1:detect_stack_use_after_return=1"
+export ASAN_OPTIONS="$ASAN_OPTIONS:check_initialization_order=1${ASAN_EXTRA:+:$ASAN_EXTRA}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:report_error_type=1"
 
 # The extension under test must be the sanitized one.
