@@ -16,9 +16,28 @@
  * than it saves (fork/join is a few microseconds). */
 #define FC_MIN_WORK_PER_THREAD 65536.0
 
+/* Oversubscribing a few times over can make sense (threads waiting on
+ * memory); asking for thousands only fails thread creation, which libgomp
+ * answers by exiting the process. */
+static int thread_cap(void)
+{
+#ifdef _OPENMP
+    int cap = 4 * omp_get_num_procs();
+    if (cap < 16)
+        cap = 16;
+    const int limit = omp_get_thread_limit();
+    return limit > 0 && limit < cap ? limit : cap;
+#else
+    return 1;
+#endif
+}
+
 int fc_pick_threads(int requested, double work, int64_t items)
 {
     int n = requested > 0 ? requested : fc_default_num_threads();
+    const int cap = thread_cap();
+    if (n > cap)
+        n = cap;
     if (items < n)
         n = (int)(items > 0 ? items : 1);
     const double by_work = work / FC_MIN_WORK_PER_THREAD;

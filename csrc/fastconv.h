@@ -44,7 +44,8 @@ typedef struct fc_conv2d_params {
     int64_t dilation_h, dilation_w;
     int64_t pad_top, pad_left;
     int relu;                       /* forward only: fused max(y, 0) */
-    int n_threads;                  /* <= 0: the OpenMP default */
+    int n_threads;                  /* <= 0: the OpenMP default; at most
+                                       max(16, 4 x processors) are used */
 } fc_conv2d_params;
 
 /* Geometry of a 2-D pooling window op (no dilation). */

@@ -88,8 +88,8 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import summary as summary_module
-from .layers.base import InputSpec, Layer, Node, Variable, assert_input_compatibility, \
-    set_weight_values
+from .layers.base import InputSpec, Layer, Node, Variable, as_input_array, \
+    assert_input_compatibility, set_weight_values
 from .layers.input_layer import Input, InputLayer
 from .layers.keras_tensor import KerasTensor, shape_tuple
 
@@ -544,7 +544,8 @@ class Model:
         if len(items) != len(self._inputs):
             raise ValueError(f"Layer {self.name} expects {len(self._inputs)} input(s), but it "
                              f"received {len(items)} input tensors.")
-        arrays = [np.asarray(item, dtype=dtype) for item, dtype in zip(items, self._input_dtypes)]
+        arrays = [as_input_array(item, dtype, f"model {self.name}")
+                  for item, dtype in zip(items, self._input_dtypes)]
         assert_input_compatibility(self._input_specs, [a.shape for a in arrays], self.name)
         if len({a.shape[0] for a in arrays}) > 1:
             raise ValueError(f"Model {self.name}: inputs have different numbers of samples: "

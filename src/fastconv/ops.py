@@ -93,7 +93,8 @@ def use_backend(name: str) -> Iterator[str]:
 
 def set_num_threads(n: Optional[int]) -> Optional[int]:
     """Threads for the C kernels; ``None`` follows OpenMP (``OMP_NUM_THREADS``,
-    threadpoolctl). Returns the previous setting."""
+    threadpoolctl). Returns the previous setting. The kernels use fewer for
+    small problems, and never more than max(16, 4 x processors)."""
     global _num_threads
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

@@ -121,6 +121,20 @@ class InputSpec:
         return f"InputSpec({', '.join(fields)})"
 
 
+def as_input_array(value: Any, dtype: Any, owner: str, name: str = "x") -> np.ndarray:
+    """``value`` as an array of ``dtype``; only numbers are converted.
+
+    Booleans, integers and floats are cast; strings, bytes, objects,
+    datetimes and complex numbers are refused (NumPy would parse, count
+    epochs or drop the imaginary part without a word).
+    """
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` passed to {owner} must hold real numbers (bool, int or "
+                        f"float), got an array of dtype {arr.dtype}")
+    return np.asarray(arr, dtype=dtype)
+
+
 def assert_input_compatibility(specs: Optional[Sequence[Optional[InputSpec]]],
                                shapes: Sequence[Shape], layer_name: str) -> None:
     """Raise Keras 2.4's ``ValueError`` when an input breaks its spec.
@@ -434,7 +448,7 @@ class Layer:
             return self._call_symbolic(items)
         if any(symbolic):
             raise TypeError(f"Layer {self.name}: inputs mix symbolic KerasTensors and arrays")
-        arrays = [np.asarray(x, dtype=self._dtype) for x in items]
+        arrays = [as_input_array(x, self._dtype, f"layer {self.name}", "inputs") for x in items]
         self._check_and_build([a.shape for a in arrays])
         return self.call(arrays if self._takes_list else arrays[0], training)
 
