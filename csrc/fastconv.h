@@ -18,6 +18,7 @@
 #ifndef FASTCONV_H
 #define FASTCONV_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -88,6 +89,16 @@ const char *fc_simd_name(int simd);
  * (<= 0: the OpenMP default) with the active SIMD path; returns the number of
  * multiply-adds done, for a measured peak (the caller times the call). */
 double fc_fma_peak_probe(int64_t iters, int n_threads);
+
+/* A caching allocator for large short-lived buffers (arena.c): freed blocks
+ * of 256 KiB or more are kept (up to 256 MiB idle) and reused for requests
+ * they fit, instead of being returned to the OS and faulted in again. */
+void *fc_arena_malloc(size_t bytes);
+void *fc_arena_calloc(size_t count, size_t size);
+void *fc_arena_realloc(void *ptr, size_t bytes);
+void fc_arena_free(void *ptr);                /* only pointers from fc_arena_* */
+void fc_arena_release(void);                  /* frees every idle block */
+void fc_arena_stats(size_t *idle_bytes, size_t *hits, size_t *misses);
 
 int fc_openmp_enabled(void);
 int fc_default_num_threads(void);  /* omp_get_max_threads(), or 1 */

@@ -6,7 +6,13 @@ C-contiguous, consistent shapes, non-empty); this module only turns them into
 pointers, releases the GIL around the kernel and turns a C status code into a
 Python exception. It holds no algorithm.
 """
-from libc.stdint cimport int64_t
+from cpython.pycapsule cimport PyCapsule_New
+from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport strncpy
+
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef extern from "fastconv.h" nogil:
     enum:
@@ -52,6 +58,12 @@ cdef extern from "fastconv.h" nogil:
     int fc_get_simd()
     const char *fc_simd_name(int simd)
     double fc_fma_peak_probe(int64_t iters, int n_threads)
+    void *fc_arena_malloc(size_t bytes)
+    void *fc_arena_calloc(size_t count, size_t size)
+    void *fc_arena_realloc(void *ptr, size_t bytes)
+    void fc_arena_free(void *ptr)
+    void fc_arena_release()
+    void fc_arena_stats(size_t *idle_bytes, size_t *hits, size_t *misses)
     int fc_openmp_enabled()
     int fc_default_num_threads()
     const char *fc_strerror(int status)
@@ -186,3 +198,70 @@ def fma_peak_probe(int64_t iters, int n_threads):
     with nogil:
         done = fc_fma_peak_probe(iters, n_threads)
     return done
+
+
+
+# ---------------------------------------------------------------------------
+# NumPy allocator (NEP 49) backed by the C caching allocator in csrc/arena.c.
+
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct PyDataMemAllocator:
+        void *ctx
+        void *(*malloc)(void *ctx, size_t size) noexcept nogil
+        void *(*calloc)(void *ctx, size_t nelem, size_t elsize) noexcept nogil
+        void *(*realloc)(void *ctx, void *ptr, size_t new_size) noexcept nogil
+        void (*free)(void *ctx, void *ptr, size_t size) noexcept nogil
+
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        uint8_t version
+        PyDataMemAllocator allocator
+
+    object PyDataMem_SetHandler(object handler)
+
+
+cdef void *_arena_malloc(void *ctx, size_t size) noexcept nogil:
+    return fc_arena_malloc(size)
+
+
+cdef void *_arena_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
+    return fc_arena_calloc(nelem, elsize)
+
+
+cdef void *_arena_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
+    return fc_arena_realloc(ptr, new_size)
+
+
+cdef void _arena_free(void *ctx, void *ptr, size_t size) noexcept nogil:
+    fc_arena_free(ptr)
+
+
+cdef PyDataMem_Handler _arena_handler
+strncpy(_arena_handler.name, b"fastconv_arena", 127)
+_arena_handler.version = 1
+_arena_handler.allocator.ctx = NULL
+_arena_handler.allocator.malloc = _arena_malloc
+_arena_handler.allocator.calloc = _arena_calloc
+_arena_handler.allocator.realloc = _arena_realloc
+_arena_handler.allocator.free = _arena_free
+
+# Arrays keep a reference to the capsule of the handler that allocated them.
+ARENA_HANDLER = PyCapsule_New(&_arena_handler, "mem_handler", NULL)
+
+
+def set_numpy_allocator(handler):
+    """Make ``handler`` (a NumPy ``mem_handler`` capsule) NumPy's allocator in
+    the current context; returns the previous one (to restore it)."""
+    return PyDataMem_SetHandler(handler)
+
+
+def arena_release():
+    """Free the caching allocator's idle blocks."""
+    fc_arena_release()
+
+
+def arena_stats():
+    """(idle bytes, reuses, fresh allocations) of the caching allocator."""
+    cdef size_t idle = 0, hits = 0, misses = 0
+    fc_arena_stats(&idle, &hits, &misses)
+    return idle, hits, misses

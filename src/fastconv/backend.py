@@ -93,8 +93,12 @@ def clear_session() -> None:
 
     Existing layers and models keep working and keep their names; only names
     given afterwards restart at ``conv2d``, ``input_1``, ``model`` ...
+    Also frees the idle buffers fastconv's caching allocator keeps
+    (:mod:`fastconv._memory`).
     """
     reset_uids()
+    from ._memory import release_cached_memory
+    release_cached_memory()
 
 
 def set_random_seed(seed: Optional[int]) -> None:

@@ -81,6 +81,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _training
+from ._memory import with_cached_allocations
 from . import activations as activations_module
 from . import backend
 from . import callbacks as callbacks_module
@@ -580,6 +581,7 @@ class Model:
     def _pack_outputs(self, outputs: List[np.ndarray]) -> ArrayOrList:
         return outputs if self._outputs_as_list else outputs[0]
 
+    @with_cached_allocations
     def __call__(self, inputs: Any, training: bool = False, **kwargs: Any) -> ArrayOrList:
         """Run the model on arrays (no tape); returns an ndarray or a list."""
         if kwargs:
@@ -697,6 +699,7 @@ class Model:
                        for t, shape in zip(self._inputs, self._tape_input_shapes)]
         return result, input_grads
 
+    @with_cached_allocations
     def predict(self, x: Any, batch_size: Optional[int] = None, verbose: int = 0,
                 steps: Optional[int] = None, callbacks: Optional[Sequence[Any]] = None,
                 max_queue_size: int = 10, workers: int = 1,
@@ -753,6 +756,7 @@ class Model:
             hooks.on_predict_end()
         return self._pack_outputs(results)
 
+    @with_cached_allocations
     def predict_on_batch(self, x: Any) -> ArrayOrList:
         """Outputs for one batch (``model(x)``)."""
         return self(x)
@@ -1021,6 +1025,7 @@ class Model:
         results = [logs[name] for name in self.metrics_names if name in logs]
         return results[0] if len(results) == 1 else results
 
+    @with_cached_allocations
     def fit(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
             epochs: int = 1, verbose: Any = 1, callbacks: Optional[Sequence[Any]] = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: Any = True,
@@ -1192,6 +1197,7 @@ class Model:
         hooks.on_train_end(training_logs)
         return hooks.history
 
+    @with_cached_allocations
     def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
                  verbose: Any = 1, sample_weight: Any = None, steps: Optional[int] = None,
                  callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
@@ -1237,6 +1243,7 @@ class Model:
             self.reset_metrics()
         return compiled, xs, y, weights
 
+    @with_cached_allocations
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                        class_weight: Optional[Dict[int, float]] = None,
                        reset_metrics: bool = True, return_dict: bool = False) -> Any:
@@ -1258,6 +1265,7 @@ class Model:
         self._after_batch(reset_metrics)
         return self._format_results(logs, return_dict)
 
+    @with_cached_allocations
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                       reset_metrics: bool = True, return_dict: bool = False) -> Any:
         """Loss (and metrics) of one batch, without training."""
