@@ -264,9 +264,6 @@ static int64_t plan_row_tiles(const igemm_problem *g, int mr, int64_t *q0, int64
         }
         start += len;
     }
-#ifdef FC_NO_ROW_TILES
-    return 0;
-#endif
     return 4 * g->out_w >= 3 * mr * ntiles ? ntiles : 0;
 }
 
@@ -438,11 +435,7 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                     args.nv = nv;
                     args.accumulate = kb > 0;
                     args.relu = !g->backward && p->relu && kb == nblocks - 1;
-#ifndef FC_DRIVER_ONLY
                     igemm_for(t, w, nv, tail)(&args);
-#else
-                    (void)args;
-#endif
                 }
             }
         }
