@@ -78,6 +78,9 @@ int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y);
 int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
                            const float *x, float *dx);
 
+/* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
+int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
+
 /* SIMD paths, chosen once from CPUID/XGETBV; fc_set_simd overrides. */
 enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2, FC_SIMD_COUNT = 3 };
 int fc_simd_supported(int simd);   /* compiled in and usable on this CPU */

@@ -163,3 +163,17 @@ def test_dense(simd, rng, batch, features, units):
                                numpy_backend(fc.dense_backward, dy, x, kernel),
                                (FWD_RTOL, WGRAD_RTOL, WGRAD_RTOL)):
         assert_close(a, e, tol, name)
+
+
+def test_relu_backward_is_numpy_bit_for_bit(simd, rng):
+    y = rng.standard_normal((3, 7, 9, 70)).astype(np.float32)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    y.flat[:8] = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45]
+    dy.flat[8:12] = [np.nan, np.inf, -np.inf, -1.0]
+    y.flat[8:12] = [-1.0, -1.0, -1.0, -1.0]       # NaN/Inf times 0 stay NaN; -1 * 0 is -0
+    got, want = fc.relu_backward(dy, y), dy * (y > 0)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(numpy_backend(fc.relu_backward, dy, y), want)
+    with pytest.raises(ValueError, match="`dy` must have the shape of `y`"):
+        fc.relu_backward(dy[:1], y)

@@ -53,6 +53,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y)
     int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
                                const float *x, float *dx)
+    int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n,
+                         int n_threads)
     int fc_simd_supported(int simd)
     int fc_set_simd(int simd)
     int fc_get_simd()
@@ -161,6 +163,13 @@ def max_pool2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] 
     with nogil:
         status = fc_max_pool2d_backward(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
                                         &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, int n_threads):
+    cdef int status
+    with nogil:
+        status = fc_relu_backward(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
     _check(status)
 
 

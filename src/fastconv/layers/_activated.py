@@ -1,7 +1,7 @@
 """Shared activation handling of Conv2D, Dense and Activation.
 
 ReLU is fused into the op (``ops.conv2d(..., activation='relu')``) and its
-derivative is ``dy * (y > 0)``; every other activation is applied in NumPy
+derivative ``dy * (y > 0)`` is ``ops.relu_backward``; every other activation is applied in NumPy
 after the op, keeping the pre-activation ``z`` for its derivative.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .. import activations
+from .. import activations, ops
 
 __all__ = ["ActivatedMixin"]
 
@@ -46,7 +46,7 @@ class ActivatedMixin:
         if self._is_linear:
             return dy
         if self._relu_fused:
-            return dy * (y > 0)
+            return ops.relu_backward(dy, y)
         return activations.get_gradient(self.activation)(dy, z, y)
 
     def _activation_op_name(self, default: Optional[str]) -> Optional[str]:
