@@ -10,8 +10,10 @@ NEP 49 handler API), which keeps freed blocks of 256 KiB or more (at most
 block, other threads and async tasks keep NumPy's default allocator. Arrays
 made inside may live on anywhere; they return to the cache when freed.
 
-``FASTCONV_ARENA=0`` disables it; :func:`release_cached_memory` (also called
-by ``fastconv.backend.clear_session()``) frees the idle blocks.
+The functional API allocates the outputs of the C kernels the same way
+(:func:`empty`). ``FASTCONV_ARENA=0`` disables it (read at import);
+:func:`release_cached_memory` (also called by
+``fastconv.backend.clear_session()``) frees the idle blocks.
 """
 from __future__ import annotations
 
@@ -20,22 +22,25 @@ import functools
 import os
 from typing import Any, Callable, Iterator, TypeVar
 
-from . import ops
+import numpy as np
+
+try:
+    from . import _kernels
+except ImportError:  # a source tree that was never built: NumPy's allocator
+    _kernels = None  # type: ignore[assignment]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _enabled() -> bool:
-    return ops._kernels is not None and os.environ.get("FASTCONV_ARENA", "1") != "0"
+_ENABLED = _kernels is not None and os.environ.get("FASTCONV_ARENA", "1") != "0"
 
 
 @contextlib.contextmanager
 def cached_allocations() -> Iterator[None]:
     """NumPy allocates through fastconv's caching allocator inside the block."""
-    if not _enabled():
+    if not _ENABLED:
         yield
         return
-    kernels = ops._kernels
+    kernels = _kernels
     previous = kernels.set_numpy_allocator(kernels.ARENA_HANDLER)
     try:
         yield
@@ -52,7 +57,14 @@ def with_cached_allocations(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def empty(shape: Any, dtype: Any = np.float32) -> np.ndarray:
+    """``np.empty`` from the caching allocator: the outputs of the C kernels,
+    so that calling ops in a loop does not fault fresh pages every call."""
+    with cached_allocations():
+        return np.empty(shape, dtype=dtype)
+
+
 def release_cached_memory() -> None:
     """Free the idle blocks the caching allocator holds."""
-    if ops._kernels is not None:
-        ops._kernels.arena_release()
+    if _kernels is not None:
+        _kernels.arena_release()

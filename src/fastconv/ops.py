@@ -15,7 +15,7 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-from . import reference
+from . import _memory, reference
 from .shapes import (ConvGeometry, IntOrPair, conv2d_geometry, conv_output_size,
                      normalize_pair, normalize_padding)
 
@@ -239,7 +239,7 @@ def conv2d(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
                          f"out_channels, got {b.shape}")
     if backend == "numpy" or _is_empty(g):
         return reference.conv2d(x, kernel, b, g, relu)
-    y = np.empty((g.n, g.out_h, g.out_w, g.c_out), dtype=np.float32)
+    y = _memory.empty((g.n, g.out_h, g.out_w, g.c_out))
     _kernels.conv2d_forward(x, kernel, b, y, tuple(g), relu, _threads_arg())
     return y
 
@@ -270,10 +270,10 @@ def conv2d_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, strides: Int
     threads = _threads_arg()
     dx = None
     if compute_dx:
-        dx = np.empty(x.shape, dtype=np.float32)
+        dx = _memory.empty(x.shape)
         _kernels.conv2d_backward_input(dy, kernel, dx, tuple(g), threads)
-    dkernel = np.empty(kernel.shape, dtype=np.float32)
-    dbias = np.empty((g.c_out,), dtype=np.float32)
+    dkernel = _memory.empty(kernel.shape)
+    dbias = _memory.empty((g.c_out,))
     _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(g), threads)
     return dx, dkernel, dbias
 
@@ -313,7 +313,7 @@ def max_pool2d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPa
     g = _pool_geometry(x, pool_size, strides, padding, backend)
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d(x, g)
-    y = np.empty((g.n, g.out_h, g.out_w, g.c_out), dtype=np.float32)
+    y = _memory.empty((g.n, g.out_h, g.out_w, g.c_out))
     _kernels.max_pool2d_forward(x, y, tuple(g), _threads_arg())
     return y
 
@@ -331,7 +331,7 @@ def max_pool2d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
     _check_dy(dy, (g.n, g.out_h, g.out_w, g.c_out))
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d_backward(dy, x, g)
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = _memory.empty(x.shape)
     _kernels.max_pool2d_backward(dy, x, dx, tuple(g), _threads_arg())
     return dx
 
@@ -364,7 +364,7 @@ def dense(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
                          f"units, got {b.shape}")
     if backend == "numpy" or _is_empty(g):
         return reference.dense(x, kernel, b, relu)
-    y = np.empty((g.n, g.c_out), dtype=np.float32)
+    y = _memory.empty((g.n, g.c_out))
     _kernels.conv2d_forward(x.reshape(g.n, 1, 1, g.c_in), kernel.reshape(1, 1, g.c_in, g.c_out),
                             b, y.reshape(g.n, 1, 1, g.c_out), tuple(g), relu, _threads_arg())
     return y
@@ -389,10 +389,10 @@ def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx
     k4 = kernel.reshape(1, 1, g.c_in, g.c_out)
     dx = None
     if compute_dx:
-        dx = np.empty(x.shape, dtype=np.float32)
+        dx = _memory.empty(x.shape)
         _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g), threads)
-    dkernel = np.empty(kernel.shape, dtype=np.float32)
-    dbias = np.empty((g.c_out,), dtype=np.float32)
+    dkernel = _memory.empty(kernel.shape)
+    dbias = _memory.empty((g.c_out,))
     _kernels.conv2d_backward_kernel(dy4, x.reshape(g.n, 1, 1, g.c_in), dkernel.reshape(k4.shape),
                                     dbias, tuple(g), threads)
     return dx, dkernel, dbias
@@ -413,7 +413,7 @@ def relu_backward(dy: ArrayLike, y: ArrayLike) -> np.ndarray:
         raise ValueError(f"`dy` must have the shape of `y` {y_arr.shape}, got {dy_arr.shape}")
     if backend == "numpy" or dy_arr.size == 0:
         return dy_arr * (y_arr > 0)
-    out = np.empty_like(dy_arr)
+    out = _memory.empty(dy_arr.shape)
     _kernels.relu_backward(dy_arr.reshape(-1), y_arr.reshape(-1), out.reshape(-1),
                            _threads_arg())
     return out
