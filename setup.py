@@ -46,7 +46,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 BASE_SOURCES = [f"{CSRC}/{name}" for name in ("common.c", "cpu.c", "conv2d.c", "pool2d.c",
                                               "kernels_generic.c", "arena.c",
-                                              "elementwise.c")]
+                                              "elementwise.c", "winograd.c")]
 HEADERS = [f"{CSRC}/{name}" for name in ("fastconv.h", "fc_internal.h", "kernels_impl.h",
                                          "kernels_table.h")]
 # name -> (source, macro, GCC/Clang flags, MSVC flags)

@@ -573,6 +573,13 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *ke
         return FC_OK;
     if (x == NULL || kernel == NULL || y == NULL)
         return FC_ERR_ARG;
+    if (fc_winograd_applies(p, 0)) {
+        status = fc_winograd_conv3x3(p->n, p->h, p->w, p->c_in, p->out_h, p->out_w, p->c_out,
+                                     p->pad_top, p->pad_left, x, kernel, 0, bias, p->relu, y,
+                                     p->n_threads);
+        if (status != FC_WINO_NONFINITE)
+            return status;
+    }
     const fc_kernel_table *t = fc_active_kernels();
     const int64_t taps = p->kh * p->kw;
 
@@ -612,6 +619,14 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
         return FC_OK;
     if (dy == NULL || kernel == NULL || dx == NULL)
         return FC_ERR_ARG;
+    if (fc_winograd_applies(p, 1)) {
+        /* dx = dy correlated with the flipped, transposed kernel, pads 2 - p. */
+        status = fc_winograd_conv3x3(p->n, p->out_h, p->out_w, p->c_out, p->h, p->w, p->c_in,
+                                     2 - p->pad_top, 2 - p->pad_left, dy, kernel, 1, NULL, 0,
+                                     dx, p->n_threads);
+        if (status != FC_WINO_NONFINITE)
+            return status;
+    }
     const fc_kernel_table *t = fc_active_kernels();
     const int64_t taps = p->kh * p->kw;
 

@@ -81,6 +81,11 @@ int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
 /* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
 int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
 
+/* 3x3 stride-1 undilated layers with 16+ channels run forward and
+ * backward-input by Winograd F(2x2, 3x3) unless switched off (on by default). */
+int fc_set_winograd(int enabled);
+int fc_get_winograd(void);
+
 /* SIMD paths, chosen once from CPUID/XGETBV; fc_set_simd overrides. */
 enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2, FC_SIMD_COUNT = 3 };
 int fc_simd_supported(int simd);   /* compiled in and usable on this CPU */

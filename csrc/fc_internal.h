@@ -91,6 +91,10 @@ typedef struct fc_kernel_table {
     fc_maxpool_fwd_fn maxpool_fwd;
     fc_maxpool_bwd_fn maxpool_bwd;
     float (*fma_probe)(int64_t iters);    /* iters * 12 * vl multiply-adds */
+    /* Winograd F(2x2, 3x3) tile transforms (kernels_impl.h) */
+    void (*wino_input)(const float *const *cells, int64_t c, float *v, int64_t v_stride);
+    int (*wino_output)(const float *m, int64_t m_stride, int64_t c, const float *bias,
+                       int relu, float *const *out);   /* nonzero: a non-finite output */
 } fc_kernel_table;
 
 extern const fc_kernel_table fc_kernels_generic;
@@ -103,6 +107,19 @@ extern const fc_kernel_table fc_kernels_avx512;
 
 /* The table of the active SIMD path (cpu.c). */
 const fc_kernel_table *fc_active_kernels(void);
+
+/* --- Winograd F(2x2, 3x3) (winograd.c) --- */
+
+/* Whether fc_conv2d_forward (backward = 0) or fc_conv2d_backward_input
+ * (backward = 1) of this layer runs through Winograd. */
+int fc_winograd_applies(const fc_conv2d_params *p, int backward);
+/* FC_OK, an error, or FC_WINO_NONFINITE: an output was NaN or infinite and
+ * the caller must recompute with the direct algorithm (y is then garbage). */
+#define FC_WINO_NONFINITE 1
+int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
+                        int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
+                        const float *x, const float *kernel, int transpose, const float *bias,
+                        int relu, float *y, int n_threads);
 
 /* --- helpers shared by the drivers (common.c) --- */
 

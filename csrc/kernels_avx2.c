@@ -24,6 +24,7 @@ typedef __m256i fc_mask;
 #define FC_MAKE_MASK(n) \
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VADD(a, b) _mm256_add_ps((a), (b))
+#define VSUB(a, b) _mm256_sub_ps((a), (b))
 #define VSET1(f) _mm256_set1_ps(f)
 typedef __m256 fc_cmp;
 #define VTAKE(v, m) \

@@ -25,6 +25,7 @@ typedef __mmask16 fc_mask;
 #define VRELU(v) _mm512_max_ps(_mm512_setzero_ps(), (v))
 #define FC_MAKE_MASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define VADD(a, b) _mm512_add_ps((a), (b))
+#define VSUB(a, b) _mm512_sub_ps((a), (b))
 #define VSET1(f) _mm512_set1_ps(f)
 typedef __mmask16 fc_cmp;
 #define VTAKE(v, m) \

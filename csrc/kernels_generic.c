@@ -19,6 +19,7 @@ typedef int fc_mask;
 #define VRELU(v) ((v) < 0.0f ? 0.0f : (v))
 #define FC_MAKE_MASK(n) (n)
 #define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
 #define VSET1(f) (f)
 typedef int fc_cmp;
 #define VTAKE(v, m) (((v) > (m)) | (((v) != (v)) & ((m) == (m))))
@@ -41,4 +42,6 @@ const fc_kernel_table fc_kernels_generic = {
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
     .fma_probe = fma_probe,
+    .wino_input = wino_input_tile,
+    .wino_output = wino_output_tile,
 };

@@ -9,7 +9,7 @@
  *   VSTORE(p, v) VSTORE_M(p, v, m)    full and masked stores
  *   VBCAST(p) VFMA(a, b, c) VRELU(v)  broadcast *p, a * b + c, max(v, 0)
  *                                     (VRELU must keep NaN, like np.maximum)
- *   VADD(a, b) VSET1(f)               a + b, f in every lane
+ *   VADD(a, b) VSUB(a, b) VSET1(f)    a + b, a - b, f in every lane
  *   FC_MAKE_MASK(n)                   mask of the first n lanes, 1 <= n <= FC_VL
  *   fc_cmp VTAKE(v, m) VEQ(a, b)      lane predicates: v > m or (v NaN and m
  *                                     not); a == b
@@ -288,4 +288,97 @@ static float fma_probe(int64_t iters)
     float out[FC_VL];
     VSTORE(out, sum);
     return out[0];
+}
+
+/* ---------------------------------------------------------------------------
+ * Winograd F(2x2, 3x3) transforms, channels in vectors (winograd.c drives
+ * them). With the 4x4 input patch d, the transformed 3x3 kernel U and the
+ * 2x2 output y of a tile:
+ *   V = B^T d B,  M = V (.) U summed over input channels (16 GEMMs),
+ *   y = A^T M A,
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+
+/* cells: the 16 input pixels of the patch, row-major, NULL where padding;
+ * writes V[e] at v + e * v_stride, c channels each. */
+static void wino_input_tile(const float *const *cells, int64_t c, float *v, int64_t v_stride)
+{
+    for (int64_t ch = 0; ch < c; ch += FC_VL) {
+        const int tail = c - ch < FC_VL;
+        const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
+        (void)mask;
+        fc_vec d[16], t[16];
+        for (int i = 0; i < 16; ++i)
+            d[i] = cells[i] == NULL ? VZERO()
+                   : tail           ? VLOAD_M(cells[i] + ch, mask)
+                                    : VLOAD(cells[i] + ch);
+        for (int col = 0; col < 4; ++col) {          /* B^T d */
+            t[0 + col] = VSUB(d[0 + col], d[8 + col]);
+            t[4 + col] = VADD(d[4 + col], d[8 + col]);
+            t[8 + col] = VSUB(d[8 + col], d[4 + col]);
+            t[12 + col] = VSUB(d[4 + col], d[12 + col]);
+        }
+        for (int row = 0; row < 16; row += 4) {      /* (B^T d) B */
+            d[row + 0] = VSUB(t[row + 0], t[row + 2]);
+            d[row + 1] = VADD(t[row + 1], t[row + 2]);
+            d[row + 2] = VSUB(t[row + 2], t[row + 1]);
+            d[row + 3] = VSUB(t[row + 1], t[row + 3]);
+        }
+        for (int e = 0; e < 16; ++e) {
+            if (tail)
+                VSTORE_M(v + e * v_stride + ch, d[e], mask);
+            else
+                VSTORE(v + e * v_stride + ch, d[e]);
+        }
+    }
+}
+
+/* m: M[e] at m + e * m_stride, c channels each; out: the 4 output pixels of
+ * the tile, row-major, NULL where past the output's edge. Adds bias (may be
+ * NULL) and applies ReLU if asked. Returns nonzero when an output is NaN or
+ * infinite: the transforms mix all 16 cells of a tile, so a non-finite input
+ * would reach outputs whose window does not hold it, and the caller then
+ * recomputes with the direct algorithm. */
+static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const float *bias,
+                            int relu, float *const *out)
+{
+    fc_vec check = VZERO();  /* stays 0 while every output is finite (x - x) */
+    for (int64_t ch = 0; ch < c; ch += FC_VL) {
+        const int tail = c - ch < FC_VL;
+        const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
+        (void)mask;
+        fc_vec v[16], s[8];
+        for (int e = 0; e < 16; ++e)
+            v[e] = tail ? VLOAD_M(m + e * m_stride + ch, mask) : VLOAD(m + e * m_stride + ch);
+        for (int col = 0; col < 4; ++col) {          /* A^T M */
+            s[col] = VADD(VADD(v[0 + col], v[4 + col]), v[8 + col]);
+            s[4 + col] = VSUB(VSUB(v[4 + col], v[8 + col]), v[12 + col]);
+        }
+        fc_vec y[4];
+        for (int row = 0; row < 2; ++row) {          /* (A^T M) A */
+            y[2 * row + 0] = VADD(VADD(s[4 * row + 0], s[4 * row + 1]), s[4 * row + 2]);
+            y[2 * row + 1] = VSUB(VSUB(s[4 * row + 1], s[4 * row + 2]), s[4 * row + 3]);
+        }
+        const fc_vec b = bias == NULL ? VZERO()
+                         : tail       ? VLOAD_M(bias + ch, mask)
+                                      : VLOAD(bias + ch);
+        for (int q = 0; q < 4; ++q) {
+            if (out[q] == NULL)
+                continue;
+            fc_vec r = VADD(y[q], b);
+            check = VADD(check, VSUB(r, r));
+            if (relu)
+                r = VRELU(r);
+            if (tail)
+                VSTORE_M(out[q] + ch, r, mask);
+            else
+                VSTORE(out[q] + ch, r);
+        }
+    }
+    float lanes[FC_VL];
+    VSTORE(lanes, check);
+    float sum = 0.0f;
+    for (int i = 0; i < FC_VL; ++i)
+        sum += lanes[i];
+    return sum != 0.0f;   /* NaN != 0 too */
 }

@@ -180,3 +180,65 @@ def test_relu_backward_is_numpy_bit_for_bit(simd, rng):
     np.testing.assert_array_equal(from_numpy_backend, want)
     with pytest.raises(ValueError, match="`dy` must have the shape of `y`"):
         fc.relu_backward(dy[:1], y)
+
+
+# 3x3 stride-1 layers with 16+ channels run by Winograd F(2x2, 3x3); each
+# case runs with it on and off. Odd sizes leave partial 2x2 tiles at the
+# bottom/right; channel counts leave vector tails.
+WINOGRAD_CASES = [
+    ((2, 9, 11, 17), (3, 3, 17, 20), "same"),
+    ((1, 5, 6, 16), (3, 3, 16, 70), "same"),
+    ((3, 7, 7, 40), (3, 3, 40, 16), "valid"),
+    ((1, 1, 1, 16), (3, 3, 16, 16), "same"),
+    ((2, 2, 3, 33), (3, 3, 33, 65), "same"),
+    ((1, 3, 3, 16), (3, 3, 16, 16), "valid"),
+    ((2, 12, 10, 130), (3, 3, 130, 18), "same"),
+]
+
+
+@pytest.fixture(params=[True, False], ids=["winograd", "direct"])
+def winograd(request):
+    from fastconv import _kernels
+    previous = _kernels.get_winograd()
+    _kernels.set_winograd(request.param)
+    yield request.param
+    _kernels.set_winograd(previous)
+
+
+@pytest.mark.parametrize("x_shape,k_shape,padding", WINOGRAD_CASES)
+def test_3x3_stride1_both_algorithms(simd, winograd, rng, x_shape, k_shape, padding):
+    x, kernel, bias, kw = _conv_case(rng, x_shape, k_shape, 1, 1, padding)
+    linear = numpy_backend(fc.conv2d, x, kernel, bias, **kw)
+    scale = float(np.abs(linear).max())
+    assert_close(fc.conv2d(x, kernel, bias, **kw), linear, FWD_RTOL, "forward")
+    assert_close(fc.conv2d(x, kernel, bias, activation="relu", **kw),
+                 numpy_backend(fc.conv2d, x, kernel, bias, activation="relu", **kw), FWD_RTOL,
+                 "forward relu", scale=scale)
+    dy = rng.standard_normal(linear.shape).astype(np.float32)
+    for name, a, e, tol in zip(("dx", "dk", "db"), fc.conv2d_backward(dy, x, kernel, **kw),
+                               numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw),
+                               (FWD_RTOL, WGRAD_RTOL, WGRAD_RTOL)):
+        assert_close(a, e, tol, name)
+
+
+def test_winograd_layers_propagate_nonfinite_x_like_the_reference(simd, winograd, rng):
+    """Winograd's transforms mix a tile's 16 cells: a call with a non-finite
+    output is recomputed directly, so NaN/Inf land exactly where they do in
+    the reference (forward, and backward-input for NaN/Inf in dy)."""
+    x = rng.standard_normal((2, 10, 9, 32)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 32, 20)).astype(np.float32)
+    x[0, 4, 4, 3], x[1, 2, 7, 0] = np.inf, np.nan
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = numpy_backend(fc.conv2d, x, kernel, padding="same")
+    got = fc.conv2d(x, kernel, padding="same")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert_close(got[finite], want[finite], FWD_RTOL)
+    dy = rng.standard_normal(want.shape).astype(np.float32)
+    dy[1, 5, 5, 2] = -np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        dx_want = numpy_backend(fc.conv2d_backward, dy, x, kernel, padding="same")[0]
+    dx = fc.conv2d_backward(dy, x, kernel, padding="same")[0]
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_want))
+    np.testing.assert_array_equal(np.isinf(dx), np.isinf(dx_want))

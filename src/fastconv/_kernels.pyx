@@ -55,6 +55,8 @@ cdef extern from "fastconv.h" nogil:
                                const float *x, float *dx)
     int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n,
                          int n_threads)
+    int fc_set_winograd(int enabled)
+    int fc_get_winograd()
     int fc_simd_supported(int simd)
     int fc_set_simd(int simd)
     int fc_get_simd()
@@ -171,6 +173,15 @@ def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, int n
     with nogil:
         status = fc_relu_backward(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
     _check(status)
+
+
+def set_winograd(bint enabled):
+    """Winograd F(2x2, 3x3) for eligible layers (3x3, stride 1, 16+ channels)."""
+    fc_set_winograd(enabled)
+
+
+def get_winograd():
+    return bool(fc_get_winograd())
 
 
 SIMD_NAMES = tuple(fc_simd_name(i).decode() for i in range(FC_SIMD_COUNT))

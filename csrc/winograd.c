@@ -1,0 +1,254 @@
+/*
+ * winograd.c: 3x3, stride-1, undilated convolution by Winograd's minimal
+ * filtering F(2x2, 3x3): every 2x2 output tile is 16 products per channel
+ * pair instead of 36 multiply-adds (2.25x fewer), at the price of cheap
+ * add/subtract transforms (coefficients 1 and 1/2, so float32 accuracy stays
+ * that of direct convolution to within a small factor).
+ *
+ * Backward-input of such a layer is itself a 3x3 stride-1 convolution, of dy
+ * with the kernel flipped and transposed (W'[a][b][co][ci] = W[2-a][2-b][ci]
+ * [co]) and pads 2 - p, so the same driver serves both directions.
+ *
+ * A non-finite input would reach every output of its tile (the transforms
+ * mix the tile's 16 cells), so a call whose outputs are not all finite is
+ * recomputed by the direct algorithm: NaN and Inf then propagate exactly as
+ * in the reference.
+ *
+ * Work: blocks of T output tiles (T fixed by the problem, not the thread
+ * count, so results do not depend on it). Per block: transform T input
+ * patches into V[16][T][c_in], run the 16 GEMMs M[e] = V[e] U[e] with the
+ * indirect-GEMM micro-kernels, transform M into the 2x2 outputs (+ bias,
+ * ReLU). Each output belongs to one tile and each tile to one block: no
+ * races, no reductions.
+ */
+#include <string.h>
+
+#include "fc_internal.h"
+
+/* Winograd pays once a tile's 16 GEMMs outweigh its transforms. */
+#define FC_WINO_MIN_CHANNELS 16
+/* Bytes of a block's V and M together (thread-local, L2-resident). */
+#define FC_WINO_BLOCK_BYTES (320 * 1024)
+
+static int winograd_on = 1;
+
+int fc_set_winograd(int enabled)
+{
+    winograd_on = enabled != 0;
+    return FC_OK;
+}
+
+int fc_get_winograd(void) { return winograd_on; }
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+int fc_winograd_applies(const fc_conv2d_params *p, int backward)
+{
+    const int64_t c_a = backward ? p->c_out : p->c_in;   /* channels read */
+    const int64_t c_b = backward ? p->c_in : p->c_out;   /* channels written */
+    return winograd_on && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+           p->dilation_h == 1 && p->dilation_w == 1 && c_a >= FC_WINO_MIN_CHANNELS &&
+           c_b >= FC_WINO_MIN_CHANNELS;
+}
+
+/* U[e] = (G g G^T)[e] for one 3x3 kernel g (row-major), G = [1 0 0; .5 .5 .5;
+ * .5 -.5 .5; 0 0 1]. Computed in double, rounded once. */
+static void transform_kernel(const double g[9], float u[16])
+{
+    const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    double t[4][3];
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 3; ++c)
+            t[r][c] = G[r][0] * g[0 * 3 + c] + G[r][1] * g[1 * 3 + c] + G[r][2] * g[2 * 3 + c];
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c)
+            u[r * 4 + c] = (float)(t[r][0] * G[c][0] + t[r][1] * G[c][1] + t[r][2] * G[c][2]);
+}
+
+typedef struct wino_problem {
+    int64_t n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left;
+    const float *x, *u, *bias;
+    int relu;
+    float *y;
+    int64_t tiles_w, tiles_per_image, ntiles, block;
+    int mr;
+    int64_t nr_panel, npanels, u_e_stride;
+} wino_problem;
+
+/* Returns nonzero when an output of the block is not finite. */
+static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t tile0,
+                     int64_t count, float *v, float *m)
+{
+    const int64_t T = q->block;
+    /* Input transform. */
+    for (int64_t i = 0; i < count; ++i) {
+        const int64_t tile = tile0 + i;
+        const int64_t img = tile / q->tiles_per_image;
+        const int64_t rest = tile - img * q->tiles_per_image;
+        const int64_t ty = rest / q->tiles_w, tx = rest - ty * q->tiles_w;
+        const int64_t r0 = 2 * ty - q->pad_top, c0 = 2 * tx - q->pad_left;
+        const float *cells[16];
+        for (int r = 0; r < 4; ++r)
+            for (int c = 0; c < 4; ++c) {
+                const int64_t ih = r0 + r, iw = c0 + c;
+                cells[r * 4 + c] = ((uint64_t)ih < (uint64_t)q->h && (uint64_t)iw < (uint64_t)q->w)
+                                       ? q->x + ((img * q->h + ih) * q->w + iw) * q->c_in
+                                       : NULL;
+            }
+        t->wino_input(cells, q->c_in, v + i * q->c_in, T * q->c_in);
+    }
+    /* 16 GEMMs: M[e] (count x c_out) = V[e] (count x c_in) U[e] (c_in x c_out). */
+    const float *a[FC_MAX_MR];
+    float *c[FC_MAX_MR];
+    const float *b[1];
+    for (int e = 0; e < 16; ++e) {
+        for (int64_t panel = 0; panel < q->npanels; ++panel) {
+            const int64_t col0 = panel * q->nr_panel;
+            const int64_t nr = min64(q->nr_panel, q->c_out - col0);
+            const int nv = (int)ceil_div(nr, t->vl);
+            for (int64_t row0 = 0; row0 < count; row0 += q->mr) {
+                const int rows = (int)min64(q->mr, count - row0);
+                for (int r = 0; r < rows; ++r) {
+                    a[r] = v + (e * T + row0 + r) * q->c_in;
+                    c[r] = m + (e * T + row0 + r) * q->c_out + col0;
+                }
+                for (int64_t k0 = 0; k0 < q->c_in; k0 += 512) {
+                    const int64_t kc = min64(512, q->c_in - k0);
+                    const float *shifted[FC_MAX_MR];
+                    for (int r = 0; r < rows; ++r)
+                        shifted[r] = a[r] + k0;
+                    b[0] = q->u + e * q->u_e_stride + panel * q->c_in * q->nr_panel +
+                           k0 * q->nr_panel;
+                    fc_igemm_args args;
+                    args.ntaps = 1;
+                    args.kc = kc;
+                    args.a = shifted;
+                    args.b = b;
+                    args.ldb = q->nr_panel;
+                    args.nr = nr;
+                    args.bias = NULL;
+                    args.c = c;
+                    args.mr = rows;
+                    args.nv = nv;
+                    args.accumulate = k0 > 0;
+                    args.relu = 0;
+                    fc_igemm_fn fn = t->igemm[rows][nv][nr % t->vl != 0];
+                    (fn ? fn : t->igemm_any)(&args);
+                }
+            }
+        }
+    }
+    /* Output transform. */
+    int nonfinite = 0;
+    for (int64_t i = 0; i < count; ++i) {
+        const int64_t tile = tile0 + i;
+        const int64_t img = tile / q->tiles_per_image;
+        const int64_t rest = tile - img * q->tiles_per_image;
+        const int64_t ty = rest / q->tiles_w, tx = rest - ty * q->tiles_w;
+        float *out[4];
+        for (int r = 0; r < 2; ++r)
+            for (int cc = 0; cc < 2; ++cc) {
+                const int64_t oh = 2 * ty + r, ow = 2 * tx + cc;
+                out[r * 2 + cc] = (oh < q->out_h && ow < q->out_w)
+                                      ? q->y + ((img * q->out_h + oh) * q->out_w + ow) * q->c_out
+                                      : NULL;
+            }
+        nonfinite |= t->wino_output(m + i * q->c_out, T * q->c_out, q->c_out, q->bias, q->relu,
+                                    out);
+    }
+    return nonfinite;
+}
+
+/*
+ * y (n, out_h, out_w, c_out) = 3x3 stride-1 correlation of x (n, h, w, c_in)
+ * with pads (pad_top, pad_left); the kernel is HWIO `kernel` itself, or with
+ * `transpose`, the backward-input kernel of a layer whose HWIO kernel is
+ * (3, 3, c_out, c_in): flipped in space, input and output channels swapped.
+ */
+int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
+                        int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
+                        const float *x, const float *kernel, int transpose, const float *bias,
+                        int relu, float *y, int n_threads)
+{
+    const fc_kernel_table *t = fc_active_kernels();
+    wino_problem q;
+    memset(&q, 0, sizeof q);
+    q.n = n;
+    q.h = h;
+    q.w = w;
+    q.c_in = c_in;
+    q.out_h = out_h;
+    q.out_w = out_w;
+    q.c_out = c_out;
+    q.pad_top = pad_top;
+    q.pad_left = pad_left;
+    q.x = x;
+    q.bias = bias;
+    q.relu = relu;
+    q.y = y;
+    q.tiles_w = ceil_div(out_w, 2);
+    q.tiles_per_image = ceil_div(out_h, 2) * q.tiles_w;
+    q.ntiles = n * q.tiles_per_image;
+    q.nr_panel = (int64_t)t->nv_max * t->vl;
+    q.npanels = ceil_div(c_out, q.nr_panel);
+    q.mr = t->igemm_mr[ceil_div(min64(c_out, q.nr_panel), t->vl)];
+    q.u_e_stride = q.npanels * c_in * q.nr_panel;
+    /* Tiles per block: a multiple of the register tile, V and M within
+     * FC_WINO_BLOCK_BYTES. */
+    const int64_t per_tile = 16 * (c_in + c_out) * (int64_t)sizeof(float);
+    q.block = FC_WINO_BLOCK_BYTES / per_tile / q.mr * q.mr;
+    if (q.block < q.mr)
+        q.block = q.mr;
+
+    /* U[e][panel][c_in][nr_panel], zero beyond c_out. */
+    float *u = (float *)fc_calloc(fc_mul(16, q.u_e_stride) + 16, sizeof(float));
+    if (u == NULL)
+        return FC_ERR_NOMEM;
+    for (int64_t ci = 0; ci < c_in; ++ci)
+        for (int64_t co = 0; co < c_out; ++co) {
+            double g[9];
+            for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < 3; ++j)
+                    g[i * 3 + j] = transpose
+                                       ? kernel[(((2 - i) * 3 + (2 - j)) * c_out + co) * c_in + ci]
+                                       : kernel[((i * 3 + j) * c_in + ci) * c_out + co];
+            float ue[16];
+            transform_kernel(g, ue);
+            const int64_t panel = co / q.nr_panel, col = co - panel * q.nr_panel;
+            for (int e = 0; e < 16; ++e)
+                u[e * q.u_e_stride + (panel * c_in + ci) * q.nr_panel + col] = ue[e];
+        }
+    q.u = u;
+
+    const int64_t nblocks = ceil_div(q.ntiles, q.block);
+    const double work = (double)q.ntiles * 16.0 * (double)c_in * (double)c_out;
+    const int nthreads = fc_pick_threads(n_threads, work, nblocks);
+    const int64_t per_thread = 16 * q.block * (c_in + c_out) + 64;
+    float *scratch = (float *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(float));
+    if (scratch == NULL) {
+        fc_free(u);
+        return FC_ERR_NOMEM;
+    }
+
+    int nonfinite = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : nonfinite)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        float *v = scratch + per_thread * tid;
+        float *m = v + 16 * q.block * c_in;
+        int64_t b0, b1;
+        fc_thread_range(nblocks, nthreads, tid, &b0, &b1);
+        for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t tile0 = blk * q.block;
+            nonfinite |= run_block(&q, t, tile0, min64(q.block, q.ntiles - tile0), v, m);
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(scratch);
+    fc_free(u);
+    return nonfinite ? FC_WINO_NONFINITE : FC_OK;
+}
