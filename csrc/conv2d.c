@@ -852,6 +852,8 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     }
     if (dy == NULL || (x == NULL && p->c_in > 0))
         return FC_ERR_ARG;
+    if (fc_winograd_applies(p, 0))
+        return fc_winograd_wgrad3x3(p, dy, x, dkernel, dbias);
     const fc_kernel_table *t = fc_active_kernels();
 
     wgrad_plan w;

@@ -95,6 +95,7 @@ typedef struct fc_kernel_table {
     void (*wino_input)(const float *const *cells, int64_t c, float *v, int64_t v_stride);
     int (*wino_output)(const float *m, int64_t m_stride, int64_t c, const float *bias,
                        int relu, float *const *out);   /* nonzero: a non-finite output */
+    void (*wino_dy)(const float *const *cells, int64_t c, float *out, int64_t stride);
 } fc_kernel_table;
 
 extern const fc_kernel_table fc_kernels_generic;
@@ -120,6 +121,12 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
                         int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
                         const float *x, const float *kernel, int transpose, const float *bias,
                         int relu, float *y, int n_threads);
+
+/* dkernel (and dbias unless NULL) of a layer for which fc_winograd_applies
+ * (p, 0), by F(3x3, 2x2); chunked and folded in a fixed order like the direct
+ * weight gradient, so bitwise identical for any thread count. */
+int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float *x,
+                         float *dkernel, float *dbias);
 
 /* --- helpers shared by the drivers (common.c) --- */
 

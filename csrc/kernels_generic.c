@@ -44,4 +44,5 @@ const fc_kernel_table fc_kernels_generic = {
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
+    .wino_dy = wino_dy_tile,
 };

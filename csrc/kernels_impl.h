@@ -382,3 +382,41 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
         sum += lanes[i];
     return sum != 0.0f;   /* NaN != 0 too */
 }
+
+/* Weight gradient by F(3x3, 2x2), the transpose of F(2x2, 3x3):
+ *   dW = G^T [sum over tiles (A g A^T) (.) (B^T d B)] G
+ * with g a 2x2 patch of dy, d the 4x4 patch of x it sees (wino_input_tile)
+ * and A = [1 0; 1 1; 1 -1; 0 -1]. This transforms g: cells are dy's 4
+ * pixels, row-major, NULL past the edge; writes D[e] at out + e * stride. */
+static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64_t stride)
+{
+    for (int64_t ch = 0; ch < c; ch += FC_VL) {
+        const int tail = c - ch < FC_VL;
+        const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
+        (void)mask;
+        fc_vec g[4], t[8], d[16];
+        for (int i = 0; i < 4; ++i)
+            g[i] = cells[i] == NULL ? VZERO()
+                   : tail           ? VLOAD_M(cells[i] + ch, mask)
+                                    : VLOAD(cells[i] + ch);
+        const fc_vec zero = VZERO();
+        for (int col = 0; col < 2; ++col) {          /* A g: 4 x 2 */
+            t[0 + col] = g[col];
+            t[2 + col] = VADD(g[col], g[2 + col]);
+            t[4 + col] = VSUB(g[col], g[2 + col]);
+            t[6 + col] = VSUB(zero, g[2 + col]);
+        }
+        for (int row = 0; row < 4; ++row) {          /* (A g) A^T: 4 x 4 */
+            d[4 * row + 0] = t[2 * row];
+            d[4 * row + 1] = VADD(t[2 * row], t[2 * row + 1]);
+            d[4 * row + 2] = VSUB(t[2 * row], t[2 * row + 1]);
+            d[4 * row + 3] = VSUB(zero, t[2 * row + 1]);
+        }
+        for (int e = 0; e < 16; ++e) {
+            if (tail)
+                VSTORE_M(out + e * stride + ch, d[e], mask);
+            else
+                VSTORE(out + e * stride + ch, d[e]);
+        }
+    }
+}

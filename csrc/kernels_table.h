@@ -32,4 +32,5 @@ const fc_kernel_table FC_TABLE = {
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
+    .wino_dy = wino_dy_tile,
 };

@@ -42,6 +42,7 @@ int fc_get_winograd(void) { return winograd_on; }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 int fc_winograd_applies(const fc_conv2d_params *p, int backward)
 {
@@ -251,4 +252,213 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     fc_free(scratch);
     fc_free(u);
     return nonfinite ? FC_WINO_NONFINITE : FC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Weight gradient, F(3x3, 2x2).                                             */
+
+/* Bytes of a sub-block's transformed x and dy together (thread-local). */
+#define FC_WINO_WGRAD_CHUNK_BYTES (384 * 1024)
+/* Memory for the chunks' partial sums held at once. */
+#define FC_WINO_PARTIAL_BYTES (64ll << 20)
+
+typedef struct wgrad_wino {
+    const fc_conv2d_params *p;
+    const float *dy, *x;
+    int64_t tiles_w, tiles_per_image, ntiles;
+    int64_t sub;          /* tiles transformed at once (V and D fit L2) */
+    int64_t chunk, nchunks;  /* tiles per partial sum: a multiple of sub */
+    int64_t mat;          /* 16 * c_in * c_out: the summed products M */
+    int64_t partial_len;  /* mat + c_out (dbias) */
+    int64_t nr_panel, nblocks;
+} wgrad_wino;
+
+static void tile_coords(const wgrad_wino *w, int64_t tile, int64_t *img, int64_t *ty,
+                        int64_t *tx)
+{
+    *img = tile / w->tiles_per_image;
+    const int64_t rest = tile - *img * w->tiles_per_image;
+    *ty = rest / w->tiles_w;
+    *tx = rest - *ty * w->tiles_w;
+}
+
+/* Adds the products of tiles [tile0, tile0 + count) to the partial sums
+ * (count <= w->sub; accumulate = 0 starts them). */
+static void wgrad_sub_block(const wgrad_wino *w, const fc_kernel_table *t, int64_t tile0,
+                            int64_t count, int accumulate, float *partial, float *v, float *d)
+{
+    const fc_conv2d_params *p = w->p;
+    const int64_t cin = p->c_in, cout = p->c_out, T = w->sub;
+    float *db = partial + w->mat;
+    if (!accumulate)
+        memset(db, 0, (size_t)cout * sizeof(float));
+    for (int64_t i = 0; i < count; ++i) {
+        int64_t img, ty, tx;
+        tile_coords(w, tile0 + i, &img, &ty, &tx);
+        const float *cells[16];
+        const int64_t r0 = 2 * ty - p->pad_top, c0 = 2 * tx - p->pad_left;
+        for (int r = 0; r < 4; ++r)
+            for (int c = 0; c < 4; ++c) {
+                const int64_t ih = r0 + r, iw = c0 + c;
+                cells[r * 4 + c] = ((uint64_t)ih < (uint64_t)p->h && (uint64_t)iw < (uint64_t)p->w)
+                                       ? w->x + ((img * p->h + ih) * p->w + iw) * cin
+                                       : NULL;
+            }
+        t->wino_input(cells, cin, v + i * cin, T * cin);
+        const float *g[4];
+        for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b) {
+                const int64_t oh = 2 * ty + a, ow = 2 * tx + b;
+                g[a * 2 + b] = (oh < p->out_h && ow < p->out_w)
+                                   ? w->dy + ((img * p->out_h + oh) * p->out_w + ow) * cout
+                                   : NULL;
+                if (g[a * 2 + b] != NULL)
+                    for (int64_t ch = 0; ch < cout; ++ch)
+                        db[ch] += g[a * 2 + b][ch];
+            }
+        t->wino_dy(g, cout, d + i * cout, T * cout);
+    }
+    /* M[e] (cin x cout) += V[e]^T D[e] over these tiles. */
+    const int64_t npanels = ceil_div(cout, w->nr_panel);
+    for (int e = 0; e < 16; ++e)
+        for (int64_t panel = 0; panel < npanels; ++panel) {
+            const int64_t col0 = panel * w->nr_panel;
+            const int64_t nr = min64(w->nr_panel, cout - col0);
+            const int nv = (int)ceil_div(nr, t->vl);
+            for (int64_t blk = 0; blk < w->nblocks; ++blk) {
+                const int64_t k0 = blk * (cin / w->nblocks) + min64(blk, cin % w->nblocks);
+                const int mr = (int)(cin / w->nblocks + (blk < cin % w->nblocks ? 1 : 0));
+                const float *a_run = v + e * T * cin;
+                const float *d_run = d + e * T * cout;
+                fc_wgrad_args args;
+                args.nruns = 1;
+                args.a = &a_run;
+                args.d = &d_run;
+                args.count = &count;
+                args.a_stride = cin;
+                args.d_stride = cout;
+                args.a_off = k0;
+                args.d_off = col0;
+                args.nr = nr;
+                args.out = partial + ((int64_t)e * cin + k0) * cout + col0;
+                args.ldo = cout;
+                args.mr = mr;
+                args.nv = nv;
+                args.accumulate = accumulate;
+                fc_wgrad_fn fn = t->wgrad[mr][nv][nr % t->vl != 0];
+                (fn ? fn : t->wgrad_any)(&args);
+            }
+        }
+}
+
+/* Partial sums of one chunk: its sub-blocks in order. */
+static void wgrad_chunk(const wgrad_wino *w, const fc_kernel_table *t, int64_t chunk,
+                        float *partial, float *v, float *d)
+{
+    const int64_t first = chunk * w->chunk, end = min64(first + w->chunk, w->ntiles);
+    for (int64_t tile0 = first; tile0 < end; tile0 += w->sub)
+        wgrad_sub_block(w, t, tile0, min64(w->sub, end - tile0), tile0 > first, partial, v, d);
+}
+
+int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float *x,
+                         float *dkernel, float *dbias)
+{
+    const fc_kernel_table *t = fc_active_kernels();
+    const int64_t cin = p->c_in, cout = p->c_out;
+    wgrad_wino w;
+    memset(&w, 0, sizeof w);
+    w.p = p;
+    w.dy = dy;
+    w.x = x;
+    w.tiles_w = ceil_div(p->out_w, 2);
+    w.tiles_per_image = ceil_div(p->out_h, 2) * w.tiles_w;
+    w.ntiles = p->n * w.tiles_per_image;
+    /* Sizes depend on the problem only: results must not depend on the
+     * thread count. Sub-blocks keep V and D in L2; chunks (about 32 per
+     * call) are big enough that their partial sums (16 x c_in x c_out each)
+     * cost little to write and fold. */
+    w.sub = max64(8, FC_WINO_WGRAD_CHUNK_BYTES / (16 * (cin + cout) * (int64_t)sizeof(float)));
+    w.chunk = min64(max64(1, ceil_div(w.ntiles / 32, w.sub)), 64) * w.sub;
+    w.nchunks = ceil_div(w.ntiles, w.chunk);
+    w.mat = 16 * cin * cout;
+    w.partial_len = w.mat + cout;
+    w.nr_panel = (int64_t)t->nv_max * t->vl;
+    {
+        const int nv_full = (int)ceil_div(min64(cout, w.nr_panel), t->vl);
+        w.nblocks = ceil_div(cin, t->wgrad_mr_max[nv_full]);
+    }
+
+    const double work = (double)w.ntiles * 16.0 * (double)cin * (double)cout;
+    const int nthreads = fc_pick_threads(p->n_threads, work, w.nchunks);
+    int64_t wave = max64(1, FC_WINO_PARTIAL_BYTES / (w.partial_len * 4));
+    wave = min64(wave, w.nchunks);
+    const int64_t per_thread = 16 * w.sub * (cin + cout) + 64;
+    float *scratch = (float *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(float));
+    float *partials = (float *)fc_calloc(fc_mul(wave, w.partial_len), sizeof(float));
+    float *sum = (float *)fc_calloc(w.partial_len, sizeof(float));
+    if (scratch == NULL || partials == NULL || sum == NULL) {
+        fc_free(scratch);
+        fc_free(partials);
+        fc_free(sum);
+        return FC_ERR_NOMEM;
+    }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        float *v = scratch + per_thread * tid;
+        float *d = v + 16 * w.sub * cin;
+        for (int64_t first = 0; first < w.nchunks; first += wave) {
+            const int64_t nwave = min64(wave, w.nchunks - first);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t c = 0; c < nwave; ++c)
+                wgrad_chunk(&w, t, first + c, partials + c * w.partial_len, v, d);
+            /* Fold this wave's partials into the sum, in chunk order. */
+            int64_t e0, e1;
+            fc_thread_range(w.partial_len, nthreads, tid, &e0, &e1);
+            for (int64_t c = 0; c < nwave; ++c) {
+                const float *src = partials + c * w.partial_len;
+                if (first + c == 0)
+                    for (int64_t e = e0; e < e1; ++e)
+                        sum[e] = src[e];
+                else
+                    for (int64_t e = e0; e < e1; ++e)
+                        sum[e] += src[e];
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        }
+        /* dW[i][j][ci][co] = (G^T M G)[i][j], G = [1 0 0; .5 .5 .5; .5 -.5 .5;
+         * 0 0 1], for this thread's share of (ci, co). */
+        static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        int64_t q0, q1;
+        fc_thread_range(cin * cout, nthreads, tid, &q0, &q1);
+        for (int64_t q = q0; q < q1; ++q) {
+            double m[16], tmp[3][4];
+            for (int e = 0; e < 16; ++e)
+                m[e] = sum[e * cin * cout + q];
+            for (int i = 0; i < 3; ++i)
+                for (int b = 0; b < 4; ++b)
+                    tmp[i][b] = G[0][i] * m[0 * 4 + b] + G[1][i] * m[1 * 4 + b] +
+                                G[2][i] * m[2 * 4 + b] + G[3][i] * m[3 * 4 + b];
+            for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < 3; ++j)
+                    dkernel[(i * 3 + j) * cin * cout + q] =
+                        (float)(tmp[i][0] * G[0][j] + tmp[i][1] * G[1][j] +
+                                tmp[i][2] * G[2][j] + tmp[i][3] * G[3][j]);
+        }
+        fc_fpmode_leave(fp);
+    }
+    if (dbias != NULL)
+        memcpy(dbias, sum + w.mat, (size_t)cout * sizeof(float));
+    fc_free(scratch);
+    fc_free(partials);
+    fc_free(sum);
+    return FC_OK;
 }
