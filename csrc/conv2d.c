@@ -120,6 +120,29 @@ static void gather_window(const fc_conv2d_params *p, const float *x, int64_t img
     }
 }
 
+/* The im2col rows of `count` neighbouring output pixels of one row (output
+ * columns ow0, ow0 + 1, ...): dst[r] holds pixel r's kh x kw x c_in window.
+ * One pass per tap, each reading one input row at a fixed column step. */
+static void gather_run(const fc_conv2d_params *p, const float *x, int64_t img, int64_t oh,
+                       int64_t ow0, int64_t count, float *FC_RESTRICT dst)
+{
+    const int64_t c = p->c_in, K = p->kh * p->kw * c;
+    const float *image = x + img * p->h * p->w * c;
+    for (int64_t i = 0; i < p->kh; ++i) {
+        const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        const int row_inside = (uint64_t)ih < (uint64_t)p->h;
+        const float *row = image + (row_inside ? ih : 0) * p->w * c;
+        for (int64_t j = 0; j < p->kw; ++j) {
+            float *out = dst + (i * p->kw + j) * c;
+            int64_t iw = ow0 * p->stride_w - p->pad_left + j * p->dilation_w;
+            for (int64_t r = 0; r < count; ++r, iw += p->stride_w, out += K) {
+                const int inside = row_inside && (uint64_t)iw < (uint64_t)p->w;
+                copy_channels(out, inside ? row + iw * c : NULL, c);
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shared driver of the two indirect GEMMs.                                  */
 
@@ -301,14 +324,23 @@ static int64_t build_tile(const igemm_problem *g, int mr, const pixel *px, int64
     const fc_conv2d_params *p = g->p;
     if (g->gather) {
         /* im2col of this tile: row r holds taps x c_in floats. */
-        for (int r = 0; r < mr; ++r) {
-            float *dst = s->gather + r * g->k_row;
-            if (px[r].valid)
-                gather_window(p, g->a_src, px[r].img, px[r].h0, px[r].w0, dst);
-            else
-                memset(dst, 0, (size_t)g->k_row * sizeof(float));
-            s->a[r] = dst + k0;
+        int run = 1;
+        for (int r = 1; r < mr && run; ++r)
+            run = px[r].valid && px[r].img == px[0].img && px[r].row == px[0].row &&
+                  px[r].col == px[0].col + r;
+        if (run && px[0].valid) {
+            gather_run(p, g->a_src, px[0].img, px[0].row, px[0].col, mr, s->gather);
+        } else {
+            for (int r = 0; r < mr; ++r) {
+                float *dst = s->gather + r * g->k_row;
+                if (px[r].valid)
+                    gather_window(p, g->a_src, px[r].img, px[r].h0, px[r].w0, dst);
+                else
+                    memset(dst, 0, (size_t)g->k_row * sizeof(float));
+            }
         }
+        for (int r = 0; r < mr; ++r)
+            s->a[r] = s->gather + r * g->k_row + k0;
         s->tap[0] = 0;
         return 1;
     }
@@ -731,11 +763,9 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
         /* im2col of the chunk, then runs of consecutive pixels. */
         const int64_t npix = (row1 - row0) * p->out_w;
         float *dst = s->gather;
-        for (int64_t r = row0; r < row1; ++r) {
+        for (int64_t r = row0; r < row1; ++r, dst += p->out_w * w->k_rows) {
             const int64_t img = r / p->out_h, oh = r - img * p->out_h;
-            for (int64_t ow = 0; ow < p->out_w; ++ow, dst += w->k_rows)
-                gather_window(p, w->x, img, oh * p->stride_h - p->pad_top,
-                              ow * p->stride_w - p->pad_left, dst);
+            gather_run(p, w->x, img, oh, 0, p->out_w, dst);
         }
         const int64_t run = max64(1, FC_WGRAD_L1_BYTES / (p->c_out * (int64_t)sizeof(float)));
         for (int64_t q = 0; q < npix; q += run) {
