@@ -789,8 +789,18 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
             const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
             if (ih < 0 || ih >= p->h)
                 continue;
-            s->a[nruns] = w->x + ((img * p->h + ih) * p->w + lo * p->stride_w + off) * p->c_in;
-            s->d[nruns] = w->dy + (r * p->out_w + lo) * p->c_out;
+            const float *a = w->x + ((img * p->h + ih) * p->w + lo * p->stride_w + off) * p->c_in;
+            const float *d = w->dy + (r * p->out_w + lo) * p->c_out;
+            /* A run that continues the previous one in both x and dy (whole
+             * rows of a 1x1 stride-1 layer) extends it: fewer, longer runs. */
+            if (nruns > 0 &&
+                a == s->a[nruns - 1] + s->count[nruns - 1] * p->stride_w * p->c_in &&
+                d == s->d[nruns - 1] + s->count[nruns - 1] * p->c_out) {
+                s->count[nruns - 1] += hi - lo + 1;
+                continue;
+            }
+            s->a[nruns] = a;
+            s->d[nruns] = d;
             s->count[nruns] = hi - lo + 1;
             ++nruns;
         }
