@@ -123,10 +123,17 @@ def _threads_arg() -> int:
 # ---------------------------------------------------------------------------
 # Validation helpers
 
+_DTYPE_NAMES = {b: " or ".join(d.name for d in ds) for b, ds in _ACCEPTED_DTYPES.items()}
+
+
 def _as_array(value: object, name: str, ndim: int, backend: str) -> np.ndarray:
-    """A C-contiguous, native-byte-order array of an accepted float dtype."""
+    """A C-contiguous, aligned, native-byte-order array of an accepted float dtype."""
     accepted = _ACCEPTED_DTYPES[backend]
-    names = " or ".join(d.name for d in accepted)
+    if type(value) is np.ndarray and value.dtype in accepted and value.ndim == ndim:
+        flags = value.flags
+        if flags.c_contiguous and flags.aligned:
+            return value  # the common case, checked without building anything
+    names = _DTYPE_NAMES[backend]
     if isinstance(value, np.ndarray):
         arr = value
     else:
