@@ -338,13 +338,16 @@ def _fmt(value, spec):
         else format(value, spec)
 
 
+_SHORT = {"forward": "fwd", "backward": "bwd"}
+
+
 def layer_table(rows: Sequence[dict]) -> str:
     header = (f"{'layer':42s} {'dir':4s} {'thr':>3s} {'ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} "
               f"{'torch ms':>9s} {'/torch':>7s} {'numpy ms':>9s} {'xNumPy':>7s}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r['layer'][:42]:42s} {r['direction'][:3]:4s} {r['threads']:3d} "
+            f"{r['layer'][:42]:42s} {_SHORT[r['direction']]:4s} {r['threads']:3d} "
             f"{r['fastconv_ms']:8.2f} {_fmt(r['gflops'], '8.0f')} {_fmt(r['pct_peak'], '6.0f')} "
             f"{_fmt(r['torch_ms'], '9.2f')} {_fmt(r['vs_torch'], '7.2f')} "
             f"{_fmt(r['numpy_ms'], '9.1f')} {_fmt(r['numpy_speedup'], '7.1f')}")
@@ -375,7 +378,7 @@ def draw_chart(rows: Sequence[dict], path: str) -> bool:
     ratios = [r for r in rows if r.get("vs_torch")]
     if not ratios:
         return False
-    labels = [f"{r['layer'].split(' (')[0][:28]} {r['direction'][:3]} {r['threads']}T"
+    labels = [f"{r['layer'].split(' (')[0][:28]} {_SHORT[r['direction']]} {r['threads']}T"
               for r in ratios]
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(ratios) + 1.5))
     values = [r["vs_torch"] for r in ratios]
