@@ -160,3 +160,15 @@ double fc_fma_peak_probe(int64_t iters, int n_threads)
     return (double)iters * 12.0 * t->vl;
 #endif
 }
+
+void fc_fold(float *FC_RESTRICT dst, const float *FC_RESTRICT src, int64_t e0, int64_t e1,
+             int first)
+{
+    if (first) {
+        for (int64_t e = e0; e < e1; ++e)
+            dst[e] = src[e];
+    } else {
+        for (int64_t e = e0; e < e1; ++e)
+            dst[e] += src[e];
+    }
+}

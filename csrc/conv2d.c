@@ -858,19 +858,6 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
     }
 }
 
-/* dst[e] = src[e] (first chunk) or dst[e] + src[e], for e in [e0, e1). */
-static void fold_range(float *FC_RESTRICT dst, const float *FC_RESTRICT src, int64_t e0,
-                       int64_t e1, int first_chunk)
-{
-    if (first_chunk) {
-        for (int64_t e = e0; e < e1; ++e)
-            dst[e] = src[e];
-    } else {
-        for (int64_t e = e0; e < e1; ++e)
-            dst[e] += src[e];
-    }
-}
-
 int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const float *x,
                               float *dkernel, float *dbias)
 {
@@ -968,10 +955,10 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
             for (int64_t c = 0; c < nwave; ++c) {
                 const float *src = partials + c * w.partial_len;
                 const int first_chunk = first + c == 0;
-                fold_range(dkernel, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
+                fc_fold(dkernel, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
                 if (dbias != NULL)
-                    fold_range(dbias, src + dk_len, max64(e0, dk_len) - dk_len, e1 - dk_len,
-                               first_chunk);
+                    fc_fold(dbias, src + dk_len, max64(e0, dk_len) - dk_len, e1 - dk_len,
+                            first_chunk);
             }
 #ifdef _OPENMP
 #pragma omp barrier

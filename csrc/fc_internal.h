@@ -137,6 +137,11 @@ int fc_pick_threads(int requested, double work, int64_t items);
 /* [begin, end) of the static block of `total` items owned by thread `tid`. */
 void fc_thread_range(int64_t total, int nthreads, int tid, int64_t *begin, int64_t *end);
 
+/* One step of an order-fixed reduction over chunk partials: dst[e] = src[e]
+ * for the first chunk, dst[e] += src[e] after, for e in [e0, e1). */
+void fc_fold(float *FC_RESTRICT dst, const float *FC_RESTRICT src, int64_t e0, int64_t e1,
+             int first);
+
 /* a * b, or -1 on overflow (both non-negative). */
 int64_t fc_mul(int64_t a, int64_t b);
 

@@ -421,15 +421,8 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
             /* Fold this wave's partials into the sum, in chunk order. */
             int64_t e0, e1;
             fc_thread_range(w.partial_len, nthreads, tid, &e0, &e1);
-            for (int64_t c = 0; c < nwave; ++c) {
-                const float *src = partials + c * w.partial_len;
-                if (first + c == 0)
-                    for (int64_t e = e0; e < e1; ++e)
-                        sum[e] = src[e];
-                else
-                    for (int64_t e = e0; e < e1; ++e)
-                        sum[e] += src[e];
-            }
+            for (int64_t c = 0; c < nwave; ++c)
+                fc_fold(sum, partials + c * w.partial_len, e0, e1, first + c == 0);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
