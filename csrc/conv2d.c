@@ -744,11 +744,6 @@ typedef struct wgrad_scratch {
     float *gather;
 } wgrad_scratch;
 
-/* L1 budget for the dy rows one pass of register tiles works on. */
-#ifndef FC_WGRAD_L1_BYTES
-#define FC_WGRAD_L1_BYTES (16 * 1024)
-#endif
-
 static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t chunk,
                        int64_t unit, int64_t group, float *partial, wgrad_scratch *s,
                        int want_bias)
@@ -760,20 +755,16 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
     int64_t a_stride, tap_rows0;
 
     if (w->gather) {
-        /* im2col of the chunk, then runs of consecutive pixels. */
-        const int64_t npix = (row1 - row0) * p->out_w;
+        /* im2col of the chunk: one run over its contiguous output pixels. */
         float *dst = s->gather;
         for (int64_t r = row0; r < row1; ++r, dst += p->out_w * w->k_rows) {
             const int64_t img = r / p->out_h, oh = r - img * p->out_h;
             gather_run(p, w->x, img, oh, 0, p->out_w, dst);
         }
-        const int64_t run = max64(1, FC_WGRAD_L1_BYTES / (p->c_out * (int64_t)sizeof(float)));
-        for (int64_t q = 0; q < npix; q += run) {
-            s->a[nruns] = s->gather + q * w->k_rows;
-            s->d[nruns] = w->dy + (row0 * p->out_w + q) * p->c_out;
-            s->count[nruns] = min64(run, npix - q);
-            ++nruns;
-        }
+        s->a[0] = s->gather;
+        s->d[0] = w->dy + row0 * p->out_w * p->c_out;
+        s->count[0] = (row1 - row0) * p->out_w;
+        nruns = 1;
         a_stride = w->k_rows;
         tap_rows0 = 0;
     } else {
@@ -808,45 +799,35 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
         tap_rows0 = unit * p->c_in;
     }
 
-    /* Runs are taken in passes whose dy fits L1; every register tile of the
-     * item sweeps a pass before the next, adding to the partial. */
     const int64_t b0 = group * FC_WGRAD_BLOCKS_PER_ITEM;
     const int64_t b1 = min64(b0 + FC_WGRAD_BLOCKS_PER_ITEM, w->nblocks);
     const int64_t npanels = ceil_div(p->c_out, w->nr_panel);
-    int64_t first = 0;
-    do {
-        int64_t last = first, bytes = 0;
-        while (last < nruns && (last == first || bytes + s->count[last] * p->c_out * 4 <=
-                                                     FC_WGRAD_L1_BYTES))
-            bytes += s->count[last++] * p->c_out * 4;
-        for (int64_t panel = 0; panel < npanels; ++panel) {
-            const int64_t c0 = panel * w->nr_panel;
-            const int64_t nr = min64(w->nr_panel, p->c_out - c0);
-            const int nv = (int)ceil_div(nr, t->vl);
-            const int tail = nr % t->vl != 0;
-            for (int64_t b = b0; b < b1; ++b) {
-                int64_t k0, mr;
-                block_of(w->k_rows, w->nblocks, b, &k0, &mr);
-                fc_wgrad_args args;
-                args.nruns = last - first;
-                args.a = s->a + first;
-                args.d = s->d + first;
-                args.count = s->count + first;
-                args.a_stride = a_stride;
-                args.d_stride = p->c_out;
-                args.a_off = k0;
-                args.d_off = c0;
-                args.nr = nr;
-                args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
-                args.ldo = p->c_out;
-                args.mr = (int)mr;
-                args.nv = nv;
-                args.accumulate = first > 0;
-                wgrad_for(t, (int)mr, nv, tail)(&args);
-            }
+    for (int64_t panel = 0; panel < npanels; ++panel) {
+        const int64_t c0 = panel * w->nr_panel;
+        const int64_t nr = min64(w->nr_panel, p->c_out - c0);
+        const int nv = (int)ceil_div(nr, t->vl);
+        const int tail = nr % t->vl != 0;
+        for (int64_t b = b0; b < b1; ++b) {
+            int64_t k0, mr;
+            block_of(w->k_rows, w->nblocks, b, &k0, &mr);
+            fc_wgrad_args args;
+            args.nruns = nruns;
+            args.a = s->a;
+            args.d = s->d;
+            args.count = s->count;
+            args.a_stride = a_stride;
+            args.d_stride = p->c_out;
+            args.a_off = k0;
+            args.d_off = c0;
+            args.nr = nr;
+            args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
+            args.ldo = p->c_out;
+            args.mr = (int)mr;
+            args.nv = nv;
+            args.accumulate = 0;
+            wgrad_for(t, (int)mr, nv, tail)(&args);
         }
-        first = last;
-    } while (first < nruns);
+    }
 
     if (want_bias) {
         float *db = partial + p->kh * p->kw * p->c_in * p->c_out;
@@ -912,7 +893,7 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (w.partial_len * 4));
     wave = min64(wave, w.nchunks);
 
-    const int64_t max_runs = w.gather ? chunk_pixels : w.rows_per_chunk;
+    const int64_t max_runs = w.rows_per_chunk;
     const int64_t per_thread = 3 * max_runs + 8 +
                                (w.gather ? chunk_pixels * w.k_rows / 2 + 16 : 0);
     char *scratch = (char *)fc_calloc(fc_mul(per_thread, nthreads), 8);
