@@ -52,6 +52,20 @@ def main():
                 dy = r(*fc.conv2d(x, k, strides=strides, padding=padding).shape)
                 check(*both(fc.conv2d_backward, dy, x, k, strides=strides, padding=padding),
                       f"{tag} conv2d_backward c_in={c_in}")
+            # Winograd F(2x2, 3x3) forward, backward-input and weight gradient
+            # (3x3, stride 1, 16+ channels; odd sizes leave partial tiles),
+            # and its direct fallback when an output is not finite
+            for padding in ("same", "valid"):
+                x, k, b = r(2, 7, 9, 17), r(3, 3, 17, 20), r(20)
+                check(*both(fc.conv2d, x, k, b, padding=padding, activation="relu"),
+                      f"{tag} winograd conv2d {padding}")
+                dy = r(*fc.conv2d(x, k, padding=padding).shape)
+                check(*both(fc.conv2d_backward, dy, x, k, padding=padding),
+                      f"{tag} winograd conv2d_backward {padding}")
+            x[0, 3, 4, 5] = np.inf
+            assert not np.isfinite(fc.conv2d(x, k, padding="same")).all()
+            y = r(3, 5, 7)
+            check(*both(fc.relu_backward, r(3, 5, 7), y), f"{tag} relu_backward")
             # several output panels and dilation
             x, k = r(1, 8, 8, 8), r(3, 3, 8, 70)
             check(*both(fc.conv2d, x, k, dilation_rate=2, padding="same"), f"{tag} dilated")
@@ -77,6 +91,12 @@ def main():
     model.forward(x)
     grads = model.backward(r(4, 3))
     assert len(grads) == 4
+    # the caching allocator (NumPy's allocator inside predict and fit)
+    big = r(256, 8, 8, 1)
+    for _ in range(3):
+        assert model.predict(big, batch_size=128).shape == (256, 3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(big, rng.integers(0, 3, 256), batch_size=64, epochs=1, verbose=0)
     print("valgrind workload done")
 
 
