@@ -207,26 +207,35 @@ typedef struct igemm_scratch {
     float *gather;     /* [mr * k_row] when gathering */
 } igemm_scratch;
 
+/* A valid pixel at (img, row, col) of the output array, with what tap_row
+ * needs: its window's top-left input cell (forward), or row + pad and
+ * col + pad split into quotient and remainder by the stride (backward). */
+static void set_pixel(const igemm_problem *g, pixel *px, int64_t img, int64_t row, int64_t col)
+{
+    const fc_conv2d_params *p = g->p;
+    px->valid = 1;
+    px->img = img;
+    px->row = row;
+    px->col = col;
+    px->h0 = row * p->stride_h - p->pad_top;
+    px->w0 = col * p->stride_w - p->pad_left;
+    if (g->backward) {
+        px->qh = (row + p->pad_top) / p->stride_h;
+        px->rh = (row + p->pad_top) - px->qh * p->stride_h;
+        px->qw = (col + p->pad_left) / p->stride_w;
+        px->rw = (col + p->pad_left) - px->qw * p->stride_w;
+    }
+}
+
 /* Coordinates of GEMM rows [m0, m0 + count), one division for the first. */
 static void pixels_of(const igemm_problem *g, int64_t m0, int64_t count, pixel *px)
 {
-    const fc_conv2d_params *p = g->p;
     const int64_t hh = g->out_h, ww = g->out_w;
     int64_t img = m0 / (hh * ww), rem = m0 - img * hh * ww;
     int64_t row = rem / ww, q = rem - row * ww;
     for (int64_t i = 0; i < count; ++i, ++px) {
+        set_pixel(g, px, img, row, g->backward ? g->w_order[q] : q);
         px->valid = m0 + i < g->m;
-        px->img = img;
-        px->row = row;
-        px->col = g->backward ? g->w_order[q] : q;
-        px->h0 = row * p->stride_h - p->pad_top;
-        px->w0 = px->col * p->stride_w - p->pad_left;
-        if (g->backward) {
-            px->qh = (row + p->pad_top) / p->stride_h;
-            px->rh = (row + p->pad_top) - px->qh * p->stride_h;
-            px->qw = (px->col + p->pad_left) / p->stride_w;
-            px->rw = (px->col + p->pad_left) - px->qw * p->stride_w;
-        }
         if (++q == ww) {
             q = 0;
             if (++row == hh) {
@@ -241,7 +250,6 @@ static void pixels_of(const igemm_problem *g, int64_t m0, int64_t count, pixel *
  * width, the register tile height to use. */
 static int tile_pixels(const igemm_problem *g, int64_t tile, pixel *px)
 {
-    const fc_conv2d_params *p = g->p;
     if (g->tiles_per_row == 0) {
         pixels_of(g, tile * g->mr, g->mr, px);
         return g->mr;
@@ -253,17 +261,7 @@ static int tile_pixels(const igemm_problem *g, int64_t tile, pixel *px)
         px->valid = i < width;
         if (!px->valid)
             continue;
-        px->img = img;
-        px->row = row;
-        px->col = g->backward ? g->w_order[q0 + i] : q0 + i;
-        px->h0 = row * p->stride_h - p->pad_top;
-        px->w0 = px->col * p->stride_w - p->pad_left;
-        if (g->backward) {
-            px->qh = (row + p->pad_top) / p->stride_h;
-            px->rh = (row + p->pad_top) - px->qh * p->stride_h;
-            px->qw = (px->col + p->pad_left) / p->stride_w;
-            px->rw = (px->col + p->pad_left) - px->qw * p->stride_w;
-        }
+        set_pixel(g, px, img, row, g->backward ? g->w_order[q0 + i] : q0 + i);
     }
     return (int)width;
 }
