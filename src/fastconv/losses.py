@@ -101,7 +101,8 @@ def _as_numeric(y_true: Any) -> np.ndarray:
 
 
 def _match_rank(y_true: np.ndarray, y_pred: np.ndarray, loss_name: str) -> np.ndarray:
-    """Keras' ``(n,)`` vs ``(n, 1)`` matching, then require equal shapes."""
+    """Keras' ``(n,)`` vs ``(n, 1)`` matching, then require equal shapes (also
+    used by :mod:`fastconv.metrics`)."""
     if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
         y_true = y_true[..., np.newaxis]
     elif y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:

@@ -100,17 +100,6 @@ def categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
     return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float32)
 
 
-def _match_rank(y_true: np.ndarray, y_pred: np.ndarray, name: str) -> np.ndarray:
-    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-        y_true = y_true[..., np.newaxis]
-    elif y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:
-        y_true = y_true[..., 0]
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"{name}: y_true has shape {y_true.shape} but y_pred has shape "
-                         f"{y_pred.shape}; they must match")
-    return y_true
-
-
 def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> np.ndarray:
     """Fraction of ``(y_pred > threshold) == y_true`` over the last axis.
 
@@ -128,7 +117,7 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> np.ndar
     y_true, y_pred = _as_arrays(y_true, y_pred)
     if y_pred.ndim == 1:  # one prediction per sample
         y_pred = y_pred[:, np.newaxis]
-    y_true = _match_rank(y_true, y_pred, "binary_accuracy")
+    y_true = _losses._match_rank(y_true, y_pred, "binary_accuracy")
     predicted = (y_pred > threshold).astype(y_pred.dtype)
     return np.mean(y_true == predicted, axis=-1, dtype=np.float32)
 
@@ -143,7 +132,7 @@ def mean_absolute_error(y_true: Any, y_pred: Any) -> np.ndarray:
     y_true, y_pred = _as_arrays(y_true, y_pred)
     if y_pred.ndim == 1:
         y_pred = y_pred[:, np.newaxis]
-    y_true = _match_rank(y_true, y_pred, "mean_absolute_error")
+    y_true = _losses._match_rank(y_true, y_pred, "mean_absolute_error")
     return np.mean(np.abs(y_pred - y_true), axis=-1)
 
 
