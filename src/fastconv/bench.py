@@ -472,6 +472,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
         print(f"wrote {args.json}")
+    if args.png:
+        os.makedirs(os.path.dirname(args.png) or ".", exist_ok=True)
     if args.png and draw_chart(rows, args.png):
         print(f"wrote {args.png}")
     return 0

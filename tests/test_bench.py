@@ -1,0 +1,39 @@
+"""`python -m fastconv bench` runs end to end and writes what it says it writes.
+
+Timings are not asserted (speed targets live in the benchmark itself); this checks
+the command's plumbing: the table, the JSON, and the chart in a folder that does
+not exist yet.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fastconv import bench
+
+
+def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")  # the chart plots ratios to PyTorch
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)  # the default chart path is relative: bench_results/...
+    assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-model",
+                       "--json", str(tmp_path / "j" / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "seed conv2d_1" in out and "geometric mean" in out
+    data = json.loads((tmp_path / "j" / "b.json").read_text())
+    layers = {(r["layer"].split(" (")[0], r["direction"]) for r in data["layers"]}
+    assert layers == {(name, d) for name in ("seed conv2d", "seed conv2d_1",
+                                             "seed max_pooling2d")
+                      for d in ("forward", "backward")}
+    assert all(r["fastconv_ms"] > 0 and r["vs_torch"] > 0 for r in data["layers"])
+    png = tmp_path / "bench_results" / "bench.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_without_torch_or_numpy_still_reports_our_times(tmp_path, capsys):
+    target = tmp_path / "deep" / "er" / "b.json"
+    assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-torch", "--no-model",
+                       "--json", str(target), "--png", ""]) == 0
+    rows = json.loads(target.read_text())["layers"]
+    assert len(rows) == 6 and all(r["fastconv_ms"] > 0 and r["vs_torch"] is None for r in rows)
