@@ -10,8 +10,8 @@
  * rows (or to a shared zero row where the tap falls into padding), so
  * padding, strides and dilation cost no branches in the micro-kernel. Taps
  * that are padding for the whole tile are dropped. With few input channels
- * (the first layer) the taps are gathered into a small im2col tile instead,
- * so K = taps x c_in runs as one long loop.
+ * (the first layer) the forward runs its own row loop instead
+ * (few_channel_forward), a whole kernel row per tap.
  *
  * Backward-kernel is a reduction over output pixels. Pixels are cut into
  * chunks of whole output rows whose size depends only on the problem, each
@@ -23,8 +23,9 @@
 
 #include "fc_internal.h"
 
-/* First-layer path: gather taps into an im2col tile when c_in is this small. */
-#define FC_GATHER_MAX_CIN 4
+/* First-layer paths (few_channel_forward, the weight gradient's im2col
+ * rows) for layers with at most this many input channels. */
+#define FC_FEW_CHANNELS 4
 /* K is split into blocks of this many floats for single-tap problems (1x1
  * convolutions, dense layers) so that a B block stays in L2. */
 #define FC_KC_MAX 512
@@ -84,40 +85,14 @@ static fc_wgrad_fn wgrad_for(const fc_kernel_table *t, int mr, int nv, int tail)
     return fn ? fn : t->wgrad_any;
 }
 
-/* Copy (or zero, when src is NULL) c floats, c <= FC_GATHER_MAX_CIN. Written
+/* Copy (or zero, when src is NULL) c floats, c <= FC_FEW_CHANNELS. Written
  * out because GCC turns a short copy loop into a memcpy call per pixel. */
 static inline void copy_channels(float *FC_RESTRICT dst, const float *FC_RESTRICT src,
                                  int64_t c)
 {
-    for (int64_t ch = 0; ch < FC_GATHER_MAX_CIN; ++ch)
+    for (int64_t ch = 0; ch < FC_FEW_CHANNELS; ++ch)
         if (ch < c)
             dst[ch] = src ? src[ch] : 0.0f;
-}
-
-/* The window of input cells of one output pixel (kh x kw x c_in floats,
- * zero where it is padding): an im2col row, for layers with few channels. */
-static void gather_window(const fc_conv2d_params *p, const float *x, int64_t img, int64_t h0,
-                          int64_t w0, float *FC_RESTRICT dst)
-{
-    const int64_t c = p->c_in;
-    const float *image = x + img * p->h * p->w * c;
-    if (h0 >= 0 && h0 + (p->kh - 1) * p->dilation_h < p->h && w0 >= 0 &&
-        w0 + (p->kw - 1) * p->dilation_w < p->w) {
-        for (int64_t i = 0; i < p->kh; ++i) {
-            const float *src = image + ((h0 + i * p->dilation_h) * p->w + w0) * c;
-            for (int64_t j = 0; j < p->kw; ++j, dst += c, src += p->dilation_w * c)
-                copy_channels(dst, src, c);
-        }
-        return;
-    }
-    for (int64_t i = 0; i < p->kh; ++i) {
-        const int64_t ih = h0 + i * p->dilation_h;
-        for (int64_t j = 0; j < p->kw; ++j, dst += c) {
-            const int64_t iw = w0 + j * p->dilation_w;
-            const int inside = (uint64_t)ih < (uint64_t)p->h && (uint64_t)iw < (uint64_t)p->w;
-            copy_channels(dst, inside ? image + (ih * p->w + iw) * c : NULL, c);
-        }
-    }
 }
 
 /* The im2col rows of `count` neighbouring output pixels of one row (output
@@ -161,7 +136,6 @@ typedef struct igemm_problem {
     int64_t a_ch;            /* floats per pixel of the A source */
     int64_t k_row;           /* floats per A row of one tap */
     int64_t ntaps;           /* taps per pixel in the pointer table */
-    int gather;              /* forward only: im2col tile instead of taps */
     int mr;                  /* pixels per tile at most (the widest panel's register tile) */
     /* Row-aligned tiles: every row of the output array (every stride phase
      * of a row, backward) is cut into balanced tiles of at most mr pixels,
@@ -204,7 +178,6 @@ typedef struct igemm_scratch {
     int64_t *tap;      /* [ntaps] live tap indices */
     float **c;         /* [mr] */
     pixel *pix;        /* [FC_TILES_PER_PASS * mr] */
-    float *gather;     /* [mr * k_row] when gathering */
 } igemm_scratch;
 
 /* A valid pixel at (img, row, col) of the output array, with what tap_row
@@ -320,28 +293,6 @@ static int64_t build_tile(const igemm_problem *g, int mr, const pixel *px, int64
                           int64_t t1, int64_t k0, igemm_scratch *s)
 {
     const fc_conv2d_params *p = g->p;
-    if (g->gather) {
-        /* im2col of this tile: row r holds taps x c_in floats. */
-        int run = 1;
-        for (int r = 1; r < mr && run; ++r)
-            run = px[r].valid && px[r].img == px[0].img && px[r].row == px[0].row &&
-                  px[r].col == px[0].col + r;
-        if (run && px[0].valid) {
-            gather_run(p, g->a_src, px[0].img, px[0].row, px[0].col, mr, s->gather);
-        } else {
-            for (int r = 0; r < mr; ++r) {
-                float *dst = s->gather + r * g->k_row;
-                if (px[r].valid)
-                    gather_window(p, g->a_src, px[r].img, px[r].h0, px[r].w0, dst);
-                else
-                    memset(dst, 0, (size_t)g->k_row * sizeof(float));
-            }
-        }
-        for (int r = 0; r < mr; ++r)
-            s->a[r] = s->gather + r * g->k_row + k0;
-        s->tap[0] = 0;
-        return 1;
-    }
     int64_t live = 0;
     /* Fast path: the tile is one run of neighbours along a row (output
      * columns step 1 forward; input columns of one stride phase backward),
@@ -543,7 +494,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     /* K blocks: as many taps as keep a B block of one panel within L1, and
      * long single-tap rows cut to FC_KC_MAX. */
     const int64_t tap_bytes = max64(g->k_row * min64(g->n_cols, nr_panel) * (int64_t)sizeof(float), 1);
-    g->tap_group = g->gather ? 1 : max64(1, min64(g->ntaps, FC_B_BLOCK_BYTES / tap_bytes));
+    g->tap_group = max64(1, min64(g->ntaps, FC_B_BLOCK_BYTES / tap_bytes));
     g->ngroups = ceil_div(g->ntaps, g->tap_group);
     g->kc = (g->ntaps == 1 && g->k_row > FC_KC_MAX) ? FC_KC_MAX : g->k_row;
     g->nkc = g->kc > 0 ? ceil_div(g->k_row, g->kc) : 1;
@@ -551,8 +502,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     /* Per-thread scratch, carved out of one block (in 8-byte words). */
     const int64_t tbl = g->ntaps * mr;
     const int64_t words_pix = (int64_t)FC_TILES_PER_PASS * mr * (int64_t)(sizeof(pixel) / 8);
-    const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + 8 +
-                               (g->gather ? ((int64_t)mr * g->k_row + 1) / 2 + 8 : 0);
+    const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + 8;
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     if (scratch == NULL) {
         fc_free(packed);
@@ -573,7 +523,6 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
         s.tap = (int64_t *)(mine + tbl + g->ntaps);
         s.c = (float **)(mine + tbl + 2 * g->ntaps);
         s.pix = (pixel *)(mine + tbl + 2 * g->ntaps + mr);
-        s.gather = g->gather ? (float *)(mine + tbl + 2 * g->ntaps + mr + words_pix + 8) : NULL;
 
         if (packed != NULL) {
             int64_t b0, b1;
@@ -590,6 +539,145 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     fc_free(scratch);
     fc_free(packed);
     fc_free(row_plan);
+    return FC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward with few input channels (the first layer).                        */
+
+/*
+ * K = taps x c_in is tiny here, so the general driver's per-tile pointer
+ * tables, K blocks and gathers would cost more than the arithmetic. Each
+ * thread takes whole output rows instead. With dilation_w 1 a window's row
+ * is kw x c_in contiguous floats and its B rows (i * kw * c_in ...) are
+ * contiguous in HWIO, so one micro-kernel tap covers a whole kernel row; the
+ * kh input rows an output row reads are used in place, or copied once into
+ * zero-padded strips where the row needs padding. With dilation there is
+ * one tap per (i, j), pointing into the input row or at a zero row.
+ */
+static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table *t,
+                               const float *x, const float *kernel, const float *bias, float *y)
+{
+    const int64_t c = p->c_in, c_out = p->c_out;
+    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
+    const int64_t npanels = ceil_div(c_out, nr_panel);
+    const int mr = t->igemm_mr[ceil_div(min64(c_out, nr_panel), t->vl)];
+    const int merge = p->dilation_w == 1;
+    const int64_t ntaps = merge ? p->kh : p->kh * p->kw;
+    const int64_t kc = merge ? p->kw * c : c;
+    /* Input columns the windows of one output row span, from -pad_left
+     * (padding is at most kw - 1 columns a side here, see check_params). */
+    const int64_t span = merge ? (p->out_w - 1) * p->stride_w + p->kw : 0;
+    const int in_place = !merge || (p->pad_left == 0 && span <= p->w);
+    const int64_t strip = fc_mul(span, c) + 16;
+    const int64_t rows = p->n * p->out_h;
+    const int64_t tiles_per_row = ceil_div(p->out_w, mr);
+    const double work = (double)rows * (double)p->out_w * (double)(p->kh * p->kw) *
+                        (double)c * (double)c_out;
+    const int nthreads = fc_pick_threads(p->n_threads, work, rows);
+
+    /* Per thread, in 8-byte words: kh strips, the input row of each kernel
+     * row, and the micro-kernel's A, B and C pointer tables. */
+    const int64_t strips = in_place ? 0 : fc_mul(p->kh, strip);
+    const int64_t per_thread = (strips + 1) / 2 + p->kh + ntaps * mr + ntaps + mr + 8;
+    float *zero = (float *)fc_calloc(strip, sizeof(float));
+    uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
+    if (zero == NULL || scratch == NULL) {
+        fc_free(zero);
+        fc_free(scratch);
+        return FC_ERR_NOMEM;
+    }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        uint64_t *mine = scratch + per_thread * tid;
+        float *strip_mem = (float *)mine;
+        const float **src = (const float **)(mine + (strips + 1) / 2);
+        const float **a = src + p->kh;
+        const float **b = a + ntaps * mr;
+        float **out = (float **)(b + ntaps);
+        int64_t r0, r1;
+        fc_thread_range(rows, nthreads, tid, &r0, &r1);
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t img = r / p->out_h, oh = r - img * p->out_h;
+            for (int64_t i = 0; i < p->kh; ++i) {
+                const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                if ((uint64_t)ih >= (uint64_t)p->h) {
+                    src[i] = zero;
+                    continue;
+                }
+                const float *x_row = x + (img * p->h + ih) * p->w * c;
+                if (!merge) {
+                    src[i] = x_row;   /* columns checked per tap below */
+                    continue;
+                }
+                if (in_place) {
+                    src[i] = x_row;
+                    continue;
+                }
+                /* strip column q holds input column q - pad_left */
+                float *dst = strip_mem + i * strip;
+                const int64_t q0 = p->pad_left, q1 = min64(span, p->pad_left + p->w);
+                memset(dst, 0, (size_t)(min64(q0, span) * c) * sizeof(float));
+                if (q1 > q0) {
+                    memcpy(dst + q0 * c, x_row, (size_t)((q1 - q0) * c) * sizeof(float));
+                    memset(dst + q1 * c, 0, (size_t)((span - q1) * c) * sizeof(float));
+                }
+                src[i] = dst;
+            }
+            for (int64_t panel = 0; panel < npanels; ++panel) {
+                const int64_t c0 = panel * nr_panel, nr = min64(nr_panel, c_out - c0);
+                const int nv = (int)ceil_div(nr, t->vl);
+                for (int64_t tap = 0; tap < ntaps; ++tap)
+                    b[tap] = kernel + tap * kc * c_out + c0;
+                for (int64_t k = 0; k < tiles_per_row; ++k) {
+                    /* balanced tiles: the row's out_w pixels in tiles_per_row pieces */
+                    const int64_t ow0 = k * (p->out_w / tiles_per_row) +
+                                        min64(k, p->out_w % tiles_per_row);
+                    const int width = (int)(p->out_w / tiles_per_row +
+                                            (k < p->out_w % tiles_per_row ? 1 : 0));
+                    for (int64_t tap = 0; tap < ntaps; ++tap) {
+                        const float **a_tap = a + tap * width;
+                        if (merge) {
+                            const float *base = src[tap] + ow0 * p->stride_w * c;
+                            for (int q = 0; q < width; ++q)
+                                a_tap[q] = base + q * p->stride_w * c;
+                            continue;
+                        }
+                        const int64_t i = tap / p->kw, j = tap - i * p->kw;
+                        int64_t col = ow0 * p->stride_w - p->pad_left + j * p->dilation_w;
+                        for (int q = 0; q < width; ++q, col += p->stride_w)
+                            a_tap[q] = src[i] != zero && (uint64_t)col < (uint64_t)p->w
+                                           ? src[i] + col * c
+                                           : zero;
+                    }
+                    for (int q = 0; q < width; ++q)
+                        out[q] = y + (r * p->out_w + ow0 + q) * c_out + c0;
+                    fc_igemm_args args;
+                    args.ntaps = ntaps;
+                    args.kc = kc;
+                    args.a = a;
+                    args.b = b;
+                    args.ldb = c_out;
+                    args.nr = nr;
+                    args.bias = bias ? bias + c0 : NULL;
+                    args.c = out;
+                    args.mr = width;
+                    args.nv = nv;
+                    args.accumulate = 0;
+                    args.relu = p->relu;
+                    igemm_for(t, width, nv, nr % t->vl != 0)(&args);
+                }
+            }
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(scratch);
+    fc_free(zero);
     return FC_OK;
 }
 
@@ -611,7 +699,8 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *ke
             return status;
     }
     const fc_kernel_table *t = fc_active_kernels();
-    const int64_t taps = p->kh * p->kw;
+    if (p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
+        return few_channel_forward(p, t, x, kernel, bias, y);
 
     igemm_problem g;
     memset(&g, 0, sizeof g);
@@ -626,9 +715,8 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *ke
     g.out_w = p->out_w;
     g.n_cols = p->c_out;
     g.a_ch = p->c_in;
-    g.gather = taps > 1 && p->c_in <= FC_GATHER_MAX_CIN;
-    g.k_row = g.gather ? taps * p->c_in : p->c_in;
-    g.ntaps = g.gather ? 1 : taps;
+    g.k_row = p->c_in;
+    g.ntaps = p->kh * p->kw;
 
     float *zero = (float *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(float));
     if (zero == NULL)
@@ -867,7 +955,7 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     w.p = p;
     w.dy = dy;
     w.x = x;
-    w.gather = taps > 1 && p->c_in <= FC_GATHER_MAX_CIN;
+    w.gather = taps > 1 && p->c_in <= FC_FEW_CHANNELS;
     w.k_rows = w.gather ? taps * p->c_in : p->c_in;
     w.row_tiles = w.gather ? 1 : taps;
     w.rows_per_chunk = max64(1, FC_WGRAD_CHUNK_PIXELS / p->out_w);

@@ -14,10 +14,12 @@ FWD_RTOL = 1e-5   # forward and dx, float32 against float32 reference
 WGRAD_RTOL = 1e-4  # dkernel and dbias sum over many more terms
 
 # (x shape NHWC, kernel shape HWIO): odd and tiny sizes, 1x1, batch 1, c_in 1,
-# c_out off the vector width, rectangular kernels.
+# c_out off the vector width, rectangular kernels; few-channel layers (c_in <= 4,
+# their own forward path) with several tiles per row and several column panels.
 SHAPES = [
     ((2, 9, 8, 3), (3, 3, 3, 5)),
     ((1, 7, 11, 1), (3, 2, 1, 17)),
+    ((1, 5, 31, 2), (2, 3, 2, 70)),
     ((3, 6, 5, 20), (1, 1, 20, 33)),
     ((1, 10, 9, 8), (2, 3, 8, 70)),
 ]
