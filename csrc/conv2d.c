@@ -178,6 +178,7 @@ typedef struct igemm_scratch {
     int64_t *tap;      /* [ntaps] live tap indices */
     float **c;         /* [mr] */
     pixel *pix;        /* [FC_TILES_PER_PASS * mr] */
+    unsigned char *started;  /* [FC_TILES_PER_PASS * panels per group] */
 } igemm_scratch;
 
 /* A valid pixel at (img, row, col) of the output array, with what tap_row
@@ -381,6 +382,8 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
         for (int64_t i = 0; i < pass; ++i)
             widths[i] = tile_pixels(g, tile0 + i, s->pix + i * mr);
         const int64_t panel0 = group * per_group, panel1 = min64(panel0 + per_group, npanels);
+        /* per (tile of the pass, panel of the group): C holds a partial sum */
+        memset(s->started, 0, (size_t)(pass * per_group));
         for (int64_t kb = 0; kb < nblocks; ++kb) {
             const int64_t grp = kb / g->nkc, kcb = kb - grp * g->nkc;
             const int64_t t0 = grp * g->tap_group, t1 = min64(t0 + g->tap_group, g->ntaps);
@@ -396,6 +399,14 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                     const pixel *px = s->pix + i * mr;
                     const int w = widths[i];
                     const int64_t live = build_tile(g, w, px, t0, t1, k0, s);
+                    /* A block with no live tap leaves C as it is (strided
+                     * backward: most taps miss most stride phases), unless
+                     * it is the last and C still needs its bias/zero or ReLU. */
+                    const int last = kb == nblocks - 1;
+                    const int relu = !g->backward && p->relu && last;
+                    unsigned char *begun = &s->started[i * per_group + (panel - panel0)];
+                    if (live == 0 && !(last && (!*begun || relu)))
+                        continue;
                     for (int64_t l = 0; l < live; ++l)
                         s->b[l] = b_panel + (s->tap[l] * g->k_row + k0) * g->ldb;
                     for (int r = 0; r < w; ++r)
@@ -414,9 +425,10 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                     args.c = s->c;
                     args.mr = w;
                     args.nv = nv;
-                    args.accumulate = kb > 0;
-                    args.relu = !g->backward && p->relu && kb == nblocks - 1;
+                    args.accumulate = *begun;
+                    args.relu = relu;
                     igemm_for(t, w, nv, tail)(&args);
+                    *begun = 1;
                 }
             }
         }
@@ -502,7 +514,8 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     /* Per-thread scratch, carved out of one block (in 8-byte words). */
     const int64_t tbl = g->ntaps * mr;
     const int64_t words_pix = (int64_t)FC_TILES_PER_PASS * mr * (int64_t)(sizeof(pixel) / 8);
-    const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + 8;
+    const int64_t words_started = ceil_div(FC_TILES_PER_PASS * ceil_div(npanels, g->panel_groups), 8);
+    const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + words_started + 8;
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     if (scratch == NULL) {
         fc_free(packed);
@@ -523,6 +536,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
         s.tap = (int64_t *)(mine + tbl + g->ntaps);
         s.c = (float **)(mine + tbl + 2 * g->ntaps);
         s.pix = (pixel *)(mine + tbl + 2 * g->ntaps + mr);
+        s.started = (unsigned char *)(mine + tbl + 2 * g->ntaps + mr + words_pix);
 
         if (packed != NULL) {
             int64_t b0, b1;
