@@ -8,6 +8,8 @@
  * cache keeps freed blocks of FC_ARENA_MIN_BYTES or more (up to a cap of idle
  * bytes) and hands them out again for requests of a size they fit.
  *
+ * NumPy's arrays (through the NEP 49 handler in _kernels.pyx, inside
+ * fastconv's scopes) and the kernels' own scratch (fc_calloc) share it.
  * Each block carries a header with its capacity, so realloc and free need no
  * size from the caller. All entry points are thread-safe (a spin lock guards
  * the free list; the work under it is a few comparisons).
@@ -54,6 +56,21 @@ static void arena_lock(void)
 static void arena_unlock(void) { __atomic_store_n(&arena_lock_word, 0, __ATOMIC_RELEASE); }
 #endif
 
+/* FASTCONV_ARENA=0 turns caching off (read once): every block then goes
+ * straight back to malloc/free. A benign race at most reads it twice. */
+static volatile int caching_state = -1;
+
+static int caching(void)
+{
+    int on = caching_state;
+    if (on < 0) {
+        const char *env = getenv("FASTCONV_ARENA");
+        on = !(env != NULL && strcmp(env, "0") == 0);
+        caching_state = on;
+    }
+    return on;
+}
+
 static void *raw_alloc(size_t bytes)
 {
     if (bytes > SIZE_MAX - FC_ARENA_HEADER - 64)
@@ -97,7 +114,7 @@ void *fc_arena_malloc(size_t bytes)
 {
     if (bytes == 0)
         bytes = 1;
-    if (bytes >= FC_ARENA_MIN_BYTES) {
+    if (bytes >= FC_ARENA_MIN_BYTES && caching()) {
         /* The smallest idle block that fits without wasting over a quarter. */
         void *found = NULL;
         arena_lock();
@@ -139,7 +156,7 @@ void fc_arena_free(void *ptr)
     if (ptr == NULL)
         return;
     block_header *h = header_of(ptr);
-    if (h->capacity >= FC_ARENA_MIN_BYTES) {
+    if (h->capacity >= FC_ARENA_MIN_BYTES && caching()) {
         int kept = 0;
         arena_lock();
         if (arena.count < FC_ARENA_SLOTS && arena.idle_bytes + h->capacity <= arena.cap_bytes) {

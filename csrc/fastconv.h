@@ -100,7 +100,9 @@ double fc_fma_peak_probe(int64_t iters, int n_threads);
 
 /* A caching allocator for large short-lived buffers (arena.c): freed blocks
  * of 256 KiB or more are kept (up to 256 MiB idle) and reused for requests
- * they fit, instead of being returned to the OS and faulted in again. */
+ * they fit, instead of being returned to the OS and faulted in again. The
+ * kernels' scratch comes from it too. FASTCONV_ARENA=0 in the environment
+ * turns the caching off. */
 void *fc_arena_malloc(size_t bytes);
 void *fc_arena_calloc(size_t count, size_t size);
 void *fc_arena_realloc(void *ptr, size_t bytes);

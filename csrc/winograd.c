@@ -53,18 +53,45 @@ int fc_winograd_applies(const fc_conv2d_params *p, int backward)
            c_b >= FC_WINO_MIN_CHANNELS;
 }
 
-/* U[e] = (G g G^T)[e] for one 3x3 kernel g (row-major), G = [1 0 0; .5 .5 .5;
- * .5 -.5 .5; 0 0 1]. Computed in double, rounded once. */
-static void transform_kernel(const double g[9], float u[16])
+/*
+ * U[e] = (G g G^T)[e] for `count` 3x3 kernels g, G = [1 0 0; .5 .5 .5;
+ * .5 -.5 .5; 0 0 1], computed in double and rounded once. Kernel l's tap
+ * (i, j) is g[(3 i + j) * tap_stride + l * step]; its U[e] goes to
+ * u[e * e_stride + l * u_step]. The 16 rows of U are e_stride apart, which
+ * maps them onto the same cache sets: results are staged in a local block
+ * and written out a row at a time.
+ */
+#define FC_WINO_KT_CHUNK 64
+static void transform_kernels(const float *g, int64_t tap_stride, int64_t step, float *u,
+                              int64_t e_stride, int64_t u_step, int64_t count)
 {
-    const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    double t[4][3];
-    for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 3; ++c)
-            t[r][c] = G[r][0] * g[0 * 3 + c] + G[r][1] * g[1 * 3 + c] + G[r][2] * g[2 * 3 + c];
-    for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 4; ++c)
-            u[r * 4 + c] = (float)(t[r][0] * G[c][0] + t[r][1] * G[c][1] + t[r][2] * G[c][2]);
+    float staged[16][FC_WINO_KT_CHUNK];
+    for (int64_t l0 = 0; l0 < count; l0 += FC_WINO_KT_CHUNK) {
+        const int64_t len = min64(FC_WINO_KT_CHUNK, count - l0);
+        for (int64_t l = 0; l < len; ++l) {
+            const float *gl = g + (l0 + l) * step;
+            double t[4][3];   /* G g */
+            for (int j = 0; j < 3; ++j) {
+                const double g0 = gl[j * tap_stride], g1 = gl[(3 + j) * tap_stride];
+                const double g2 = gl[(6 + j) * tap_stride];
+                t[0][j] = g0;
+                t[1][j] = 0.5 * (g0 + g1 + g2);
+                t[2][j] = 0.5 * (g0 - g1 + g2);
+                t[3][j] = g2;
+            }
+            for (int a = 0; a < 4; ++a) {   /* (G g) G^T */
+                staged[4 * a][l] = (float)t[a][0];
+                staged[4 * a + 1][l] = (float)(0.5 * (t[a][0] + t[a][1] + t[a][2]));
+                staged[4 * a + 2][l] = (float)(0.5 * (t[a][0] - t[a][1] + t[a][2]));
+                staged[4 * a + 3][l] = (float)t[a][2];
+            }
+        }
+        for (int e = 0; e < 16; ++e) {
+            float *row = u + e * e_stride + l0 * u_step;
+            for (int64_t l = 0; l < len; ++l)
+                row[l * u_step] = staged[e][l];
+        }
+    }
 }
 
 typedef struct wino_problem {
@@ -206,20 +233,26 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     float *u = (float *)fc_calloc(fc_mul(16, q.u_e_stride) + 16, sizeof(float));
     if (u == NULL)
         return FC_ERR_NOMEM;
-    for (int64_t ci = 0; ci < c_in; ++ci)
+    const int64_t taps = c_in * c_out;   /* floats per tap of the kernel */
+    if (!transpose) {
+        /* g[tap][ci][co]: unit steps over output channels */
+        for (int64_t ci = 0; ci < c_in; ++ci)
+            for (int64_t panel = 0; panel < q.npanels; ++panel) {
+                const int64_t c0 = panel * q.nr_panel;
+                transform_kernels(kernel + ci * c_out + c0, taps, 1,
+                                  u + (panel * c_in + ci) * q.nr_panel, q.u_e_stride, 1,
+                                  min64(q.nr_panel, c_out - c0));
+            }
+    } else {
+        /* tap (i, j) is the layer's tap (2 - i, 2 - j), laid out [co][ci]:
+         * unit steps over input channels */
         for (int64_t co = 0; co < c_out; ++co) {
-            double g[9];
-            for (int i = 0; i < 3; ++i)
-                for (int j = 0; j < 3; ++j)
-                    g[i * 3 + j] = transpose
-                                       ? kernel[(((2 - i) * 3 + (2 - j)) * c_out + co) * c_in + ci]
-                                       : kernel[((i * 3 + j) * c_in + ci) * c_out + co];
-            float ue[16];
-            transform_kernel(g, ue);
             const int64_t panel = co / q.nr_panel, col = co - panel * q.nr_panel;
-            for (int e = 0; e < 16; ++e)
-                u[e * q.u_e_stride + (panel * c_in + ci) * q.nr_panel + col] = ue[e];
+            transform_kernels(kernel + 8 * taps + co * c_in, -taps, 1,
+                              u + panel * c_in * q.nr_panel + col, q.u_e_stride, q.nr_panel,
+                              c_in);
         }
+    }
     q.u = u;
 
     const int64_t nblocks = ceil_div(q.ntiles, q.block);
