@@ -24,7 +24,8 @@
 #include "fc_internal.h"
 
 /* First-layer paths (few_channel_forward, the weight gradient's im2col
- * rows) for layers with at most this many input channels. */
+ * rows) for layers with at most this many input channels (gather_row
+ * handles 1 to 4). */
 #define FC_FEW_CHANNELS 4
 /* K is split into blocks of this many floats for single-tap problems (1x1
  * convolutions, dense layers) so that a B block stays in L2. */
@@ -85,23 +86,33 @@ static fc_wgrad_fn wgrad_for(const fc_kernel_table *t, int mr, int nv, int tail)
     return fn ? fn : t->wgrad_any;
 }
 
-/* Copy (or zero, when src is NULL) c floats, c <= FC_FEW_CHANNELS. Written
- * out because GCC turns a short copy loop into a memcpy call per pixel. */
-static inline void copy_channels(float *FC_RESTRICT dst, const float *FC_RESTRICT src,
-                                 int64_t c)
+/* n groups of C floats, src step src_step, dst step dst_step; C is a
+ * compile-time constant at each call so the group copy is a few moves. */
+FC_ALWAYS_INLINE void copy_groups(float *FC_RESTRICT dst, int64_t dst_step,
+                                  const float *FC_RESTRICT src, int64_t src_step, int64_t n,
+                                  const int C)
 {
-    for (int64_t ch = 0; ch < FC_FEW_CHANNELS; ++ch)
-        if (ch < c)
-            dst[ch] = src ? src[ch] : 0.0f;
+    for (int64_t r = 0; r < n; ++r, dst += dst_step, src += src_step)
+        for (int ch = 0; ch < C; ++ch)
+            dst[ch] = src[ch];
 }
 
-/* The im2col rows of `count` neighbouring output pixels of one row (output
- * columns ow0, ow0 + 1, ...): dst[r] holds pixel r's kh x kw x c_in window.
- * One pass per tap, each reading one input row at a fixed column step. */
-static void gather_run(const fc_conv2d_params *p, const float *x, int64_t img, int64_t oh,
-                       int64_t ow0, int64_t count, float *FC_RESTRICT dst)
+FC_ALWAYS_INLINE void zero_groups(float *FC_RESTRICT dst, int64_t dst_step, int64_t n,
+                                  int64_t c)
 {
-    const int64_t c = p->c_in, K = p->kh * p->kw * c;
+    for (int64_t r = 0; r < n; ++r, dst += dst_step)
+        for (int64_t ch = 0; ch < c; ++ch)
+            dst[ch] = 0.0f;
+}
+
+/* The im2col rows of the out_w pixels of output row (img, oh): dst[ow]
+ * holds pixel ow's kh x kw x c_in window (c_in <= FC_FEW_CHANNELS), zero
+ * where it is padding. One pass per tap, each reading one input row at a
+ * fixed column step: padding at the ends, a plain strided copy between. */
+static void gather_row(const fc_conv2d_params *p, const float *x, int64_t img, int64_t oh,
+                       float *FC_RESTRICT dst)
+{
+    const int64_t c = p->c_in, K = p->kh * p->kw * c, s = p->stride_w, n = p->out_w;
     const float *image = x + img * p->h * p->w * c;
     for (int64_t i = 0; i < p->kh; ++i) {
         const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
@@ -109,11 +120,24 @@ static void gather_run(const fc_conv2d_params *p, const float *x, int64_t img, i
         const float *row = image + (row_inside ? ih : 0) * p->w * c;
         for (int64_t j = 0; j < p->kw; ++j) {
             float *out = dst + (i * p->kw + j) * c;
-            int64_t iw = ow0 * p->stride_w - p->pad_left + j * p->dilation_w;
-            for (int64_t r = 0; r < count; ++r, iw += p->stride_w, out += K) {
-                const int inside = row_inside && (uint64_t)iw < (uint64_t)p->w;
-                copy_channels(out, inside ? row + iw * c : NULL, c);
+            /* pixel ow reads input column iw0 + ow * s: inside for ow in [lo, hi) */
+            const int64_t iw0 = j * p->dilation_w - p->pad_left;
+            int64_t lo = 0, hi = 0;
+            if (row_inside && iw0 < p->w) {
+                lo = iw0 >= 0 ? 0 : min64(ceil_div(-iw0, s), n);
+                hi = max64(lo, min64(n, (p->w - 1 - iw0) / s + 1));
             }
+            zero_groups(out, K, lo, c);
+            if (hi > lo) {
+                const float *src = row + (iw0 + lo * s) * c;
+                switch (c) {
+                case 1: copy_groups(out + lo * K, K, src, s, hi - lo, 1); break;
+                case 2: copy_groups(out + lo * K, K, src, s * 2, hi - lo, 2); break;
+                case 3: copy_groups(out + lo * K, K, src, s * 3, hi - lo, 3); break;
+                default: copy_groups(out + lo * K, K, src, s * 4, hi - lo, 4); break;
+                }
+            }
+            zero_groups(out + hi * K, K, n - hi, c);
         }
     }
 }
@@ -859,7 +883,7 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
         float *dst = s->gather;
         for (int64_t r = row0; r < row1; ++r, dst += p->out_w * w->k_rows) {
             const int64_t img = r / p->out_h, oh = r - img * p->out_h;
-            gather_run(p, w->x, img, oh, 0, p->out_w, dst);
+            gather_row(p, w->x, img, oh, dst);
         }
         s->a[0] = s->gather;
         s->d[0] = w->dy + row0 * p->out_w * p->c_out;
@@ -930,12 +954,8 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
     }
 
     if (want_bias) {
-        float *db = partial + p->kh * p->kw * p->c_in * p->c_out;
-        memset(db, 0, (size_t)p->c_out * sizeof(float));
-        const float *d = w->dy + row0 * p->out_w * p->c_out;
-        for (int64_t q = (row1 - row0) * p->out_w; q > 0; --q, d += p->c_out)
-            for (int64_t c = 0; c < p->c_out; ++c)
-                db[c] += d[c];
+        t->colsum(w->dy + row0 * p->out_w * p->c_out, (row1 - row0) * p->out_w, p->c_out,
+                  p->c_out, partial + p->kh * p->kw * p->c_in * p->c_out);
     }
 }
 

@@ -90,6 +90,8 @@ typedef struct fc_kernel_table {
     fc_wgrad_fn wgrad_any;
     fc_maxpool_fwd_fn maxpool_fwd;
     fc_maxpool_bwd_fn maxpool_bwd;
+    /* out[0..c) = column sums of n rows of d, row stride ld (the bias gradient) */
+    void (*colsum)(const float *d, int64_t n, int64_t ld, int64_t c, float *out);
     float (*fma_probe)(int64_t iters);    /* iters * 12 * vl multiply-adds */
     /* Winograd F(2x2, 3x3) tile transforms (kernels_impl.h) */
     void (*wino_input)(const float *const *cells, int64_t c, float *v, int64_t v_stride);

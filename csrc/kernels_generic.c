@@ -41,6 +41,7 @@ const fc_kernel_table fc_kernels_generic = {
     .wgrad_any = wgrad_any,
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
+    .colsum = colsum_rows,
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,

@@ -150,6 +150,38 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
 }
 
 /* ---------------------------------------------------------------------------
+ * Column sums (the bias gradient): out[ch] = sum of d[r * ld + ch] over rows
+ * r = 0 .. n - 1, in row order, the running sums held in registers.
+ */
+#define FC_COLSUM_VECS 4
+
+static void colsum_rows(const float *d, int64_t n, int64_t ld, int64_t c, float *out)
+{
+    for (int64_t c0 = 0; c0 < c; c0 += FC_COLSUM_VECS * FC_VL) {
+        const int64_t left = c - c0;
+        const int nv = left >= FC_COLSUM_VECS * FC_VL ? FC_COLSUM_VECS
+                                                      : (int)((left + FC_VL - 1) / FC_VL);
+        const int tail = left < (int64_t)nv * FC_VL;
+        const fc_mask mask = FC_MAKE_MASK(tail ? (int)(left % FC_VL) : FC_VL);
+        (void)mask;
+        fc_vec acc[FC_COLSUM_VECS];
+        for (int v = 0; v < FC_COLSUM_VECS; ++v)
+            acc[v] = VZERO();
+        const float *row = d + c0;
+        for (int64_t r = 0; r < n; ++r, row += ld)
+            for (int v = 0; v < nv; ++v)
+                acc[v] = VADD(acc[v], (tail && v == nv - 1) ? VLOAD_M(row + v * FC_VL, mask)
+                                                            : VLOAD(row + v * FC_VL));
+        for (int v = 0; v < nv; ++v) {
+            if (tail && v == nv - 1)
+                VSTORE_M(out + c0 + v * FC_VL, acc[v], mask);
+            else
+                VSTORE(out + c0 + v * FC_VL, acc[v]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
  * Max pooling, channels in vectors. A cell replaces the running maximum when
  * it is larger, or when it is NaN and the maximum is not (VTAKE): the first
  * NaN sticks, and among equal values the earliest cell in row-major window

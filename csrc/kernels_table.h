@@ -29,6 +29,7 @@ const fc_kernel_table FC_TABLE = {
     .wgrad_any = 0,
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
+    .colsum = colsum_rows,
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
