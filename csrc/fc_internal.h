@@ -24,6 +24,17 @@
 
 /* Largest register tiles any ISA uses; the generic path uses the table
  * sizes at run time. */
+/* A hint to fetch the cache line holding p; never faults, so it may point
+ * past the end of an array. */
+#if defined(_MSC_VER) && !defined(__clang__) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define FC_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#elif defined(__GNUC__) || defined(__clang__)
+#define FC_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define FC_PREFETCH(p) ((void)(p))
+#endif
+
 #define FC_MAX_MR 12  /* rows (pixels or input channels) of a tile   */
 #define FC_MAX_NV 16  /* vectors (of the ISA's width) across columns */
 

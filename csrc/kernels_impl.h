@@ -96,6 +96,10 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
     }
 }
 
+/* Pixels ahead the weight-gradient kernel prefetches (4-16 measured alike). */
+#define FC_WGRAD_PREFETCH 8
+#define FC_VECS_PER_LINE (FC_VL >= 16 ? 1 : 16 / FC_VL)
+
 /* ---------------------------------------------------------------------------
  * Weight gradient: an outer-product accumulation over the pixels of a few
  * runs. Each pixel: NV loads of dy, MR broadcasts of x, MR * NV FMAs.
@@ -125,6 +129,12 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
         const float *d = p->d[i] + p->d_off;
         for (int64_t j = p->count[i]; j > 0; --j) {
             fc_vec dv[FC_ACC_VECS];
+            /* The pixels' rows stream from L2 (a chunk is far larger than
+             * L1): ask for a later pixel's lines ahead (measured: the
+             * stride-2 layer's weight gradient 17.9 -> 17.0 ms, 1x1 ~10%). */
+            for (int v = 0; v < NV; v += FC_VECS_PER_LINE)
+                FC_PREFETCH(d + FC_WGRAD_PREFETCH * ds + v * FC_VL);
+            FC_PREFETCH(a + FC_WGRAD_PREFETCH * as);
             for (int v = 0; v < NV; ++v)
                 dv[v] = (TAIL && v == NV - 1) ? VLOAD_M(d + v * FC_VL, mask)
                                               : VLOAD(d + v * FC_VL);
