@@ -43,7 +43,8 @@ def main():
         for threads in (1, 2):
             fc.set_num_threads(threads)
             tag = f"{simd}/{threads}t"
-            # conv: the first-layer gather path and the tap path, forward and backward
+            # conv: the few-channel paths (own forward loop, im2col weight
+            # gradient) and the tap path, forward and backward
             for c_in, strides, padding in ((1, 1, "same"), (3, 2, "same"), (13, 1, "valid"),
                                            (13, 2, "same")):
                 x, k, b = r(2, 9, 10, c_in), r(3, 3, c_in, 21), r(21)
@@ -69,6 +70,9 @@ def main():
             # several output panels and dilation
             x, k = r(1, 8, 8, 8), r(3, 3, 8, 70)
             check(*both(fc.conv2d, x, k, dilation_rate=2, padding="same"), f"{tag} dilated")
+            x, k = r(1, 8, 9, 2), r(3, 3, 2, 70)   # few channels: one tap per (i, j)
+            check(*both(fc.conv2d, x, k, dilation_rate=2, padding="same"),
+                  f"{tag} dilated few-channel")
             # pooling: tiled, overlapping, 'same' padding, channel tails
             for pool, strides, padding in ((2, None, "valid"), (3, 2, "same"), (3, 1, "valid")):
                 x = r(2, 7, 8, 19)
