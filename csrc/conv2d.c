@@ -134,7 +134,8 @@ static void gather_row(const fc_conv2d_params *p, const float *x, int64_t img, i
                 case 1: copy_groups(out + lo * K, K, src, s, hi - lo, 1); break;
                 case 2: copy_groups(out + lo * K, K, src, s * 2, hi - lo, 2); break;
                 case 3: copy_groups(out + lo * K, K, src, s * 3, hi - lo, 3); break;
-                default: copy_groups(out + lo * K, K, src, s * 4, hi - lo, 4); break;
+                case 4: copy_groups(out + lo * K, K, src, s * 4, hi - lo, 4); break;
+                default: break;   /* c_in 0: windows of no floats */
                 }
             }
             zero_groups(out + hi * K, K, n - hi, c);

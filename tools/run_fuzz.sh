@@ -37,7 +37,7 @@ case "$(uname -m)" in
     *) EXTRA="" ;;
 esac
 # shellcheck disable=SC2086
-$CC $CFLAGS $ISA fuzz/fuzz_kernels.c csrc/common.c csrc/cpu.c csrc/conv2d.c csrc/winograd.c csrc/pool2d.c \
+$CC $CFLAGS $ISA fuzz/fuzz_kernels.c csrc/common.c csrc/cpu.c csrc/conv2d.c csrc/winograd.c csrc/pool2d.c csrc/arena.c \
     csrc/kernels_generic.c $EXTRA -lm -o "$OUT/fuzz_kernels"
 echo "built $OUT/fuzz_kernels"
 
