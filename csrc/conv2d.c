@@ -503,7 +503,11 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     int64_t *row_plan = (int64_t *)fc_calloc(2 * p->w + 2 * p->out_w + 2, sizeof(int64_t));
     if (row_plan == NULL)
         return FC_ERR_NOMEM;
-    g->tiles_per_row = plan_row_tiles(g, mr, row_plan, row_plan + p->w + p->out_w + 1);
+    /* A 1x1 stride-1 layer is a plain GEMM over contiguous pixels: flat
+     * tiles are all full (rows of 28 would cut into 6+6+6+5+5). */
+    const int plain_gemm = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1;
+    g->tiles_per_row = plain_gemm ? 0
+                                  : plan_row_tiles(g, mr, row_plan, row_plan + p->w + p->out_w + 1);
     g->tile_q0 = row_plan;
     g->tile_w = row_plan + p->w + p->out_w + 1;
     g->ntiles = g->tiles_per_row ? (g->m / g->out_w) * g->tiles_per_row : ceil_div(g->m, mr);
