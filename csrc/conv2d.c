@@ -178,6 +178,9 @@ typedef struct igemm_problem {
     const int64_t *w_order;  /* backward: input columns in stride-phase order */
     /* backward: i * dilation_h = tq_h[i] * stride_h + tr_h[i], same for j */
     const int64_t *tq_h, *tr_h, *tq_w, *tr_w;
+    /* backward: row + pad_top = row_q[row] * stride_h + row_r[row], same for
+     * columns (tables: a division per pixel cost a tenth of a strided call) */
+    const int64_t *row_q, *row_r, *col_q, *col_r;
     const float *zero;       /* a zero row of at least k_row floats */
 } igemm_problem;
 
@@ -219,10 +222,10 @@ static void set_pixel(const igemm_problem *g, pixel *px, int64_t img, int64_t ro
     px->h0 = row * p->stride_h - p->pad_top;
     px->w0 = col * p->stride_w - p->pad_left;
     if (g->backward) {
-        px->qh = (row + p->pad_top) / p->stride_h;
-        px->rh = (row + p->pad_top) - px->qh * p->stride_h;
-        px->qw = (col + p->pad_left) / p->stride_w;
-        px->rw = (col + p->pad_left) - px->qw * p->stride_w;
+        px->qh = g->row_q[row];
+        px->rh = g->row_r[row];
+        px->qw = g->col_q[col];
+        px->rw = g->col_r[col];
     }
 }
 
@@ -313,25 +316,31 @@ static inline const float *tap_row(const igemm_problem *g, const pixel *px, int6
     return g->a_src + ((px->img * p->out_h + oh) * p->out_w + ow) * g->a_ch;
 }
 
-/* Pointer table of one tile for taps [t0, t1) and row offset k0; returns the
- * number of live taps (taps that are padding for every pixel are dropped). */
-static int64_t build_tile(const igemm_problem *g, int mr, const pixel *px, int64_t t0,
-                          int64_t t1, int64_t k0, igemm_scratch *s)
+/* Whether the mr pixels of a tile are one run of neighbours along a row
+ * (output columns step 1 forward; input columns of one stride phase
+ * backward): build_tile's fast path. */
+static int tile_is_run(const igemm_problem *g, int mr, const pixel *px)
 {
-    const fc_conv2d_params *p = g->p;
-    int64_t live = 0;
-    /* Fast path: the tile is one run of neighbours along a row (output
-     * columns step 1 forward; input columns of one stride phase backward),
-     * so a tap's pointers are a base plus a fixed step, each only checked
-     * against the row's ends. */
-    const int64_t step = g->backward ? p->stride_w : 1;
+    const int64_t step = g->backward ? g->p->stride_w : 1;
     int run = 1;
     for (int r = 0; r < mr && run; ++r)
         run = px[r].valid && px[r].img == px[0].img && px[r].row == px[0].row &&
               px[r].col == px[0].col + r * step;
+    return run;
+}
+
+/* Pointer table of one tile for taps [t0, t1) and row offset k0; returns the
+ * number of live taps (taps that are padding for every pixel are dropped). */
+static int64_t build_tile(const igemm_problem *g, int mr, const pixel *px, int run,
+                          int64_t t0, int64_t t1, int64_t k0, igemm_scratch *s)
+{
+    const fc_conv2d_params *p = g->p;
+    int64_t live = 0;
+    /* Fast path for a run: a tap's pointers are a base plus a fixed step,
+     * each only checked against the row's ends. */
     if (run) {
-        for (int64_t tap = t0; tap < t1; ++tap) {
-            const int64_t i = tap / p->kw, j = tap - i * p->kw;
+        int64_t i = t0 / p->kw, j = t0 - i * p->kw;
+        for (int64_t tap = t0; tap < t1; ++tap, j = j + 1 == p->kw ? (++i, 0) : j + 1) {
             const float *row_base;
             int64_t col, col_step, ncols;
             if (!g->backward) {
@@ -399,13 +408,16 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
     const int64_t nblocks = g->ngroups * g->nkc;
     int64_t begin, end;
     int widths[FC_TILES_PER_PASS];
+    unsigned char runs[FC_TILES_PER_PASS];
     fc_thread_range(ntiles * g->panel_groups, nthreads, tid, &begin, &end);
 
     for (int64_t item = begin; item < end;) {
         const int64_t group = item / ntiles, tile0 = item - group * ntiles;
         const int64_t pass = min64(min64(FC_TILES_PER_PASS, ntiles - tile0), end - item);
-        for (int64_t i = 0; i < pass; ++i)
+        for (int64_t i = 0; i < pass; ++i) {
             widths[i] = tile_pixels(g, tile0 + i, s->pix + i * mr);
+            runs[i] = (unsigned char)tile_is_run(g, widths[i], s->pix + i * mr);
+        }
         const int64_t panel0 = group * per_group, panel1 = min64(panel0 + per_group, npanels);
         /* per (tile of the pass, panel of the group): C holds a partial sum */
         memset(s->started, 0, (size_t)(pass * per_group));
@@ -423,7 +435,7 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                 for (int64_t i = 0; i < pass; ++i) {
                     const pixel *px = s->pix + i * mr;
                     const int w = widths[i];
-                    const int64_t live = build_tile(g, w, px, t0, t1, k0, s);
+                    const int64_t live = build_tile(g, w, px, runs[i], t0, t1, k0, s);
                     /* A block with no live tap leaves C as it is (strided
                      * backward: most taps miss most stride phases), unless
                      * it is the last and C still needs its bias/zero or ReLU. */
@@ -808,7 +820,8 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
 
     /* Input columns in stride-phase order (0, s, 2s, ..., 1, 1 + s, ...): a
      * tile of neighbours then shares which taps are live. */
-    int64_t *w_order = (int64_t *)fc_calloc(p->w + 2 * (p->kh + p->kw), sizeof(int64_t));
+    int64_t *w_order =
+        (int64_t *)fc_calloc(3 * p->w + 2 * p->h + 2 * (p->kh + p->kw), sizeof(int64_t));
     float *zero = (float *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(float));
     if (w_order == NULL || zero == NULL) {
         fc_free(w_order);
@@ -819,7 +832,17 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
     for (int64_t phase = 0; phase < min64(p->stride_w, p->w); ++phase)
         for (int64_t col = phase; col < p->w; col += p->stride_w)
             w_order[q++] = col;
-    int64_t *tq_h = w_order + p->w, *tr_h = tq_h + p->kh;
+    int64_t *row_q = w_order + p->w, *row_r = row_q + p->h;
+    int64_t *col_q = row_r + p->h, *col_r = col_q + p->w;
+    for (int64_t row = 0; row < p->h; ++row) {
+        row_q[row] = (row + p->pad_top) / p->stride_h;
+        row_r[row] = (row + p->pad_top) - row_q[row] * p->stride_h;
+    }
+    for (int64_t col = 0; col < p->w; ++col) {
+        col_q[col] = (col + p->pad_left) / p->stride_w;
+        col_r[col] = (col + p->pad_left) - col_q[col] * p->stride_w;
+    }
+    int64_t *tq_h = col_r + p->w, *tr_h = tq_h + p->kh;
     int64_t *tq_w = tr_h + p->kh, *tr_w = tq_w + p->kw;
     for (int64_t i = 0; i < p->kh; ++i) {
         tq_h[i] = i * p->dilation_h / p->stride_h;
@@ -834,6 +857,10 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
     g.tq_w = tq_w;
     g.tr_w = tr_w;
     g.w_order = w_order;
+    g.row_q = row_q;
+    g.row_r = row_r;
+    g.col_q = col_q;
+    g.col_r = col_r;
     g.zero = zero;
     status = igemm_run(&g, t);
     fc_free(w_order);
