@@ -233,13 +233,13 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     float *u = (float *)fc_calloc(fc_mul(16, q.u_e_stride) + 16, sizeof(float));
     if (u == NULL)
         return FC_ERR_NOMEM;
-    const int64_t taps = c_in * c_out;   /* floats per tap of the kernel */
+    const int64_t tap_floats = c_in * c_out;   /* one tap of the HWIO kernel */
     if (!transpose) {
         /* g[tap][ci][co]: unit steps over output channels */
         for (int64_t ci = 0; ci < c_in; ++ci)
             for (int64_t panel = 0; panel < q.npanels; ++panel) {
                 const int64_t c0 = panel * q.nr_panel;
-                transform_kernels(kernel + ci * c_out + c0, taps, 1,
+                transform_kernels(kernel + ci * c_out + c0, tap_floats, 1,
                                   u + (panel * c_in + ci) * q.nr_panel, q.u_e_stride, 1,
                                   min64(q.nr_panel, c_out - c0));
             }
@@ -248,7 +248,7 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
          * unit steps over input channels */
         for (int64_t co = 0; co < c_out; ++co) {
             const int64_t panel = co / q.nr_panel, col = co - panel * q.nr_panel;
-            transform_kernels(kernel + 8 * taps + co * c_in, -taps, 1,
+            transform_kernels(kernel + 8 * tap_floats + co * c_in, -tap_floats, 1,
                               u + panel * c_in * q.nr_panel + col, q.u_e_stride, q.nr_panel,
                               c_in);
         }
