@@ -390,6 +390,7 @@ def draw_chart(rows: Sequence[dict], path: str) -> bool:
     ax.set_xlabel("fastconv time / PyTorch time (lower is better)")
     ax.set_title("fastconv vs PyTorch CPU (oneDNN, channels_last), medians")
     fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -472,8 +473,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
         print(f"wrote {args.json}")
-    if args.png:
-        os.makedirs(os.path.dirname(args.png) or ".", exist_ok=True)
     if args.png and draw_chart(rows, args.png):
         print(f"wrote {args.png}")
     return 0
