@@ -23,9 +23,9 @@
 
 #include "fc_internal.h"
 
-/* First-layer paths (few_channel_forward, the weight gradient's im2col
- * rows) for layers with at most this many input channels (gather_row
- * handles 1 to 4). */
+/* First-layer paths (few_channel_forward, few_channel_backward_input, the
+ * weight gradient's im2col rows) for layers with at most this many input
+ * channels (gather_row and dx_few handle 1 to 4). */
 #define FC_FEW_CHANNELS 4
 /* K is split into blocks of this many floats for single-tap problems (1x1
  * convolutions, dense layers) so that a B block stays in L2. */
@@ -782,6 +782,56 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *ke
     return status;
 }
 
+/*
+ * Backward-input with few input channels: the GEMM's N would be c_in, a few
+ * lanes of a vector, so each input cell's c_in values are dot products over
+ * the taps that reach it instead (dx_few in kernels_impl.h). Threads take
+ * whole input rows; every value is one thread's fixed-order sum.
+ */
+static int few_channel_backward_input(const fc_conv2d_params *p, const fc_kernel_table *t,
+                                      const float *dy, const float *kernel, float *dx)
+{
+    /* tap i of input row ih reads output row (ih + pad - i * d) / s when
+     * that divides exactly and lies in range; the same for columns */
+    int64_t *row_tab = (int64_t *)fc_calloc(fc_mul(p->h, p->kh), sizeof(int64_t));
+    int64_t *col_tab = (int64_t *)fc_calloc(fc_mul(p->w, p->kw), sizeof(int64_t));
+    if (row_tab == NULL || col_tab == NULL) {
+        fc_free(row_tab);
+        fc_free(col_tab);
+        return FC_ERR_NOMEM;
+    }
+    for (int64_t ih = 0; ih < p->h; ++ih)
+        for (int64_t i = 0; i < p->kh; ++i) {
+            const int64_t at = ih + p->pad_top - i * p->dilation_h;
+            const int64_t oh = at >= 0 && at % p->stride_h == 0 ? at / p->stride_h : -1;
+            row_tab[ih * p->kh + i] = oh < p->out_h ? oh : -1;
+        }
+    for (int64_t iw = 0; iw < p->w; ++iw)
+        for (int64_t j = 0; j < p->kw; ++j) {
+            const int64_t at = iw + p->pad_left - j * p->dilation_w;
+            const int64_t ow = at >= 0 && at % p->stride_w == 0 ? at / p->stride_w : -1;
+            col_tab[iw * p->kw + j] = ow < p->out_w ? ow : -1;
+        }
+    const int64_t rows = p->n * p->h;
+    const double work = (double)rows * (double)p->w * (double)(p->kh * p->kw) *
+                        (double)p->c_in * (double)p->c_out /
+                        ((double)p->stride_h * (double)p->stride_w);
+    const int nthreads = fc_pick_threads(p->n_threads, work, rows);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const unsigned fp = fc_fpmode_enter();
+        int64_t r0, r1;
+        fc_thread_range(rows, nthreads, FC_THREAD_ID(), &r0, &r1);
+        t->dx_few(p, dy, kernel, dx, row_tab, col_tab, r0, r1);
+        fc_fpmode_leave(fp);
+    }
+    fc_free(row_tab);
+    fc_free(col_tab);
+    return FC_OK;
+}
+
 int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const float *kernel,
                              float *dx)
 {
@@ -802,6 +852,8 @@ int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy, const f
     }
     const fc_kernel_table *t = fc_active_kernels();
     const int64_t taps = p->kh * p->kw;
+    if (p->c_in <= FC_FEW_CHANNELS)
+        return few_channel_backward_input(p, t, dy, kernel, dx);
 
     igemm_problem g;
     memset(&g, 0, sizeof g);

@@ -103,6 +103,10 @@ typedef struct fc_kernel_table {
     fc_maxpool_bwd_fn maxpool_bwd;
     /* out[0..c) = column sums of n rows of d, row stride ld (the bias gradient) */
     void (*colsum)(const float *d, int64_t n, int64_t ld, int64_t c, float *out);
+    /* backward-input rows [r0, r1) (image x input row) of a layer with 1-4
+     * input channels; the tables as in kernels_impl.h */
+    void (*dx_few)(const fc_conv2d_params *p, const float *dy, const float *kernel, float *dx,
+                   const int64_t *row_tab, const int64_t *col_tab, int64_t r0, int64_t r1);
     float (*fma_probe)(int64_t iters);    /* iters * 12 * vl multiply-adds */
     /* Winograd F(2x2, 3x3) tile transforms (kernels_impl.h) */
     void (*wino_input)(const float *const *cells, int64_t c, float *v, int64_t v_stride);

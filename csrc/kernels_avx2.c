@@ -34,6 +34,16 @@ typedef __m256 fc_cmp;
 #define VEQ(a, b) _mm256_cmp_ps((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm256_blendv_ps((a), (b), (pred))
 
+static inline float fc_hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+#define VHSUM(v) fc_hsum256(v)
+/* 16 registers: 2 accumulators per input channel in dx_few_body */
+#define FC_DXF_VECS 2
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx2

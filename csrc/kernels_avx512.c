@@ -34,6 +34,7 @@ typedef __mmask16 fc_cmp;
 #define VEQ(a, b) _mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm512_mask_blend_ps((pred), (a), (b))
 
+#define VHSUM(v) _mm512_reduce_add_ps(v)
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx512

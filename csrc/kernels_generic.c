@@ -26,6 +26,7 @@ typedef int fc_cmp;
 #define VEQ(a, b) ((a) == (b))
 #define VSEL(pred, a, b) ((pred) ? (b) : (a))
 
+#define VHSUM(v) (v)
 #include "kernels_impl.h"
 
 static void igemm_any(const fc_igemm_args *p) { igemm_body(p, p->mr, p->nv, 0); }
@@ -42,6 +43,7 @@ const fc_kernel_table fc_kernels_generic = {
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
     .colsum = colsum_rows,
+    .dx_few = dx_few_rows,
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,

@@ -14,6 +14,7 @@
  *   fc_cmp VTAKE(v, m) VEQ(a, b)      lane predicates: v > m or (v NaN and m
  *                                     not); a == b
  *   VSEL(pred, a, b)                  pred ? b : a, per lane
+ *   VHSUM(v)                          the sum of v's lanes, a float
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
  *
  * The bodies are always-inline functions whose tile shape (MR rows, NV
@@ -156,6 +157,90 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
             else
                 VSTORE(o + v * FC_VL, acc[r][v]);
         }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Backward-input of a layer with few input channels (c_in <= 4). A GEMM over
+ * c_in would fill c_in lanes of a vector; here dx[pixel][ci] is a dot product
+ * over (taps, c_out) of dy rows with kernel rows, vectorised over c_out, the
+ * lanes summed at the end. row_tab[ih * kh + i] (col_tab[iw * kw + j]) is the
+ * output row (column) that tap i (j) of input row ih (column iw) reads, or -1.
+ * Rows r0 .. r1 of dx are (image, input row) pairs.
+ */
+#ifndef FC_DXF_VECS
+#define FC_DXF_VECS 4   /* accumulators per input channel (FMA chains) */
+#endif
+
+FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
+                                  const float *kernel, float *dx, const int64_t *row_tab,
+                                  const int64_t *col_tab, int64_t r0, int64_t r1, const int CIN)
+{
+    const int64_t c_out = p->c_out, full = c_out / FC_VL, rest = c_out - full * FC_VL;
+    const fc_mask mask = FC_MAKE_MASK(rest > 0 ? (int)rest : FC_VL);
+    (void)mask;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t img = r / p->h, ih = r - img * p->h;
+        const float *dy_img = dy + img * p->out_h * p->out_w * c_out;
+        float *out = dx + r * p->w * CIN;
+        for (int64_t iw = 0; iw < p->w; ++iw, out += CIN) {
+            fc_vec acc[4][FC_DXF_VECS];
+            for (int ci = 0; ci < CIN; ++ci)
+                for (int v = 0; v < FC_DXF_VECS; ++v)
+                    acc[ci][v] = VZERO();
+            for (int64_t i = 0; i < p->kh; ++i) {
+                const int64_t oh = row_tab[ih * p->kh + i];
+                if (oh < 0)
+                    continue;
+                for (int64_t j = 0; j < p->kw; ++j) {
+                    const int64_t ow = col_tab[iw * p->kw + j];
+                    if (ow < 0)
+                        continue;
+                    const float *d = dy_img + (oh * p->out_w + ow) * c_out;
+                    const float *wt = kernel + (i * p->kw + j) * CIN * c_out;
+                    int64_t q = 0;
+                    for (; q + FC_DXF_VECS <= full; q += FC_DXF_VECS)
+                        for (int v = 0; v < FC_DXF_VECS; ++v) {
+                            const fc_vec dv = VLOAD(d + (q + v) * FC_VL);
+                            for (int ci = 0; ci < CIN; ++ci)
+                                acc[ci][v] = VFMA(dv, VLOAD(wt + ci * c_out + (q + v) * FC_VL),
+                                                  acc[ci][v]);
+                        }
+                    for (int v = 0; v < FC_DXF_VECS; ++v) {
+                        if (q + v < full) {
+                            const fc_vec dv = VLOAD(d + (q + v) * FC_VL);
+                            for (int ci = 0; ci < CIN; ++ci)
+                                acc[ci][v] = VFMA(dv, VLOAD(wt + ci * c_out + (q + v) * FC_VL),
+                                                  acc[ci][v]);
+                        } else if (q + v == full && rest > 0) {
+                            const fc_vec dv = VLOAD_M(d + full * FC_VL, mask);
+                            for (int ci = 0; ci < CIN; ++ci)
+                                acc[ci][v] = VFMA(dv, VLOAD_M(wt + ci * c_out + full * FC_VL, mask),
+                                                  acc[ci][v]);
+                        }
+                    }
+                }
+            }
+            for (int ci = 0; ci < CIN; ++ci) {
+                fc_vec sum = acc[ci][0];
+                for (int v = 1; v < FC_DXF_VECS; ++v)
+                    sum = VADD(sum, acc[ci][v]);
+                out[ci] = VHSUM(sum);
+            }
+        }
+    }
+}
+
+static void dx_few_rows(const fc_conv2d_params *p, const float *dy, const float *kernel,
+                        float *dx, const int64_t *row_tab, const int64_t *col_tab, int64_t r0,
+                        int64_t r1)
+{
+    switch (p->c_in) {
+    case 1: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 1); break;
+    case 2: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 2); break;
+    case 3: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 3); break;
+    case 4: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 4); break;
+    default: break;   /* the caller sends 1 to 4 input channels only */
     }
 }
 

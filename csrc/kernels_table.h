@@ -30,6 +30,7 @@ const fc_kernel_table FC_TABLE = {
     .maxpool_fwd = maxpool_fwd_rows,
     .maxpool_bwd = maxpool_bwd_rows,
     .colsum = colsum_rows,
+    .dx_few = dx_few_rows,
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
