@@ -81,6 +81,15 @@ int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
 /* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
 int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
 
+/* One Adam step over n floats, in place, as NumPy computes it in float32:
+ *   m += (grad - m) * one_minus_beta_1;  v += (grad * grad - v) * one_minus_beta_2;
+ *   vhat = max(vhat, v) when vhat is not NULL (AMSGrad), then u = vhat, else u = v;
+ *   param -= (m * alpha) / (sqrt(u) + epsilon).
+ * The arrays must not overlap. */
+int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat, int64_t n,
+                   float alpha, float one_minus_beta_1, float one_minus_beta_2, float epsilon,
+                   int n_threads);
+
 /* 3x3 stride-1 undilated layers with 16+ channels run forward and
  * backward-input by Winograd F(2x2, 3x3) unless switched off (on by default). */
 int fc_set_winograd(int enabled);

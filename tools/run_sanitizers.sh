@@ -84,7 +84,7 @@ if [ $# -eq 0 ]; then
     set -- tests/test_backends_agree.py tests/test_gradients.py tests/test_determinism.py \
         tests/test_properties.py tests/test_validation.py tests/test_bad_input.py \
         tests/test_threads.py tests/test_fuzz_regressions.py tests/test_layers.py \
-        tests/test_models.py tests/test_seed.py
+        tests/test_models.py tests/test_seed.py tests/test_adam_update.py
 fi
 ARGS=()
 for arg in "$@"; do

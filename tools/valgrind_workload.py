@@ -67,6 +67,17 @@ def main():
             assert not np.isfinite(fc.conv2d(x, k, padding="same")).all()
             y = r(3, 5, 7)
             check(*both(fc.relu_backward, r(3, 5, 7), y), f"{tag} relu_backward")
+            # Adam, plain and AMSGrad: in place, so each backend gets copies
+            state = [r(5, 7), r(5, 7), r(5, 7), np.abs(r(5, 7)), np.abs(r(5, 7))]
+            for vhat in (False, True):
+                runs = []
+                for backend in ("c", "numpy"):
+                    p, g, m, v, h = (a.copy() for a in state)
+                    with fc.use_backend(backend):
+                        fc.adam_update(p, g, m, v, alpha=0.01, beta_1=0.9, beta_2=0.999,
+                                       epsilon=1e-7, vhat=h if vhat else None)
+                    runs.append((p, m, v, h))
+                check(runs[0], runs[1], f"{tag} adam_update vhat={vhat}")
             # several output panels and dilation
             x, k = r(1, 8, 8, 8), r(3, 3, 8, 70)
             check(*both(fc.conv2d, x, k, dilation_rate=2, padding="same"), f"{tag} dilated")

@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 from .config import show_config
-from .ops import (conv2d, conv2d_backward, conv_output_size, dense, dense_backward,
-                  get_backend, get_num_threads, max_pool2d, max_pool2d_backward,
+from .ops import (adam_update, conv2d, conv2d_backward, conv_output_size, dense,
+                  dense_backward, get_backend, get_num_threads, max_pool2d, max_pool2d_backward,
                   relu_backward, set_backend, set_num_threads, use_backend)
 
 __version__ = "0.1.0"
@@ -21,7 +21,8 @@ _SUBMODULES = ("layers", "models", "backend", "activations", "initializers", "lo
 
 __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "dense",
-    "dense_backward", "relu_backward", "conv_output_size", "set_backend", "get_backend", "use_backend",
+    "dense_backward", "relu_backward", "adam_update", "conv_output_size", "set_backend",
+    "get_backend", "use_backend",
     "set_num_threads", "get_num_threads", "show_config", "__version__", *_SUBMODULES,
 ]
 

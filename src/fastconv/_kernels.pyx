@@ -55,6 +55,9 @@ cdef extern from "fastconv.h" nogil:
                                const float *x, float *dx)
     int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n,
                          int n_threads)
+    int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat,
+                       int64_t n, float alpha, float one_minus_beta_1, float one_minus_beta_2,
+                       float epsilon, int n_threads)
     int fc_set_winograd(int enabled)
     int fc_get_winograd()
     int fc_simd_supported(int simd)
@@ -172,6 +175,19 @@ def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, int n
     cdef int status
     with nogil:
         status = fc_relu_backward(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
+    _check(status)
+
+
+def adam_update(float[::1] param, const float[::1] grad, float[::1] m, float[::1] v,
+                float[::1] vhat, float alpha, float one_minus_beta_1, float one_minus_beta_2,
+                float epsilon, int n_threads):
+    cdef float *vhat_ptr = NULL
+    if vhat is not None:
+        vhat_ptr = &vhat[0]
+    cdef int status
+    with nogil:
+        status = fc_adam_update(&param[0], &grad[0], &m[0], &v[0], vhat_ptr, param.shape[0],
+                                alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads)
     _check(status)
 
 

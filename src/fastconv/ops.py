@@ -33,8 +33,8 @@ if _kernels is not None and os.environ.get("FASTCONV_SIMD"):
 
 __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "dense",
-    "dense_backward", "relu_backward", "conv_output_size", "set_backend", "get_backend", "use_backend",
-    "set_num_threads", "get_num_threads",
+    "dense_backward", "relu_backward", "adam_update", "conv_output_size", "set_backend",
+    "get_backend", "use_backend", "set_num_threads", "get_num_threads",
 ]
 
 ArrayLike = Union[np.ndarray, "list", "tuple"]
@@ -424,3 +424,86 @@ def relu_backward(dy: ArrayLike, y: ArrayLike) -> np.ndarray:
     _kernels.relu_backward(dy_arr.reshape(-1), y_arr.reshape(-1), out.reshape(-1),
                            _threads_arg())
     return out
+
+
+# ---------------------------------------------------------------------------
+# Optimizer step
+
+def _finite_number(value: object, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    return number
+
+
+def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray, *,
+                alpha: float, beta_1: float, beta_2: float, epsilon: float,
+                vhat: Optional[np.ndarray] = None) -> None:
+    """One Adam step, in place, with TF's operations in the parameter's dtype::
+
+        m += (grad - m) * (1 - beta_1)
+        v += (grad * grad - v) * (1 - beta_2)
+        vhat = maximum(vhat, v)                 # AMSGrad, when vhat is given
+        param -= m * alpha / (sqrt(vhat if given else v) + epsilon)
+
+    ``alpha`` is the step's learning rate with both bias corrections folded
+    in, ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (as
+    :class:`fastconv.optimizers.Adam` computes it). ``param``, ``m``, ``v`` and
+    ``vhat`` are float arrays of one shape and dtype, updated in place. The C
+    backend runs float32 C-contiguous arrays in one parallel pass (NumPy's
+    result bit for bit); anything else runs the same operations in NumPy.
+    """
+    named = [("param", param), ("m", m), ("v", v)]
+    if vhat is not None:
+        named.append(("vhat", vhat))
+    for name, arr in named:
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"`{name}` must be a NumPy array (it is updated in place), "
+                            f"got {type(arr).__name__}")
+        if arr.dtype.kind != "f":
+            raise TypeError(f"`{name}` must have a float dtype, got {arr.dtype}")
+        if not arr.flags.writeable:
+            raise ValueError(f"`{name}` must be writeable (it is updated in place)")
+    for name, arr in named[1:]:
+        if arr.shape != param.shape:
+            raise ValueError(f"`{name}` must have the shape of `param` {param.shape}, "
+                             f"got {arr.shape}")
+        if arr.dtype != param.dtype:
+            raise TypeError(f"`{name}` has dtype {arr.dtype} but `param` has dtype "
+                            f"{param.dtype}")
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"`{name_a}` and `{name_b}` must not share memory")
+    if grad is None or isinstance(grad, (str, bytes)):
+        raise TypeError(f"`grad` must be a float array, got {type(grad).__name__}")
+    grad_arr = np.asarray(grad)
+    if grad_arr.dtype.kind != "f":
+        raise TypeError(f"`grad` must have a float dtype, got {grad_arr.dtype}")
+    if grad_arr.shape != param.shape:
+        raise ValueError(f"`grad` must have the shape of `param` {param.shape}, "
+                         f"got {grad_arr.shape}")
+    alpha = _finite_number(alpha, "alpha")
+    beta_1 = _finite_number(beta_1, "beta_1")
+    beta_2 = _finite_number(beta_2, "beta_2")
+    epsilon = _finite_number(epsilon, "epsilon")
+    for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {beta!r}")
+    if epsilon < 0:
+        raise ValueError(f"`epsilon` must be >= 0, got {epsilon!r}")
+
+    arrays = [a for _, a in named] + [grad_arr]
+    in_c = (get_backend() == "c" and param.size > 0 and
+            all(a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned
+                for a in arrays))
+    if not in_c:
+        reference.adam_update(param, grad_arr, m, v, vhat, alpha, beta_1, beta_2, epsilon)
+        return
+    one = np.float32(1)
+    _kernels.adam_update(param.reshape(-1), grad_arr.reshape(-1), m.reshape(-1), v.reshape(-1),
+                         None if vhat is None else vhat.reshape(-1), np.float32(alpha),
+                         one - np.float32(beta_1), one - np.float32(beta_2),
+                         np.float32(epsilon), _threads_arg())

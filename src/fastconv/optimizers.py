@@ -59,6 +59,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from . import ops
+
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "serialize", "deserialize"]
 
 LearningRate = Union[float, Callable[[int], float]]
@@ -400,17 +402,12 @@ class Adam(Optimizer):
         one = t(1)
         beta_1, beta_2 = t(self.beta_1), t(self.beta_2)
         step = t(self.iterations + 1)
-        # Same operations, in the parameter's dtype, as the TF kernel.
+        # Same operations, in the parameter's dtype, as the TF kernel
+        # (ops.adam_update: one pass in C for float32).
         alpha = t(lr) * np.sqrt(one - beta_2 ** step) / (one - beta_1 ** step)
-        m, v = slots["m"], slots["v"]
-        m += (grad - m) * (one - beta_1)
-        v += (grad * grad - v) * (one - beta_2)
-        if self.amsgrad:
-            np.maximum(slots["vhat"], v, out=slots["vhat"])
-            v = slots["vhat"]
-        denominator = np.sqrt(v)
-        denominator += t(self.epsilon)
-        param -= (m * alpha) / denominator
+        ops.adam_update(param, grad, slots["m"], slots["v"], alpha=float(alpha),
+                        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                        vhat=slots["vhat"] if self.amsgrad else None)
 
 
 class RMSprop(Optimizer):

@@ -127,3 +127,20 @@ def dense_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
                    ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
     dx = dy @ kernel.T if compute_dx else None
     return dx, x.T @ dy, dy.sum(axis=0)
+
+
+def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
+                vhat: Optional[np.ndarray], alpha: float, beta_1: float, beta_2: float,
+                epsilon: float) -> None:
+    """One Adam step in place: TF's kernel, one operation at a time in the
+    parameter's dtype (``fastconv.ops.adam_update`` documents it)."""
+    t = param.dtype.type
+    one = t(1)
+    m += (grad - m) * (one - t(beta_1))
+    v += (grad * grad - v) * (one - t(beta_2))
+    if vhat is not None:
+        np.maximum(vhat, v, out=vhat)
+        v = vhat
+    denominator = np.sqrt(v)
+    denominator += t(epsilon)
+    param -= (m * t(alpha)) / denominator
