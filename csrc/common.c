@@ -98,6 +98,16 @@ void *fc_calloc(int64_t count, int64_t size)
     return fc_arena_calloc((size_t)bytes, 1);
 }
 
+/* The same without zeroing, for buffers every element of which is written
+ * before it is read (packed weights, weight-gradient partials). */
+void *fc_malloc(int64_t count, int64_t size)
+{
+    const int64_t bytes = fc_mul(count, size);
+    if (bytes < 0 || (uint64_t)bytes > (uint64_t)SIZE_MAX - 64)
+        return NULL;
+    return fc_arena_malloc((size_t)bytes);
+}
+
 void fc_free(void *ptr) { fc_arena_free(ptr); }
 
 int fc_openmp_enabled(void)

@@ -536,11 +536,13 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_packed) {
-        packed = (float *)fc_calloc(fc_mul(npanels, g->panel_stride) + 16, sizeof(float));
+        /* every float but the 16 of slack is written by pack_block */
+        packed = (float *)fc_malloc(fc_mul(npanels, g->panel_stride) + 16, sizeof(float));
         if (packed == NULL) {
             fc_free(row_plan);
             return FC_ERR_NOMEM;
         }
+        memset(packed + npanels * g->panel_stride, 0, 16 * sizeof(float));
         g->b_src = packed;
     }
 
@@ -953,7 +955,8 @@ typedef struct wgrad_scratch {
 } wgrad_scratch;
 
 static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t chunk,
-                       int64_t unit, int64_t group, float *partial, wgrad_scratch *s,
+                       int64_t unit, int64_t group, float *partial, float *partial_db,
+                       wgrad_scratch *s,
                        int want_bias)
 {
     const fc_conv2d_params *p = w->p;
@@ -1039,7 +1042,7 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
 
     if (want_bias) {
         t->colsum(w->dy + row0 * p->out_w * p->c_out, (row1 - row0) * p->out_w, p->c_out,
-                  p->c_out, partial + p->kh * p->kw * p->c_in * p->c_out);
+                  p->c_out, partial_db);
     }
 }
 
@@ -1100,9 +1103,12 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     const int64_t max_runs = w.rows_per_chunk;
     const int64_t per_thread = 3 * max_runs + 8 +
                                (w.gather ? chunk_pixels * w.k_rows / 2 + 16 : 0);
+    /* One chunk (dense layers, small batches): its sums are the result, so
+     * the items write dkernel and dbias directly, with nothing to fold. */
+    const int direct = w.nchunks == 1;
     char *scratch = (char *)fc_calloc(fc_mul(per_thread, nthreads), 8);
-    float *partials = (float *)fc_calloc(fc_mul(wave, w.partial_len), sizeof(float));
-    if (scratch == NULL || partials == NULL) {
+    float *partials = direct ? NULL : (float *)fc_malloc(fc_mul(wave, w.partial_len), sizeof(float));
+    if (scratch == NULL || (partials == NULL && !direct)) {
         fc_free(scratch);
         fc_free(partials);
         return FC_ERR_NOMEM;
@@ -1131,9 +1137,13 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
                 const int64_t c = item / w.nitems_per_chunk;
                 const int64_t rest = item - c * w.nitems_per_chunk;
                 const int64_t unit = rest / ngroups, group = rest - unit * ngroups;
-                wgrad_item(&w, t, first + c, unit, group, partials + c * w.partial_len, &s,
+                float *partial = direct ? dkernel : partials + c * w.partial_len;
+                wgrad_item(&w, t, first + c, unit, group, partial,
+                           direct ? dbias : partial + dk_len, &s,
                            dbias != NULL && unit == 0 && group == 0);
             }
+            if (direct)
+                continue;   /* the loop ends: one wave of one chunk */
             /* Fold this wave's partials into the outputs, in chunk order. */
             int64_t e0, e1;
             fc_thread_range(w.partial_len, nthreads, tid, &e0, &e1);

@@ -169,6 +169,7 @@ void fc_fpmode_leave(unsigned saved);
 
 /* Zeroed, 64-byte aligned scratch; NULL on failure or overflow. */
 void *fc_calloc(int64_t count, int64_t size);
+void *fc_malloc(int64_t count, int64_t size);   /* not zeroed */
 void fc_free(void *ptr);
 
 #ifdef _OPENMP
