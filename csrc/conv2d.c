@@ -529,6 +529,14 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
                         (double)p->c_out;
     const int nthreads = fc_pick_threads(p->n_threads, work, ntiles * npanels);
     g->panel_groups = ntiles >= 4 * nthreads ? 1 : min64(npanels, ceil_div(4 * nthreads, ntiles));
+    /* A wide B much larger than A (a dense layer's input gradient: B is
+     * the whole weight matrix, A a few rows of dy): split the panels, not
+     * the tiles, so each thread streams its share of B once instead of all
+     * of it. Enough panels per thread keep the split balanced. */
+    const double a_floats = (double)g->m * (double)g->a_ch;
+    const double b_floats = (double)g->ntaps * (double)g->k_row * (double)g->n_cols;
+    if (g->panel_groups == 1 && nthreads > 1 && npanels >= 4 * nthreads && b_floats > 4 * a_floats)
+        g->panel_groups = nthreads;
 
     const float *kernel = g->b_src;
     float *packed = NULL;
