@@ -35,6 +35,7 @@
 #define FC_WGRAD_CHUNK_PIXELS 1024
 #endif
 /* Row blocks of the weight-gradient per work item. */
+#define FC_WGRAD_PACK_STRIDE 1024
 #define FC_WGRAD_BLOCKS_PER_ITEM 8
 /* Memory for weight-gradient partials held at once. */
 #define FC_WGRAD_PARTIAL_BYTES (64ll << 20)
@@ -960,6 +961,7 @@ typedef struct wgrad_scratch {
     const float **d;
     int64_t *count;
     float *gather;
+    float *pack;   /* widely spaced pixels: an item's channels, pixel by pixel */
 } wgrad_scratch;
 
 static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t chunk,
@@ -1020,6 +1022,27 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
 
     const int64_t b0 = group * FC_WGRAD_BLOCKS_PER_ITEM;
     const int64_t b1 = min64(b0 + FC_WGRAD_BLOCKS_PER_ITEM, w->nblocks);
+    int64_t a_off0 = 0;   /* subtracted from each block's first row */
+    if (s->pack != NULL) {
+        /* Pixels a page or more apart (dense layers: a pixel is a whole
+         * input row): copy the item's channels of every pixel together
+         * first, so the kernel reads one small block instead of touching a
+         * page per pixel. */
+        int64_t k_begin, k_end, size;
+        block_of(w->k_rows, w->nblocks, b0, &k_begin, &size);
+        block_of(w->k_rows, w->nblocks, b1 - 1, &k_end, &size);
+        k_end += size;
+        const int64_t width = k_end - k_begin;
+        float *dst = s->pack;
+        for (int64_t r = 0; r < nruns; ++r) {
+            const float *src = s->a[r] + k_begin;
+            s->a[r] = dst;
+            for (int64_t q = 0; q < s->count[r]; ++q, src += a_stride, dst += width)
+                memcpy(dst, src, (size_t)width * sizeof(float));
+        }
+        a_stride = width;
+        a_off0 = k_begin;
+    }
     const int64_t npanels = ceil_div(p->c_out, w->nr_panel);
     for (int64_t panel = 0; panel < npanels; ++panel) {
         const int64_t c0 = panel * w->nr_panel;
@@ -1036,7 +1059,7 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
             args.count = s->count;
             args.a_stride = a_stride;
             args.d_stride = p->c_out;
-            args.a_off = k0;
+            args.a_off = k0 - a_off0;
             args.d_off = c0;
             args.nr = nr;
             args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
@@ -1109,8 +1132,17 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     wave = min64(wave, w.nchunks);
 
     const int64_t max_runs = w.rows_per_chunk;
+    /* Pixels at least this many floats apart are packed per item (4 KiB:
+     * each would sit on its own page). */
+    const int pack = !w.gather && p->stride_w * p->c_in >= FC_WGRAD_PACK_STRIDE;
+    int64_t widest_block = 1;
+    for (int nv = 1; nv <= t->nv_max; ++nv)
+        widest_block = max64(widest_block, t->wgrad_mr_max[nv]);
+    const int64_t pack_floats =
+        pack ? fc_mul(chunk_pixels, FC_WGRAD_BLOCKS_PER_ITEM * widest_block) : 0;
     const int64_t per_thread = 3 * max_runs + 8 +
-                               (w.gather ? chunk_pixels * w.k_rows / 2 + 16 : 0);
+                               (w.gather ? chunk_pixels * w.k_rows / 2 + 16 : 0) +
+                               (pack_floats + 1) / 2 + 16;
     /* One chunk (dense layers, small batches): its sums are the result, so
      * the items write dkernel and dbias directly, with nothing to fold. */
     const int direct = w.nchunks == 1;
@@ -1134,6 +1166,7 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
         s.d = (const float **)(mine + max_runs * 8);
         s.count = (int64_t *)(mine + 2 * max_runs * 8);
         s.gather = w.gather ? (float *)(mine + (3 * max_runs + 8) * 8) : NULL;
+        s.pack = pack ? (float *)(mine + (per_thread - (pack_floats + 1) / 2 - 8) * 8) : NULL;
 
         for (int64_t first = 0; first < w.nchunks; first += wave) {
             const int64_t nwave = min64(wave, w.nchunks - first);
