@@ -506,7 +506,8 @@ static void pack_block(const igemm_problem *g, const float *kernel, float *packe
 /* Runs the GEMM, first packing B into panels when that pays: always
  * backward (the kernel must be transposed anyway), and forward when there
  * are several panels (a row stride of 128+ floats maps a panel's rows onto
- * a fraction of L1's sets) and enough tiles to reuse the copy. */
+ * a fraction of L1's sets) and enough tiles to reuse the copy, or when the
+ * last panel has a channel tail. */
 static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
 {
     const fc_conv2d_params *p = g->p;
@@ -541,7 +542,9 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
 
     const float *kernel = g->b_src;
     float *packed = NULL;
-    g->b_packed = g->backward || (npanels > 1 && ntiles >= 64);
+    /* A channel tail is packed too: the micro-kernel reads whole vectors of
+     * B, which past the kernel's last row would leave the array. */
+    g->b_packed = g->backward || (npanels > 1 && ntiles >= 64) || g->n_cols % t->vl != 0;
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_packed) {
@@ -648,10 +651,22 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
     const int64_t per_thread = (strips + 1) / 2 + p->kh + ntaps * mr + ntaps + mr + 8;
     float *zero = (float *)fc_calloc(strip, sizeof(float));
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
-    if (zero == NULL || scratch == NULL) {
+    /* With a channel tail the micro-kernel's whole-vector reads of the last
+     * kernel row would leave the array: B is then a copy with rows padded
+     * to whole vectors. */
+    const int64_t k_all = p->kh * p->kw * c;
+    const int64_t ldb = c_out % t->vl ? ceil_div(c_out, t->vl) * t->vl : c_out;
+    float *padded = ldb != c_out ? (float *)fc_calloc(fc_mul(k_all, ldb), sizeof(float)) : NULL;
+    if (zero == NULL || scratch == NULL || (ldb != c_out && padded == NULL)) {
         fc_free(zero);
         fc_free(scratch);
+        fc_free(padded);
         return FC_ERR_NOMEM;
+    }
+    if (padded != NULL) {
+        for (int64_t k = 0; k < k_all; ++k)
+            memcpy(padded + k * ldb, kernel + k * c_out, (size_t)c_out * sizeof(float));
+        kernel = padded;
     }
 
 #ifdef _OPENMP
@@ -699,7 +714,7 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
                 const int64_t c0 = panel * nr_panel, nr = min64(nr_panel, c_out - c0);
                 const int nv = (int)ceil_div(nr, t->vl);
                 for (int64_t tap = 0; tap < ntaps; ++tap)
-                    b[tap] = kernel + tap * kc * c_out + c0;
+                    b[tap] = kernel + tap * kc * ldb + c0;
                 for (int64_t k = 0; k < tiles_per_row; ++k) {
                     /* balanced tiles: the row's out_w pixels in tiles_per_row pieces */
                     const int64_t ow0 = k * (p->out_w / tiles_per_row) +
@@ -728,7 +743,7 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
                     args.kc = kc;
                     args.a = a;
                     args.b = b;
-                    args.ldb = c_out;
+                    args.ldb = ldb;
                     args.nr = nr;
                     args.bias = bias ? bias + c0 : NULL;
                     args.c = out;
@@ -744,6 +759,7 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
     }
     fc_free(scratch);
     fc_free(zero);
+    fc_free(padded);
     return FC_OK;
 }
 
@@ -946,6 +962,8 @@ typedef struct wgrad_plan {
     int64_t nitems_per_chunk;
     int64_t partial_len;     /* floats per chunk partial: dW then dbias */
     int64_t nr_panel;
+    const float *dy_tail;    /* dy's last tail_pixels rows and a vector, or NULL */
+    int64_t tail_pixels;
 } wgrad_plan;
 
 /* Start and size of balanced row block b of n rows in nb blocks. */
@@ -963,6 +981,43 @@ typedef struct wgrad_scratch {
     float *gather;
     float *pack;   /* widely spaced pixels: an item's channels, pixel by pixel */
 } wgrad_scratch;
+
+/*
+ * The micro-kernel reads whole vectors of every dy row (fc_wgrad_args);
+ * with a channel tail, the reads from dy's last few pixels (the last
+ * w->tail_pixels: enough for one vector) would leave the array. The parts of
+ * runs over those pixels become runs that read w->dy_tail, a copy of them
+ * padded by a vector, with the same layout. Returns the number of runs.
+ */
+static int64_t pad_tail_pixels(const wgrad_plan *w, wgrad_scratch *s, int64_t nruns,
+                               int64_t a_stride)
+{
+    const fc_conv2d_params *p = w->p;
+    if (w->dy_tail == NULL)
+        return nruns;
+    const int64_t c_out = p->c_out;
+    const float *limit = w->dy + (p->n * p->out_h * p->out_w - w->tail_pixels) * c_out;
+    const int64_t n0 = nruns;
+    for (int64_t r = 0; r < n0; ++r) {
+        const float *d0 = s->d[r];
+        const int64_t first = d0 >= limit ? 0 : ceil_div((int64_t)(limit - d0), c_out);
+        if (first >= s->count[r])
+            continue;
+        const float *a = s->a[r] + first * a_stride;
+        const float *d = w->dy_tail + (d0 + first * c_out - limit);
+        if (first == 0) {
+            s->a[r] = a;
+            s->d[r] = d;
+            continue;
+        }
+        s->a[nruns] = a;
+        s->d[nruns] = d;
+        s->count[nruns] = s->count[r] - first;
+        s->count[r] = first;
+        ++nruns;
+    }
+    return nruns;
+}
 
 static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t chunk,
                        int64_t unit, int64_t group, float *partial, float *partial_db,
@@ -1019,6 +1074,7 @@ static void wgrad_item(const wgrad_plan *w, const fc_kernel_table *t, int64_t ch
         a_stride = p->stride_w * p->c_in;
         tap_rows0 = unit * p->c_in;
     }
+    nruns = pad_tail_pixels(w, s, nruns, a_stride);
 
     const int64_t b0 = group * FC_WGRAD_BLOCKS_PER_ITEM;
     const int64_t b1 = min64(b0 + FC_WGRAD_BLOCKS_PER_ITEM, w->nblocks);
@@ -1131,7 +1187,8 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (w.partial_len * 4));
     wave = min64(wave, w.nchunks);
 
-    const int64_t max_runs = w.rows_per_chunk;
+    /* + pad_tail_pixels' runs: at most one per pixel it redirects */
+    const int64_t max_runs = w.rows_per_chunk + t->vl + 1;
     /* Pixels at least this many floats apart are packed per item (4 KiB:
      * each would sit on its own page). */
     const int pack = !w.gather && p->stride_w * p->c_in >= FC_WGRAD_PACK_STRIDE;
@@ -1148,11 +1205,20 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     const int direct = w.nchunks == 1;
     char *scratch = (char *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     float *partials = direct ? NULL : (float *)fc_malloc(fc_mul(wave, w.partial_len), sizeof(float));
-    if (scratch == NULL || (partials == NULL && !direct)) {
+    const int64_t total_pixels = p->n * p->out_h * p->out_w;
+    w.tail_pixels = p->c_out % t->vl ? min64(ceil_div(t->vl, p->c_out), total_pixels) : 0;
+    float *dy_tail =
+        w.tail_pixels ? (float *)fc_calloc(w.tail_pixels * p->c_out + t->vl, sizeof(float)) : NULL;
+    if (scratch == NULL || (partials == NULL && !direct) || (dy_tail == NULL && w.tail_pixels)) {
         fc_free(scratch);
         fc_free(partials);
+        fc_free(dy_tail);
         return FC_ERR_NOMEM;
     }
+    if (dy_tail != NULL)
+        memcpy(dy_tail, dy + (total_pixels - w.tail_pixels) * p->c_out,
+               (size_t)(w.tail_pixels * p->c_out) * sizeof(float));
+    w.dy_tail = dy_tail;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -1204,5 +1270,6 @@ int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy, const 
     }
     fc_free(scratch);
     fc_free(partials);
+    fc_free(dy_tail);
     return FC_OK;
 }

@@ -48,7 +48,8 @@ typedef struct fc_igemm_args {
     int64_t ntaps;
     int64_t kc;
     const float *const *a;    /* [ntaps * mr] */
-    const float *const *b;    /* [ntaps] */
+    const float *const *b;    /* [ntaps]; rows of nv * vl readable floats (lanes past
+                                 nr are read, never used: callers pad B) */
     int64_t ldb;
     int64_t nr;               /* valid columns, 1 .. nv * vl */
     const float *bias;        /* nr floats or NULL (ignored when accumulate) */
@@ -66,7 +67,8 @@ typedef struct fc_igemm_args {
 typedef struct fc_wgrad_args {
     int64_t nruns;
     const float *const *a;    /* [nruns] first pixel of each run (already offset) */
-    const float *const *d;    /* [nruns] */
+    const float *const *d;    /* [nruns]; nv * vl floats readable from d_off of every
+                                 pixel (lanes past nr are read, never used) */
     const int64_t *count;     /* [nruns] */
     int64_t a_stride, d_stride;
     int64_t a_off, d_off;

@@ -70,10 +70,12 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
             a[r] = p->a[t * MR + r];
         const float *b = p->b[t];
         for (int64_t k = 0; k < kc; ++k) {
+            /* Whole vectors even in a tail: B rows are padded (see
+             * fc_igemm_args). A masked load in this loop makes GCC 12 store
+             * every accumulator to the stack on every iteration. */
             fc_vec bv[FC_ACC_VECS];
             for (int v = 0; v < NV; ++v)
-                bv[v] = (TAIL && v == NV - 1) ? VLOAD_M(b + v * FC_VL, mask)
-                                              : VLOAD(b + v * FC_VL);
+                bv[v] = VLOAD(b + v * FC_VL);
             for (int r = 0; r < MR; ++r) {
                 const fc_vec av = VBCAST(a[r] + k);
                 for (int v = 0; v < NV; ++v)
@@ -129,6 +131,9 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
         const float *a = p->a[i] + p->a_off;
         const float *d = p->d[i] + p->d_off;
         for (int64_t j = p->count[i]; j > 0; --j) {
+            /* Whole vectors, as in igemm_body: the lanes past nr hold
+             * whatever follows (the caller guarantees it is readable) and
+             * are never stored. */
             fc_vec dv[FC_ACC_VECS];
             /* The pixels' rows stream from L2 (a chunk is far larger than
              * L1): ask for a later pixel's lines ahead (measured: the
@@ -137,8 +142,7 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
                 FC_PREFETCH(d + FC_WGRAD_PREFETCH * ds + v * FC_VL);
             FC_PREFETCH(a + FC_WGRAD_PREFETCH * as);
             for (int v = 0; v < NV; ++v)
-                dv[v] = (TAIL && v == NV - 1) ? VLOAD_M(d + v * FC_VL, mask)
-                                              : VLOAD(d + v * FC_VL);
+                dv[v] = VLOAD(d + v * FC_VL);
             for (int r = 0; r < MR; ++r) {
                 const fc_vec av = VBCAST(a + r);
                 for (int v = 0; v < NV; ++v)
