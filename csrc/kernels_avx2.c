@@ -18,7 +18,10 @@ typedef __m256i fc_mask;
 #define VLOAD_M(p, m) _mm256_maskload_ps((p), (m))
 #define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VSTORE_M(p, v, m) _mm256_maskstore_ps((p), (m), (v))
-#define VBCAST(p) _mm256_broadcast_ss(p)
+/* set1 of a plain load, not _mm256_broadcast_ss: GCC 12 treats that builtin
+ * as a memory access it cannot see through and then stores every
+ * accumulator to the stack on each iteration. Both compile to vbroadcastss. */
+#define VBCAST(p) _mm256_set1_ps(*(p))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VRELU(v) _mm256_max_ps(_mm256_setzero_ps(), (v))
 #define FC_MAKE_MASK(n) \
