@@ -188,6 +188,9 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
         const float *dy_img = dy + img * p->out_h * p->out_w * c_out;
         float *out = dx + r * p->w * CIN;
         for (int64_t iw = 0; iw < p->w; ++iw, out += CIN) {
+            /* Whole vectors of c_out first, the tail in a loop of its own:
+             * a masked load in a loop makes GCC 12 store every accumulator
+             * to the stack on each iteration. */
             fc_vec acc[4][FC_DXF_VECS];
             for (int ci = 0; ci < CIN; ++ci)
                 for (int v = 0; v < FC_DXF_VECS; ++v)
@@ -210,27 +213,46 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
                                 acc[ci][v] = VFMA(dv, VLOAD(wt + ci * c_out + (q + v) * FC_VL),
                                                   acc[ci][v]);
                         }
-                    for (int v = 0; v < FC_DXF_VECS; ++v) {
+                    for (int v = 0; v < FC_DXF_VECS; ++v)
                         if (q + v < full) {
                             const fc_vec dv = VLOAD(d + (q + v) * FC_VL);
                             for (int ci = 0; ci < CIN; ++ci)
                                 acc[ci][v] = VFMA(dv, VLOAD(wt + ci * c_out + (q + v) * FC_VL),
                                                   acc[ci][v]);
-                        } else if (q + v == full && rest > 0) {
-                            const fc_vec dv = VLOAD_M(d + full * FC_VL, mask);
-                            for (int ci = 0; ci < CIN; ++ci)
-                                acc[ci][v] = VFMA(dv, VLOAD_M(wt + ci * c_out + full * FC_VL, mask),
-                                                  acc[ci][v]);
                         }
-                    }
                 }
             }
+            float total[4];
             for (int ci = 0; ci < CIN; ++ci) {
                 fc_vec sum = acc[ci][0];
                 for (int v = 1; v < FC_DXF_VECS; ++v)
                     sum = VADD(sum, acc[ci][v]);
-                out[ci] = VHSUM(sum);
+                total[ci] = VHSUM(sum);
             }
+            if (rest > 0) {
+                fc_vec tail[4];
+                for (int ci = 0; ci < CIN; ++ci)
+                    tail[ci] = VZERO();
+                for (int64_t i = 0; i < p->kh; ++i) {
+                    const int64_t oh = row_tab[ih * p->kh + i];
+                    if (oh < 0)
+                        continue;
+                    for (int64_t j = 0; j < p->kw; ++j) {
+                        const int64_t ow = col_tab[iw * p->kw + j];
+                        if (ow < 0)
+                            continue;
+                        const float *d = dy_img + (oh * p->out_w + ow) * c_out + full * FC_VL;
+                        const float *wt = kernel + (i * p->kw + j) * CIN * c_out + full * FC_VL;
+                        const fc_vec dv = VLOAD_M(d, mask);
+                        for (int ci = 0; ci < CIN; ++ci)
+                            tail[ci] = VFMA(dv, VLOAD_M(wt + ci * c_out, mask), tail[ci]);
+                    }
+                }
+                for (int ci = 0; ci < CIN; ++ci)
+                    total[ci] += VHSUM(tail[ci]);
+            }
+            for (int ci = 0; ci < CIN; ++ci)
+                out[ci] = total[ci];
         }
     }
 }
