@@ -183,6 +183,10 @@ typedef struct igemm_problem {
      * columns (tables: a division per pixel cost a tenth of a strided call) */
     const int64_t *row_q, *row_r, *col_q, *col_r;
     const float *zero;       /* a zero row of at least k_row floats */
+    /* Unpacked B with a channel tail: a copy of the rows of the last tap's
+     * last K block, padded by a vector, read in their place (the
+     * micro-kernel's whole-vector reads would leave the kernel array). */
+    const float *b_end;
 } igemm_problem;
 
 /* Tiles whose C stays in L2 while every K block passes over them. */
@@ -447,6 +451,9 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                         continue;
                     for (int64_t l = 0; l < live; ++l)
                         s->b[l] = b_panel + (s->tap[l] * g->k_row + k0) * g->ldb;
+                    if (g->b_end != NULL && kcb == g->nkc - 1 && live > 0 &&
+                        s->tap[live - 1] == g->ntaps - 1)
+                        s->b[live - 1] = g->b_end + c0;
                     for (int r = 0; r < w; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
@@ -506,8 +513,7 @@ static void pack_block(const igemm_problem *g, const float *kernel, float *packe
 /* Runs the GEMM, first packing B into panels when that pays: always
  * backward (the kernel must be transposed anyway), and forward when there
  * are several panels (a row stride of 128+ floats maps a panel's rows onto
- * a fraction of L1's sets) and enough tiles to reuse the copy, or when the
- * last panel has a channel tail. */
+ * a fraction of L1's sets) and enough tiles to reuse the copy. */
 static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
 {
     const fc_conv2d_params *p = g->p;
@@ -541,10 +547,8 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
         g->panel_groups = nthreads;
 
     const float *kernel = g->b_src;
-    float *packed = NULL;
-    /* A channel tail is packed too: the micro-kernel reads whole vectors of
-     * B, which past the kernel's last row would leave the array. */
-    g->b_packed = g->backward || (npanels > 1 && ntiles >= 64) || g->n_cols % t->vl != 0;
+    float *packed = NULL, *b_end = NULL;
+    g->b_packed = g->backward || (npanels > 1 && ntiles >= 64);
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_packed) {
@@ -565,6 +569,18 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     g->ngroups = ceil_div(g->ntaps, g->tap_group);
     g->kc = (g->ntaps == 1 && g->k_row > FC_KC_MAX) ? FC_KC_MAX : g->k_row;
     g->nkc = g->kc > 0 ? ceil_div(g->k_row, g->kc) : 1;
+    g->b_end = NULL;
+    if (!g->b_packed && g->n_cols % t->vl != 0 && g->k_row > 0) {
+        const int64_t first = (g->ntaps - 1) * g->k_row + (g->nkc - 1) * g->kc;
+        const int64_t floats = (g->ntaps * g->k_row - first) * g->n_cols;
+        b_end = (float *)fc_calloc(floats + t->vl, sizeof(float));
+        if (b_end == NULL) {
+            fc_free(row_plan);
+            return FC_ERR_NOMEM;
+        }
+        memcpy(b_end, kernel + first * g->n_cols, (size_t)floats * sizeof(float));
+        g->b_end = b_end;
+    }
 
     /* Per-thread scratch, carved out of one block (in 8-byte words). */
     const int64_t tbl = g->ntaps * mr;
@@ -574,6 +590,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     if (scratch == NULL) {
         fc_free(packed);
+        fc_free(b_end);
         fc_free(row_plan);
         return FC_ERR_NOMEM;
     }
@@ -607,6 +624,7 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     }
     fc_free(scratch);
     fc_free(packed);
+    fc_free(b_end);
     fc_free(row_plan);
     return FC_OK;
 }
