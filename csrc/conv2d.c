@@ -183,10 +183,12 @@ typedef struct igemm_problem {
      * columns (tables: a division per pixel cost a tenth of a strided call) */
     const int64_t *row_q, *row_r, *col_q, *col_r;
     const float *zero;       /* a zero row of at least k_row floats */
-    /* Unpacked B with a channel tail: a copy of the rows of the last tap's
-     * last K block, padded by a vector, read in their place (the
-     * micro-kernel's whole-vector reads would leave the kernel array). */
+    /* Unpacked B with a channel tail: the micro-kernel's whole-vector reads
+     * of the kernel's last rows (as many as one vector spans) would leave
+     * the array, so the K blocks from b_end_row on read a copy padded by a
+     * vector, b_end, instead. */
     const float *b_end;
+    int64_t b_end_row;
 } igemm_problem;
 
 /* Tiles whose C stays in L2 while every K block passes over them. */
@@ -449,11 +451,12 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                     unsigned char *begun = &s->started[i * per_group + (panel - panel0)];
                     if (live == 0 && !(last && (!*begun || relu)))
                         continue;
-                    for (int64_t l = 0; l < live; ++l)
-                        s->b[l] = b_panel + (s->tap[l] * g->k_row + k0) * g->ldb;
-                    if (g->b_end != NULL && kcb == g->nkc - 1 && live > 0 &&
-                        s->tap[live - 1] == g->ntaps - 1)
-                        s->b[live - 1] = g->b_end + c0;
+                    for (int64_t l = 0; l < live; ++l) {
+                        const int64_t row = s->tap[l] * g->k_row + k0;
+                        s->b[l] = g->b_end != NULL && row >= g->b_end_row
+                                      ? g->b_end + (row - g->b_end_row) * g->ldb + c0
+                                      : b_panel + row * g->ldb;
+                    }
                     for (int r = 0; r < w; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
@@ -571,14 +574,17 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     g->nkc = g->kc > 0 ? ceil_div(g->k_row, g->kc) : 1;
     g->b_end = NULL;
     if (!g->b_packed && g->n_cols % t->vl != 0 && g->k_row > 0) {
-        const int64_t first = (g->ntaps - 1) * g->k_row + (g->nkc - 1) * g->kc;
-        const int64_t floats = (g->ntaps * g->k_row - first) * g->n_cols;
+        const int64_t rows = g->ntaps * g->k_row;
+        const int64_t last = rows - min64(ceil_div(t->vl, g->n_cols), rows);
+        const int64_t tap = last / g->k_row;   /* the K block holding row `last` */
+        g->b_end_row = tap * g->k_row + (last - tap * g->k_row) / g->kc * g->kc;
+        const int64_t floats = (rows - g->b_end_row) * g->n_cols;
         b_end = (float *)fc_calloc(floats + t->vl, sizeof(float));
         if (b_end == NULL) {
             fc_free(row_plan);
             return FC_ERR_NOMEM;
         }
-        memcpy(b_end, kernel + first * g->n_cols, (size_t)floats * sizeof(float));
+        memcpy(b_end, kernel + g->b_end_row * g->n_cols, (size_t)floats * sizeof(float));
         g->b_end = b_end;
     }
 

@@ -82,6 +82,24 @@ if op.startswith("conv"):
                             if 0 <= ih < p["h"] and 0 <= iw < p["w"]:
                                 want[:, ih, iw] += D[:, oh, ow] @ K[i, j].T
             np.testing.assert_array_equal(dx.reshape(want.shape), want)
+    elif op == "conv2d_forward":
+        y = buffer(ny, rng, 12345.0)
+        status = lib.fc_conv2d_forward(params, c.ptr(x), c.ptr(k), None, c.ptr(y))
+        if status == 0:
+            want = np.zeros((p["n"], p["out_h"], p["out_w"], p["c_out"]))
+            X = x.reshape(p["n"], p["h"], p["w"], p["c_in"])
+            K = k.reshape(p["kh"], p["kw"], p["c_in"], p["c_out"])
+            for oh in range(p["out_h"]):
+                for ow in range(p["out_w"]):
+                    for i in range(p["kh"]):
+                        ih = oh * p["stride_h"] - p["pad_top"] + i * p["dilation_h"]
+                        for j in range(p["kw"]):
+                            iw = ow * p["stride_w"] - p["pad_left"] + j * p["dilation_w"]
+                            if 0 <= ih < p["h"] and 0 <= iw < p["w"]:
+                                want[:, oh, ow] += X[:, ih, iw] @ K[i, j]
+            if p["relu"]:
+                want = np.maximum(want, 0)
+            np.testing.assert_array_equal(y.reshape(want.shape), want)
     elif op == "conv2d_backward_kernel":
         dk, db = buffer(nk, rng, 12345.0), buffer(p["c_out"], rng, 12345.0)
         status = lib.fc_conv2d_backward_kernel(params, c.ptr(dy), c.ptr(x), c.ptr(dk),
