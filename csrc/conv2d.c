@@ -144,6 +144,36 @@ static void gather_row(const fc_conv2d_params *p, const float *x, int64_t img, i
     }
 }
 
+/*
+ * The micro-kernels read whole vectors of B rows (fc_igemm_args); with a
+ * channel tail (n_cols not a whole number of vectors) the reads of B's last
+ * rows, as many as one vector spans, would leave an unpadded B. B is
+ * ntaps x k_row rows of n_cols floats, read in K blocks of kc rows per tap:
+ * the blocks from *first_row on are to read the returned copy, padded by a
+ * vector, in B's place. NULL when nothing needs it (*first_row: past the
+ * end); *status is FC_ERR_NOMEM when the copy could not be made.
+ */
+static float *copy_b_end(const float *b, int64_t ntaps, int64_t k_row, int64_t kc,
+                         int64_t n_cols, int vl, int64_t *first_row, int *status)
+{
+    const int64_t rows = ntaps * k_row;
+    *first_row = rows;
+    *status = FC_OK;
+    if (n_cols % vl == 0 || rows == 0)
+        return NULL;
+    const int64_t last = rows - min64(ceil_div(vl, n_cols), rows);
+    const int64_t tap = last / k_row;   /* the K block holding row `last` */
+    *first_row = tap * k_row + (last - tap * k_row) / kc * kc;
+    const int64_t floats = (rows - *first_row) * n_cols;
+    float *copy = (float *)fc_calloc(floats + vl, sizeof(float));
+    if (copy == NULL) {
+        *status = FC_ERR_NOMEM;
+        return NULL;
+    }
+    memcpy(copy, b + *first_row * n_cols, (size_t)floats * sizeof(float));
+    return copy;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shared driver of the two indirect GEMMs.                                  */
 
@@ -183,10 +213,8 @@ typedef struct igemm_problem {
      * columns (tables: a division per pixel cost a tenth of a strided call) */
     const int64_t *row_q, *row_r, *col_q, *col_r;
     const float *zero;       /* a zero row of at least k_row floats */
-    /* Unpacked B with a channel tail: the micro-kernel's whole-vector reads
-     * of the kernel's last rows (as many as one vector spans) would leave
-     * the array, so the K blocks from b_end_row on read a copy padded by a
-     * vector, b_end, instead. */
+    /* Unpacked B with a channel tail: K blocks from b_end_row on read
+     * b_end (copy_b_end) instead. */
     const float *b_end;
     int64_t b_end_row;
 } igemm_problem;
@@ -453,7 +481,7 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                         continue;
                     for (int64_t l = 0; l < live; ++l) {
                         const int64_t row = s->tap[l] * g->k_row + k0;
-                        s->b[l] = g->b_end != NULL && row >= g->b_end_row
+                        s->b[l] = row >= g->b_end_row
                                       ? g->b_end + (row - g->b_end_row) * g->ldb + c0
                                       : b_panel + row * g->ldb;
                     }
@@ -573,18 +601,15 @@ static int igemm_run(igemm_problem *g, const fc_kernel_table *t)
     g->kc = (g->ntaps == 1 && g->k_row > FC_KC_MAX) ? FC_KC_MAX : g->k_row;
     g->nkc = g->kc > 0 ? ceil_div(g->k_row, g->kc) : 1;
     g->b_end = NULL;
-    if (!g->b_packed && g->n_cols % t->vl != 0 && g->k_row > 0) {
-        const int64_t rows = g->ntaps * g->k_row;
-        const int64_t last = rows - min64(ceil_div(t->vl, g->n_cols), rows);
-        const int64_t tap = last / g->k_row;   /* the K block holding row `last` */
-        g->b_end_row = tap * g->k_row + (last - tap * g->k_row) / g->kc * g->kc;
-        const int64_t floats = (rows - g->b_end_row) * g->n_cols;
-        b_end = (float *)fc_calloc(floats + t->vl, sizeof(float));
-        if (b_end == NULL) {
+    g->b_end_row = g->ntaps * g->k_row;
+    if (!g->b_packed) {
+        int status;
+        b_end = copy_b_end(kernel, g->ntaps, g->k_row, g->kc, g->n_cols, t->vl, &g->b_end_row,
+                           &status);
+        if (status != FC_OK) {
             fc_free(row_plan);
-            return FC_ERR_NOMEM;
+            return status;
         }
-        memcpy(b_end, kernel + g->b_end_row * g->n_cols, (size_t)floats * sizeof(float));
         g->b_end = b_end;
     }
 
@@ -675,22 +700,16 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
     const int64_t per_thread = (strips + 1) / 2 + p->kh + ntaps * mr + ntaps + mr + 8;
     float *zero = (float *)fc_calloc(strip, sizeof(float));
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
-    /* With a channel tail the micro-kernel's whole-vector reads of the last
-     * kernel row would leave the array: B is then a copy with rows padded
-     * to whole vectors. */
-    const int64_t k_all = p->kh * p->kw * c;
-    const int64_t ldb = c_out % t->vl ? ceil_div(c_out, t->vl) * t->vl : c_out;
-    float *padded = ldb != c_out ? (float *)fc_calloc(fc_mul(k_all, ldb), sizeof(float)) : NULL;
-    if (zero == NULL || scratch == NULL || (ldb != c_out && padded == NULL)) {
+    /* Each tap is one K block of kc rows; with a channel tail the last taps
+     * read a padded copy (copy_b_end). */
+    int64_t end_row;
+    int status;
+    float *b_end = copy_b_end(kernel, ntaps, kc, kc, c_out, t->vl, &end_row, &status);
+    if (zero == NULL || scratch == NULL || status != FC_OK) {
         fc_free(zero);
         fc_free(scratch);
-        fc_free(padded);
+        fc_free(b_end);
         return FC_ERR_NOMEM;
-    }
-    if (padded != NULL) {
-        for (int64_t k = 0; k < k_all; ++k)
-            memcpy(padded + k * ldb, kernel + k * c_out, (size_t)c_out * sizeof(float));
-        kernel = padded;
     }
 
 #ifdef _OPENMP
@@ -738,7 +757,8 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
                 const int64_t c0 = panel * nr_panel, nr = min64(nr_panel, c_out - c0);
                 const int nv = (int)ceil_div(nr, t->vl);
                 for (int64_t tap = 0; tap < ntaps; ++tap)
-                    b[tap] = kernel + tap * kc * ldb + c0;
+                    b[tap] = tap * kc >= end_row ? b_end + (tap * kc - end_row) * c_out + c0
+                                                 : kernel + tap * kc * c_out + c0;
                 for (int64_t k = 0; k < tiles_per_row; ++k) {
                     /* balanced tiles: the row's out_w pixels in tiles_per_row pieces */
                     const int64_t ow0 = k * (p->out_w / tiles_per_row) +
@@ -767,7 +787,7 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
                     args.kc = kc;
                     args.a = a;
                     args.b = b;
-                    args.ldb = ldb;
+                    args.ldb = c_out;
                     args.nr = nr;
                     args.bias = bias ? bias + c0 : NULL;
                     args.c = out;
@@ -783,7 +803,7 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
     }
     fc_free(scratch);
     fc_free(zero);
-    fc_free(padded);
+    fc_free(b_end);
     return FC_OK;
 }
 
