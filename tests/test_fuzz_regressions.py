@@ -66,37 +66,38 @@ if op.startswith("conv"):
     ny = count(p["n"], p["out_h"], p["out_w"], p["c_out"])
     nk = count(p["kh"], p["kw"], p["c_in"], p["c_out"])
     x, dy, k = buffer(nx, rng), buffer(ny, rng), buffer(nk, rng)
+
+    def taps():
+        # (oh, ow, i, j, ih, iw) for every tap that lands inside the input:
+        # the direct definition the three replays below sum over.
+        for oh in range(p["out_h"]):
+            for ow in range(p["out_w"]):
+                for i in range(p["kh"]):
+                    ih = oh * p["stride_h"] - p["pad_top"] + i * p["dilation_h"]
+                    for j in range(p["kw"]):
+                        iw = ow * p["stride_w"] - p["pad_left"] + j * p["dilation_w"]
+                        if 0 <= ih < p["h"] and 0 <= iw < p["w"]:
+                            yield oh, ow, i, j, ih, iw
+
+    # (None: a buffer over LIMIT, passed as NULL; the call then fails.)
+    X = None if x is None else x.reshape(p["n"], p["h"], p["w"], p["c_in"])
+    K = None if k is None else k.reshape(p["kh"], p["kw"], p["c_in"], p["c_out"])
+    D = None if dy is None else dy.reshape(p["n"], p["out_h"], p["out_w"], p["c_out"])
     if op == "conv2d_backward_input":
         dx = buffer(nx, rng, 12345.0)
         status = lib.fc_conv2d_backward_input(params, c.ptr(dy), c.ptr(k), c.ptr(dx))
         if status == 0:
             want = np.zeros((p["n"], p["h"], p["w"], p["c_in"]))
-            K = k.reshape(p["kh"], p["kw"], p["c_in"], p["c_out"])
-            D = dy.reshape(p["n"], p["out_h"], p["out_w"], p["c_out"])
-            for oh in range(p["out_h"]):
-                for ow in range(p["out_w"]):
-                    for i in range(p["kh"]):
-                        ih = oh * p["stride_h"] - p["pad_top"] + i * p["dilation_h"]
-                        for j in range(p["kw"]):
-                            iw = ow * p["stride_w"] - p["pad_left"] + j * p["dilation_w"]
-                            if 0 <= ih < p["h"] and 0 <= iw < p["w"]:
-                                want[:, ih, iw] += D[:, oh, ow] @ K[i, j].T
+            for oh, ow, i, j, ih, iw in taps():
+                want[:, ih, iw] += D[:, oh, ow] @ K[i, j].T
             np.testing.assert_array_equal(dx.reshape(want.shape), want)
     elif op == "conv2d_forward":
         y = buffer(ny, rng, 12345.0)
         status = lib.fc_conv2d_forward(params, c.ptr(x), c.ptr(k), None, c.ptr(y))
         if status == 0:
             want = np.zeros((p["n"], p["out_h"], p["out_w"], p["c_out"]))
-            X = x.reshape(p["n"], p["h"], p["w"], p["c_in"])
-            K = k.reshape(p["kh"], p["kw"], p["c_in"], p["c_out"])
-            for oh in range(p["out_h"]):
-                for ow in range(p["out_w"]):
-                    for i in range(p["kh"]):
-                        ih = oh * p["stride_h"] - p["pad_top"] + i * p["dilation_h"]
-                        for j in range(p["kw"]):
-                            iw = ow * p["stride_w"] - p["pad_left"] + j * p["dilation_w"]
-                            if 0 <= ih < p["h"] and 0 <= iw < p["w"]:
-                                want[:, oh, ow] += X[:, ih, iw] @ K[i, j]
+            for oh, ow, i, j, ih, iw in taps():
+                want[:, oh, ow] += X[:, ih, iw] @ K[i, j]
             if p["relu"]:
                 want = np.maximum(want, 0)
             np.testing.assert_array_equal(y.reshape(want.shape), want)
@@ -106,16 +107,8 @@ if op.startswith("conv"):
                                                c.ptr(db))
         if status == 0:
             want = np.zeros((p["kh"], p["kw"], p["c_in"], p["c_out"]))
-            X = x.reshape(p["n"], p["h"], p["w"], p["c_in"])
-            D = dy.reshape(p["n"], p["out_h"], p["out_w"], p["c_out"])
-            for oh in range(p["out_h"]):
-                for ow in range(p["out_w"]):
-                    for i in range(p["kh"]):
-                        ih = oh * p["stride_h"] - p["pad_top"] + i * p["dilation_h"]
-                        for j in range(p["kw"]):
-                            iw = ow * p["stride_w"] - p["pad_left"] + j * p["dilation_w"]
-                            if 0 <= ih < p["h"] and 0 <= iw < p["w"]:
-                                want[i, j] += X[:, ih, iw].T @ D[:, oh, ow]
+            for oh, ow, i, j, ih, iw in taps():
+                want[i, j] += X[:, ih, iw].T @ D[:, oh, ow]
             np.testing.assert_array_equal(dk.reshape(want.shape), want)
             np.testing.assert_array_equal(db, D.sum(axis=(0, 1, 2)))
     else:
