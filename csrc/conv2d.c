@@ -481,7 +481,7 @@ static void run_igemm_items(const igemm_problem *g, const fc_kernel_table *t, in
                         continue;
                     for (int64_t l = 0; l < live; ++l) {
                         const int64_t row = s->tap[l] * g->k_row + k0;
-                        s->b[l] = row >= g->b_end_row
+                        s->b[l] = g->b_end != NULL && row >= g->b_end_row
                                       ? g->b_end + (row - g->b_end_row) * g->ldb + c0
                                       : b_panel + row * g->ldb;
                     }
@@ -757,8 +757,9 @@ static int few_channel_forward(const fc_conv2d_params *p, const fc_kernel_table 
                 const int64_t c0 = panel * nr_panel, nr = min64(nr_panel, c_out - c0);
                 const int nv = (int)ceil_div(nr, t->vl);
                 for (int64_t tap = 0; tap < ntaps; ++tap)
-                    b[tap] = tap * kc >= end_row ? b_end + (tap * kc - end_row) * c_out + c0
-                                                 : kernel + tap * kc * c_out + c0;
+                    b[tap] = b_end != NULL && tap * kc >= end_row
+                                 ? b_end + (tap * kc - end_row) * c_out + c0
+                                 : kernel + tap * kc * c_out + c0;
                 for (int64_t k = 0; k < tiles_per_row; ++k) {
                     /* balanced tiles: the row's out_w pixels in tiles_per_row pieces */
                     const int64_t ow0 = k * (p->out_w / tiles_per_row) +

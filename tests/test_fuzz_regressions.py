@@ -160,6 +160,13 @@ def conv_all(params, x, k, y, dx, dk, db):
 
 assert conv_all(c.ConvParams(**ok), x, k, y, dx, dk, db) == (0, 0, 0)
 assert (y == 18).all()
+# no output channels: the input gradient is a sum over nothing (the path where
+# the fuzzer's clang UBSan caught a NULL pointer offset; GCC's does not flag it)
+none_out = c.floats(80, 7)   # 5 input channels: the GEMM path, not the few-channel one
+assert lib.fc_conv2d_backward_input(c.ConvParams(**{{**ok, "c_in": 5, "c_out": 0}}),
+                                    c.ptr(c.floats(1)), c.ptr(c.floats(1)),
+                                    c.ptr(none_out)) == 0
+assert (none_out == 0).all()
 # a NULL parameter struct
 assert lib.fc_conv2d_forward(None, c.ptr(x), c.ptr(k), None, c.ptr(y)) == c.FC_ERR_ARG
 assert lib.fc_max_pool2d_forward(None, c.ptr(x), c.ptr(y)) == c.FC_ERR_ARG
