@@ -161,14 +161,17 @@ double fc_fma_peak_probe(int64_t iters, int n_threads)
 #endif
 }
 
-void fc_fold(float *FC_RESTRICT dst, const float *FC_RESTRICT src, int64_t e0, int64_t e1,
-             int first)
-{
-    if (first) {
-        for (int64_t e = e0; e < e1; ++e)
-            dst[e] = src[e];
-    } else {
-        for (int64_t e = e0; e < e1; ++e)
-            dst[e] += src[e];
+/* One step of an order-fixed reduction, per element type. */
+#define FC_DEFINE_FOLD(NAME, T) \
+    void NAME(T *FC_RESTRICT dst, const T *FC_RESTRICT src, int64_t e0, int64_t e1, int first) \
+    { \
+        if (first) { \
+            for (int64_t e = e0; e < e1; ++e) \
+                dst[e] = src[e]; \
+        } else { \
+            for (int64_t e = e0; e < e1; ++e) \
+                dst[e] += src[e]; \
+        } \
     }
-}
+FC_DEFINE_FOLD(fc_fold, float)
+FC_DEFINE_FOLD(fc_fold_f64, double)

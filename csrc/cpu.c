@@ -128,3 +128,16 @@ const fc_kernel_table *fc_active_kernels(void)
 {
     return table_of(fc_get_simd());
 }
+
+const fc_kernel_table_f64 *fc_active_kernels_f64(void)
+{
+    switch (fc_get_simd()) {
+#ifdef FC_HAVE_AVX512
+    case FC_SIMD_AVX512: return &fc_kernels_avx512_f64;
+#endif
+#ifdef FC_HAVE_AVX2
+    case FC_SIMD_AVX2: return &fc_kernels_avx2_f64;
+#endif
+    default: return &fc_kernels_generic_f64;
+    }
+}

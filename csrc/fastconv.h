@@ -2,7 +2,10 @@
  * fastconv.h: the C interface of fastconv's kernels.
  *
  * Plain C99, no Python. Layouts: activations NHWC, kernels HWIO
- * (kh, kw, c_in, c_out), bias (c_out), all float32, C-contiguous.
+ * (kh, kw, c_in, c_out), bias (c_out), C-contiguous. Every kernel exists in
+ * float32 (fc_conv2d_forward, ...) and float64 (the same name + _f64, same
+ * arguments with double in place of float); float32 layers may run by
+ * Winograd (below), float64 ones always directly.
  * The caller resolves sizes and padding (fastconv/shapes.py does it for the
  * Python package) and allocates every output array. The functions allocate
  * only per-call scratch (packed weights, per-thread pointer tables, partial
@@ -89,6 +92,22 @@ int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int
 int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat, int64_t n,
                    float alpha, float one_minus_beta_1, float one_minus_beta_2, float epsilon,
                    int n_threads);
+
+/* The float64 instantiations of the functions above. */
+int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x, const double *kernel,
+                          const double *bias, double *y);
+int fc_conv2d_backward_input_f64(const fc_conv2d_params *p, const double *dy,
+                                 const double *kernel, double *dx);
+int fc_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy, const double *x,
+                                  double *dkernel, double *dbias);
+int fc_max_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y);
+int fc_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy, const double *x,
+                               double *dx);
+int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
+                         int n_threads);
+int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,
+                       int64_t n, double alpha, double one_minus_beta_1,
+                       double one_minus_beta_2, double epsilon, int n_threads);
 
 /* 3x3 stride-1 undilated layers with 16+ channels run forward and
  * backward-input by Winograd F(2x2, 3x3) unless switched off (on by default). */

@@ -1,15 +1,44 @@
 /*
- * kernels_avx2.c: micro-kernels for AVX2 with FMA (16 ymm registers).
- * Compiled with -mavx2 -mfma (setup.py); reached only when cpu.c found AVX2,
- * FMA and OS-enabled AVX state.
+ * kernels_avx2.c: micro-kernels for AVX2 with FMA (16 ymm registers), in
+ * float32 and float64. Compiled with -mavx2 -mfma (setup.py); reached only
+ * when cpu.c found AVX2, FMA and OS-enabled AVX state.
  *
- * Tiles: igemm 6 pixels x 2 vectors (16 output channels) or 12 x 1: 12
- * accumulators + the B vectors + 1 broadcast; wgrad up to 8 rows x 1 or 6 rows x 2 vectors.
+ * Tiles (in vectors of 8 floats or 4 doubles): igemm 6 pixels x 2 vectors
+ * or 12 x 1: 12 accumulators + the B vectors + 1 broadcast; wgrad up to 8
+ * rows x 1 or 6 rows x 2 vectors.
  */
 #include <immintrin.h>
 
-typedef __m256 fc_vec;
-typedef __m256i fc_mask;
+#include "fc_internal.h"
+
+#define FC_AVX2_IGEMM_LIST(X) \
+    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) X(9, 1) X(10, 1) X(11, 1) X(12, 1) \
+    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
+#define FC_AVX2_WGRAD_LIST(X) \
+    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) \
+    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
+
+static inline float fc_hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+static inline double fc_hsum256d(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+
+/* ---- float32 ---- */
+#define FC_T float
+#define FCN(name) name
+#define FC_IS_F64 0
+#define fc_vec __m256
+#define fc_mask __m256i
 #define FC_VL 8
 #define FC_ACC_ROWS 12
 #define FC_ACC_VECS 2
@@ -29,21 +58,13 @@ typedef __m256i fc_mask;
 #define VADD(a, b) _mm256_add_ps((a), (b))
 #define VSUB(a, b) _mm256_sub_ps((a), (b))
 #define VSET1(f) _mm256_set1_ps(f)
-typedef __m256 fc_cmp;
+#define fc_cmp __m256
 #define VTAKE(v, m) \
     _mm256_or_ps(_mm256_cmp_ps((v), (m), _CMP_GT_OQ), \
                  _mm256_and_ps(_mm256_cmp_ps((v), (v), _CMP_UNORD_Q), \
                                _mm256_cmp_ps((m), (m), _CMP_ORD_Q)))
 #define VEQ(a, b) _mm256_cmp_ps((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm256_blendv_ps((a), (b), (pred))
-
-static inline float fc_hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
 #define VHSUM(v) fc_hsum256(v)
 /* 16 registers: 2 accumulators per input channel in dx_few_body */
 #define FC_DXF_VECS 2
@@ -54,10 +75,50 @@ static inline float fc_hsum256(__m256 v)
 #define FC_IGEMM_MR {0, 12, 6}
 #define FC_NV_MAX 2
 #define FC_WG_MR_MAX {0, 8, 6}
-#define FC_IGEMM_LIST(X) \
-    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) X(9, 1) X(10, 1) X(11, 1) X(12, 1) \
-    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
-#define FC_WGRAD_LIST(X) \
-    X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) \
-    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
+#define FC_IGEMM_LIST FC_AVX2_IGEMM_LIST
+#define FC_WGRAD_LIST FC_AVX2_WGRAD_LIST
 #include "kernels_table.h"
+#include "kernels_vocab_undef.h"
+
+/* ---- float64: the same tiles in vectors of 4 doubles ---- */
+#define FC_T double
+#define FCN(name) name##_f64
+#define FC_IS_F64 1
+#define fc_vec __m256d
+#define fc_mask __m256i
+#define FC_VL 4
+#define FC_ACC_ROWS 12
+#define FC_ACC_VECS 2
+#define VZERO() _mm256_setzero_pd()
+#define VLOAD(p) _mm256_loadu_pd(p)
+#define VLOAD_M(p, m) _mm256_maskload_pd((p), (m))
+#define VSTORE(p, v) _mm256_storeu_pd((p), (v))
+#define VSTORE_M(p, v, m) _mm256_maskstore_pd((p), (m), (v))
+#define VBCAST(p) _mm256_set1_pd(*(p))
+#define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define VRELU(v) _mm256_max_pd(_mm256_setzero_pd(), (v))
+#define FC_MAKE_MASK(n) \
+    _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
+#define VADD(a, b) _mm256_add_pd((a), (b))
+#define VSUB(a, b) _mm256_sub_pd((a), (b))
+#define VSET1(f) _mm256_set1_pd(f)
+#define fc_cmp __m256d
+#define VTAKE(v, m) \
+    _mm256_or_pd(_mm256_cmp_pd((v), (m), _CMP_GT_OQ), \
+                 _mm256_and_pd(_mm256_cmp_pd((v), (v), _CMP_UNORD_Q), \
+                               _mm256_cmp_pd((m), (m), _CMP_ORD_Q)))
+#define VEQ(a, b) _mm256_cmp_pd((a), (b), _CMP_EQ_OQ)
+#define VSEL(pred, a, b) _mm256_blendv_pd((a), (b), (pred))
+#define VHSUM(v) fc_hsum256d(v)
+#define FC_DXF_VECS 2
+#include "kernels_impl.h"
+
+#define FC_TABLE fc_kernels_avx2_f64
+#define FC_TABLE_NAME "avx2"
+#define FC_IGEMM_MR {0, 12, 6}
+#define FC_NV_MAX 2
+#define FC_WG_MR_MAX {0, 8, 6}
+#define FC_IGEMM_LIST FC_AVX2_IGEMM_LIST
+#define FC_WGRAD_LIST FC_AVX2_WGRAD_LIST
+#include "kernels_table.h"
+#include "kernels_vocab_undef.h"

@@ -3,7 +3,10 @@
  * small vector vocabulary and compiled once per instruction set.
  *
  * The including file (kernels_avx512.c, kernels_avx2.c, kernels_generic.c)
- * defines, before including this header:
+ * includes it once per element type, defining before each inclusion:
+ *   FC_T, FCN(name), FC_IS_F64        the element type (float or double), the
+ *                                     name of an instantiation (fc_types_impl.h),
+ *                                     and whether it is the double one
  *   fc_vec, fc_mask, FC_VL            vector type, tail-mask type, lanes
  *   VZERO() VLOAD(p) VLOAD_M(p, m)    full and masked (zero-filling) loads
  *   VSTORE(p, v) VSTORE_M(p, v, m)    full and masked stores
@@ -14,7 +17,7 @@
  *   fc_cmp VTAKE(v, m) VEQ(a, b)      lane predicates: v > m or (v NaN and m
  *                                     not); a == b
  *   VSEL(pred, a, b)                  pred ? b : a, per lane
- *   VHSUM(v)                          the sum of v's lanes, a float
+ *   VHSUM(v)                          the sum of v's lanes, an FC_T
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
  *
  * The bodies are always-inline functions whose tile shape (MR rows, NV
@@ -30,7 +33,7 @@
  * Indirect GEMM (forward and backward-input convolution, dense layers).
  * Each k step: NV loads of B, MR broadcasts of A, MR * NV FMAs.
  */
-FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
+FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
                                  const int MR, const int NV, const int TAIL)
 {
     fc_vec acc[FC_ACC_ROWS][FC_ACC_VECS];
@@ -39,7 +42,7 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
 
     if (p->accumulate) {
         for (int r = 0; r < MR; ++r) {
-            const float *c = p->c[r];
+            const FC_T *c = p->c[r];
             for (int v = 0; v < NV; ++v) {
                 if (c == NULL)
                     acc[r][v] = VZERO();
@@ -48,6 +51,13 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
                 else
                     acc[r][v] = VLOAD(c + v * FC_VL);
             }
+        }
+    } else if (p->bias_rows) {
+        /* a bias per row (channels-first outputs: rows are channels) */
+        for (int r = 0; r < MR; ++r) {
+            const fc_vec b = VSET1(p->bias[r]);
+            for (int v = 0; v < NV; ++v)
+                acc[r][v] = b;
         }
     } else {
         fc_vec init[FC_ACC_VECS];
@@ -65,10 +75,10 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
     }
 
     for (int64_t t = 0; t < ntaps; ++t) {
-        const float *a[FC_ACC_ROWS];
+        const FC_T *a[FC_ACC_ROWS];
         for (int r = 0; r < MR; ++r)
             a[r] = p->a[t * MR + r];
-        const float *b = p->b[t];
+        const FC_T *b = p->b[t];
         for (int64_t k = 0; k < kc; ++k) {
             /* Whole vectors even in a tail: B rows are padded (see
              * fc_igemm_args). A masked load in this loop makes GCC 12 store
@@ -86,7 +96,7 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
     }
 
     for (int r = 0; r < MR; ++r) {
-        float *c = p->c[r];
+        FC_T *c = p->c[r];
         if (c == NULL)
             continue;
         for (int v = 0; v < NV; ++v) {
@@ -107,7 +117,7 @@ FC_ALWAYS_INLINE void igemm_body(const fc_igemm_args *FC_RESTRICT p,
  * Weight gradient: an outer-product accumulation over the pixels of a few
  * runs. Each pixel: NV loads of dy, MR broadcasts of x, MR * NV FMAs.
  */
-FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
+FC_ALWAYS_INLINE void FCN(wgrad_body)(const FCN(fc_wgrad_args) *FC_RESTRICT p,
                                  const int MR, const int NV, const int TAIL)
 {
     fc_vec acc[FC_ACC_ROWS][FC_ACC_VECS];
@@ -116,7 +126,7 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
     const int64_t as = p->a_stride, ds = p->d_stride;
 
     for (int r = 0; r < MR; ++r) {
-        const float *o = p->out + r * p->ldo;
+        const FC_T *o = p->out + r * p->ldo;
         for (int v = 0; v < NV; ++v) {
             if (!p->accumulate)
                 acc[r][v] = VZERO();
@@ -128,8 +138,8 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
     }
 
     for (int64_t i = 0; i < p->nruns; ++i) {
-        const float *a = p->a[i] + p->a_off;
-        const float *d = p->d[i] + p->d_off;
+        const FC_T *a = p->a[i] + p->a_off;
+        const FC_T *d = p->d[i] + p->d_off;
         for (int64_t j = p->count[i]; j > 0; --j) {
             /* Whole vectors, as in igemm_body: the lanes past nr hold
              * whatever follows (the caller guarantees it is readable) and
@@ -154,7 +164,7 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
     }
 
     for (int r = 0; r < MR; ++r) {
-        float *o = p->out + r * p->ldo;
+        FC_T *o = p->out + r * p->ldo;
         for (int v = 0; v < NV; ++v) {
             if (TAIL && v == NV - 1)
                 VSTORE_M(o + v * FC_VL, acc[r][v], mask);
@@ -176,8 +186,8 @@ FC_ALWAYS_INLINE void wgrad_body(const fc_wgrad_args *FC_RESTRICT p,
 #define FC_DXF_VECS 4   /* accumulators per input channel (FMA chains) */
 #endif
 
-FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
-                                  const float *kernel, float *dx, const int64_t *row_tab,
+FC_ALWAYS_INLINE void FCN(dx_few_body)(const fc_conv2d_params *p, const FC_T *dy,
+                                  const FC_T *kernel, FC_T *dx, const int64_t *row_tab,
                                   const int64_t *col_tab, int64_t r0, int64_t r1, const int CIN)
 {
     const int64_t c_out = p->c_out, full = c_out / FC_VL, rest = c_out - full * FC_VL;
@@ -185,8 +195,8 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
     (void)mask;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t img = r / p->h, ih = r - img * p->h;
-        const float *dy_img = dy + img * p->out_h * p->out_w * c_out;
-        float *out = dx + r * p->w * CIN;
+        const FC_T *dy_img = dy + img * p->out_h * p->out_w * c_out;
+        FC_T *out = dx + r * p->w * CIN;
         for (int64_t iw = 0; iw < p->w; ++iw, out += CIN) {
             /* Whole vectors of c_out first, the tail in a loop of its own:
              * a masked load in a loop makes GCC 12 store every accumulator
@@ -203,8 +213,8 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
                     const int64_t ow = col_tab[iw * p->kw + j];
                     if (ow < 0)
                         continue;
-                    const float *d = dy_img + (oh * p->out_w + ow) * c_out;
-                    const float *wt = kernel + (i * p->kw + j) * CIN * c_out;
+                    const FC_T *d = dy_img + (oh * p->out_w + ow) * c_out;
+                    const FC_T *wt = kernel + (i * p->kw + j) * CIN * c_out;
                     int64_t q = 0;
                     for (; q + FC_DXF_VECS <= full; q += FC_DXF_VECS)
                         for (int v = 0; v < FC_DXF_VECS; ++v) {
@@ -222,7 +232,7 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
                         }
                 }
             }
-            float total[4];
+            FC_T total[4];
             for (int ci = 0; ci < CIN; ++ci) {
                 fc_vec sum = acc[ci][0];
                 for (int v = 1; v < FC_DXF_VECS; ++v)
@@ -241,8 +251,8 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
                         const int64_t ow = col_tab[iw * p->kw + j];
                         if (ow < 0)
                             continue;
-                        const float *d = dy_img + (oh * p->out_w + ow) * c_out + full * FC_VL;
-                        const float *wt = kernel + (i * p->kw + j) * CIN * c_out + full * FC_VL;
+                        const FC_T *d = dy_img + (oh * p->out_w + ow) * c_out + full * FC_VL;
+                        const FC_T *wt = kernel + (i * p->kw + j) * CIN * c_out + full * FC_VL;
                         const fc_vec dv = VLOAD_M(d, mask);
                         for (int ci = 0; ci < CIN; ++ci)
                             tail[ci] = VFMA(dv, VLOAD_M(wt + ci * c_out, mask), tail[ci]);
@@ -257,15 +267,15 @@ FC_ALWAYS_INLINE void dx_few_body(const fc_conv2d_params *p, const float *dy,
     }
 }
 
-static void dx_few_rows(const fc_conv2d_params *p, const float *dy, const float *kernel,
-                        float *dx, const int64_t *row_tab, const int64_t *col_tab, int64_t r0,
+static void FCN(dx_few_rows)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel,
+                        FC_T *dx, const int64_t *row_tab, const int64_t *col_tab, int64_t r0,
                         int64_t r1)
 {
     switch (p->c_in) {
-    case 1: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 1); break;
-    case 2: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 2); break;
-    case 3: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 3); break;
-    case 4: dx_few_body(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 4); break;
+    case 1: FCN(dx_few_body)(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 1); break;
+    case 2: FCN(dx_few_body)(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 2); break;
+    case 3: FCN(dx_few_body)(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 3); break;
+    case 4: FCN(dx_few_body)(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 4); break;
     default: break;   /* the caller sends 1 to 4 input channels only */
     }
 }
@@ -276,7 +286,7 @@ static void dx_few_rows(const fc_conv2d_params *p, const float *dy, const float 
  */
 #define FC_COLSUM_VECS 4
 
-static void colsum_rows(const float *d, int64_t n, int64_t ld, int64_t c, float *out)
+static void FCN(colsum_rows)(const FC_T *d, int64_t n, int64_t ld, int64_t c, FC_T *out)
 {
     for (int64_t c0 = 0; c0 < c; c0 += FC_COLSUM_VECS * FC_VL) {
         const int64_t left = c - c0;
@@ -288,7 +298,7 @@ static void colsum_rows(const float *d, int64_t n, int64_t ld, int64_t c, float 
         fc_vec acc[FC_COLSUM_VECS];
         for (int v = 0; v < FC_COLSUM_VECS; ++v)
             acc[v] = VZERO();
-        const float *row = d + c0;
+        const FC_T *row = d + c0;
         for (int64_t r = 0; r < n; ++r, row += ld)
             for (int v = 0; v < nv; ++v)
                 acc[v] = VADD(acc[v], (tail && v == nv - 1) ? VLOAD_M(row + v * FC_VL, mask)
@@ -312,6 +322,8 @@ static void colsum_rows(const float *d, int64_t n, int64_t ld, int64_t c, float 
 
 /* Real cells of the window of output (oh, ow): rows [*h_lo, *h_hi), cols
  * [*w_lo, *w_hi). */
+#ifndef FC_POOL_WINDOW_DEFINED
+#define FC_POOL_WINDOW_DEFINED
 FC_ALWAYS_INLINE void pool_window(const fc_pool2d_params *p, int64_t oh, int64_t ow,
                                   int64_t *h_lo, int64_t *h_hi, int64_t *w_lo, int64_t *w_hi)
 {
@@ -321,18 +333,19 @@ FC_ALWAYS_INLINE void pool_window(const fc_pool2d_params *p, int64_t oh, int64_t
     *w_lo = w0 < 0 ? 0 : w0;
     *w_hi = w0 + p->pool_w < p->w ? w0 + p->pool_w : p->w;
 }
+#endif
 
-static void maxpool_fwd_rows(const fc_pool2d_params *p, const float *x, float *y, int64_t r0,
+static void FCN(maxpool_fwd_rows)(const fc_pool2d_params *p, const FC_T *x, FC_T *y, int64_t r0,
                              int64_t r1)
 {
     const int64_t c = p->c;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t img = r / p->out_h, oh = r - img * p->out_h;
-        const float *image = x + img * p->h * p->w * c;
+        const FC_T *image = x + img * p->h * p->w * c;
         for (int64_t ow = 0; ow < p->out_w; ++ow) {
             int64_t h_lo, h_hi, w_lo, w_hi;
             pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
-            float *out = y + (r * p->out_w + ow) * c;
+            FC_T *out = y + (r * p->out_w + ow) * c;
             for (int64_t c0 = 0; c0 < c; c0 += FC_POOL_VECS * FC_VL) {
                 const int64_t left = c - c0;
                 const int nv = left >= FC_POOL_VECS * FC_VL ? FC_POOL_VECS
@@ -341,13 +354,13 @@ static void maxpool_fwd_rows(const fc_pool2d_params *p, const float *x, float *y
                 const fc_mask mask = FC_MAKE_MASK(tail ? (int)(left % FC_VL) : FC_VL);
                 (void)mask;
                 fc_vec m[FC_POOL_VECS];
-                const float *first = image + (h_lo * p->w + w_lo) * c + c0;
+                const FC_T *first = image + (h_lo * p->w + w_lo) * c + c0;
                 for (int v = 0; v < nv; ++v)
                     m[v] = (tail && v == nv - 1) ? VLOAD_M(first + v * FC_VL, mask)
                                                  : VLOAD(first + v * FC_VL);
                 for (int64_t ih = h_lo; ih < h_hi; ++ih)
                     for (int64_t iw = (ih == h_lo ? w_lo + 1 : w_lo); iw < w_hi; ++iw) {
-                        const float *src = image + (ih * p->w + iw) * c + c0;
+                        const FC_T *src = image + (ih * p->w + iw) * c + c0;
                         for (int v = 0; v < nv; ++v) {
                             const fc_vec cell = (tail && v == nv - 1)
                                                     ? VLOAD_M(src + v * FC_VL, mask)
@@ -368,13 +381,13 @@ static void maxpool_fwd_rows(const fc_pool2d_params *p, const float *x, float *y
 
 /*
  * Backward over output rows [r0, r1) and channels [c0, c1): each window's
- * winner per channel is found again (its cell number kept as a float, exact
+ * winner per channel is found again (its cell number kept as a FC_T, exact
  * for any window size we accept), then every cell of the window gets dy where
  * it won. `overlap` = windows may share cells: add into dx (zeroed by the
  * caller); otherwise each cell belongs to one window and is stored directly.
  */
-static void maxpool_bwd_rows(const fc_pool2d_params *p, const float *dy, const float *x,
-                             float *dx, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+static void FCN(maxpool_bwd_rows)(const fc_pool2d_params *p, const FC_T *dy, const FC_T *x,
+                             FC_T *dx, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
                              int overlap)
 {
     const int64_t c = p->c;
@@ -384,30 +397,30 @@ static void maxpool_bwd_rows(const fc_pool2d_params *p, const float *dy, const f
         for (int64_t ow = 0; ow < p->out_w; ++ow) {
             int64_t h_lo, h_hi, w_lo, w_hi;
             pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
-            const float *g = dy + (r * p->out_w + ow) * c;
+            const FC_T *g = dy + (r * p->out_w + ow) * c;
             for (int64_t ch = c0; ch < c1; ch += FC_VL) {
                 const int tail = c1 - ch < FC_VL;
                 const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c1 - ch) : FC_VL);
                 (void)mask;
-                const float *first = x + image_off + (h_lo * p->w + w_lo) * c + ch;
+                const FC_T *first = x + image_off + (h_lo * p->w + w_lo) * c + ch;
                 fc_vec best = tail ? VLOAD_M(first, mask) : VLOAD(first);
                 fc_vec winner = VZERO();
-                float cell = 0.0f;
+                FC_T cell = 0;
                 for (int64_t ih = h_lo; ih < h_hi; ++ih)
-                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1.0f) {
+                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1) {
                         if (ih == h_lo && iw == w_lo)
                             continue;
-                        const float *src = x + image_off + (ih * p->w + iw) * c + ch;
+                        const FC_T *src = x + image_off + (ih * p->w + iw) * c + ch;
                         const fc_vec v = tail ? VLOAD_M(src, mask) : VLOAD(src);
                         const fc_cmp take = VTAKE(v, best);
                         best = VSEL(take, best, v);
                         winner = VSEL(take, winner, VSET1(cell));
                     }
                 const fc_vec grad = tail ? VLOAD_M(g + ch, mask) : VLOAD(g + ch);
-                cell = 0.0f;
+                cell = 0;
                 for (int64_t ih = h_lo; ih < h_hi; ++ih)
-                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1.0f) {
-                        float *d = dx + image_off + (ih * p->w + iw) * c + ch;
+                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1) {
+                        FC_T *d = dx + image_off + (ih * p->w + iw) * c + ch;
                         fc_vec routed = VSEL(VEQ(winner, VSET1(cell)), VZERO(), grad);
                         if (overlap)
                             routed = VADD(routed, tail ? VLOAD_M(d, mask) : VLOAD(d));
@@ -420,6 +433,10 @@ static void maxpool_bwd_rows(const fc_pool2d_params *p, const float *dy, const f
         }
     }
 }
+
+#if !FC_IS_F64
+/* The rest is float32 only: the peak probe and Winograd (whose transforms
+ * would lose too much accuracy to be worth a float64 variant). */
 
 /* ---------------------------------------------------------------------------
  * Peak probe: 12 independent FMA chains (enough to cover the FMA latency on
@@ -573,3 +590,4 @@ static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64
         }
     }
 }
+#endif /* !FC_IS_F64 */

@@ -1,23 +1,30 @@
 /*
  * kernels_table.h: instantiates the tile shapes an ISA file lists and
- * publishes them as that ISA's fc_kernel_table. Included at the end of
- * kernels_avx512.c / kernels_avx2.c after FC_TABLE, FC_TABLE_NAME,
- * FC_IGEMM_MR (per nv), FC_NV_MAX, FC_WG_MR_MAX, FC_IGEMM_LIST and FC_WGRAD_LIST.
+ * publishes them as that ISA's kernel table for the element type being
+ * compiled (FC_T / FCN, see kernels_impl.h). Included after kernels_impl.h,
+ * once per element type, after FC_TABLE, FC_TABLE_NAME, FC_IGEMM_MR (per
+ * nv), FC_NV_MAX, FC_WG_MR_MAX, FC_IGEMM_LIST and FC_WGRAD_LIST.
  */
 #define FC_DEFINE_IGEMM(MR, NV) \
-    static void igemm_##MR##x##NV(const fc_igemm_args *p) { igemm_body(p, MR, NV, 0); } \
-    static void igemm_##MR##x##NV##_tail(const fc_igemm_args *p) { igemm_body(p, MR, NV, 1); }
+    static void FCN(igemm_##MR##x##NV)(const FCN(fc_igemm_args) *p) \
+    { FCN(igemm_body)(p, MR, NV, 0); } \
+    static void FCN(igemm_##MR##x##NV##_tail)(const FCN(fc_igemm_args) *p) \
+    { FCN(igemm_body)(p, MR, NV, 1); }
 #define FC_DEFINE_WGRAD(MR, NV) \
-    static void wgrad_##MR##x##NV(const fc_wgrad_args *p) { wgrad_body(p, MR, NV, 0); } \
-    static void wgrad_##MR##x##NV##_tail(const fc_wgrad_args *p) { wgrad_body(p, MR, NV, 1); }
+    static void FCN(wgrad_##MR##x##NV)(const FCN(fc_wgrad_args) *p) \
+    { FCN(wgrad_body)(p, MR, NV, 0); } \
+    static void FCN(wgrad_##MR##x##NV##_tail)(const FCN(fc_wgrad_args) *p) \
+    { FCN(wgrad_body)(p, MR, NV, 1); }
 
 FC_IGEMM_LIST(FC_DEFINE_IGEMM)
 FC_WGRAD_LIST(FC_DEFINE_WGRAD)
 
-#define FC_IGEMM_SLOT(MR, NV) [MR][NV] = {igemm_##MR##x##NV, igemm_##MR##x##NV##_tail},
-#define FC_WGRAD_SLOT(MR, NV) [MR][NV] = {wgrad_##MR##x##NV, wgrad_##MR##x##NV##_tail},
+#define FC_IGEMM_SLOT(MR, NV) \
+    [MR][NV] = {FCN(igemm_##MR##x##NV), FCN(igemm_##MR##x##NV##_tail)},
+#define FC_WGRAD_SLOT(MR, NV) \
+    [MR][NV] = {FCN(wgrad_##MR##x##NV), FCN(wgrad_##MR##x##NV##_tail)},
 
-const fc_kernel_table FC_TABLE = {
+const FCN(fc_kernel_table) FC_TABLE = {
     .name = FC_TABLE_NAME,
     .vl = FC_VL,
     .igemm_mr = FC_IGEMM_MR,
@@ -27,12 +34,19 @@ const fc_kernel_table FC_TABLE = {
     .wgrad = {FC_WGRAD_LIST(FC_WGRAD_SLOT)},
     .igemm_any = 0,
     .wgrad_any = 0,
-    .maxpool_fwd = maxpool_fwd_rows,
-    .maxpool_bwd = maxpool_bwd_rows,
-    .colsum = colsum_rows,
-    .dx_few = dx_few_rows,
+    .maxpool_fwd = FCN(maxpool_fwd_rows),
+    .maxpool_bwd = FCN(maxpool_bwd_rows),
+    .colsum = FCN(colsum_rows),
+    .dx_few = FCN(dx_few_rows),
+#if !FC_IS_F64
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
     .wino_dy = wino_dy_tile,
+#endif
 };
+
+#undef FC_DEFINE_IGEMM
+#undef FC_DEFINE_WGRAD
+#undef FC_IGEMM_SLOT
+#undef FC_WGRAD_SLOT

@@ -156,6 +156,7 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
                     args.ldb = q->nr_panel;
                     args.nr = nr;
                     args.bias = NULL;
+                    args.bias_rows = 0;
                     args.c = c;
                     args.mr = rows;
                     args.nv = nv;

@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """Thin binding of the C kernels in ``csrc/``.
 
-Arguments arrive validated and normalised by :mod:`fastconv.ops` (float32,
-C-contiguous, consistent shapes, non-empty); this module only turns them into
+Arguments arrive validated and normalised by :mod:`fastconv.ops` (float32
+or float64, one dtype per call, C-contiguous, consistent shapes, non-empty); this module only turns them into
 pointers, releases the GIL around the kernel and turns a C status code into a
 Python exception. It holds no algorithm.
 """
@@ -58,6 +58,20 @@ cdef extern from "fastconv.h" nogil:
     int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat,
                        int64_t n, float alpha, float one_minus_beta_1, float one_minus_beta_2,
                        float epsilon, int n_threads)
+    int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x,
+                              const double *kernel, const double *bias, double *y)
+    int fc_conv2d_backward_input_f64(const fc_conv2d_params *p, const double *dy,
+                                     const double *kernel, double *dx)
+    int fc_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy,
+                                      const double *x, double *dkernel, double *dbias)
+    int fc_max_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y)
+    int fc_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy,
+                                   const double *x, double *dx)
+    int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
+                             int n_threads)
+    int fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
+                           double *vhat, int64_t n, double alpha, double one_minus_beta_1,
+                           double one_minus_beta_2, double epsilon, int n_threads)
     int fc_set_winograd(int enabled)
     int fc_get_winograd()
     int fc_simd_supported(int simd)
@@ -114,80 +128,115 @@ cdef fc_pool2d_params _pool_params(tuple g, int n_threads):
     return p
 
 
-def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] kernel,
-                   const float[::1] bias, float[:, :, :, ::1] y, tuple geometry,
+# Each binding takes float32 or float64 arrays (one dtype per call: ops.py
+# checks) and calls that element type's C kernel.
+ctypedef fused real:
+    float
+    double
+
+
+def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
+                   const real[::1] bias, real[:, :, :, ::1] y, tuple geometry,
                    bint relu, int n_threads):
     cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads)
-    cdef const float *bias_ptr = NULL
+    cdef const real *bias_ptr = NULL
     if bias is not None:
         bias_ptr = &bias[0]
     cdef int status
     with nogil:
-        status = fc_conv2d_forward(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
-                                   &y[0, 0, 0, 0])
+        if real is float:
+            status = fc_conv2d_forward(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                       &y[0, 0, 0, 0])
+        else:
+            status = fc_conv2d_forward_f64(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                           &y[0, 0, 0, 0])
     _check(status)
 
 
-def conv2d_backward_input(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] kernel,
-                          float[:, :, :, ::1] dx, tuple geometry, int n_threads):
+def conv2d_backward_input(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] kernel,
+                          real[:, :, :, ::1] dx, tuple geometry, int n_threads):
     cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads)
     cdef int status
     with nogil:
-        status = fc_conv2d_backward_input(&p, &dy[0, 0, 0, 0], &kernel[0, 0, 0, 0],
-                                          &dx[0, 0, 0, 0])
+        if real is float:
+            status = fc_conv2d_backward_input(&p, &dy[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                              &dx[0, 0, 0, 0])
+        else:
+            status = fc_conv2d_backward_input_f64(&p, &dy[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                                  &dx[0, 0, 0, 0])
     _check(status)
 
 
-def conv2d_backward_kernel(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
-                           float[:, :, :, ::1] dkernel, float[::1] dbias, tuple geometry,
+def conv2d_backward_kernel(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
+                           real[:, :, :, ::1] dkernel, real[::1] dbias, tuple geometry,
                            int n_threads):
     cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads)
-    cdef float *dbias_ptr = NULL
+    cdef real *dbias_ptr = NULL
     if dbias is not None:
         dbias_ptr = &dbias[0]
     cdef int status
     with nogil:
-        status = fc_conv2d_backward_kernel(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
-                                           &dkernel[0, 0, 0, 0], dbias_ptr)
+        if real is float:
+            status = fc_conv2d_backward_kernel(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                               &dkernel[0, 0, 0, 0], dbias_ptr)
+        else:
+            status = fc_conv2d_backward_kernel_f64(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                                   &dkernel[0, 0, 0, 0], dbias_ptr)
     _check(status)
 
 
-def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y,
+def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
                        tuple geometry, int n_threads):
     cdef fc_pool2d_params p = _pool_params(geometry, n_threads)
     cdef int status
     with nogil:
-        status = fc_max_pool2d_forward(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+        if real is float:
+            status = fc_max_pool2d_forward(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+        else:
+            status = fc_max_pool2d_forward_f64(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
     _check(status)
 
 
-def max_pool2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
-                        float[:, :, :, ::1] dx, tuple geometry, int n_threads):
+def max_pool2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
+                        real[:, :, :, ::1] dx, tuple geometry, int n_threads):
     cdef fc_pool2d_params p = _pool_params(geometry, n_threads)
     cdef int status
     with nogil:
-        status = fc_max_pool2d_backward(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
-                                        &dx[0, 0, 0, 0])
+        if real is float:
+            status = fc_max_pool2d_backward(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                            &dx[0, 0, 0, 0])
+        else:
+            status = fc_max_pool2d_backward_f64(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                                &dx[0, 0, 0, 0])
     _check(status)
 
 
-def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, int n_threads):
+def relu_backward(const real[::1] dy, const real[::1] y, real[::1] out, int n_threads):
     cdef int status
     with nogil:
-        status = fc_relu_backward(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
+        if real is float:
+            status = fc_relu_backward(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
+        else:
+            status = fc_relu_backward_f64(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
     _check(status)
 
 
-def adam_update(float[::1] param, const float[::1] grad, float[::1] m, float[::1] v,
-                float[::1] vhat, float alpha, float one_minus_beta_1, float one_minus_beta_2,
-                float epsilon, int n_threads):
-    cdef float *vhat_ptr = NULL
+def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
+                real[::1] vhat, real alpha, real one_minus_beta_1, real one_minus_beta_2,
+                real epsilon, int n_threads):
+    cdef real *vhat_ptr = NULL
     if vhat is not None:
         vhat_ptr = &vhat[0]
     cdef int status
     with nogil:
-        status = fc_adam_update(&param[0], &grad[0], &m[0], &v[0], vhat_ptr, param.shape[0],
-                                alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads)
+        if real is float:
+            status = fc_adam_update(&param[0], &grad[0], &m[0], &v[0], vhat_ptr,
+                                    param.shape[0], alpha, one_minus_beta_1, one_minus_beta_2,
+                                    epsilon, n_threads)
+        else:
+            status = fc_adam_update_f64(&param[0], &grad[0], &m[0], &v[0], vhat_ptr,
+                                        param.shape[0], alpha, one_minus_beta_1,
+                                        one_minus_beta_2, epsilon, n_threads)
     _check(status)
 
 
