@@ -50,6 +50,13 @@ typedef struct fc_conv2d_params {
     int relu;                       /* forward only: fused max(y, 0) */
     int n_threads;                  /* <= 0: the OpenMP default; at most
                                        max(16, 4 x processors) are used */
+    int64_t groups;                 /* 0 or 1: every output channel sees every
+                                       input channel; g > 1: c_in and c_out are
+                                       multiples of g, output channel o sees the
+                                       c_in / g inputs of group o / (c_out / g),
+                                       and the kernel is (kh, kw, c_in / g, c_out) */
+    int channels_first;             /* x, y, dx, dy are NCHW and the kernel is
+                                       OIHW (c_out, c_in / g, kh, kw) */
 } fc_conv2d_params;
 
 /* Geometry of a 2-D pooling window op (no dilation). */

@@ -21,7 +21,8 @@ class ConvParams(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int64) for name in (
         "n", "h", "w", "c_in", "kh", "kw", "c_out", "out_h", "out_w", "stride_h", "stride_w",
         "dilation_h", "dilation_w", "pad_top", "pad_left")] + [
-        ("relu", ctypes.c_int), ("n_threads", ctypes.c_int)]
+        ("relu", ctypes.c_int), ("n_threads", ctypes.c_int), ("groups", ctypes.c_int64),
+        ("channels_first", ctypes.c_int)]
 
 
 class PoolParams(ctypes.Structure):

@@ -35,6 +35,8 @@ cdef extern from "fastconv.h" nogil:
         int64_t pad_top, pad_left
         int relu
         int n_threads
+        int64_t groups
+        int channels_first
 
     ctypedef struct fc_pool2d_params:
         int64_t n, h, w, c
@@ -110,20 +112,23 @@ cdef int _check(int status) except -1:
 
 
 cdef fc_conv2d_params _conv_params(tuple g, bint relu, int n_threads):
-    # g is a fastconv.shapes.ConvGeometry
+    # g is a fastconv.shapes.ConvGeometry: its first 17 fields are sizes and
+    # pads; later fields (groups, layout) are passed to the bindings that use them.
     cdef fc_conv2d_params p
     (p.n, p.h, p.w, p.c_in, p.kh, p.kw, p.c_out, p.out_h, p.out_w,
      p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
-     p.pad_top, _, p.pad_left, _) = g
+     p.pad_top, _, p.pad_left, _) = g[:17]
     p.relu = relu
     p.n_threads = n_threads
+    p.groups = 1
+    p.channels_first = 0
     return p
 
 
 cdef fc_pool2d_params _pool_params(tuple g, int n_threads):
     cdef fc_pool2d_params p
     (p.n, p.h, p.w, p.c, p.pool_h, p.pool_w, _, p.out_h, p.out_w,
-     p.stride_h, p.stride_w, _, _, p.pad_top, _, p.pad_left, _) = g
+     p.stride_h, p.stride_w, _, _, p.pad_top, _, p.pad_left, _) = g[:17]
     p.n_threads = n_threads
     return p
 
