@@ -49,6 +49,9 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* Groups of a layer: 0 and 1 both mean one. */
+static int64_t groups_of(const fc_conv2d_params *p) { return p->groups > 1 ? p->groups : 1; }
+
 static int check_params(const fc_conv2d_params *p)
 {
     if (p == NULL)
@@ -69,8 +72,8 @@ static int check_params(const fc_conv2d_params *p)
         return FC_ERR_ARG;
     if (p->groups < 0 || (p->groups > 1 && (p->c_in % p->groups || p->c_out % p->groups)))
         return FC_ERR_ARG;
-    /* Not yet: grouped and channels-first layers. */
-    if (p->groups > 1 || p->channels_first)
+    /* Not yet: channels-first layers. */
+    if (p->channels_first)
         return FC_ERR_ARG;
     const int64_t sizes[] = {
         fc_mul(fc_mul(fc_mul(p->n, p->h), p->w), max64(p->c_in, 1)),

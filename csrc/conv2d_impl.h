@@ -109,6 +109,7 @@ static FC_T *FCN(copy_b_end)(const FC_T *b, int64_t ntaps, int64_t k_row, int64_
 typedef struct FCN(igemm_problem) {
     const fc_conv2d_params *p;
     int backward;            /* 0: forward, 1: backward-input */
+    int relu;                /* max(out, 0) after the last K block */
     const FC_T *a_src;      /* x (forward) or dy (backward) */
     const FC_T *b_src;      /* the kernel, or B packed into panels (b_packed) */
     int b_packed;            /* panel p at p * panel_stride, rows of ldb floats */
@@ -117,7 +118,11 @@ typedef struct FCN(igemm_problem) {
     FC_T *out;
     int64_t m;               /* GEMM rows (pixels of the output array) */
     int64_t out_h, out_w;    /* spatial size of the output array */
-    int64_t n_cols;          /* GEMM columns (c_out forward, c_in backward) */
+    int64_t n_cols;          /* GEMM columns: the output channels of one group
+                                (c_out / groups forward, c_in / groups backward) */
+    int64_t ldc;             /* values between output pixels (c_out or c_in) */
+    int64_t b_ld;            /* row stride of the kernel in b_src (c_out): the
+                                columns of other groups lie between */
     int64_t a_ch;            /* floats per pixel of the A source */
     int64_t k_row;           /* floats per A row of one tap */
     int64_t ntaps;           /* taps per pixel in the pointer table */
@@ -349,7 +354,6 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
 static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t, int nthreads,
                             int tid, FCN(igemm_scratch) *s)
 {
-    const fc_conv2d_params *p = g->p;
     const int mr = g->mr;
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
     const int64_t ntiles = g->ntiles;
@@ -390,7 +394,7 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                      * backward: most taps miss most stride phases), unless
                      * it is the last and C still needs its bias/zero or ReLU. */
                     const int last = kb == nblocks - 1;
-                    const int relu = !g->backward && p->relu && last;
+                    const int relu = g->relu && last;
                     unsigned char *begun = &s->started[i * per_group + (panel - panel0)];
                     if (live == 0 && !(last && (!*begun || relu)))
                         continue;
@@ -403,7 +407,7 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                     for (int r = 0; r < w; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
-                                                  px[r].col) * g->n_cols + c0
+                                                  px[r].col) * g->ldc + c0
                                       : NULL;
                     FCN(fc_igemm_args) args;
                     args.ntaps = live;
@@ -437,23 +441,23 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
 static void FCN(pack_block)(const FCN(igemm_problem) *g, const FC_T *kernel, FC_T *packed,
                        int64_t nr_panel, int64_t panel, int64_t tap)
 {
-    const fc_conv2d_params *p = g->p;
     const int64_t c0 = panel * nr_panel, nr = min64(nr_panel, g->n_cols - c0);
     FC_T *out = packed + panel * g->panel_stride + tap * g->k_row * nr_panel;
     if (!g->backward) {
-        const FC_T *in = kernel + tap * g->k_row * g->n_cols + c0;
+        const FC_T *in = kernel + tap * g->k_row * g->b_ld + c0;
         for (int64_t k = 0; k < g->k_row; ++k) {
-            memcpy(out + k * nr_panel, in + k * g->n_cols, (size_t)nr * sizeof(FC_T));
+            memcpy(out + k * nr_panel, in + k * g->b_ld, (size_t)nr * sizeof(FC_T));
             memset(out + k * nr_panel + nr, 0, (size_t)(nr_panel - nr) * sizeof(FC_T));
         }
         return;
     }
-    const FC_T *w = kernel + tap * p->c_in * p->c_out;  /* (c_in, c_out) of this tap */
+    /* this tap's (c_in / groups, c_out) block; the group's columns at kernel */
+    const FC_T *w = kernel + tap * g->n_cols * g->b_ld;
     for (int64_t j0 = 0; j0 < nr; j0 += 16)
-        for (int64_t co = 0; co < p->c_out; ++co)
+        for (int64_t co = 0; co < g->k_row; ++co)
             for (int64_t j = j0; j < min64(j0 + 16, nr); ++j)
-                out[co * nr_panel + j] = w[(c0 + j) * p->c_out + co];
-    for (int64_t co = 0; co < p->c_out; ++co)
+                out[co * nr_panel + j] = w[(c0 + j) * g->b_ld + co];
+    for (int64_t co = 0; co < g->k_row; ++co)
         memset(out + co * nr_panel + nr, 0, (size_t)(nr_panel - nr) * sizeof(FC_T));
 }
 
@@ -480,8 +484,8 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
     g->ntiles = g->tiles_per_row ? (g->m / g->out_w) * g->tiles_per_row : ceil_div(g->m, mr);
     const int64_t ntiles = g->ntiles;
     const int64_t npanels = ceil_div(g->n_cols, nr_panel);
-    const double work = (double)g->m * (double)(p->kh * p->kw) * (double)p->c_in *
-                        (double)p->c_out;
+    const double work = (double)g->m * (double)g->ntaps * (double)g->k_row *
+                        (double)g->n_cols;
     const int nthreads = fc_pick_threads(p->n_threads, work, ntiles * npanels);
     g->panel_groups = ntiles >= 4 * nthreads ? 1 : min64(npanels, ceil_div(4 * nthreads, ntiles));
     /* A wide B much larger than A (a dense layer's input gradient: B is
@@ -495,7 +499,8 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
 
     const FC_T *kernel = g->b_src;
     FC_T *packed = NULL, *b_end = NULL;
-    g->b_packed = g->backward || (npanels > 1 && ntiles >= 64);
+    /* (a group's columns of a grouped kernel are strided: always packed) */
+    g->b_packed = g->backward || g->b_ld != g->n_cols || (npanels > 1 && ntiles >= 64);
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_packed) {
@@ -745,30 +750,39 @@ int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T 
     }
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
-    if (p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    if (groups == 1 && p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
         return FCN(few_channel_forward)(p, t, x, kernel, bias, y);
 
+    /* One GEMM per group: its input channels are a slice of each pixel, its
+     * kernel columns and output channels a slice of c_out. */
     FCN(igemm_problem) g;
     memset(&g, 0, sizeof g);
     g.p = p;
     g.backward = 0;
-    g.a_src = x;
-    g.b_src = kernel;
-    g.bias = bias;
-    g.out = y;
+    g.relu = p->relu;
     g.m = p->n * p->out_h * p->out_w;
     g.out_h = p->out_h;
     g.out_w = p->out_w;
-    g.n_cols = p->c_out;
+    g.n_cols = cog;
+    g.ldc = p->c_out;
+    g.b_ld = p->c_out;
     g.a_ch = p->c_in;
-    g.k_row = p->c_in;
+    g.k_row = cig;
     g.ntaps = p->kh * p->kw;
 
     FC_T *zero = (FC_T *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(FC_T));
     if (zero == NULL)
         return FC_ERR_NOMEM;
     g.zero = zero;
-    status = FCN(igemm_run)(&g, t);
+    status = FC_OK;   /* (Winograd may have declined with FC_WINO_NONFINITE) */
+    for (int64_t grp = 0; grp < groups && status == FC_OK; ++grp) {
+        g.a_src = x + grp * cig;
+        g.b_src = kernel + grp * cog;
+        g.bias = bias ? bias + grp * cog : NULL;
+        g.out = y + grp * cog;
+        status = FCN(igemm_run)(&g, t);
+    }
     fc_free(zero);
     return status;
 }
@@ -823,8 +837,30 @@ static int FCN(few_channel_backward_input)(const fc_conv2d_params *p, const FCN(
     return FC_OK;
 }
 
-int FCN(fc_conv2d_backward_input)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel,
-                             FC_T *dx)
+/* out[pixel][ch] += bias[ch] (unless NULL), then max(out, 0) if relu: the
+ * epilogue of a path whose micro-kernel has none (few-channel dx). */
+static void FCN(add_bias_relu)(FC_T *out, int64_t pixels, int64_t c, const FC_T *bias,
+                               int relu, int n_threads)
+{
+    const int nthreads = fc_pick_threads(n_threads, (double)(pixels * c) / 4.0, pixels);
+    (void)nthreads;   /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
+#endif
+    for (int64_t q = 0; q < pixels; ++q) {
+        FC_T *row = out + q * c;
+        for (int64_t ch = 0; ch < c; ++ch) {
+            const FC_T v = bias != NULL ? row[ch] + bias[ch] : row[ch];
+            row[ch] = relu && v < 0 ? 0 : v;   /* NaN stays NaN */
+        }
+    }
+}
+
+/* dx = the input gradient of the layer p for dy, + bias (NULL: none), then
+ * ReLU if asked: fc_conv2d_backward_input (no bias, no ReLU) and the forward
+ * of the transposed convolution of p. */
+static int FCN(backward_input)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel,
+                               const FC_T *bias, int relu, FC_T *dx)
 {
     int status = check_params(p);
     if (status != FC_OK)
@@ -837,7 +873,7 @@ int FCN(fc_conv2d_backward_input)(const fc_conv2d_params *p, const FC_T *dy, con
     if (fc_winograd_applies(p, 1)) {
         /* dx = dy correlated with the flipped, transposed kernel, pads 2 - p. */
         status = fc_winograd_conv3x3(p->n, p->out_h, p->out_w, p->c_out, p->h, p->w, p->c_in,
-                                     2 - p->pad_top, 2 - p->pad_left, dy, kernel, 1, NULL, 0,
+                                     2 - p->pad_top, 2 - p->pad_left, dy, kernel, 1, bias, relu,
                                      dx, p->n_threads);
         if (status != FC_WINO_NONFINITE)
             return status;
@@ -845,22 +881,28 @@ int FCN(fc_conv2d_backward_input)(const fc_conv2d_params *p, const FC_T *dy, con
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
     const int64_t taps = p->kh * p->kw;
-    if (p->c_in <= FC_FEW_CHANNELS)
-        return FCN(few_channel_backward_input)(p, t, dy, kernel, dx);
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    if (groups == 1 && p->c_in <= FC_FEW_CHANNELS) {
+        status = FCN(few_channel_backward_input)(p, t, dy, kernel, dx);
+        if (status == FC_OK && (bias != NULL || relu))
+            FCN(add_bias_relu)(dx, p->n * p->h * p->w, p->c_in, bias, relu, p->n_threads);
+        return status;
+    }
 
+    /* One GEMM per group, as forward, with the roles of c_in and c_out swapped. */
     FCN(igemm_problem) g;
     memset(&g, 0, sizeof g);
     g.p = p;
     g.backward = 1;
-    g.a_src = dy;
-    g.b_src = kernel;
-    g.out = dx;
+    g.relu = relu;
     g.m = p->n * p->h * p->w;
     g.out_h = p->h;
     g.out_w = p->w;
-    g.n_cols = p->c_in;
+    g.n_cols = cig;
+    g.ldc = p->c_in;
+    g.b_ld = p->c_out;
     g.a_ch = p->c_out;
-    g.k_row = p->c_out;
+    g.k_row = cog;
     g.ntaps = taps;
 
     /* Input columns in stride-phase order (0, s, 2s, ..., 1, 1 + s, ...): a
@@ -907,10 +949,29 @@ int FCN(fc_conv2d_backward_input)(const fc_conv2d_params *p, const FC_T *dy, con
     g.col_q = col_q;
     g.col_r = col_r;
     g.zero = zero;
-    status = FCN(igemm_run)(&g, t);
+    status = FC_OK;
+    for (int64_t grp = 0; grp < groups && status == FC_OK; ++grp) {
+        g.a_src = dy + grp * cog;
+        g.b_src = kernel + grp * cog;
+        g.bias = bias ? bias + grp * cig : NULL;
+        g.out = dx + grp * cig;
+        status = FCN(igemm_run)(&g, t);
+    }
     fc_free(w_order);
     fc_free(zero);
     return status;
+}
+
+int FCN(fc_conv2d_backward_input)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel,
+                                  FC_T *dx)
+{
+    return FCN(backward_input)(p, dy, kernel, NULL, 0, dx);
+}
+
+int FCN(fc_conv2d_transpose)(const fc_conv2d_params *p, const FC_T *x, const FC_T *kernel,
+                             const FC_T *bias, FC_T *y)
+{
+    return FCN(backward_input)(p, x, kernel, bias, p != NULL && p->relu, y);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -920,8 +981,9 @@ typedef struct FCN(wgrad_plan) {
     const fc_conv2d_params *p;
     const FC_T *dy, *x;
     int gather;
-    int64_t k_rows;          /* rows of dW per tap (c_in), or taps x c_in gathered */
-    int64_t row_tiles;       /* tap-level work units: taps, or 1 when gathering */
+    int64_t k_rows;          /* rows of dW per tap (c_in / groups), or taps x c_in gathered */
+    int64_t groups, cig, cog;    /* conv groups and the channels of one */
+    int64_t row_tiles;       /* work units: taps x groups, or 1 when gathering */
     int64_t rows_per_chunk;  /* output rows (n * out_h) per chunk */
     int64_t nchunks;
     int64_t nblocks;         /* row blocks of dW per tap unit */
@@ -987,7 +1049,7 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
     const int64_t row0 = chunk * w->rows_per_chunk;
     const int64_t row1 = min64(row0 + w->rows_per_chunk, p->n * p->out_h);
     int64_t nruns = 0;
-    int64_t a_stride, tap_rows0;
+    int64_t a_stride, tap_rows0, col0 = 0;   /* col0: the group's first column */
 
     if (w->gather) {
         /* im2col of the chunk: one run over its contiguous output pixels. */
@@ -1003,7 +1065,9 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
         a_stride = w->k_rows;
         tap_rows0 = 0;
     } else {
-        const int64_t i = unit / p->kw, j = unit - i * p->kw;
+        /* unit = (tap, conv group); a group's inputs are a slice of each pixel */
+        const int64_t tap = unit / w->groups, cg = unit - tap * w->groups;
+        const int64_t i = tap / p->kw, j = tap - i * p->kw;
         /* Output columns whose input column for tap j is inside the image:
          * 0 <= ow * s - pad + j * d < w. */
         const int64_t off = j * p->dilation_w - p->pad_left;
@@ -1015,7 +1079,8 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
             const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
             if (ih < 0 || ih >= p->h)
                 continue;
-            const FC_T *a = w->x + ((img * p->h + ih) * p->w + lo * p->stride_w + off) * p->c_in;
+            const FC_T *a = w->x + ((img * p->h + ih) * p->w + lo * p->stride_w + off) * p->c_in +
+                            cg * w->cig;
             const FC_T *d = w->dy + (r * p->out_w + lo) * p->c_out;
             /* A run that continues the previous one in both x and dy (whole
              * rows of a 1x1 stride-1 layer) extends it: fewer, longer runs. */
@@ -1031,7 +1096,8 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
             ++nruns;
         }
         a_stride = p->stride_w * p->c_in;
-        tap_rows0 = unit * p->c_in;
+        tap_rows0 = tap * w->cig;
+        col0 = cg * w->cog;
     }
     nruns = FCN(pad_tail_pixels)(w, s, nruns, a_stride);
 
@@ -1058,10 +1124,10 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
         a_stride = width;
         a_off0 = k_begin;
     }
-    const int64_t npanels = ceil_div(p->c_out, w->nr_panel);
+    const int64_t npanels = ceil_div(w->cog, w->nr_panel);
     for (int64_t panel = 0; panel < npanels; ++panel) {
-        const int64_t c0 = panel * w->nr_panel;
-        const int64_t nr = min64(w->nr_panel, p->c_out - c0);
+        const int64_t c0 = col0 + panel * w->nr_panel;
+        const int64_t nr = min64(w->nr_panel, col0 + w->cog - c0);
         const int nv = (int)ceil_div(nr, t->vl);
         const int tail = nr % t->vl != 0;
         for (int64_t b = b0; b < b1; ++b) {
@@ -1101,7 +1167,8 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     if (p->c_out == 0)
         return FC_OK;
     const int64_t taps = p->kh * p->kw;
-    const int64_t dk_len = taps * p->c_in * p->c_out;
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    const int64_t dk_len = taps * cig * p->c_out;
     if (dkernel == NULL && dk_len > 0)
         return FC_ERR_ARG;
     if (p->n == 0) {
@@ -1124,15 +1191,18 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     w.p = p;
     w.dy = dy;
     w.x = x;
-    w.gather = taps > 1 && p->c_in <= FC_FEW_CHANNELS;
-    w.k_rows = w.gather ? taps * p->c_in : p->c_in;
-    w.row_tiles = w.gather ? 1 : taps;
+    w.gather = groups == 1 && taps > 1 && p->c_in <= FC_FEW_CHANNELS;
+    w.groups = groups;
+    w.cig = cig;
+    w.cog = cog;
+    w.k_rows = w.gather ? taps * p->c_in : cig;
+    w.row_tiles = w.gather ? 1 : taps * groups;
     w.rows_per_chunk = max64(1, FC_WGRAD_CHUNK_PIXELS / p->out_w);
     w.nchunks = ceil_div(p->n * p->out_h, w.rows_per_chunk);
     w.nr_panel = (int64_t)t->nv_max * t->vl;
     /* Row blocks sized for the widest panel's register tile. */
     {
-        const int nv_full = (int)ceil_div(min64(p->c_out, w.nr_panel), t->vl);
+        const int nv_full = (int)ceil_div(min64(cog, w.nr_panel), t->vl);
         const int64_t mr_max = t->wgrad_mr_max[nv_full];
         w.nblocks = w.k_rows > 0 ? ceil_div(w.k_rows, mr_max) : 0;
     }
@@ -1167,7 +1237,7 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     char *scratch = (char *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     FC_T *partials = direct ? NULL : (FC_T *)fc_malloc(fc_mul(wave, w.partial_len), sizeof(FC_T));
     const int64_t total_pixels = p->n * p->out_h * p->out_w;
-    w.tail_pixels = p->c_out % t->vl ? min64(ceil_div(t->vl, p->c_out), total_pixels) : 0;
+    w.tail_pixels = cog % t->vl ? min64(ceil_div(t->vl, p->c_out), total_pixels) : 0;
     FC_T *dy_tail =
         w.tail_pixels ? (FC_T *)fc_calloc(w.tail_pixels * p->c_out + t->vl, sizeof(FC_T)) : NULL;
     if (scratch == NULL || (partials == NULL && !direct) || (dy_tail == NULL && w.tail_pixels)) {

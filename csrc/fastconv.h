@@ -77,6 +77,13 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
 int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
                              const float *kernel, float *dx);
 
+/* The transposed convolution of the layer p: y = act(the input gradient
+ * of p for x + bias), where x has p's output shape (n, out_h, out_w, c_out),
+ * y its input shape (n, h, w, c_in), bias (c_in) or NULL, act is ReLU when
+ * p->relu. (Keras' Conv2DTranspose and PyTorch's conv_transpose2d.) */
+int fc_conv2d_transpose(const fc_conv2d_params *p, const float *x, const float *kernel,
+                        const float *bias, float *y);
+
 /* dkernel (HWIO) and, unless NULL, dbias = dy summed over n, h, w. */
 int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
                               const float *x, float *dkernel, float *dbias);
@@ -105,6 +112,8 @@ int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x, const doub
                           const double *bias, double *y);
 int fc_conv2d_backward_input_f64(const fc_conv2d_params *p, const double *dy,
                                  const double *kernel, double *dx);
+int fc_conv2d_transpose_f64(const fc_conv2d_params *p, const double *x, const double *kernel,
+                            const double *bias, double *y);
 int fc_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy, const double *x,
                                   double *dkernel, double *dbias);
 int fc_max_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y);

@@ -48,7 +48,7 @@ int fc_winograd_applies(const fc_conv2d_params *p, int backward)
 {
     const int64_t c_a = backward ? p->c_out : p->c_in;   /* channels read */
     const int64_t c_b = backward ? p->c_in : p->c_out;   /* channels written */
-    return winograd_on && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+    return winograd_on && p->groups <= 1 && !p->channels_first && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
            p->dilation_h == 1 && p->dilation_w == 1 && c_a >= FC_WINO_MIN_CHANNELS &&
            c_b >= FC_WINO_MIN_CHANNELS;
 }

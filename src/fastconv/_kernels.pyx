@@ -50,6 +50,10 @@ cdef extern from "fastconv.h" nogil:
                           const float *kernel, const float *bias, float *y)
     int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
                                  const float *kernel, float *dx)
+    int fc_conv2d_transpose(const fc_conv2d_params *p, const float *x, const float *kernel,
+                            const float *bias, float *y)
+    int fc_conv2d_transpose_f64(const fc_conv2d_params *p, const double *x,
+                                const double *kernel, const double *bias, double *y)
     int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
                                   const float *x, float *dkernel, float *dbias)
     int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y)
@@ -111,17 +115,19 @@ cdef int _check(int status) except -1:
     raise ValueError(message)
 
 
-cdef fc_conv2d_params _conv_params(tuple g, bint relu, int n_threads):
-    # g is a fastconv.shapes.ConvGeometry: its first 17 fields are sizes and
-    # pads; later fields (groups, layout) are passed to the bindings that use them.
+cdef fc_conv2d_params _conv_params(tuple g, bint relu, int n_threads, int64_t groups,
+                                   bint channels_first):
+    # g is a fastconv.shapes.ConvGeometry: its first 17 fields are sizes (NHWC
+    # order whatever the layout) and pads; groups and the layout come as
+    # arguments.
     cdef fc_conv2d_params p
     (p.n, p.h, p.w, p.c_in, p.kh, p.kw, p.c_out, p.out_h, p.out_w,
      p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
      p.pad_top, _, p.pad_left, _) = g[:17]
     p.relu = relu
     p.n_threads = n_threads
-    p.groups = 1
-    p.channels_first = 0
+    p.groups = groups
+    p.channels_first = channels_first
     return p
 
 
@@ -142,8 +148,8 @@ ctypedef fused real:
 
 def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
                    const real[::1] bias, real[:, :, :, ::1] y, tuple geometry,
-                   bint relu, int n_threads):
-    cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads)
+                   bint relu, int n_threads, int64_t groups=1, bint channels_first=False):
+    cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads, groups, channels_first)
     cdef const real *bias_ptr = NULL
     if bias is not None:
         bias_ptr = &bias[0]
@@ -159,8 +165,9 @@ def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
 
 
 def conv2d_backward_input(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] kernel,
-                          real[:, :, :, ::1] dx, tuple geometry, int n_threads):
-    cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads)
+                          real[:, :, :, ::1] dx, tuple geometry, int n_threads,
+                          int64_t groups=1, bint channels_first=False):
+    cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads, groups, channels_first)
     cdef int status
     with nogil:
         if real is float:
@@ -172,10 +179,30 @@ def conv2d_backward_input(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] 
     _check(status)
 
 
+def conv2d_transpose(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
+                     const real[::1] bias, real[:, :, :, ::1] y, tuple geometry, bint relu,
+                     int n_threads, int64_t groups=1, bint channels_first=False):
+    """The transposed convolution of the layer `geometry` describes: x has
+    its output's shape, y its input's."""
+    cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads, groups, channels_first)
+    cdef const real *bias_ptr = NULL
+    if bias is not None:
+        bias_ptr = &bias[0]
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_conv2d_transpose(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                         &y[0, 0, 0, 0])
+        else:
+            status = fc_conv2d_transpose_f64(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                             bias_ptr, &y[0, 0, 0, 0])
+    _check(status)
+
+
 def conv2d_backward_kernel(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
                            real[:, :, :, ::1] dkernel, real[::1] dbias, tuple geometry,
-                           int n_threads):
-    cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads)
+                           int n_threads, int64_t groups=1, bint channels_first=False):
+    cdef fc_conv2d_params p = _conv_params(geometry, False, n_threads, groups, channels_first)
     cdef real *dbias_ptr = NULL
     if dbias is not None:
         dbias_ptr = &dbias[0]
