@@ -50,6 +50,7 @@ BASE_SOURCES = [f"{CSRC}/{name}" for name in ("common.c", "cpu.c", "conv2d.c", "
 HEADERS = [f"{CSRC}/{name}" for name in ("fastconv.h", "fc_internal.h", "fc_types_impl.h",
                                          "kernels_impl.h", "kernels_table.h",
                                          "kernels_vocab_undef.h", "conv2d_impl.h",
+                                         "conv2d_nchw_impl.h",
                                          "pool2d_impl.h", "elementwise_impl.h")]
 # name -> (source, macro, GCC/Clang flags, MSVC flags)
 ISA_SOURCES = {

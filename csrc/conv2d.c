@@ -72,9 +72,6 @@ static int check_params(const fc_conv2d_params *p)
         return FC_ERR_ARG;
     if (p->groups < 0 || (p->groups > 1 && (p->c_in % p->groups || p->c_out % p->groups)))
         return FC_ERR_ARG;
-    /* Not yet: channels-first layers. */
-    if (p->channels_first)
-        return FC_ERR_ARG;
     const int64_t sizes[] = {
         fc_mul(fc_mul(fc_mul(p->n, p->h), p->w), max64(p->c_in, 1)),
         fc_mul(fc_mul(fc_mul(p->n, p->out_h), p->out_w), max64(p->c_out, 1)),

@@ -730,6 +730,8 @@ static int FCN(few_channel_forward)(const fc_conv2d_params *p, const FCN(fc_kern
     return FC_OK;
 }
 
+#include "conv2d_nchw_impl.h"
+
 int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *kernel,
                       const FC_T *bias, FC_T *y)
 {
@@ -750,6 +752,8 @@ int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T 
     }
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
+    if (p->channels_first)
+        return FCN(nchw_forward)(p, t, x, kernel, bias, y);
     const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
     if (groups == 1 && p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
         return FCN(few_channel_forward)(p, t, x, kernel, bias, y);
@@ -880,6 +884,8 @@ static int FCN(backward_input)(const fc_conv2d_params *p, const FC_T *dy, const 
     }
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
+    if (p->channels_first)
+        return FCN(nchw_backward_input)(p, t, dy, kernel, bias, relu, dx);
     const int64_t taps = p->kh * p->kw;
     const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
     if (groups == 1 && p->c_in <= FC_FEW_CHANNELS) {
@@ -1185,6 +1191,8 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
         return fc_winograd_wgrad3x3(p, dy, x, dkernel, dbias);
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
+    if (p->channels_first)
+        return FCN(nchw_backward_kernel)(p, t, dy, x, dkernel, dbias);
 
     FCN(wgrad_plan) w;
     memset(&w, 0, sizeof w);

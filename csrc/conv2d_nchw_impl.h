@@ -1,0 +1,398 @@
+/*
+ * conv2d_nchw_impl.h: channels-first convolutions (NCHW activations, OIHW
+ * kernels) for one element type; included by conv2d_impl.h.
+ *
+ * The GEMMs are the transposes of the NHWC ones: rows are channels and the
+ * vector lanes run over pixels, which are contiguous in NCHW:
+ *   forward          y[co][pixels]  = W[co][K]   . cols[K][pixels],   K  = (ci, i, j)
+ *   backward-input   dx[ci][pixels] = Wt[ci][K'] . dcols[K'][pixels], K' = (co, i, j)
+ *   backward-kernel  dW[co][K]      = dy[co][pixels] . colsT[pixels][K]
+ * per group. W is the OIHW kernel itself (its rows are K-contiguous), Wt its
+ * transpose per group (packed once per call). cols, dcols and colsT are
+ * packed per block of pixels into per-thread panels, with zeros for padding
+ * and with strides and dilation resolved while packing; the igemm
+ * micro-kernels do the arithmetic, with a bias per row.
+ *
+ * A strided backward-input packs the zeros of the output positions that
+ * receive nothing from a tap (stride^2 more multiplies than needed); the
+ * NHWC driver skips them.
+ */
+
+/* Panel columns per block of pixels: two vectors of the widest type (one
+ * vector per lane group on the generic path, 16 values). */
+static int FCN(nchw_tile_vectors)(const FCN(fc_kernel_table) *t)
+{
+    return t->vl == 1 ? t->nv_max : (int)min64(2, t->nv_max);
+}
+
+/* Element (k, q) of the im2col matrix of image img, for k in [k0, k0 + nk)
+ * with k = (ci, i, j) over the channels from ch0, and q in [0, np) the output
+ * pixels from flat pixel p0, goes to dst[(k - k0) * sk + q * sq]. */
+static void FCN(nchw_pack_cols)(const fc_conv2d_params *p, const FC_T *x, int64_t img,
+                                int64_t ch0, int64_t k0, int64_t nk, int64_t p0, int64_t np,
+                                FC_T *FC_RESTRICT dst, int64_t sk, int64_t sq)
+{
+    const int64_t taps = p->kh * p->kw, hw = p->h * p->w, s = p->stride_w;
+    const FC_T *image = x + (img * p->c_in + ch0) * hw;
+    for (int64_t q0 = 0; q0 < np;) {
+        /* one output row's run of the block: pixels q0 .. q0 + len */
+        const int64_t pix = p0 + q0, oh = pix / p->out_w, ow0 = pix - oh * p->out_w;
+        const int64_t len = min64(p->out_w - ow0, np - q0);
+        for (int64_t k = k0; k < k0 + nk; ++k) {
+            const int64_t ci = k / taps, tap = k - ci * taps;
+            const int64_t i = tap / p->kw, j = tap - i * p->kw;
+            const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+            const int64_t iw0 = ow0 * s - p->pad_left + j * p->dilation_w;
+            FC_T *out = dst + (k - k0) * sk + q0 * sq;
+            /* q reads column iw0 + q * s: inside the row for q in [lo, hi) */
+            int64_t lo = len, hi = len;
+            if ((uint64_t)ih < (uint64_t)p->h && iw0 < p->w) {
+                lo = iw0 >= 0 ? 0 : min64(ceil_div(-iw0, s), len);
+                hi = max64(lo, min64(len, (p->w - 1 - iw0) / s + 1));
+            }
+            const FC_T *row = image + (ci * p->h + (lo < hi ? ih : 0)) * p->w;
+            int64_t q = 0;
+            for (; q < lo; ++q)
+                out[q * sq] = 0;
+            if (s == 1 && sq == 1) {
+                memcpy(out + lo, row + iw0 + lo, (size_t)(hi - lo) * sizeof(FC_T));
+                q = hi;
+            }
+            for (; q < hi; ++q)
+                out[q * sq] = row[iw0 + q * s];
+            for (; q < len; ++q)
+                out[q * sq] = 0;
+        }
+        q0 += len;
+    }
+}
+
+/* Element (k, q) of the backward-input's gathered dy, for k in [0, nk) with
+ * k = (co, i, j) over the output channels from co0, and q in [0, np) the
+ * input pixels from flat pixel p0 of image img: dy[co][oh][ow] where the
+ * pixel (ih, iw) = (oh * s - pad + i * d, ow * s - pad + j * d), else 0; to
+ * dst[k * ld + q]. */
+static void FCN(nchw_pack_dcols)(const fc_conv2d_params *p, const FC_T *dy, int64_t img,
+                                 int64_t co0, int64_t nk, int64_t p0, int64_t np,
+                                 FC_T *FC_RESTRICT dst, int64_t ld)
+{
+    const int64_t taps = p->kh * p->kw, ohw = p->out_h * p->out_w, s = p->stride_w;
+    const FC_T *image = dy + (img * p->c_out + co0) * ohw;
+    for (int64_t q0 = 0; q0 < np;) {
+        const int64_t pix = p0 + q0, ih = pix / p->w, iw0 = pix - ih * p->w;
+        const int64_t len = min64(p->w - iw0, np - q0);
+        for (int64_t k = 0; k < nk; ++k) {
+            const int64_t co = k / taps, tap = k - co * taps;
+            const int64_t i = tap / p->kw, j = tap - i * p->kw;
+            FC_T *out = dst + k * ld + q0;
+            memset(out, 0, (size_t)len * sizeof(FC_T));
+            const int64_t at_h = ih + p->pad_top - i * p->dilation_h;
+            if (at_h < 0 || at_h % p->stride_h != 0 || at_h / p->stride_h >= p->out_h)
+                continue;
+            const FC_T *row = image + (co * p->out_h + at_h / p->stride_h) * p->out_w;
+            /* q receives ow = (at0 + q) / s where at0 + q >= 0 divides by s */
+            const int64_t at0 = iw0 + p->pad_left - j * p->dilation_w;
+            int64_t q = at0 >= 0 ? 0 : -at0;
+            if ((at0 + q) % s != 0)
+                q += s - (at0 + q) % s;
+            for (; q < len; q += s) {
+                const int64_t ow = (at0 + q) / s;
+                if (ow >= p->out_w)
+                    break;
+                out[q] = row[ow];
+            }
+        }
+        q0 += len;
+    }
+}
+
+/* One channels-first GEMM pass over a block of pixels: for every tile of
+ * rows, y rows [r0, r1) (channels, from out_ch0 of image img) of the np
+ * pixels from p0 = sum over the nk rows of the panel (ldb values apart) of
+ * A[row][k] * panel[k][pixels]; A rows are a_ld apart from a. */
+typedef struct FCN(nchw_gemm) {
+    const FC_T *a;           /* row 0 of A */
+    int64_t a_ld;
+    const FC_T *panel;
+    int64_t ldb;
+    int64_t nk;              /* K */
+    int64_t kc;              /* K block */
+    int64_t rows;            /* output channels (A rows) */
+    int mr;
+    const FC_T *bias;        /* per row, or NULL */
+    int relu;
+    FC_T *out;               /* row 0, pixel 0 of the block */
+    int64_t out_ld;          /* values between output rows (pixels per plane) */
+    int64_t np;
+} FCN(nchw_gemm);
+
+static void FCN(nchw_gemm_run)(const FCN(nchw_gemm) *q, const FCN(fc_kernel_table) *t,
+                               const FC_T **a, FC_T **c)
+{
+    const int nv = (int)ceil_div(q->np, t->vl);
+    const int tail = q->np % t->vl != 0;
+    const int64_t ntile = ceil_div(q->rows, q->mr);
+    for (int64_t k0 = 0; k0 < q->nk; k0 += q->kc) {
+        const int64_t kc = min64(q->kc, q->nk - k0);
+        const FC_T *b = q->panel + k0 * q->ldb;
+        const int last = k0 + kc >= q->nk;
+        for (int64_t tile = 0; tile < ntile; ++tile) {
+            int64_t r0, rows;
+            block_of(q->rows, ntile, tile, &r0, &rows);
+            for (int64_t r = 0; r < rows; ++r) {
+                a[r] = q->a + (r0 + r) * q->a_ld + k0;
+                c[r] = q->out + (r0 + r) * q->out_ld;
+            }
+            FCN(fc_igemm_args) args;
+            args.ntaps = 1;
+            args.kc = kc;
+            args.a = a;
+            args.b = &b;
+            args.ldb = q->ldb;
+            args.nr = q->np;
+            args.bias = q->bias ? q->bias + r0 : NULL;
+            args.bias_rows = q->bias != NULL;
+            args.c = c;
+            args.mr = (int)rows;
+            args.nv = nv;
+            args.accumulate = k0 > 0;
+            args.relu = q->relu && last;
+            FCN(igemm_for)(t, (int)rows, nv, tail)(&args);
+        }
+    }
+}
+
+/* K blocks whose panel rows (kc x ldb values) stay within L1. */
+static int64_t FCN(nchw_kc)(int64_t nk, int64_t ldb)
+{
+    const int64_t kc_max = max64(1, FC_B_BLOCK_BYTES / (ldb * (int64_t)sizeof(FC_T)));
+    const int64_t nb = ceil_div(max64(nk, 1), kc_max);
+    return ceil_div(max64(nk, 1), nb);
+}
+
+/*
+ * Forward (transposed = 0) or input gradient (transposed = 1, src = dy,
+ * a = Wt) of a channels-first layer: work items are (image, group, block of
+ * output pixels), each packed into the thread's panel and multiplied by the
+ * group's rows of A.
+ */
+static int FCN(nchw_igemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                           int transposed, const FC_T *src, const FC_T *a, const FC_T *bias,
+                           int relu, FC_T *out)
+{
+    const int64_t groups = groups_of(p), taps = p->kh * p->kw;
+    const int64_t rows = (transposed ? p->c_in : p->c_out) / groups;   /* per group */
+    const int64_t nk = (transposed ? p->c_out : p->c_in) / groups * taps;
+    const int64_t planes = transposed ? p->c_in : p->c_out;
+    const int64_t pixels = transposed ? p->h * p->w : p->out_h * p->out_w;
+    const int nv = FCN(nchw_tile_vectors)(t);
+    const int mr = t->igemm_mr[nv];
+    const int64_t pb = (int64_t)nv * t->vl;
+    const int64_t nblk = ceil_div(pixels, pb);
+    const int64_t items = p->n * groups * nblk;
+    const double work = (double)p->n * (double)pixels * (double)nk * (double)planes;
+    const int nthreads = fc_pick_threads(p->n_threads, work, items);
+    const int64_t panel_len = fc_mul(max64(nk, 1), pb);
+    const int64_t per_thread = panel_len + 64;   /* values, with slack */
+    FC_T *panels = (FC_T *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(FC_T));
+    if (panels == NULL)
+        return FC_ERR_NOMEM;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        FC_T *panel = panels + per_thread * tid;
+        const FC_T *a_rows[FC_MAX_MR];
+        FC_T *c_rows[FC_MAX_MR];
+        int64_t i0, i1;
+        fc_thread_range(items, nthreads, tid, &i0, &i1);
+        for (int64_t item = i0; item < i1; ++item) {
+            const int64_t img = item / (groups * nblk), rest = item - img * groups * nblk;
+            const int64_t grp = rest / nblk, blk = rest - grp * nblk;
+            const int64_t p0 = blk * pb, np = min64(pb, pixels - p0);
+            if (transposed)
+                FCN(nchw_pack_dcols)(p, src, img, grp * (nk / taps), nk, p0, np, panel, pb);
+            else
+                FCN(nchw_pack_cols)(p, src, img, grp * (nk / taps), 0, nk, p0, np, panel, pb,
+                                    1);
+            FCN(nchw_gemm) q;
+            q.a = a + grp * rows * nk;
+            q.a_ld = nk;
+            q.panel = panel;
+            q.ldb = pb;
+            q.nk = nk;
+            q.kc = FCN(nchw_kc)(nk, pb);
+            q.rows = rows;
+            q.mr = mr;
+            q.bias = bias ? bias + grp * rows : NULL;
+            q.relu = relu;
+            q.out = out + (img * planes + grp * rows) * pixels + p0;
+            q.out_ld = pixels;
+            q.np = np;
+            FCN(nchw_gemm_run)(&q, t, a_rows, c_rows);
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(panels);
+    return FC_OK;
+}
+
+static int FCN(nchw_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                             const FC_T *x, const FC_T *kernel, const FC_T *bias, FC_T *y)
+{
+    return FCN(nchw_igemm)(p, t, 0, x, kernel, bias, p->relu, y);
+}
+
+/* dx (+ bias, ReLU for the transposed convolution) of a channels-first layer. */
+static int FCN(nchw_backward_input)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                    const FC_T *dy, const FC_T *kernel, const FC_T *bias,
+                                    int relu, FC_T *dx)
+{
+    const int64_t groups = groups_of(p), taps = p->kh * p->kw;
+    const int64_t cig = p->c_in / groups, cog = p->c_out / groups;
+    /* Wt[ci][(co, i, j)] within each group, from W[co][ci][i][j] */
+    FC_T *wt = (FC_T *)fc_malloc(fc_mul(fc_mul(p->c_in, cog), taps) + 1, sizeof(FC_T));
+    if (wt == NULL)
+        return FC_ERR_NOMEM;
+    for (int64_t grp = 0; grp < groups; ++grp)
+        for (int64_t co = 0; co < cog; ++co)
+            for (int64_t ci = 0; ci < cig; ++ci) {
+                const FC_T *w = kernel + ((grp * cog + co) * cig + ci) * taps;
+                FC_T *o = wt + ((grp * cig + ci) * cog + co) * taps;
+                memcpy(o, w, (size_t)taps * sizeof(FC_T));
+            }
+    const int status = FCN(nchw_igemm)(p, t, 1, dy, wt, bias, relu, dx);
+    fc_free(wt);
+    return status;
+}
+
+/*
+ * Weight gradient of a channels-first layer: chunks are (image, block of at
+ * most FC_WGRAD_CHUNK_PIXELS output pixels), fixed by the shape; a chunk's
+ * partial dW and dbias are one thread's, and partials are added in chunk
+ * order, so results do not depend on the thread count. Within a chunk, per
+ * group and per panel of K columns, colsT (pixels x K) is packed and
+ * multiplied from the left by the chunk's dy rows, the pixels being the
+ * GEMM's reduction.
+ */
+static int FCN(nchw_backward_kernel)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                     const FC_T *dy, const FC_T *x, FC_T *dkernel, FC_T *dbias)
+{
+    const int64_t groups = groups_of(p), taps = p->kh * p->kw;
+    const int64_t cig = p->c_in / groups, cog = p->c_out / groups;
+    const int64_t nk = cig * taps;                    /* dW columns per row */
+    const int64_t dk_len = p->c_out * nk;
+    const int64_t pixels = p->out_h * p->out_w;
+    const int64_t chunk_px = min64(pixels, FC_WGRAD_CHUNK_PIXELS);
+    const int64_t per_img = ceil_div(pixels, chunk_px);
+    const int64_t nchunks = p->n * per_img;
+    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
+    const int mr = t->igemm_mr[t->nv_max];
+    const int64_t partial_len = dk_len + p->c_out;
+    const double work = (double)p->n * (double)pixels * (double)dk_len;
+    const int nthreads = fc_pick_threads(p->n_threads, work, nchunks);
+    int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (partial_len * (int64_t)sizeof(FC_T)));
+    wave = min64(wave, nchunks);
+    /* colsT of one panel: chunk_px rows of nr_panel values (+ a vector) */
+    const int64_t cols_len = fc_mul(chunk_px, nr_panel) + t->vl;
+    FC_T *cols = (FC_T *)fc_calloc(fc_mul(cols_len, nthreads), sizeof(FC_T));
+    FC_T *partials = (FC_T *)fc_malloc(fc_mul(wave, partial_len), sizeof(FC_T));
+    if (cols == NULL || partials == NULL) {
+        fc_free(cols);
+        fc_free(partials);
+        return FC_ERR_NOMEM;
+    }
+    /* pixels per K block: a block of colsT rows within L1 */
+    const int64_t kc = FCN(nchw_kc)(chunk_px, nr_panel);
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        FC_T *panel = cols + cols_len * tid;
+        const FC_T *a_rows[FC_MAX_MR];
+        FC_T *c_rows[FC_MAX_MR];
+        for (int64_t first = 0; first < nchunks; first += wave) {
+            const int64_t nwave = min64(wave, nchunks - first);
+            int64_t c0, c1;
+            fc_thread_range(nwave, nthreads, tid, &c0, &c1);
+            for (int64_t c = c0; c < c1; ++c) {
+                const int64_t chunk = first + c;
+                const int64_t img = chunk / per_img;
+                const int64_t p0 = (chunk - img * per_img) * chunk_px;
+                const int64_t np = min64(chunk_px, pixels - p0);
+                FC_T *partial = partials + c * partial_len;
+                for (int64_t co = 0; co < p->c_out; ++co) {
+                    const FC_T *row = dy + (img * p->c_out + co) * pixels + p0;
+                    FC_T sum = 0;
+                    for (int64_t q = 0; q < np; ++q)
+                        sum += row[q];
+                    partial[dk_len + co] = sum;
+                }
+                for (int64_t grp = 0; grp < groups; ++grp)
+                    for (int64_t k0 = 0; k0 < nk; k0 += nr_panel) {
+                        const int64_t nr = min64(nr_panel, nk - k0);
+                        FCN(nchw_pack_cols)(p, x, img, grp * cig, k0, nr, p0, np, panel, 1,
+                                            nr_panel);
+                        const int nv = (int)ceil_div(nr, t->vl);
+                        const int tail = nr % t->vl != 0;
+                        const int64_t ntile = ceil_div(cog, mr);
+                        for (int64_t q0 = 0; q0 < np; q0 += kc) {
+                            const int64_t kn = min64(kc, np - q0);
+                            const FC_T *b = panel + q0 * nr_panel;
+                            for (int64_t tile = 0; tile < ntile; ++tile) {
+                                int64_t r0, rows;
+                                block_of(cog, ntile, tile, &r0, &rows);
+                                for (int64_t r = 0; r < rows; ++r) {
+                                    const int64_t co = grp * cog + r0 + r;
+                                    a_rows[r] = dy + (img * p->c_out + co) * pixels + p0 + q0;
+                                    c_rows[r] = partial + co * nk + k0;
+                                }
+                                FCN(fc_igemm_args) args;
+                                args.ntaps = 1;
+                                args.kc = kn;
+                                args.a = a_rows;
+                                args.b = &b;
+                                args.ldb = nr_panel;
+                                args.nr = nr;
+                                args.bias = NULL;
+                                args.bias_rows = 0;
+                                args.c = c_rows;
+                                args.mr = (int)rows;
+                                args.nv = nv;
+                                args.accumulate = q0 > 0;
+                                args.relu = 0;
+                                FCN(igemm_for)(t, (int)rows, nv, tail)(&args);
+                            }
+                        }
+                    }
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            /* Fold this wave's partials into the outputs, in chunk order. */
+            int64_t e0, e1;
+            fc_thread_range(partial_len, nthreads, tid, &e0, &e1);
+            for (int64_t c = 0; c < nwave; ++c) {
+                const FC_T *src = partials + c * partial_len;
+                const int first_chunk = first + c == 0;
+                FCN(fc_fold)(dkernel, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
+                if (dbias != NULL)
+                    FCN(fc_fold)(dbias, src + dk_len, max64(e0, dk_len) - dk_len, e1 - dk_len,
+                                 first_chunk);
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(cols);
+    fc_free(partials);
+    return FC_OK;
+}
