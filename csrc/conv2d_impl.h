@@ -1192,7 +1192,9 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
     if (p->channels_first)
-        return FCN(nchw_backward_kernel)(p, t, dy, x, dkernel, dbias);
+        return FCN(nchw_direct_vectors)(p, t) > 0
+                   ? FCN(nchw_wgrad_direct)(p, t, dy, x, dkernel, dbias)
+                   : FCN(nchw_backward_kernel)(p, t, dy, x, dkernel, dbias);
 
     FCN(wgrad_plan) w;
     memset(&w, 0, sizeof w);

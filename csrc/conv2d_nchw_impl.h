@@ -240,20 +240,225 @@ static int FCN(nchw_igemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table)
     return FC_OK;
 }
 
+/* ---- Direct paths: the igemm over a padded copy of the image ----------- */
+
+/*
+ * The padded, stride-phase-split copy of the rows of images a direct path
+ * reads: value (image b, channel ch, padded row r, phase ph, q) is
+ * x[ch][r - pad_top][ph + q * s - pad_left] (0 outside x), at
+ * buf[((b * c + ch) * hp + r) * s + ph) * wq + q]. A tap (i, j) of output
+ * pixel (oh, ow) is then padded row oh * s_h + i * d_h, phase (j * d_w) % s_w,
+ * q = ow + (j * d_w) / s_w: consecutive output pixels are consecutive values.
+ */
+typedef struct FCN(nchw_padded) {
+    int64_t c, hp, s, wq;
+    int64_t img_stride;      /* c * hp * s * wq */
+} FCN(nchw_padded);
+
+static FCN(nchw_padded) FCN(nchw_padded_layout)(const fc_conv2d_params *p)
+{
+    FCN(nchw_padded) L;
+    L.c = p->c_in;
+    L.hp = (p->out_h - 1) * p->stride_h + (p->kh - 1) * p->dilation_h + 1;
+    L.s = p->stride_w;
+    L.wq = ceil_div((p->out_w - 1) * p->stride_w + (p->kw - 1) * p->dilation_w + 1, p->stride_w);
+    L.img_stride = L.c * L.hp * L.s * L.wq;
+    return L;
+}
+
+/* Padded rows [r0, r1) of image img into block b of buf. */
+static void FCN(nchw_pad_rows)(const fc_conv2d_params *p, const FCN(nchw_padded) *L,
+                               const FC_T *x, int64_t img, int64_t r0, int64_t r1, FC_T *buf)
+{
+    const int64_t s = L->s;
+    for (int64_t ch = 0; ch < L->c; ++ch) {
+        const FC_T *plane = x + (img * p->c_in + ch) * p->h * p->w;
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t ih = r - p->pad_top;
+            for (int64_t ph = 0; ph < s; ++ph) {
+                FC_T *dst = buf + ((ch * L->hp + r) * s + ph) * L->wq;
+                /* q reads column iw0 + q * s: inside for q in [lo, hi) */
+                const int64_t iw0 = ph - p->pad_left;
+                int64_t lo = L->wq, hi = L->wq;
+                if ((uint64_t)ih < (uint64_t)p->h && iw0 < p->w) {
+                    lo = iw0 >= 0 ? 0 : min64(ceil_div(-iw0, s), L->wq);
+                    hi = max64(lo, min64(L->wq, (p->w - 1 - iw0) / s + 1));
+                }
+                const FC_T *row = plane + (lo < hi ? ih : 0) * p->w + iw0;
+                memset(dst, 0, (size_t)lo * sizeof(FC_T));
+                if (s == 1)
+                    memcpy(dst + lo, row + lo, (size_t)(hi - lo) * sizeof(FC_T));
+                else
+                    for (int64_t q = lo; q < hi; ++q)
+                        dst[q] = row[q * s];
+                memset(dst + hi, 0, (size_t)(L->wq - hi) * sizeof(FC_T));
+            }
+        }
+    }
+}
+
+/* Vectors of a direct tile along an output row, 0 when the row is so short
+ * that most lanes would idle (the im2col path packs pixels across rows). */
+static int FCN(nchw_direct_vectors)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t)
+{
+    if (t->vl == 1)
+        return (int)min64(t->nv_max, p->out_w);
+    const int64_t vecs = ceil_div(p->out_w, t->vl);
+    if (4 * p->out_w < 3 * vecs * t->vl)
+        return 0;
+    return (int)min64(vecs, t->nv_max);
+}
+
+/*
+ * Forward of a channels-first layer read in place from the padded copy:
+ * per output-row segment, group, block of input channels and tile of
+ * output channels, one igemm whose taps point into the copy (B rows: the
+ * channels, a plane apart) and into the kernel packed as [group][tap][co][ci]
+ * (A rows). Work items are (image, output row); each thread copies the rows
+ * of an image its items need when it comes to that image.
+ */
+static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t, int nv,
+                            const FC_T *x, const FC_T *kernel, const FC_T *bias, int relu,
+                            FC_T *y)
+{
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    const int64_t taps = p->kh * p->kw;
+    const int mr = t->igemm_mr[nv];
+    const int64_t seg = (int64_t)nv * t->vl, nseg = ceil_div(p->out_w, seg);
+    const FCN(nchw_padded) L = FCN(nchw_padded_layout)(p);
+    const int64_t ldb = L.hp * L.s * L.wq;   /* between channels of the copy */
+    const int64_t kc_max = max64(1, FC_B_BLOCK_BYTES / (taps * seg * (int64_t)sizeof(FC_T)));
+    const int64_t nkb = ceil_div(max64(cig, 1), kc_max);
+    const int64_t ntile = ceil_div(cog, mr);
+    const int64_t items = p->n * p->out_h;
+    const double work = (double)items * (double)p->out_w * (double)taps * (double)cig *
+                        (double)p->c_out;
+    const int nthreads = fc_pick_threads(p->n_threads, work, items);
+    const int64_t buf_len = L.img_stride + seg + t->vl;   /* + what tail reads pass */
+    const int64_t tables = taps * FC_MAX_MR + taps;        /* pointers */
+    FC_T *wp = (FC_T *)fc_malloc(fc_mul(fc_mul(p->c_out, cig), taps) + 1, sizeof(FC_T));
+    FC_T *bufs = (FC_T *)fc_calloc(fc_mul(buf_len, nthreads), sizeof(FC_T));
+    const FC_T **ptrs = (const FC_T **)fc_malloc(fc_mul(tables, nthreads), sizeof(FC_T *));
+    if (wp == NULL || bufs == NULL || ptrs == NULL) {
+        fc_free(wp);
+        fc_free(bufs);
+        fc_free(ptrs);
+        return FC_ERR_NOMEM;
+    }
+    for (int64_t co = 0; co < p->c_out; ++co) {
+        const int64_t grp = co / max64(cog, 1), col = co - grp * cog;
+        for (int64_t ci = 0; ci < cig; ++ci)
+            for (int64_t tap = 0; tap < taps; ++tap)
+                wp[((grp * taps + tap) * cog + col) * cig + ci] = kernel[(co * cig + ci) * taps + tap];
+    }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        FC_T *buf = bufs + buf_len * tid;
+        const FC_T **a = ptrs + tables * tid, **b = a + taps * FC_MAX_MR;
+        FC_T *c[FC_MAX_MR];
+        int64_t i0, i1, have = -1;
+        fc_thread_range(items, nthreads, tid, &i0, &i1);
+        for (int64_t item = i0; item < i1; ++item) {
+            const int64_t img = item / p->out_h, oh = item - img * p->out_h;
+            if (img != have) {
+                /* the padded rows this thread's rows of the image read */
+                const int64_t last = min64(i1 - 1, (img + 1) * p->out_h - 1) - img * p->out_h;
+                FCN(nchw_pad_rows)(p, &L, x, img, oh * p->stride_h,
+                                   last * p->stride_h + (p->kh - 1) * p->dilation_h + 1, buf);
+                have = img;
+            }
+            for (int64_t sg = 0; sg < nseg; ++sg) {
+                int64_t ow0, len;
+                block_of(p->out_w, nseg, sg, &ow0, &len);
+                const int tail = len % t->vl != 0;
+                const int nvec = (int)ceil_div(len, t->vl);
+                for (int64_t grp = 0; grp < groups; ++grp)
+                    for (int64_t kb = 0; kb < nkb; ++kb) {
+                        int64_t k0, kc;
+                        block_of(cig, nkb, kb, &k0, &kc);
+                        for (int64_t tap = 0; tap < taps; ++tap) {
+                            const int64_t i = tap / p->kw, j = tap - i * p->kw;
+                            const int64_t col = j * p->dilation_w;
+                            b[tap] = buf + (((grp * cig + k0) * L.hp + oh * p->stride_h +
+                                             i * p->dilation_h) * L.s + col % L.s) * L.wq +
+                                     ow0 + col / L.s;
+                        }
+                        for (int64_t tile = 0; tile < ntile; ++tile) {
+                            int64_t r0, rows;
+                            block_of(cog, ntile, tile, &r0, &rows);
+                            for (int64_t tap = 0; tap < taps; ++tap)
+                                for (int64_t r = 0; r < rows; ++r)
+                                    a[tap * rows + r] =
+                                        wp + ((grp * taps + tap) * cog + r0 + r) * cig + k0;
+                            for (int64_t r = 0; r < rows; ++r)
+                                c[r] = y + ((img * p->c_out + grp * cog + r0 + r) * p->out_h +
+                                            oh) * p->out_w + ow0;
+                            FCN(fc_igemm_args) args;
+                            args.ntaps = taps;
+                            args.kc = kc;
+                            args.a = a;
+                            args.b = b;
+                            args.ldb = ldb;
+                            args.nr = len;
+                            args.bias = bias ? bias + grp * cog + r0 : NULL;
+                            args.bias_rows = bias != NULL;
+                            args.c = c;
+                            args.mr = (int)rows;
+                            args.nv = nvec;
+                            args.accumulate = kb > 0;
+                            args.relu = relu && kb == nkb - 1;
+                            FCN(igemm_for)(t, (int)rows, nvec, tail)(&args);
+                        }
+                    }
+            }
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(wp);
+    fc_free(bufs);
+    fc_free(ptrs);
+    return FC_OK;
+}
+
 static int FCN(nchw_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
                              const FC_T *x, const FC_T *kernel, const FC_T *bias, FC_T *y)
 {
+    const int nv = FCN(nchw_direct_vectors)(p, t);
+    if (nv > 0)
+        return FCN(nchw_direct)(p, t, nv, x, kernel, bias, p->relu, y);
     return FCN(nchw_igemm)(p, t, 0, x, kernel, bias, p->relu, y);
 }
 
-/* dx (+ bias, ReLU for the transposed convolution) of a channels-first layer. */
+/*
+ * dx (+ bias, ReLU for the transposed convolution) of a channels-first
+ * layer. With stride 1 it is the forward of the "full" correlation of dy
+ * with the kernel flipped and transposed per group (pads (k - 1) * d - pad,
+ * same dilation), run by the direct path; strided layers gather dy per tap
+ * into im2col panels.
+ */
 static int FCN(nchw_backward_input)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
                                     const FC_T *dy, const FC_T *kernel, const FC_T *bias,
                                     int relu, FC_T *dx)
 {
     const int64_t groups = groups_of(p), taps = p->kh * p->kw;
     const int64_t cig = p->c_in / groups, cog = p->c_out / groups;
-    /* Wt[ci][(co, i, j)] within each group, from W[co][ci][i][j] */
+    const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
+    fc_conv2d_params full = *p;
+    full.h = p->out_h;
+    full.w = p->out_w;
+    full.c_in = p->c_out;
+    full.c_out = p->c_in;
+    full.out_h = p->h;
+    full.out_w = p->w;
+    full.pad_top = (p->kh - 1) * p->dilation_h - p->pad_top;
+    full.pad_left = (p->kw - 1) * p->dilation_w - p->pad_left;
+    const int nv = unit_stride ? FCN(nchw_direct_vectors)(&full, t) : 0;
+    /* Wt[(group, ci)][co][tap], the taps reversed for the full correlation */
     FC_T *wt = (FC_T *)fc_malloc(fc_mul(fc_mul(p->c_in, cog), taps) + 1, sizeof(FC_T));
     if (wt == NULL)
         return FC_ERR_NOMEM;
@@ -262,11 +467,164 @@ static int FCN(nchw_backward_input)(const fc_conv2d_params *p, const FCN(fc_kern
             for (int64_t ci = 0; ci < cig; ++ci) {
                 const FC_T *w = kernel + ((grp * cog + co) * cig + ci) * taps;
                 FC_T *o = wt + ((grp * cig + ci) * cog + co) * taps;
-                memcpy(o, w, (size_t)taps * sizeof(FC_T));
+                for (int64_t tap = 0; tap < taps; ++tap)
+                    o[tap] = w[nv > 0 ? taps - 1 - tap : tap];
             }
-    const int status = FCN(nchw_igemm)(p, t, 1, dy, wt, bias, relu, dx);
+    const int status = nv > 0 ? FCN(nchw_direct)(&full, t, nv, dy, wt, bias, relu, dx)
+                              : FCN(nchw_igemm)(p, t, 1, dy, wt, bias, relu, dx);
     fc_free(wt);
     return status;
+}
+
+/*
+ * Weight gradient of a channels-first layer by dot-product tiles over the
+ * padded copy: dW[co][ci][tap] = sum over the chunk's pixels of dy[co] times
+ * the copy's pixels under the tap, dot_r x dot_c (co, ci) pairs a tile.
+ * Chunks are runs of whole images (about FC_NCHW_DOT_PIXELS pixels), fixed
+ * by the shape; a chunk's items (group, co tile, ci tile, tap) write
+ * disjoint parts of its partial, and partials are added in chunk order, so
+ * results do not depend on the thread count.
+ */
+#ifndef FC_NCHW_DOT_PIXELS
+#define FC_NCHW_DOT_PIXELS 4096
+#endif
+
+static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                  const FC_T *dy, const FC_T *x, FC_T *dkernel, FC_T *dbias)
+{
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    const int64_t taps = p->kh * p->kw, pixels = p->out_h * p->out_w;
+    const int64_t dk_len = p->c_out * cig * taps, partial_len = dk_len + p->c_out;
+    const FCN(nchw_padded) L = FCN(nchw_padded_layout)(p);
+    const int64_t per_chunk = max64(1, min64(p->n, FC_NCHW_DOT_PIXELS / pixels));
+    const int64_t nchunks = ceil_div(p->n, per_chunk);
+    const int R = t->dot_r, C = t->dot_c;
+    const int64_t ntr = ceil_div(cog, R), ntc = ceil_div(cig, C);
+    const int64_t items_per_chunk = groups * ntr * ntc * taps;
+    const double work = (double)p->n * (double)pixels * (double)dk_len;
+    const int nthreads = fc_pick_threads(p->n_threads, work, nchunks * items_per_chunk);
+    int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (partial_len * (int64_t)sizeof(FC_T)));
+    wave = min64(wave, nchunks);
+    const int64_t buf_len = per_chunk * L.img_stride + L.wq + t->vl;
+    FC_T *bufs = (FC_T *)fc_calloc(fc_mul(buf_len, nthreads), sizeof(FC_T));
+    FC_T *partials = (FC_T *)fc_malloc(fc_mul(wave, partial_len), sizeof(FC_T));
+    /* dy's last plane and a vector: the tiles read whole vectors, and past
+     * the end of dy only from there */
+    FC_T *last_plane = (FC_T *)fc_calloc(pixels + t->vl, sizeof(FC_T));
+    if (bufs == NULL || partials == NULL || last_plane == NULL) {
+        fc_free(bufs);
+        fc_free(partials);
+        fc_free(last_plane);
+        return FC_ERR_NOMEM;
+    }
+    const FC_T *dy_last = dy + (p->n * p->c_out - 1) * pixels;
+    memcpy(last_plane, dy_last, (size_t)pixels * sizeof(FC_T));
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        FC_T *buf = bufs + buf_len * tid;
+        const FC_T *a[FC_MAX_MR], *b[FC_MAX_MR];
+        for (int64_t first = 0; first < nchunks; first += wave) {
+            const int64_t nwave = min64(wave, nchunks - first);
+            int64_t i0, i1, have = -1;
+            fc_thread_range(nwave * items_per_chunk, nthreads, tid, &i0, &i1);
+            for (int64_t item = i0; item < i1; ++item) {
+                const int64_t c = item / items_per_chunk;
+                int64_t rest = item - c * items_per_chunk;
+                const int64_t grp = rest / (ntr * ntc * taps);
+                rest -= grp * ntr * ntc * taps;
+                const int64_t tr = rest / (ntc * taps);
+                rest -= tr * ntc * taps;
+                const int64_t tc = rest / taps, tap = rest - tc * taps;
+                const int64_t chunk = first + c, img0 = chunk * per_chunk;
+                const int64_t nimg = min64(per_chunk, p->n - img0);
+                if (chunk != have) {
+                    for (int64_t k = 0; k < nimg; ++k)
+                        FCN(nchw_pad_rows)(p, &L, x, img0 + k, 0, L.hp, buf + k * L.img_stride);
+                    have = chunk;
+                }
+                FC_T *partial = partials + c * partial_len;
+                int64_t co0, rows, ci0, cols;
+                block_of(cog, ntr, tr, &co0, &rows);
+                block_of(cig, ntc, tc, &ci0, &cols);
+                co0 += grp * cog;
+                ci0 += grp * cig;
+                const int64_t i = tap / p->kw, j = tap - i * p->kw, col = j * p->dilation_w;
+                for (int r = 0; r < R; ++r)
+                    a[r] = dy + ((img0 * p->c_out + co0 + min64(r, rows - 1)) * pixels);
+                for (int q = 0; q < C; ++q)
+                    b[q] = buf + (((ci0 + min64(q, cols - 1)) * L.hp + i * p->dilation_h) * L.s +
+                                  col % L.s) * L.wq + col / L.s;
+                FCN(fc_dot_args) args;
+                args.a = a;
+                args.a_ld = p->out_w;
+                args.a_bs = p->c_out * pixels;
+                args.b = b;
+                args.b_ld = p->stride_h * L.s * L.wq;
+                args.b_bs = L.img_stride;
+                args.nrows = p->out_h;
+                args.len = p->out_w;
+                args.out = partial + (co0 * cig + (ci0 - grp * cig)) * taps + tap;
+                args.out_rs = cig * taps;
+                args.out_cs = taps;
+                args.rows = (int)rows;
+                args.cols = (int)cols;
+                args.accumulate = 0;
+                /* the chunk holding dy's last plane: its last image apart */
+                const int at_end = img0 + nimg == p->n && co0 + rows == p->c_out;
+                args.nblocks = nimg - at_end;
+                if (args.nblocks > 0)
+                    t->dot(&args);
+                if (at_end) {
+                    for (int r = 0; r < R; ++r) {
+                        a[r] += (nimg - 1) * args.a_bs;
+                        if (a[r] == dy_last)
+                            a[r] = last_plane;
+                    }
+                    for (int q = 0; q < C; ++q)
+                        b[q] += (nimg - 1) * args.b_bs;
+                    args.nblocks = 1;
+                    args.accumulate = nimg > 1;
+                    t->dot(&args);
+                }
+                if (tc == 0 && tap == 0)
+                    for (int64_t r = 0; r < rows; ++r) {
+                        FC_T sum = 0;
+                        for (int64_t k = 0; k < nimg; ++k) {
+                            const FC_T *plane = dy + ((img0 + k) * p->c_out + co0 + r) * pixels;
+                            for (int64_t q = 0; q < pixels; ++q)
+                                sum += plane[q];
+                        }
+                        partial[dk_len + co0 + r] = sum;
+                    }
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            int64_t e0, e1;
+            fc_thread_range(partial_len, nthreads, tid, &e0, &e1);
+            for (int64_t c = 0; c < nwave; ++c) {
+                const FC_T *src = partials + c * partial_len;
+                const int first_chunk = first + c == 0;
+                FCN(fc_fold)(dkernel, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
+                if (dbias != NULL)
+                    FCN(fc_fold)(dbias, src + dk_len, max64(e0, dk_len) - dk_len, e1 - dk_len,
+                                 first_chunk);
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(bufs);
+    fc_free(partials);
+    fc_free(last_plane);
+    return FC_OK;
 }
 
 /*

@@ -29,6 +29,9 @@
 #define VEQ(a, b) ((a) == (b))
 #define VSEL(pred, a, b) ((pred) ? (b) : (a))
 #define VHSUM(v) (v)
+#define VKEEP(v, m) ((void)(m), (v))
+#define FC_DOT_R 4
+#define FC_DOT_C 4
 
 #define FC_GENERIC_TABLE(TABLE) \
     static void FCN(igemm_any)(const FCN(fc_igemm_args) *p) \
@@ -47,6 +50,9 @@
         .maxpool_bwd = FCN(maxpool_bwd_rows), \
         .colsum = FCN(colsum_rows), \
         .dx_few = FCN(dx_few_rows), \
+        .dot_r = FC_DOT_R, \
+        .dot_c = FC_DOT_C, \
+        .dot = FCN(dot_tile), \
         FC_GENERIC_F32_ONLY \
     };
 

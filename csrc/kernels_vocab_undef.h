@@ -29,6 +29,9 @@
 #undef VEQ
 #undef VSEL
 #undef VHSUM
+#undef VKEEP
+#undef FC_DOT_R
+#undef FC_DOT_C
 #undef FC_TABLE
 #undef FC_TABLE_NAME
 #undef FC_IGEMM_MR
