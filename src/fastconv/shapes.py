@@ -317,9 +317,11 @@ def normalize_output_padding(value: object, strides: Tuple[int, ...],
     what = "None, a non-negative integer" + (" or a pair of them" if n == 2 else "")
     if isinstance(value, (str, bytes, bool)):
         raise TypeError(f"`{name}` must be {what}, got {value!r}")
+    scalar = True
     try:
         single = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
+        scalar = False
         items = _items(value)
         if items is None:
             raise TypeError(f"`{name}` must be {what}, got {type(value).__name__} "
@@ -332,7 +334,7 @@ def normalize_output_padding(value: object, strides: Tuple[int, ...],
         pads = (_as_pad(single, name),) * n
     for axis, (op, s) in enumerate(zip(pads, strides)):
         if op >= s:
-            where = f"[{axis}]" if n > 1 else ""
+            where = f"[{axis}]" if n > 1 and not scalar else ""
             raise ValueError(f"`{name}{where}` must be smaller than the stride "
                              f"(0 <= output_padding < stride, as in Keras), got "
                              f"output_padding={op} with stride={s}")
