@@ -373,10 +373,10 @@ def resolve_transpose_padding(size: int, kernel_size: int, stride: int = 1,
             formula = (f"out = (in - 1) * s + ke - 2 * pad + output_padding = "
                        f"({size} - 1) * {stride} + {ke} - 2 * {pad} + {output_padding}")
         formula += f" = {out}"
-        if out < 1:
-            raise ValueError(f"{what} size {size} gives an empty transposed-convolution output "
-                             f"with padding={padding!r} and output_padding={output_padding}: "
-                             f"{formula}")
+        if out < 1:  # only 'same' with an even kernel, output_padding 0 and in 1
+            raise ValueError(f"`output_padding`={output_padding} with padding={padding!r} gives "
+                             f"an empty transposed-convolution output for the {what} size "
+                             f"{size}: {formula}. Use output_padding >= 1 or None.")
         assoc = resolve_padding(out, kernel_size, stride, padding, dilation, what=what)
         if assoc.out != size:
             # Only 'same' with an even effective kernel and output_padding=0
