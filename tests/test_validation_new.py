@@ -225,8 +225,8 @@ def test_transpose_size_errors(backend):
            padding="same", output_padding=0)
     assert on(backend, fc.conv2d_transpose, X, np.ones((4, 4, 2, 4), np.float32), strides=2,
               padding="same", output_padding=1).shape == (2, 9, 9, 2)   # (5 - 1) * 2 + 4 - 4 + 1
-    raises(backend, ValueError, "empty transposed-convolution output with pads", fc.conv2d_transpose,
-           X[:, :1, :1], KT, padding=2)
+    raises(backend, ValueError, "empty transposed-convolution output with pads",
+           fc.conv2d_transpose, X[:, :1, :1], KT, padding=2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -10,6 +10,12 @@ in the layout that matches the data format. Inputs are never modified;
 non-contiguous, Fortran-ordered, misaligned or byte-swapped arrays are copied
 once; outputs are fresh C-contiguous arrays of the input dtype.
 
+Where tf.keras 2.4 and PyTorch differ, the defaults are Keras' (fastconv's
+layers mirror tf.keras 2.4, and its users' weights come from Keras) and
+PyTorch's behaviour is an argument away: explicit pads, ``kernel_format='OIHW'``,
+``count_include_pad=True``, ``batch_norm_update_moving(count=...)``. Each
+docstring says where the two differ.
+
 The ``'c'`` backend runs the compiled kernels where they exist (NHWC, HWIO,
 one group, float32) and the NumPy reference elsewhere: each such line says
 ``# C kernel pending: <what>``.
@@ -320,14 +326,12 @@ def _shape4(shape: Tuple[int, ...], channels_first: bool, dims: int) -> Tuple[in
     return (n, a, 1, b) if channels_first else (n, 1, a, b)
 
 
-def _window_padding(padding: object, dims: int, causal: bool = False,
-                    kernel_w: int = 1, dilation_w: int = 1) -> ResolvedPadding:
-    """Normalised 2-D padding; 1-D pads become ((0, 0), (left, right))."""
+def _window_padding(padding: object, dims: int, causal: bool = False) -> ResolvedPadding:
+    """Normalised padding: 'valid', 'same', 'causal' (1-D convolutions only) or
+    explicit 2-D pads; 1-D pads become ((0, 0), (left, right))."""
     pad = normalize_padding(padding, explicit=True, spatial_dims=dims, causal=causal)
-    if dims == 2 or pad in ("valid", "same"):
+    if dims == 2 or isinstance(pad, str):
         return pad
-    if pad == "causal":
-        return ((0, 0), causal_padding(kernel_w, dilation_w))
     return ((0, 0),) + tuple(pad)  # type: ignore[return-value]
 
 
@@ -382,14 +386,14 @@ def _conv_geometry(x: np.ndarray, kernel: np.ndarray, strides: object, padding: 
     transposed convolution: the geometry of its associated convolution)."""
     s = _window_arg(strides, "strides", dims)
     d = _window_arg(dilation_rate, "dilation_rate", dims)
-    normalize_padding(padding, explicit=True, spatial_dims=dims,
-                      causal=dims == 1 and not transpose)  # its errors come first
+    pad = _window_padding(padding, dims, causal=dims == 1 and not transpose)
     n_groups = _as_positive_int(groups, "groups")
     op = normalize_output_padding(output_padding, s) if transpose else None
     _check_spatial(x, "x", channels_first, dims)
     kh, kw, c_out = _check_kernel(kernel, x, n_groups, channels_first, oi_first, dims,
                                   transpose)
-    pad = _window_padding(padding, dims, dims == 1 and not transpose, kw, d[1])
+    if pad == "causal":
+        pad = ((0, 0), causal_padding(kw, d[1]))
     shape = _shape4(x.shape, channels_first, dims)
     if transpose:
         return conv2d_transpose_geometry(shape, (kh, kw), c_out, s, pad, op, d,
@@ -438,8 +442,8 @@ def _conv_forward(backend: str, x: np.ndarray, kernel: np.ndarray, bias: Optiona
                   g: ConvGeometry, relu: bool) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.conv2d(x, kernel, bias, g, relu)
-    if not _c_conv_applies(g):
-        return reference.conv2d(x, kernel, bias, g, relu)  # C kernel pending: conv2d NCHW/groups/big pads
+    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        return reference.conv2d(x, kernel, bias, g, relu)  # C kernel pending: conv2d forward
     y = _memory.empty(_act_shape(g, "out"))
     _kernels.conv2d_forward(x, kernel, bias, y, tuple(g)[:17], relu, _threads_arg())
     return y
@@ -449,8 +453,8 @@ def _conv_backward_input(backend: str, dy: np.ndarray, kernel: np.ndarray,
                          g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.conv2d_backward_input(dy, kernel, g)
-    if not _c_conv_applies(g):
-        return reference.conv2d_backward_input(dy, kernel, g)  # C kernel pending: conv2d dx NCHW/groups/big pads
+    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        return reference.conv2d_backward_input(dy, kernel, g)  # C kernel pending: conv2d dx
     dx = _memory.empty(_act_shape(g, "in"))
     _kernels.conv2d_backward_input(dy, kernel, dx, tuple(g)[:17], _threads_arg())
     return dx
@@ -464,7 +468,8 @@ def _conv_backward_kernel(backend: str, dy: np.ndarray, x: np.ndarray, g: ConvGe
         dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
         if backend == "numpy" or _is_empty(g):
             return reference.conv2d_backward_kernel(dy, x, g), dbias
-        return reference.conv2d_backward_kernel(dy, x, g), dbias  # C kernel pending: conv2d dkernel NCHW/groups/big pads
+        # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        return reference.conv2d_backward_kernel(dy, x, g), dbias  # C kernel pending: conv2d dk
     dkernel = _memory.empty(kernel_shape)
     dbias = _memory.empty((g.c_out,)) if want_dbias else None
     _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(g)[:17], _threads_arg())
@@ -807,7 +812,7 @@ _POOL_PADDING_DOC = """\
         Strings follow TensorFlow (with 'same' the extra row/column goes
         bottom/right); explicit pads use PyTorch's arithmetic and must be
         smaller than the pool size on every side, so every window holds a real
-        cell."""
+        cell (PyTorch also asks for at most half the pool size)."""
 
 
 def _pool_geometry(x: np.ndarray, pool_size: object, strides: object, padding: object,
@@ -830,8 +835,8 @@ def _pool_geometry(x: np.ndarray, pool_size: object, strides: object, padding: o
 def _max_pool_forward(backend: str, x: np.ndarray, g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d(x, g)
-    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:
-        return reference.max_pool2d(x, g)  # C kernel pending: NCHW max pool, windows > 2**24 cells
+    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
+        return reference.max_pool2d(x, g)  # C kernel pending: max pool NCHW, > 2**24 cells
     y = _memory.empty(_act_shape(g, "out"))
     _kernels.max_pool2d_forward(x, y, tuple(g)[:17], _threads_arg())
     return y
@@ -841,8 +846,8 @@ def _max_pool_backward(backend: str, dy: np.ndarray, x: np.ndarray,
                        g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d_backward(dy, x, g)
-    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:
-        return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: NCHW max pool, windows > 2**24 cells
+    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
+        return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: max pool bwd, ditto
     dx = _memory.empty(x.shape)
     _kernels.max_pool2d_backward(dy, x, dx, tuple(g)[:17], _threads_arg())
     return dx
@@ -983,7 +988,8 @@ def avg_pool1d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPa
     """1-D average pooling: :func:`avg_pool2d` over a height of 1."""
     include = _flag(count_include_pad, "count_include_pad")
     _, x, _, g = _pool1d_args(x, None, pool_size, strides, padding, data_format, False)
-    y = reference.avg_pool2d(x.reshape(_act_shape(g, "in")), g, include)  # C kernel pending: avg_pool1d
+    x4 = x.reshape(_act_shape(g, "in"))
+    y = reference.avg_pool2d(x4, g, include)  # C kernel pending: avg_pool1d
     return y.reshape(_squeeze_h(y.shape, g.channels_first))
 
 
@@ -1031,7 +1037,8 @@ def global_avg_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
     """Mean over height and width: (batch, channels), or (batch, 1, 1, channels) /
     (batch, channels, 1, 1) with ``keepdims`` (Keras' GlobalAveragePooling2D)."""
     _, x, g, keep = _global_args(x, data_format, keepdims)
-    return reference.global_avg_pool2d(x, g.channels_first, keep)  # C kernel pending: global_avg_pool2d
+    cf = g.channels_first
+    return reference.global_avg_pool2d(x, cf, keep)  # C kernel pending: global_avg_pool2d
 
 
 def global_avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str = "channels_last",
@@ -1039,7 +1046,8 @@ def global_avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str 
     """Gradient of :func:`global_avg_pool2d`: ``dy / (height * width)`` at every cell."""
     backend, x, g, keep = _global_args(x, data_format, keepdims)
     dy4 = _global_dy(dy, g, keep, backend, x)
-    return reference.global_avg_pool2d_backward(dy4, x.shape, g.channels_first)  # C kernel pending: global_avg_pool2d backward
+    cf = g.channels_first
+    return reference.global_avg_pool2d_backward(dy4, x.shape, cf)  # C kernel pending: its bwd
 
 
 def global_max_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
@@ -1154,7 +1162,7 @@ def batch_norm_train(x: ArrayLike, gamma: Optional[ArrayLike] = None,
     beta = _optional_vector(beta, "beta", channels, backend)
     eps = _epsilon(epsilon)
     _same_dtype(("x", x), ("gamma", gamma), ("beta", beta))
-    return reference.batch_norm_train(x, gamma, beta, eps, relu, cf)  # C kernel pending: batch_norm_train
+    return reference.batch_norm_train(x, gamma, beta, eps, relu, cf)  # C kernel pending: BN train
 
 
 def batch_norm_backward(dy: ArrayLike, x: ArrayLike, gamma: Optional[ArrayLike],
@@ -1184,7 +1192,8 @@ def batch_norm_backward(dy: ArrayLike, x: ArrayLike, gamma: Optional[ArrayLike],
     var = _channel_vector(var, "var", channels, backend)
     eps = _epsilon(epsilon)
     _same_dtype(("x", x), ("dy", dy), ("gamma", gamma), ("mean", mean), ("var", var))
-    return reference.batch_norm_backward(dy, x, gamma, mean, var, eps, cf, want_dx)  # C kernel pending: batch_norm_backward
+    return reference.batch_norm_backward(  # C kernel pending: batch_norm_backward
+        dy, x, gamma, mean, var, eps, cf, want_dx)
 
 
 def batch_norm_inference(x: ArrayLike, gamma: Optional[ArrayLike], beta: Optional[ArrayLike],
@@ -1204,7 +1213,8 @@ def batch_norm_inference(x: ArrayLike, gamma: Optional[ArrayLike], beta: Optiona
     eps = _epsilon(epsilon)
     _same_dtype(("x", x), ("gamma", gamma), ("beta", beta), ("moving_mean", mm),
                 ("moving_var", mv))
-    return reference.batch_norm_inference(x, gamma, beta, mm, mv, eps, relu, cf)  # C kernel pending: batch_norm_inference
+    return reference.batch_norm_inference(  # C kernel pending: batch_norm_inference
+        x, gamma, beta, mm, mv, eps, relu, cf)
 
 
 def batch_norm_update_moving(moving_mean: np.ndarray, moving_var: np.ndarray, mean: ArrayLike,
@@ -1278,7 +1288,8 @@ def batch_norm_update_moving(moving_mean: np.ndarray, moving_var: np.ndarray, me
         if count < 2:
             raise ValueError(f"`count` must be an integer >= 2 (the values per channel; the "
                              f"unbiased variance divides by count - 1), got {count}")
-    reference.batch_norm_update_moving(moving_mean, moving_var, stats[0], stats[1], m, count)  # C kernel pending: batch_norm_update_moving
+    reference.batch_norm_update_moving(  # C kernel pending: batch_norm_update_moving
+        moving_mean, moving_var, stats[0], stats[1], m, count)
 
 
 # ---------------------------------------------------------------------------
@@ -1398,7 +1409,8 @@ def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx
     dx = None
     if compute_dx:
         dx = _memory.empty(x.shape)
-        _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g)[:17], threads)
+        _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g)[:17],
+                                       threads)
     dkernel = _memory.empty(kernel.shape)
     dbias = _memory.empty((g.c_out,))
     _kernels.conv2d_backward_kernel(dy4, x.reshape(g.n, 1, 1, g.c_in), dkernel.reshape(k4.shape),
