@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import operator
 import os
 from typing import Iterator, Optional, Sequence, Tuple, Union
@@ -254,6 +255,7 @@ def _kernel_oi_first(kernel_format: object, dims: int = 2) -> bool:
     return value == names[1]
 
 
+@functools.lru_cache(maxsize=None)
 def _act_layout(channels_first: bool, dims: int, out: bool = False) -> str:
     """Axes of activations, for messages: '(batch, height, width, channels) NHWC'."""
     spatial = ["height", "width"][2 - dims:]
@@ -265,6 +267,7 @@ def _act_layout(channels_first: bool, dims: int, out: bool = False) -> str:
     return f"(batch, {', '.join(spatial)}, channels) N{letters}C"
 
 
+@functools.lru_cache(maxsize=None)
 def _kernel_layout(oi_first: bool, dims: int, transpose: bool = False) -> str:
     i, o = (("out_channels/groups", "in_channels") if transpose
             else ("in_channels/groups", "out_channels"))
@@ -282,8 +285,15 @@ def _kernel_axes(oi_first: bool, dims: int) -> Tuple[Optional[int], int, int, in
 
 
 def _kernel_dims(kernel: np.ndarray, oi_first: bool, dims: int) -> Tuple[int, int, int, int]:
-    return tuple(1 if a is None else kernel.shape[a]  # type: ignore[return-value]
-                 for a in _kernel_axes(oi_first, dims))
+    """(kernel_height, kernel_width, I, O) of the user's kernel."""
+    shape = kernel.shape
+    if dims == 2:
+        if oi_first:
+            return shape[2], shape[3], shape[1], shape[0]
+        return shape[0], shape[1], shape[2], shape[3]
+    if oi_first:
+        return 1, shape[2], shape[1], shape[0]
+    return 1, shape[0], shape[1], shape[2]
 
 
 def _kernel_to_data_layout(kernel: np.ndarray, oi_first: bool,
@@ -350,20 +360,21 @@ def _check_kernel(kernel: np.ndarray, x: np.ndarray, groups: int, channels_first
         raise ValueError(f"`groups`={groups} must divide the input channels, but `x` has "
                          f"{c_in} channels (x.shape[{x_axis}])")
 
-    def fits(oi: bool) -> bool:
-        _, _, i, o = _kernel_dims(kernel, oi, dims)
-        return o == c_in if transpose else (i * groups == c_in and o % groups == 0)
+    def layout_hint() -> str:
+        """The expected layout, and the other format when the kernel fits that one."""
+        _, _, i, o = _kernel_dims(kernel, not oi_first, dims)
+        fits = o == c_in if transpose else (i * groups == c_in and o % groups == 0)
+        other = _KERNEL_FORMATS[dims][not oi_first]
+        hint = (f" (the shape fits kernel_format='{other}'; pass it for "
+                f"{'PyTorch' if not oi_first else 'Keras'} weights)" if fits else "")
+        return f"kernel layout is {_kernel_layout(oi_first, dims, transpose)}{hint}"
 
-    other = _KERNEL_FORMATS[dims][not oi_first]
-    hint = (f" (the shape fits kernel_format='{other}'; pass it for "
-            f"{'PyTorch' if not oi_first else 'Keras'} weights)" if fits(not oi_first) else "")
-    layout = _kernel_layout(oi_first, dims, transpose)
     if transpose:
         if k_o != c_in:
             raise ValueError(
                 f"`kernel` of the transposed convolution takes {k_o} input channels "
                 f"(kernel.shape[{axes[3]}]) but `x` has {c_in} channels (x.shape[{x_axis}]); "
-                f"kernel layout is {layout}{hint}")
+                f"{layout_hint()}")
         return kh, kw, k_i * groups
     if k_o % groups:
         raise ValueError(f"`groups`={groups} must divide the output channels, but `kernel` of "
@@ -374,7 +385,7 @@ def _check_kernel(kernel: np.ndarray, x: np.ndarray, groups: int, channels_first
         raise ValueError(
             f"`kernel` expects {k_i} input channels{' per group' if groups > 1 else ''} "
             f"(kernel.shape[{axes[2]}]) but `x` has {c_in} channels (x.shape[{x_axis}])"
-            f"{per_group}; kernel layout is {layout}{hint}")
+            f"{per_group}; {layout_hint()}")
     return kh, kw, k_o
 
 
@@ -464,11 +475,12 @@ def _conv_backward_kernel(backend: str, dy: np.ndarray, x: np.ndarray, g: ConvGe
                           kernel_shape: Tuple[int, ...], want_dbias: bool
                           ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """(dkernel in the data layout, dbias or None)."""
-    if backend == "numpy" or _is_empty(g) or not _c_conv_applies(g):
+    dbias: Optional[np.ndarray]
+    if backend == "numpy" or _is_empty(g):
         dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
-        if backend == "numpy" or _is_empty(g):
-            return reference.conv2d_backward_kernel(dy, x, g), dbias
-        # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        return reference.conv2d_backward_kernel(dy, x, g), dbias
+    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
         return reference.conv2d_backward_kernel(dy, x, g), dbias  # C kernel pending: conv2d dk
     dkernel = _memory.empty(kernel_shape)
     dbias = _memory.empty((g.c_out,)) if want_dbias else None

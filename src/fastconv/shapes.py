@@ -152,6 +152,10 @@ def normalize_padding(padding: object, name: str = "padding", *, explicit: bool 
     NumPy integers are accepted; bools and floats raise ``TypeError``,
     negative pads ``ValueError``.
     """
+    if isinstance(padding, str):  # the common case first, without building messages
+        value = padding.lower()
+        if value in PADDINGS or (causal and value == "causal"):
+            return value
     strings = PADDINGS + (("causal",) if causal else ())
     quoted = " or ".join(repr(s) for s in strings)
     if spatial_dims == 2:
@@ -161,8 +165,6 @@ def normalize_padding(padding: object, name: str = "padding", *, explicit: bool 
     expected = f"{quoted}" + (f", or {forms} of non-negative integers" if explicit else "")
     if isinstance(padding, str):
         value = padding.lower()
-        if value in strings:
-            return value
         if value == "causal":
             raise ValueError(f"`{name}`='causal' is only supported by 1-D convolutions "
                              f"(conv1d, Keras' Conv1D), got {padding!r}")
