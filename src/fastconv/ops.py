@@ -342,7 +342,7 @@ def _window_padding(padding: object, dims: int, causal: bool = False) -> Resolve
     pad = normalize_padding(padding, explicit=True, spatial_dims=dims, causal=causal)
     if dims == 2 or isinstance(pad, str):
         return pad
-    return ((0, 0),) + tuple(pad)  # type: ignore[return-value]
+    return ((0, 0),) + tuple(pad)
 
 
 def _check_kernel(kernel: np.ndarray, x: np.ndarray, groups: int, channels_first: bool,
@@ -726,14 +726,15 @@ _CONV1D_PARAMETERS = """\
         ``'OIW'`` ``(out_channels, in_channels/groups, kw)`` (PyTorch)."""
 
 
-def _views_1d(x: np.ndarray, kernel: Optional[np.ndarray], cf: bool, oi: bool
-              ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """NWC -> (N, 1, W, C), NCW -> (N, C, 1, W); WIO -> (1, W, I, O), OIW -> (O, I, 1, W)."""
-    x4 = x.reshape(_shape4(x.shape, cf, 1))
-    if kernel is None:
-        return x4, None
+def _x_view_1d(x: np.ndarray, channels_first: bool) -> np.ndarray:
+    """NWC -> (N, 1, W, C), NCW -> (N, C, 1, W): a view."""
+    return x.reshape(_shape4(x.shape, channels_first, 1))
+
+
+def _kernel_view_1d(kernel: np.ndarray, oi_first: bool) -> np.ndarray:
+    """WIO -> (1, W, I, O) HWIO, OIW -> (O, I, 1, W) OIHW: a view."""
     k = kernel.shape
-    return x4, kernel.reshape((k[0], k[1], 1, k[2]) if oi else (1,) + k)
+    return kernel.reshape((k[0], k[1], 1, k[2]) if oi_first else (1,) + k)
 
 
 def conv1d(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
@@ -765,8 +766,8 @@ def conv1d(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
     _same_dtype(("x", x), ("kernel", kernel), ("bias", b))
     g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi, dims=1)
     _check_bias(b, g.c_out)
-    x4, k4 = _views_1d(x, kernel, cf, oi)
-    y = _conv_forward(backend, x4, _kernel_to_data_layout(k4, oi, cf), b, g, relu)
+    k4 = _kernel_to_data_layout(_kernel_view_1d(kernel, oi), oi, cf)
+    y = _conv_forward(backend, _x_view_1d(x, cf), k4, b, g, relu)
     return y.reshape(_squeeze_h(y.shape, cf))
 
 
@@ -791,10 +792,9 @@ def conv1d_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, strides: Int
     _same_dtype(("x", x), ("kernel", kernel), ("dy", dy))
     g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi, dims=1)
     _check_dy(dy, _squeeze_h(_act_shape(g, "out"), cf))
-    x4, k4 = _views_1d(x, kernel, cf, oi)
     dy4 = dy.reshape(_act_shape(g, "out"))
-    dx, dk, db = _conv_backward(backend, dy4, x4, k4, g, oi,  # type: ignore[arg-type]
-                                want_dx, want_dk, want_db)
+    dx, dk, db = _conv_backward(backend, dy4, _x_view_1d(x, cf), _kernel_view_1d(kernel, oi),
+                                g, oi, want_dx, want_dk, want_db)
     return (None if dx is None else dx.reshape(x.shape),
             None if dk is None else dk.reshape(kernel.shape), db)
 
@@ -803,7 +803,7 @@ def _fill_doc(fn: object, **fields: str) -> None:
     """Put shared parameter descriptions into a docstring's ``{field}`` slots."""
     doc = getattr(fn, "__doc__", None)
     if doc:  # None under python -OO
-        fn.__doc__ = doc.format(**{k: v.strip() for k, v in fields.items()})  # type: ignore
+        fn.__doc__ = doc.format(**{k: v.strip() for k, v in fields.items()})
 
 
 _fill_doc(conv2d, params=_CONV_PARAMETERS)

@@ -194,7 +194,7 @@ def normalize_padding(padding: object, name: str = "padding", *, explicit: bool 
         return ((_as_pad(items[0], f"{name}[0]"), _as_pad(items[1], f"{name}[1]")),)
     nested = [_items(v) is not None for v in items]
     if all(nested):
-        return tuple(_pad_pair(v, f"{name}[{i}]") for i, v in enumerate(items))  # type: ignore
+        return tuple(_pad_pair(v, f"{name}[{i}]") for i, v in enumerate(items))
     if any(nested):
         raise ValueError(f"`{name}` must be {expected} (not a mix of ints and pairs), "
                          f"got {padding!r}")
@@ -525,7 +525,7 @@ def pool2d_geometry(x_shape: Sequence[int], pool: Tuple[int, int], strides: Tupl
 
 def conv2d_transpose_geometry(x_shape: Sequence[int], kernel_hw: Tuple[int, int], c_out: int,
                               strides: Tuple[int, int], padding: ResolvedPadding,
-                              output_padding: Optional[Tuple[int, int]],
+                              output_padding: Optional[Tuple[int, ...]],
                               dilation: Tuple[int, int] = (1, 1), *, groups: int = 1,
                               channels_first: bool = False) -> ConvGeometry:
     """The geometry of the convolution associated with a transposed convolution.
