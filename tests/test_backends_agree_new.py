@@ -63,6 +63,8 @@ CONV_CASES = [
     ((2, 7, 8, 5), (3, 3, 5, 6), dict(padding=((2, 0), (1, 5)), strides=2)),
     ((1, 9, 6, 3), (3, 2, 3, 17), dict(padding=((0, 3), (1, 1)), dilation_rate=(2, 1))),
     ((2, 6, 6, 20), (3, 3, 20, 16), dict(padding=(1, 1))),        # Winograd-sized
+    ((2, 7, 6, 20), (3, 3, 20, 18), dict(padding=((0, 4), (2, 3)))),   # ... rows of padding only
+    ((1, 5, 6, 3), (3, 3, 3, 5), dict(padding=((1, 6), (0, 0)), strides=(2, 1))),
     ((3, 5, 9, 2), (1, 4, 2, 7), dict(padding=((0, 0), (3, 0)), strides=(1, 3))),
     ((1, 4, 4, 4), (2, 2, 4, 3), dict(padding=(1, 0), strides=2)),  # bottom pad unreached
 ]
