@@ -859,7 +859,7 @@ def _max_pool_backward(backend: str, dy: np.ndarray, x: np.ndarray,
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d_backward(dy, x, g)
     if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
-        return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: max pool bwd, ditto
+        return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: max pool dx, ditto
     dx = _memory.empty(x.shape)
     _kernels.max_pool2d_backward(dy, x, dx, tuple(g)[:17], _threads_arg())
     return dx
@@ -1058,8 +1058,8 @@ def global_avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str 
     """Gradient of :func:`global_avg_pool2d`: ``dy / (height * width)`` at every cell."""
     backend, x, g, keep = _global_args(x, data_format, keepdims)
     dy4 = _global_dy(dy, g, keep, backend, x)
-    cf = g.channels_first
-    return reference.global_avg_pool2d_backward(dy4, x.shape, cf)  # C kernel pending: its bwd
+    shape, cf = x.shape, g.channels_first
+    return reference.global_avg_pool2d_backward(dy4, shape, cf)  # C kernel pending: global avg dx
 
 
 def global_max_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
