@@ -73,3 +73,71 @@ def test_normalize_padding():
         normalize_padding("full")
     with pytest.raises(TypeError, match="padding"):
         normalize_padding(1)
+
+
+# ---------------------------------------------------------------------------
+# Explicit pads (PyTorch's arithmetic) and transposed convolutions (Keras')
+
+
+@pytest.mark.parametrize("value,expected", [
+    (1, ((1, 1), (1, 1))), (np.int32(2), ((2, 2), (2, 2))), ((1, 2), ((1, 1), (2, 2))),
+    (((0, 1), (2, 3)), ((0, 1), (2, 3))), ([[0, 1], [2, 3]], ((0, 1), (2, 3))),
+    ("SAME", "same"), ("Valid", "valid")])
+def test_normalize_explicit_padding(value, expected):
+    assert normalize_padding(value, explicit=True) == expected
+
+
+def test_normalize_padding_1d_and_causal():
+    assert normalize_padding(3, explicit=True, spatial_dims=1) == ((3, 3),)
+    assert normalize_padding((1, 0), explicit=True, spatial_dims=1) == ((1, 0),)
+    assert normalize_padding("Causal", explicit=True, spatial_dims=1, causal=True) == "causal"
+    with pytest.raises(ValueError, match="causal"):
+        normalize_padding("causal", explicit=True)
+    # the Keras layers keep their string-only padding
+    with pytest.raises(TypeError, match="`padding` must be the string 'valid' or 'same'"):
+        normalize_padding(1)
+
+
+def test_conv_output_size_explicit_and_causal():
+    assert fc.conv_output_size(5, 3, stride=2, padding=1) == 3      # O = (5 - 3 + 2) / 2 + 1
+    assert fc.conv_output_size(5, 3, padding=(2, 0)) == 5
+    assert fc.conv_output_size(7, 3, stride=2, padding="causal", dilation=2) == 4   # ceil(7 / 2)
+    with pytest.raises(ValueError, match=r"floor\(\(2 \+ 0 \+ 0 - 3\) / 1\) \+ 1 = 0"):
+        fc.conv_output_size(2, 3, padding=0)
+
+
+def keras_deconv_output_length(size, k, padding, output_padding, stride, dilation):
+    """tf.keras 2.4's conv_utils.deconv_output_length, copied."""
+    k = k + (k - 1) * (dilation - 1)
+    if output_padding is None:
+        if padding == "valid":
+            return size * stride + max(k - stride, 0)
+        return size * stride
+    pad = k // 2 if padding == "same" else 0
+    return (size - 1) * stride + k - 2 * pad + output_padding
+
+
+@pytest.mark.parametrize("size", range(1, 7))
+@pytest.mark.parametrize("k", range(1, 5))
+@pytest.mark.parametrize("s", range(1, 4))
+@pytest.mark.parametrize("d", (1, 2))
+def test_conv_transpose_output_size_is_keras_deconv_output_length(size, k, s, d):
+    for padding in ("valid", "same"):
+        for op in [None] + list(range(s)):
+            expected = keras_deconv_output_length(size, k, padding, op, s, d)
+            ke = (k - 1) * d + 1
+            if padding == "same" and op is not None and -(-expected // s) != size:
+                # TensorFlow refuses these (an even kernel with output_padding 0)
+                assert ke % 2 == 0 and op == 0
+                with pytest.raises(ValueError, match="`output_padding`"):
+                    fc.conv_transpose_output_size(size, k, s, padding, op, d)
+                continue
+            got = fc.conv_transpose_output_size(size, k, s, padding, op, d)
+            assert got == expected
+            # the convolution it transposes maps the output back to the input size
+            assert fc.conv_output_size(got, k, s, padding, d) == size
+        # PyTorch's padding: out = (in - 1) * s - 2p + ke + op
+        for p in range(3):
+            out = (size - 1) * s - 2 * p + ke
+            if out >= 1:
+                assert fc.conv_transpose_output_size(size, k, s, p, None, d) == out

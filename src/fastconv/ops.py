@@ -2,22 +2,40 @@
 
 Two backends compute every op: ``"c"`` (the compiled kernels, float32,
 parallel) and ``"numpy"`` (:mod:`fastconv.reference`, readable, computes in the
-input dtype). Arrays are NHWC activations and HWIO kernels, as Keras stores
-them. Inputs are never modified; non-contiguous, Fortran-ordered, misaligned
-or byte-swapped arrays are copied once.
+input dtype). Activations are NHWC (``data_format='channels_last'``, Keras'
+default) or NCHW (``'channels_first'``); convolution kernels HWIO (Keras) or
+OIHW (PyTorch, ``kernel_format='OIHW'``). Conventions are resolved here, once:
+the backends receive a :class:`~fastconv.shapes.ConvGeometry` and the kernel
+in the layout that matches the data format. Inputs are never modified;
+non-contiguous, Fortran-ordered, misaligned or byte-swapped arrays are copied
+once; outputs are fresh C-contiguous arrays of the input dtype.
+
+Where tf.keras 2.4 and PyTorch differ, the defaults are Keras' (fastconv's
+layers mirror tf.keras 2.4, and its users' weights come from Keras) and
+PyTorch's behaviour is an argument away: explicit pads, ``kernel_format='OIHW'``,
+``count_include_pad=True``, ``batch_norm_update_moving(count=...)``. Each
+docstring says where the two differ.
+
+The ``'c'`` backend runs the compiled kernels where they exist (NHWC, HWIO,
+one group, float32) and the NumPy reference elsewhere: each such line says
+``# C kernel pending: <what>``.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import operator
 import os
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _memory, reference
-from .shapes import (ConvGeometry, IntOrPair, conv2d_geometry, conv_output_size,
-                     normalize_pair, normalize_padding)
+from .shapes import (ConvGeometry, IntOrPair, PaddingArg, ResolvedPadding, _as_positive_int,
+                     causal_padding, conv2d_geometry, conv2d_transpose_geometry,
+                     conv_output_size, conv_transpose_output_size, normalize_output_padding,
+                     normalize_pair, normalize_padding, normalize_tuple, pool2d_geometry)
 
 try:
     from . import _kernels
@@ -32,9 +50,15 @@ if _kernels is not None and os.environ.get("FASTCONV_SIMD"):
     _kernels.set_simd(os.environ["FASTCONV_SIMD"].strip().lower())
 
 __all__ = [
-    "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "dense",
-    "dense_backward", "relu_backward", "adam_update", "conv_output_size", "set_backend",
-    "get_backend", "use_backend", "set_num_threads", "get_num_threads",
+    "conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward",
+    "conv1d", "conv1d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
+    "avg_pool2d_backward", "max_pool1d", "max_pool1d_backward", "avg_pool1d",
+    "avg_pool1d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
+    "global_max_pool2d", "global_max_pool2d_backward", "batch_norm_train",
+    "batch_norm_backward", "batch_norm_inference", "batch_norm_update_moving", "upsample2d",
+    "upsample2d_backward", "dense", "dense_backward", "relu_backward", "adam_update",
+    "conv_output_size", "conv_transpose_output_size", "set_backend", "get_backend",
+    "use_backend", "set_num_threads", "get_num_threads",
 ]
 
 ArrayLike = Union[np.ndarray, "list", "tuple"]
@@ -126,10 +150,16 @@ def _threads_arg() -> int:
 _DTYPE_NAMES = {b: " or ".join(d.name for d in ds) for b, ds in _ACCEPTED_DTYPES.items()}
 
 
-def _as_array(value: object, name: str, ndim: int, backend: str) -> np.ndarray:
-    """A C-contiguous, aligned, native-byte-order array of an accepted float dtype."""
+def _as_array(value: object, name: str, ndim: Optional[int], backend: str,
+              layout: Optional[str] = None) -> np.ndarray:
+    """A C-contiguous, aligned, native-byte-order array of an accepted float dtype.
+
+    ``ndim=None`` accepts any rank; ``layout`` describes the expected axes in
+    the rank error (default: the NHWC/HWIO description of ``name``).
+    """
     accepted = _ACCEPTED_DTYPES[backend]
-    if type(value) is np.ndarray and value.dtype in accepted and value.ndim == ndim:
+    if (type(value) is np.ndarray and value.dtype in accepted
+            and (ndim is None or value.ndim == ndim)):
         flags = value.flags
         if flags.c_contiguous and flags.aligned:
             return value  # the common case, checked without building anything
@@ -149,8 +179,8 @@ def _as_array(value: object, name: str, ndim: int, backend: str) -> np.ndarray:
         hint = (" (the 'c' backend computes in float32: cast with .astype(np.float32) or "
                 "use the 'numpy' backend)" if backend == "c" else "")
         raise TypeError(f"`{name}` must have dtype {names}, got {arr.dtype}{hint}")
-    if arr.ndim != ndim:
-        layout = _LAYOUTS.get(name, "")
+    if ndim is not None and arr.ndim != ndim:
+        layout = _LAYOUTS.get(name, "") if layout is None else layout
         raise ValueError(f"`{name}` must be a {ndim}-D array {layout}, got shape {arr.shape}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
@@ -177,170 +207,1164 @@ def _fused_relu(activation: object) -> bool:
     raise ValueError(f"`activation` must be None, 'linear' or 'relu', got {activation!r}")
 
 
-def _check_spatial(x: np.ndarray, name: str) -> None:
-    if x.shape[1] < 1 or x.shape[2] < 1:
-        raise ValueError(f"`{name}` must have height and width >= 1, got shape {x.shape}")
-
-
-def _check_kernel(kernel: np.ndarray, c_in: int) -> None:
-    if kernel.shape[0] < 1 or kernel.shape[1] < 1:
-        raise ValueError(f"`kernel` must have height and width >= 1, got shape {kernel.shape}")
-    if kernel.shape[2] != c_in:
-        raise ValueError(
-            f"`kernel` expects {kernel.shape[2]} input channels (kernel.shape[2]) but `x` has "
-            f"{c_in} channels (x.shape[3]); kernel layout is {_LAYOUTS['kernel']}")
-
-
-def _check_dy(dy: np.ndarray, expected: Tuple[int, ...]) -> None:
-    if dy.shape != expected:
-        raise ValueError(f"`dy` must have the output's shape {expected}, got {dy.shape}")
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"`{name}` must be True or False, got {type(value).__name__} {value!r}")
 
 
 def _is_empty(g: ConvGeometry) -> bool:
     return g.n == 0 or g.c_in == 0 or g.c_out == 0
 
 
-def _conv_geometry(x: np.ndarray, kernel: np.ndarray, strides: IntOrPair, padding: str,
-                   dilation_rate: IntOrPair) -> ConvGeometry:
-    s = normalize_pair(strides, "strides")
-    d = normalize_pair(dilation_rate, "dilation_rate")
-    pad = normalize_padding(padding)
-    _check_spatial(x, "x")
-    _check_kernel(kernel, x.shape[3])
-    return conv2d_geometry(x.shape, (kernel.shape[0], kernel.shape[1]), kernel.shape[3], s,
-                           pad, d)
+# -- conventions ---------------------------------------------------------------
+
+_DATA_FORMATS = {
+    2: {"channels_last": False, "nhwc": False, "channels_first": True, "nchw": True},
+    1: {"channels_last": False, "nwc": False, "channels_first": True, "ncw": True},
+}
+_DATA_FORMAT_NAMES = {2: "'channels_last'/'NHWC' or 'channels_first'/'NCHW'",
+                      1: "'channels_last'/'NWC' or 'channels_first'/'NCW'"}
+_KERNEL_FORMATS = {2: ("HWIO", "OIHW"), 1: ("WIO", "OIW")}
+
+
+def _channels_first(data_format: object, dims: int = 2) -> bool:
+    """True for NCHW (NCW), False for NHWC (NWC); case-insensitive."""
+    expected = _DATA_FORMAT_NAMES[dims]
+    if not isinstance(data_format, str):
+        raise TypeError(f"`data_format` must be {expected} (case-insensitive), got "
+                        f"{type(data_format).__name__} {data_format!r}")
+    try:
+        return _DATA_FORMATS[dims][data_format.lower()]
+    except KeyError:
+        raise ValueError(f"`data_format` must be {expected} (case-insensitive), got "
+                         f"{data_format!r}") from None
+
+
+def _kernel_oi_first(kernel_format: object, dims: int = 2) -> bool:
+    """True for OIHW (OIW, PyTorch), False for HWIO (WIO, Keras); case-insensitive."""
+    names = _KERNEL_FORMATS[dims]
+    expected = f"'{names[0]}' (Keras) or '{names[1]}' (PyTorch)"
+    if not isinstance(kernel_format, str):
+        raise TypeError(f"`kernel_format` must be {expected}, got "
+                        f"{type(kernel_format).__name__} {kernel_format!r}")
+    value = kernel_format.upper()
+    if value not in names:
+        raise ValueError(f"`kernel_format` must be {expected} (case-insensitive), got "
+                         f"{kernel_format!r}")
+    return value == names[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _act_layout(channels_first: bool, dims: int, out: bool = False) -> str:
+    """Axes of activations, for messages: '(batch, height, width, channels) NHWC'."""
+    spatial = ["height", "width"][2 - dims:]
+    if out:
+        spatial = ["out_" + s for s in spatial]
+    letters = "HW"[2 - dims:]
+    if channels_first:
+        return f"(batch, channels, {', '.join(spatial)}) NC{letters}"
+    return f"(batch, {', '.join(spatial)}, channels) N{letters}C"
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_layout(oi_first: bool, dims: int, transpose: bool = False) -> str:
+    i, o = (("out_channels/groups", "in_channels") if transpose
+            else ("in_channels/groups", "out_channels"))
+    spatial = ["kernel_height", "kernel_width"][2 - dims:]
+    name = _KERNEL_FORMATS[dims][oi_first]
+    parts = [o, i] + spatial if oi_first else spatial + [i, o]
+    return f"({', '.join(parts)}) {name}"
+
+
+def _kernel_axes(oi_first: bool, dims: int) -> Tuple[Optional[int], int, int, int]:
+    """Axes of the user's kernel holding (kernel_height, kernel_width, I, O)."""
+    if dims == 2:
+        return (2, 3, 1, 0) if oi_first else (0, 1, 2, 3)
+    return (None, 2, 1, 0) if oi_first else (None, 0, 1, 2)
+
+
+def _kernel_dims(kernel: np.ndarray, oi_first: bool, dims: int) -> Tuple[int, int, int, int]:
+    """(kernel_height, kernel_width, I, O) of the user's kernel."""
+    shape = kernel.shape
+    if dims == 2:
+        if oi_first:
+            return shape[2], shape[3], shape[1], shape[0]
+        return shape[0], shape[1], shape[2], shape[3]
+    if oi_first:
+        return 1, shape[2], shape[1], shape[0]
+    return 1, shape[0], shape[1], shape[2]
+
+
+def _kernel_to_data_layout(kernel: np.ndarray, oi_first: bool,
+                           channels_first: bool) -> np.ndarray:
+    """The 4-D kernel in the layout matching the data format (channels_last:
+    HWIO, channels_first: OIHW): one transposed copy, only when they differ."""
+    if oi_first == channels_first:
+        return kernel
+    if channels_first:  # HWIO -> OIHW
+        return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+    return np.ascontiguousarray(kernel.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+
+
+def _kernel_to_user_layout(dkernel: np.ndarray, oi_first: bool,
+                           channels_first: bool) -> np.ndarray:
+    """Inverse of :func:`_kernel_to_data_layout` (for dkernel)."""
+    return _kernel_to_data_layout(dkernel, channels_first, oi_first)
+
+
+def _check_spatial(x: np.ndarray, name: str, channels_first: bool = False,
+                   dims: int = 2) -> None:
+    spatial = x.shape[2:] if channels_first else x.shape[1:-1]
+    if min(spatial) < 1:
+        what = "height and width" if dims == 2 else "width"
+        raise ValueError(f"`{name}` must have {what} >= 1, got shape {x.shape}")
+
+
+def _window_arg(value: object, name: str, dims: int) -> Tuple[int, int]:
+    """strides, dilation_rate, pool_size as a (height, width) pair (1-D: height 1)."""
+    if dims == 2:
+        return normalize_pair(value, name)
+    return (1, normalize_tuple(value, 1, name)[0])
+
+
+def _shape4(shape: Tuple[int, ...], channels_first: bool, dims: int) -> Tuple[int, ...]:
+    """The 4-D shape the 1-D ops see: NWC -> (N, 1, W, C), NCW -> (N, C, 1, W)."""
+    if dims == 2:
+        return shape
+    n, a, b = shape
+    return (n, a, 1, b) if channels_first else (n, 1, a, b)
+
+
+def _window_padding(padding: object, dims: int, causal: bool = False) -> ResolvedPadding:
+    """Normalised padding: 'valid', 'same', 'causal' (1-D convolutions only) or
+    explicit 2-D pads; 1-D pads become ((0, 0), (left, right))."""
+    pad = normalize_padding(padding, explicit=True, spatial_dims=dims, causal=causal)
+    if dims == 2 or isinstance(pad, str):
+        return pad
+    return ((0, 0),) + tuple(pad)
+
+
+def _check_kernel(kernel: np.ndarray, x: np.ndarray, groups: int, channels_first: bool,
+                  oi_first: bool, dims: int, transpose: bool) -> Tuple[int, int, int]:
+    """Check the kernel against ``x`` and ``groups``; returns (kh, kw, c_out)."""
+    kh, kw, k_i, k_o = _kernel_dims(kernel, oi_first, dims)
+    axes = _kernel_axes(oi_first, dims)
+    fmt = _KERNEL_FORMATS[dims][oi_first]
+    if kh < 1 or kw < 1:
+        what = "height and width" if dims == 2 else "width"
+        raise ValueError(f"`kernel` must have {what} >= 1, got shape {kernel.shape}")
+    x_axis = 1 if channels_first else x.ndim - 1
+    c_in = x.shape[x_axis]
+    if c_in % groups:
+        raise ValueError(f"`groups`={groups} must divide the input channels, but `x` has "
+                         f"{c_in} channels (x.shape[{x_axis}])")
+
+    def layout_hint() -> str:
+        """The expected layout, and the other format when the kernel fits that one."""
+        _, _, i, o = _kernel_dims(kernel, not oi_first, dims)
+        fits = o == c_in if transpose else (i * groups == c_in and o % groups == 0)
+        other = _KERNEL_FORMATS[dims][not oi_first]
+        hint = (f" (the shape fits kernel_format='{other}'; pass it for "
+                f"{'PyTorch' if not oi_first else 'Keras'} weights)" if fits else "")
+        return f"kernel layout is {_kernel_layout(oi_first, dims, transpose)}{hint}"
+
+    if transpose:
+        if k_o != c_in:
+            raise ValueError(
+                f"`kernel` of the transposed convolution takes {k_o} input channels "
+                f"(kernel.shape[{axes[3]}]) but `x` has {c_in} channels (x.shape[{x_axis}]); "
+                f"{layout_hint()}")
+        return kh, kw, k_i * groups
+    if k_o % groups:
+        raise ValueError(f"`groups`={groups} must divide the output channels, but `kernel` of "
+                         f"shape {kernel.shape} ({fmt}) has {k_o} (kernel.shape[{axes[3]}])")
+    if k_i * groups != c_in:
+        per_group = (f", i.e. {c_in // groups} per group with groups={groups}"
+                     if groups > 1 else "")
+        raise ValueError(
+            f"`kernel` expects {k_i} input channels{' per group' if groups > 1 else ''} "
+            f"(kernel.shape[{axes[2]}]) but `x` has {c_in} channels (x.shape[{x_axis}])"
+            f"{per_group}; {layout_hint()}")
+    return kh, kw, k_o
+
+
+def _conv_geometry(x: np.ndarray, kernel: np.ndarray, strides: object, padding: object,
+                   dilation_rate: object, groups: object, channels_first: bool,
+                   oi_first: bool, dims: int = 2, *, transpose: bool = False,
+                   output_padding: object = None) -> ConvGeometry:
+    """Validate a convolution's arguments and resolve its geometry (for a
+    transposed convolution: the geometry of its associated convolution)."""
+    s = _window_arg(strides, "strides", dims)
+    d = _window_arg(dilation_rate, "dilation_rate", dims)
+    pad = _window_padding(padding, dims, causal=dims == 1 and not transpose)
+    n_groups = _as_positive_int(groups, "groups")
+    op = normalize_output_padding(output_padding, s) if transpose else None
+    _check_spatial(x, "x", channels_first, dims)
+    kh, kw, c_out = _check_kernel(kernel, x, n_groups, channels_first, oi_first, dims,
+                                  transpose)
+    if pad == "causal":
+        pad = ((0, 0), causal_padding(kw, d[1]))
+    shape = _shape4(x.shape, channels_first, dims)
+    if transpose:
+        return conv2d_transpose_geometry(shape, (kh, kw), c_out, s, pad, op, d,
+                                         groups=n_groups, channels_first=channels_first)
+    return conv2d_geometry(shape, (kh, kw), c_out, s, pad, d, groups=n_groups,
+                           channels_first=channels_first)
+
+
+def _act_shape(g: ConvGeometry, which: str) -> Tuple[int, int, int, int]:
+    """The 4-D shape of the geometry's input ('in') or output ('out') activations."""
+    if which == "in":
+        n, h, w, c = g.n, g.h, g.w, g.c_in
+    else:
+        n, h, w, c = g.n, g.out_h, g.out_w, g.c_out
+    return (n, c, h, w) if g.channels_first else (n, h, w, c)
+
+
+def _check_shape(arr: np.ndarray, name: str, expected: Tuple[int, ...], what: str) -> None:
+    if arr.shape != tuple(expected):
+        raise ValueError(f"`{name}` must have {what} {tuple(expected)}, got {arr.shape}")
+
+
+def _check_dy(dy: np.ndarray, expected: Tuple[int, ...]) -> None:
+    _check_shape(dy, "dy", expected, "the output's shape")
+
+
+def _check_bias(bias: Optional[np.ndarray], channels: int) -> None:
+    if bias is not None and bias.shape[0] != channels:
+        raise ValueError(f"`bias` must have shape ({channels},) to match the kernel's "
+                         f"out_channels, got {bias.shape}")
+
+
+# ---------------------------------------------------------------------------
+# Convolution pieces, per backend. Arrays arrive validated, activations in the
+# data format and the kernel in the matching layout.
+
+def _c_conv_applies(g: ConvGeometry) -> bool:
+    """The existing C convolution kernels take NHWC/HWIO, one group, and top/left
+    pads within the dilated kernel (any bottom/right pad: implied by out sizes)."""
+    return (not g.channels_first and g.groups == 1
+            and g.pad_top <= (g.kh - 1) * g.dilation_h
+            and g.pad_left <= (g.kw - 1) * g.dilation_w)
+
+
+def _conv_forward(backend: str, x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
+                  g: ConvGeometry, relu: bool) -> np.ndarray:
+    if backend == "numpy" or _is_empty(g):
+        return reference.conv2d(x, kernel, bias, g, relu)
+    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        return reference.conv2d(x, kernel, bias, g, relu)  # C kernel pending: conv2d forward
+    y = _memory.empty(_act_shape(g, "out"))
+    _kernels.conv2d_forward(x, kernel, bias, y, tuple(g)[:17], relu, _threads_arg())
+    return y
+
+
+def _conv_backward_input(backend: str, dy: np.ndarray, kernel: np.ndarray,
+                         g: ConvGeometry) -> np.ndarray:
+    if backend == "numpy" or _is_empty(g):
+        return reference.conv2d_backward_input(dy, kernel, g)
+    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        return reference.conv2d_backward_input(dy, kernel, g)  # C kernel pending: conv2d dx
+    dx = _memory.empty(_act_shape(g, "in"))
+    _kernels.conv2d_backward_input(dy, kernel, dx, tuple(g)[:17], _threads_arg())
+    return dx
+
+
+def _conv_backward_kernel(backend: str, dy: np.ndarray, x: np.ndarray, g: ConvGeometry,
+                          kernel_shape: Tuple[int, ...], want_dbias: bool
+                          ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(dkernel in the data layout, dbias or None)."""
+    dbias: Optional[np.ndarray]
+    if backend == "numpy" or _is_empty(g):
+        dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
+        return reference.conv2d_backward_kernel(dy, x, g), dbias
+    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
+        dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
+        return reference.conv2d_backward_kernel(dy, x, g), dbias  # C kernel pending: conv2d dk
+    dkernel = _memory.empty(kernel_shape)
+    dbias = _memory.empty((g.c_out,)) if want_dbias else None
+    _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(g)[:17], _threads_arg())
+    return dkernel, dbias
+
+
+def _backward_flags(compute_dx: object, compute_dkernel: object,
+                    compute_dbias: object) -> Tuple[bool, bool, bool]:
+    want_dx = _flag(compute_dx, "compute_dx")
+    want_dk = _flag(compute_dkernel, "compute_dkernel")
+    want_db = want_dk if compute_dbias is None else _flag(compute_dbias, "compute_dbias")
+    return want_dx, want_dk, want_db
 
 
 # ---------------------------------------------------------------------------
 # Convolution
 
+_CONV_PARAMETERS = """\
+    strides, dilation_rate : int or pair of int
+    padding : {'valid', 'same'}, int, (pad_h, pad_w) or ((top, bottom), (left, right))
+        Strings are case-insensitive and follow TensorFlow: with 'same' the
+        extra row/column goes to the bottom/right (PyTorch's symmetric
+        ``padding=`` cannot express that). Integers are explicit zero pads with
+        PyTorch's arithmetic ``out = floor((in + before + after - ke) / s) + 1``
+        (``ke = (k - 1) * d + 1``).
+    groups : int, keyword-only
+        Grouped convolution: ``in_channels`` and ``out_channels`` are multiples
+        of ``groups``; output channel ``o`` sees the input channels of group
+        ``o // (out_channels / groups)`` (PyTorch and Keras agree).
+        ``groups == in_channels`` is a depthwise convolution with channel
+        multiplier ``out_channels / in_channels``.
+    data_format : {'channels_last', 'NHWC', 'channels_first', 'NCHW'}, keyword-only
+        Layout of ``x`` and of the output (and of ``dy``, ``dx``), case-insensitive.
+    kernel_format : {'HWIO', 'OIHW'}, keyword-only
+        ``'HWIO'`` ``(kh, kw, in_channels/groups, out_channels)`` as Keras stores
+        it; ``'OIHW'`` ``(out_channels, in_channels/groups, kh, kw)`` as PyTorch
+        stores it. Independent of ``data_format``."""
+
+
 def conv2d(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
-           strides: IntOrPair = 1, padding: str = "valid", dilation_rate: IntOrPair = 1,
-           activation: Optional[str] = None) -> np.ndarray:
+           strides: IntOrPair = 1, padding: PaddingArg = "valid",
+           dilation_rate: IntOrPair = 1, activation: Optional[str] = None, *,
+           groups: int = 1, data_format: str = "channels_last",
+           kernel_format: str = "HWIO") -> np.ndarray:
     """2-D convolution (cross-correlation, as in TensorFlow and PyTorch).
 
     Parameters
     ----------
-    x : ndarray of shape (batch, height, width, in_channels)
-    kernel : ndarray of shape (kernel_height, kernel_width, in_channels, out_channels)
+    x : ndarray of shape (batch, height, width, in_channels), or NCHW
+    kernel : ndarray, see ``kernel_format``
     bias : ndarray of shape (out_channels,), optional
-    strides, dilation_rate : int or pair of int
-    padding : {'valid', 'same'}
-        TensorFlow's rules: with 'same' the extra padding goes bottom/right.
+    {params}
     activation : None, 'linear' or 'relu'
         'relu' is fused into the kernel's store.
 
     Returns
     -------
-    ndarray of shape (batch, out_height, out_width, out_channels)
+    ndarray of shape (batch, out_height, out_width, out_channels), or NCHW
     """
     backend = get_backend()
     relu = _fused_relu(activation)
-    x = _as_array(x, "x", 4, backend)
-    kernel = _as_array(kernel, "kernel", 4, backend)
+    cf = _channels_first(data_format)
+    oi = _kernel_oi_first(kernel_format)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    kernel = _as_array(kernel, "kernel", 4, backend, _kernel_layout(oi, 2))
     b = None if bias is None else _as_array(bias, "bias", 1, backend)
     _same_dtype(("x", x), ("kernel", kernel), ("bias", b))
-    g = _conv_geometry(x, kernel, strides, padding, dilation_rate)
-    if b is not None and b.shape[0] != g.c_out:
-        raise ValueError(f"`bias` must have shape ({g.c_out},) to match the kernel's "
-                         f"out_channels, got {b.shape}")
-    if backend == "numpy" or _is_empty(g):
-        return reference.conv2d(x, kernel, b, g, relu)
-    y = _memory.empty((g.n, g.out_h, g.out_w, g.c_out))
-    _kernels.conv2d_forward(x, kernel, b, y, tuple(g), relu, _threads_arg())
-    return y
+    g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi)
+    _check_bias(b, g.c_out)
+    return _conv_forward(backend, x, _kernel_to_data_layout(kernel, oi, cf), b, g, relu)
 
 
 def conv2d_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, strides: IntOrPair = 1,
-                    padding: str = "valid", dilation_rate: IntOrPair = 1, *,
-                    compute_dx: bool = True
-                    ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+                    padding: PaddingArg = "valid", dilation_rate: IntOrPair = 1, *,
+                    groups: int = 1, data_format: str = "channels_last",
+                    kernel_format: str = "HWIO", compute_dx: bool = True,
+                    compute_dkernel: bool = True, compute_dbias: Optional[bool] = None
+                    ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
     """Gradients of :func:`conv2d` for the gradient ``dy`` of its pre-activation output.
 
     Apply the activation's derivative to ``dy`` first (relu: ``dy * (y > 0)``).
+    The arguments are those of the forward call.
+
+    Parameters
+    ----------
+    compute_dx, compute_dkernel : bool, keyword-only
+        Skip what is not needed (``compute_dx=False`` for a first layer).
+    compute_dbias : bool, optional, keyword-only
+        Default: follows ``compute_dkernel``.
 
     Returns
     -------
-    dx : ndarray like ``x``, or None when ``compute_dx=False`` (first layers)
-    dkernel : ndarray like ``kernel``
-    dbias : ndarray of shape (out_channels,), ``dy`` summed over batch, height, width
+    dx : ndarray like ``x``, or None
+    dkernel : ndarray like ``kernel`` (in its ``kernel_format``), or None
+    dbias : ndarray of shape (out_channels,), ``dy`` summed over batch, height,
+        width; or None
     """
     backend = get_backend()
-    x = _as_array(x, "x", 4, backend)
-    kernel = _as_array(kernel, "kernel", 4, backend)
-    dy = _as_array(dy, "dy", 4, backend)
+    cf = _channels_first(data_format)
+    oi = _kernel_oi_first(kernel_format)
+    want_dx, want_dk, want_db = _backward_flags(compute_dx, compute_dkernel, compute_dbias)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    kernel = _as_array(kernel, "kernel", 4, backend, _kernel_layout(oi, 2))
+    dy = _as_array(dy, "dy", 4, backend, _act_layout(cf, 2, out=True))
     _same_dtype(("x", x), ("kernel", kernel), ("dy", dy))
-    g = _conv_geometry(x, kernel, strides, padding, dilation_rate)
-    _check_dy(dy, (g.n, g.out_h, g.out_w, g.c_out))
-    if backend == "numpy" or _is_empty(g):
-        return reference.conv2d_backward(dy, x, kernel, g, compute_dx)
-    threads = _threads_arg()
-    dx = None
-    if compute_dx:
-        dx = _memory.empty(x.shape)
-        _kernels.conv2d_backward_input(dy, kernel, dx, tuple(g), threads)
-    dkernel = _memory.empty(kernel.shape)
-    dbias = _memory.empty((g.c_out,))
-    _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(g), threads)
+    g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi)
+    _check_dy(dy, _act_shape(g, "out"))
+    return _conv_backward(backend, dy, x, kernel, g, oi, want_dx, want_dk, want_db)
+
+
+def _conv_backward(backend: str, dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
+                   g: ConvGeometry, oi: bool, want_dx: bool, want_dk: bool, want_db: bool
+                   ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    cf = g.channels_first
+    k = _kernel_to_data_layout(kernel, oi, cf)
+    dx = _conv_backward_input(backend, dy, k, g) if want_dx else None
+    dkernel = dbias = None
+    if want_dk:
+        dk, dbias = _conv_backward_kernel(backend, dy, x, g, k.shape, want_db)
+        dkernel = _kernel_to_user_layout(dk, oi, cf)
+    elif want_db:
+        dbias = reference.bias_grad(dy, cf)  # C kernel pending: dbias without dkernel (on 'c')
     return dx, dkernel, dbias
 
 
+_TRANSPOSE_PARAMETERS = """\
+    strides, dilation_rate : int or pair of int
+    padding : {'valid', 'same'}, int, (pad_h, pad_w) or ((top, bottom), (left, right))
+        Strings follow Keras' ``Conv2DTranspose`` (``deconv_output_length``):
+        without ``output_padding`` the output is ``in * s + max(ke - s, 0)``
+        ('valid') or ``in * s`` ('same'); with it, ``(in - 1) * s + ke - 2 * pad
+        + output_padding`` (``pad = ke // 2`` for 'same', 0 for 'valid'), and
+        the pads are TensorFlow's for the associated convolution (the extra row
+        at the bottom). Integers are PyTorch's ``padding``:
+        ``out = (in - 1) * s - before - after + ke + output_padding``.
+    output_padding : int or pair of int, optional
+        ``0 <= output_padding < stride`` on each axis (Keras' rule; PyTorch also
+        allows values below the dilation).
+    groups : int, keyword-only
+        As in :func:`conv2d`, for the associated convolution.
+    data_format : {'channels_last', 'NHWC', 'channels_first', 'NCHW'}, keyword-only
+    kernel_format : {'HWIO', 'OIHW'}, keyword-only
+        The layouts of the associated convolution: ``'HWIO'`` is
+        ``(kh, kw, out_channels/groups, in_channels)``, exactly Keras'
+        ``Conv2DTranspose`` kernel; ``'OIHW'`` is
+        ``(in_channels, out_channels/groups, kh, kw)``, exactly PyTorch's
+        ``conv_transpose2d`` weight."""
+
+
+def conv2d_transpose(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
+                     strides: IntOrPair = 1, padding: PaddingArg = "valid",
+                     output_padding: Optional[IntOrPair] = None,
+                     dilation_rate: IntOrPair = 1, activation: Optional[str] = None, *,
+                     groups: int = 1, data_format: str = "channels_last",
+                     kernel_format: str = "HWIO") -> np.ndarray:
+    """Transposed 2-D convolution ("deconvolution").
+
+    The gradient, with respect to its input, of the *associated* convolution
+    that maps this op's output space back to its input space (same kernel,
+    strides, dilation, groups and pads); then the bias and the activation.
+
+    Parameters
+    ----------
+    x : ndarray of shape (batch, height, width, in_channels), or NCHW
+    kernel : ndarray, see ``kernel_format``
+    bias : ndarray of shape (out_channels,), optional
+    {params}
+    activation : None, 'linear' or 'relu'
+
+    Returns
+    -------
+    ndarray of shape (batch, out_height, out_width, out_channels), or NCHW;
+    sizes from :func:`fastconv.conv_transpose_output_size`.
+    """
+    backend = get_backend()
+    relu = _fused_relu(activation)
+    cf = _channels_first(data_format)
+    oi = _kernel_oi_first(kernel_format)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    kernel = _as_array(kernel, "kernel", 4, backend, _kernel_layout(oi, 2, transpose=True))
+    b = None if bias is None else _as_array(bias, "bias", 1, backend)
+    _same_dtype(("x", x), ("kernel", kernel), ("bias", b))
+    g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi,
+                       transpose=True, output_padding=output_padding)
+    _check_bias(b, g.c_in)
+    y = _conv_backward_input(backend, x, _kernel_to_data_layout(kernel, oi, cf), g)
+    return reference.add_bias_relu(y, b, cf, relu)
+
+
+def conv2d_transpose_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike,
+                              strides: IntOrPair = 1, padding: PaddingArg = "valid",
+                              output_padding: Optional[IntOrPair] = None,
+                              dilation_rate: IntOrPair = 1, *, groups: int = 1,
+                              data_format: str = "channels_last", kernel_format: str = "HWIO",
+                              compute_dx: bool = True, compute_dkernel: bool = True,
+                              compute_dbias: Optional[bool] = None
+                              ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray],
+                                         Optional[np.ndarray]]:
+    """Gradients of :func:`conv2d_transpose` for the gradient ``dy`` of its
+    pre-activation output; the arguments are those of the forward call.
+
+    ``dx`` is the associated convolution of ``dy``; ``dkernel`` the associated
+    convolution's kernel gradient with ``x`` in the role of its output gradient
+    and ``dy`` in the role of its input; ``dbias`` is ``dy`` summed over batch,
+    height and width. ``compute_*`` as in :func:`conv2d_backward`.
+
+    Returns
+    -------
+    dx, dkernel, dbias : ndarray or None
+    """
+    backend = get_backend()
+    cf = _channels_first(data_format)
+    oi = _kernel_oi_first(kernel_format)
+    want_dx, want_dk, want_db = _backward_flags(compute_dx, compute_dkernel, compute_dbias)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    kernel = _as_array(kernel, "kernel", 4, backend, _kernel_layout(oi, 2, transpose=True))
+    dy = _as_array(dy, "dy", 4, backend, _act_layout(cf, 2, out=True))
+    _same_dtype(("x", x), ("kernel", kernel), ("dy", dy))
+    g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi,
+                       transpose=True, output_padding=output_padding)
+    _check_dy(dy, _act_shape(g, "in"))
+    k = _kernel_to_data_layout(kernel, oi, cf)
+    dx = _conv_forward(backend, dy, k, None, g, False) if want_dx else None
+    dkernel = dbias = None
+    if want_dk:
+        dk, _ = _conv_backward_kernel(backend, x, dy, g, k.shape, False)
+        dkernel = _kernel_to_user_layout(dk, oi, cf)
+    if want_db:
+        dbias = reference.bias_grad(dy, cf)  # C kernel pending: transposed-conv dbias (on 'c')
+    return dx, dkernel, dbias
+
+
+_CONV1D_PARAMETERS = """\
+    strides, dilation_rate : int or tuple of one int
+    padding : {'valid', 'same', 'causal'}, int or (left, right)
+        'causal' is Keras' ``Conv1D`` left padding ``(k - 1) * d``; the rest as
+        in :func:`conv2d`.
+    groups : int, keyword-only
+    data_format : {'channels_last', 'NWC', 'channels_first', 'NCW'}, keyword-only
+    kernel_format : {'WIO', 'OIW'}, keyword-only
+        ``'WIO'`` ``(kw, in_channels/groups, out_channels)`` (Keras),
+        ``'OIW'`` ``(out_channels, in_channels/groups, kw)`` (PyTorch)."""
+
+
+def _x_view_1d(x: np.ndarray, channels_first: bool) -> np.ndarray:
+    """NWC -> (N, 1, W, C), NCW -> (N, C, 1, W): a view."""
+    return x.reshape(_shape4(x.shape, channels_first, 1))
+
+
+def _kernel_view_1d(kernel: np.ndarray, oi_first: bool) -> np.ndarray:
+    """WIO -> (1, W, I, O) HWIO, OIW -> (O, I, 1, W) OIHW: a view."""
+    k = kernel.shape
+    return kernel.reshape((k[0], k[1], 1, k[2]) if oi_first else (1,) + k)
+
+
+def conv1d(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
+           strides: IntOrPair = 1, padding: PaddingArg = "valid",
+           dilation_rate: IntOrPair = 1, activation: Optional[str] = None, *,
+           groups: int = 1, data_format: str = "channels_last",
+           kernel_format: str = "WIO") -> np.ndarray:
+    """1-D convolution: :func:`conv2d` over a height of 1 (views, no copies).
+
+    Parameters
+    ----------
+    x : ndarray of shape (batch, width, in_channels), or NCW
+    kernel : ndarray, see ``kernel_format``
+    bias : ndarray of shape (out_channels,), optional
+    {params}
+    activation : None, 'linear' or 'relu'
+
+    Returns
+    -------
+    ndarray of shape (batch, out_width, out_channels), or NCW
+    """
+    backend = get_backend()
+    relu = _fused_relu(activation)
+    cf = _channels_first(data_format, 1)
+    oi = _kernel_oi_first(kernel_format, 1)
+    x = _as_array(x, "x", 3, backend, _act_layout(cf, 1))
+    kernel = _as_array(kernel, "kernel", 3, backend, _kernel_layout(oi, 1))
+    b = None if bias is None else _as_array(bias, "bias", 1, backend)
+    _same_dtype(("x", x), ("kernel", kernel), ("bias", b))
+    g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi, dims=1)
+    _check_bias(b, g.c_out)
+    k4 = _kernel_to_data_layout(_kernel_view_1d(kernel, oi), oi, cf)
+    y = _conv_forward(backend, _x_view_1d(x, cf), k4, b, g, relu)
+    return y.reshape(_squeeze_h(y.shape, cf))
+
+
+def _squeeze_h(shape: Tuple[int, ...], cf: bool) -> Tuple[int, ...]:
+    return (shape[0], shape[1], shape[3]) if cf else (shape[0], shape[2], shape[3])
+
+
+def conv1d_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, strides: IntOrPair = 1,
+                    padding: PaddingArg = "valid", dilation_rate: IntOrPair = 1, *,
+                    groups: int = 1, data_format: str = "channels_last",
+                    kernel_format: str = "WIO", compute_dx: bool = True,
+                    compute_dkernel: bool = True, compute_dbias: Optional[bool] = None
+                    ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    """Gradients of :func:`conv1d` (as :func:`conv2d_backward`): ``(dx, dkernel, dbias)``."""
+    backend = get_backend()
+    cf = _channels_first(data_format, 1)
+    oi = _kernel_oi_first(kernel_format, 1)
+    want_dx, want_dk, want_db = _backward_flags(compute_dx, compute_dkernel, compute_dbias)
+    x = _as_array(x, "x", 3, backend, _act_layout(cf, 1))
+    kernel = _as_array(kernel, "kernel", 3, backend, _kernel_layout(oi, 1))
+    dy = _as_array(dy, "dy", 3, backend, _act_layout(cf, 1, out=True))
+    _same_dtype(("x", x), ("kernel", kernel), ("dy", dy))
+    g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi, dims=1)
+    _check_dy(dy, _squeeze_h(_act_shape(g, "out"), cf))
+    dy4 = dy.reshape(_act_shape(g, "out"))
+    dx, dk, db = _conv_backward(backend, dy4, _x_view_1d(x, cf), _kernel_view_1d(kernel, oi),
+                                g, oi, want_dx, want_dk, want_db)
+    return (None if dx is None else dx.reshape(x.shape),
+            None if dk is None else dk.reshape(kernel.shape), db)
+
+
+def _fill_doc(fn: object, **fields: str) -> None:
+    """Put shared parameter descriptions into a docstring's ``{field}`` slots."""
+    doc = getattr(fn, "__doc__", None)
+    if doc:  # None under python -OO
+        fn.__doc__ = doc.format(**{k: v.strip() for k, v in fields.items()})
+
+
+_fill_doc(conv2d, params=_CONV_PARAMETERS)
+_fill_doc(conv2d_transpose, params=_TRANSPOSE_PARAMETERS)
+_fill_doc(conv1d, params=_CONV1D_PARAMETERS)
+
+
 # ---------------------------------------------------------------------------
-# Max pooling
+# Pooling
 
 # The C max-pool kernels number a window's cells in float32 lanes, exact up
 # to 2**24 (issue 7: larger windows sent the gradient to several cells);
 # csrc/pool2d.c refuses larger windows, this names the argument.
 _C_MAX_POOL_WINDOW = 2**24
 
-
-def _pool_geometry(x: np.ndarray, pool_size: IntOrPair, strides: Optional[IntOrPair],
-                   padding: str, backend: str = "numpy") -> ConvGeometry:
-    """Pooling geometry; ``backend='c'`` also checks the C kernels' window limit."""
-    pool = normalize_pair(pool_size, "pool_size")
-    if backend == "c" and pool[0] * pool[1] > _C_MAX_POOL_WINDOW:
-        raise ValueError(f"`pool_size` {pool} gives windows of {pool[0] * pool[1]} cells; the "
-                         "'c' backend pools windows of at most 2**24 cells (use the 'numpy' "
-                         "backend for larger windows)")
-    s = pool if strides is None else normalize_pair(strides, "strides")
-    pad = normalize_padding(padding)
-    _check_spatial(x, "x")
-    return conv2d_geometry(x.shape, pool, x.shape[3], s, pad, (1, 1))
+_POOL_PADDING_DOC = """\
+    padding : {'valid', 'same'}, int, (pad_h, pad_w) or ((top, bottom), (left, right))
+        Strings follow TensorFlow (with 'same' the extra row/column goes
+        bottom/right); explicit pads use PyTorch's arithmetic and must be
+        smaller than the pool size on every side, so every window holds a real
+        cell (PyTorch also asks for at most half the pool size)."""
 
 
-def max_pool2d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPair] = None,
-               padding: str = "valid") -> np.ndarray:
-    """2-D max pooling over NHWC input; ``strides=None`` means ``pool_size``.
+def _pool_geometry(x: np.ndarray, pool_size: object, strides: object, padding: object,
+                   backend: str = "numpy", channels_first: bool = False, dims: int = 2,
+                   c_window_limit: bool = False) -> ConvGeometry:
+    """Pooling geometry; ``c_window_limit`` checks the C max-pool window limit
+    on the 'c' backend."""
+    pool = _window_arg(pool_size, "pool_size", dims)
+    if c_window_limit and backend == "c" and pool[0] * pool[1] > _C_MAX_POOL_WINDOW:
+        raise ValueError(f"`pool_size` {pool[2 - dims:]} gives windows of {pool[0] * pool[1]} "
+                         "cells; the 'c' backend pools windows of at most 2**24 cells (use "
+                         "the 'numpy' backend for larger windows)")
+    s = pool if strides is None else _window_arg(strides, "strides", dims)
+    pad = _window_padding(padding, dims)
+    _check_spatial(x, "x", channels_first, dims)
+    return pool2d_geometry(_shape4(x.shape, channels_first, dims), pool, s, pad,
+                           channels_first=channels_first)
 
-    With 'same' padding, padded cells never win. A NaN in a window is the
-    window's maximum (as in ``np.max``).
-    """
-    backend = get_backend()
-    x = _as_array(x, "x", 4, backend)
-    g = _pool_geometry(x, pool_size, strides, padding, backend)
+
+def _max_pool_forward(backend: str, x: np.ndarray, g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d(x, g)
-    y = _memory.empty((g.n, g.out_h, g.out_w, g.c_out))
-    _kernels.max_pool2d_forward(x, y, tuple(g), _threads_arg())
+    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
+        return reference.max_pool2d(x, g)  # C kernel pending: max pool NCHW, > 2**24 cells
+    y = _memory.empty(_act_shape(g, "out"))
+    _kernels.max_pool2d_forward(x, y, tuple(g)[:17], _threads_arg())
     return y
 
 
-def max_pool2d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
-                        strides: Optional[IntOrPair] = None, padding: str = "valid"
-                        ) -> np.ndarray:
-    """Gradient of :func:`max_pool2d`: each output gradient goes to the first
-    maximum of its window in row-major order; overlapping windows add up."""
-    backend = get_backend()
-    x = _as_array(x, "x", 4, backend)
-    dy = _as_array(dy, "dy", 4, backend)
-    _same_dtype(("x", x), ("dy", dy))
-    g = _pool_geometry(x, pool_size, strides, padding, backend)
-    _check_dy(dy, (g.n, g.out_h, g.out_w, g.c_out))
+def _max_pool_backward(backend: str, dy: np.ndarray, x: np.ndarray,
+                       g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d_backward(dy, x, g)
+    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
+        return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: max pool dx, ditto
     dx = _memory.empty(x.shape)
-    _kernels.max_pool2d_backward(dy, x, dx, tuple(g), _threads_arg())
+    _kernels.max_pool2d_backward(dy, x, dx, tuple(g)[:17], _threads_arg())
     return dx
+
+
+def max_pool2d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPair] = None,
+               padding: PaddingArg = "valid", *, data_format: str = "channels_last"
+               ) -> np.ndarray:
+    """2-D max pooling.
+
+    Parameters
+    ----------
+    x : ndarray of shape (batch, height, width, channels), or NCHW
+    pool_size : int or pair of int
+    strides : int or pair of int, optional
+        Default: ``pool_size``.
+    {padding}
+    data_format : {{'channels_last', 'NHWC', 'channels_first', 'NCHW'}}, keyword-only
+
+    Padded cells never win. A NaN in a window is the window's maximum (as in
+    ``np.max``).
+    """
+    backend = get_backend()
+    cf = _channels_first(data_format)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    g = _pool_geometry(x, pool_size, strides, padding, backend, cf, c_window_limit=True)
+    return _max_pool_forward(backend, x, g)
+
+
+def max_pool2d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
+                        strides: Optional[IntOrPair] = None, padding: PaddingArg = "valid", *,
+                        data_format: str = "channels_last") -> np.ndarray:
+    """Gradient of :func:`max_pool2d`: each output gradient goes to the first
+    maximum of its window in row-major order (the first NaN, if any); overlapping
+    windows add up. The arguments are those of the forward call."""
+    backend = get_backend()
+    cf = _channels_first(data_format)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    dy = _as_array(dy, "dy", 4, backend, _act_layout(cf, 2, out=True))
+    _same_dtype(("x", x), ("dy", dy))
+    g = _pool_geometry(x, pool_size, strides, padding, backend, cf, c_window_limit=True)
+    _check_dy(dy, _act_shape(g, "out"))
+    return _max_pool_backward(backend, dy, x, g)
+
+
+def avg_pool2d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPair] = None,
+               padding: PaddingArg = "valid", *, count_include_pad: bool = False,
+               data_format: str = "channels_last") -> np.ndarray:
+    """2-D average pooling.
+
+    Parameters
+    ----------
+    x : ndarray of shape (batch, height, width, channels), or NCHW
+    pool_size : int or pair of int
+    strides : int or pair of int, optional
+        Default: ``pool_size``.
+    {padding}
+    count_include_pad : bool, keyword-only
+        False (default): divide each window's sum by its real (non-padded)
+        cells, as Keras' ``AveragePooling2D(padding='same')`` does. True: divide
+        by ``kh * kw``, PyTorch's default (``count_include_pad=True``) with
+        explicit pads.
+    data_format : {{'channels_last', 'NHWC', 'channels_first', 'NCHW'}}, keyword-only
+    """
+    backend = get_backend()
+    cf = _channels_first(data_format)
+    include = _flag(count_include_pad, "count_include_pad")
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    g = _pool_geometry(x, pool_size, strides, padding, backend, cf)
+    return reference.avg_pool2d(x, g, include)  # C kernel pending: avg_pool2d
+
+
+def avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
+                        strides: Optional[IntOrPair] = None, padding: PaddingArg = "valid", *,
+                        count_include_pad: bool = False,
+                        data_format: str = "channels_last") -> np.ndarray:
+    """Gradient of :func:`avg_pool2d`: each window's gradient, divided as in the
+    forward pass, spread over its cells. The arguments are those of the forward
+    call (``x`` gives the input's shape)."""
+    backend = get_backend()
+    cf = _channels_first(data_format)
+    include = _flag(count_include_pad, "count_include_pad")
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    dy = _as_array(dy, "dy", 4, backend, _act_layout(cf, 2, out=True))
+    _same_dtype(("x", x), ("dy", dy))
+    g = _pool_geometry(x, pool_size, strides, padding, backend, cf)
+    _check_dy(dy, _act_shape(g, "out"))
+    return reference.avg_pool2d_backward(dy, g, include)  # C kernel pending: avg_pool2d backward
+
+
+_fill_doc(max_pool2d, padding=_POOL_PADDING_DOC)
+_fill_doc(avg_pool2d, padding=_POOL_PADDING_DOC)
+
+
+# -- 1-D pooling: the 2-D ops over a height of 1 -----------------------------
+
+def _pool1d_args(x: object, dy: object, pool_size: object, strides: object, padding: object,
+                 data_format: object, c_window_limit: bool
+                 ) -> Tuple[str, np.ndarray, Optional[np.ndarray], ConvGeometry]:
+    backend = get_backend()
+    cf = _channels_first(data_format, 1)
+    x = _as_array(x, "x", 3, backend, _act_layout(cf, 1))
+    dy_arr = None
+    if dy is not None:
+        dy_arr = _as_array(dy, "dy", 3, backend, _act_layout(cf, 1, out=True))
+        _same_dtype(("x", x), ("dy", dy_arr))
+    g = _pool_geometry(x, pool_size, strides, padding, backend, cf, 1, c_window_limit)
+    if dy_arr is not None:
+        _check_dy(dy_arr, _squeeze_h(_act_shape(g, "out"), cf))
+        dy_arr = dy_arr.reshape(_act_shape(g, "out"))
+    return backend, x, dy_arr, g
+
+
+def max_pool1d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPair] = None,
+               padding: PaddingArg = "valid", *, data_format: str = "channels_last"
+               ) -> np.ndarray:
+    """1-D max pooling over ``x`` of shape (batch, width, channels) (or NCW):
+    :func:`max_pool2d` over a height of 1. ``padding``: 'valid', 'same', an
+    int or (left, right)."""
+    backend, x, _, g = _pool1d_args(x, None, pool_size, strides, padding, data_format, True)
+    y = _max_pool_forward(backend, x.reshape(_act_shape(g, "in")), g)
+    return y.reshape(_squeeze_h(y.shape, g.channels_first))
+
+
+def max_pool1d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
+                        strides: Optional[IntOrPair] = None, padding: PaddingArg = "valid", *,
+                        data_format: str = "channels_last") -> np.ndarray:
+    """Gradient of :func:`max_pool1d` (the rules of :func:`max_pool2d_backward`)."""
+    backend, x, dy4, g = _pool1d_args(x, dy, pool_size, strides, padding, data_format, True)
+    assert dy4 is not None
+    dx = _max_pool_backward(backend, dy4, x.reshape(_act_shape(g, "in")), g)
+    return dx.reshape(x.shape)
+
+
+def avg_pool1d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPair] = None,
+               padding: PaddingArg = "valid", *, count_include_pad: bool = False,
+               data_format: str = "channels_last") -> np.ndarray:
+    """1-D average pooling: :func:`avg_pool2d` over a height of 1."""
+    include = _flag(count_include_pad, "count_include_pad")
+    _, x, _, g = _pool1d_args(x, None, pool_size, strides, padding, data_format, False)
+    x4 = x.reshape(_act_shape(g, "in"))
+    y = reference.avg_pool2d(x4, g, include)  # C kernel pending: avg_pool1d
+    return y.reshape(_squeeze_h(y.shape, g.channels_first))
+
+
+def avg_pool1d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
+                        strides: Optional[IntOrPair] = None, padding: PaddingArg = "valid", *,
+                        count_include_pad: bool = False,
+                        data_format: str = "channels_last") -> np.ndarray:
+    """Gradient of :func:`avg_pool1d`."""
+    include = _flag(count_include_pad, "count_include_pad")
+    _, x, dy4, g = _pool1d_args(x, dy, pool_size, strides, padding, data_format, False)
+    assert dy4 is not None
+    dx = reference.avg_pool2d_backward(dy4, g, include)  # C kernel pending: avg_pool1d backward
+    return dx.reshape(x.shape)
+
+
+# -- global pooling ------------------------------------------------------------
+
+def _global_args(x: object, data_format: object, keepdims: object
+                 ) -> Tuple[str, np.ndarray, ConvGeometry, bool]:
+    backend = get_backend()
+    cf = _channels_first(data_format)
+    keep = _flag(keepdims, "keepdims")
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    _check_spatial(x, "x", cf)
+    h, w = x.shape[2:] if cf else x.shape[1:3]
+    g = pool2d_geometry(x.shape, (h, w), (1, 1), "valid", channels_first=cf)
+    return backend, x, g, keep
+
+
+def _global_dy(dy: object, g: ConvGeometry, keep: bool, backend: str, x: np.ndarray
+               ) -> np.ndarray:
+    """``dy`` validated against the global pool's output, as (N, 1, 1, C) / (N, C, 1, 1)."""
+    out4 = _act_shape(g, "out")
+    expected = out4 if keep else (g.n, g.c_out)
+    layout = (_act_layout(g.channels_first, 2, out=True) + " with out_height = out_width = 1"
+              if keep else "(batch, channels)")
+    dy_arr = _as_array(dy, "dy", len(expected), backend, layout)
+    _same_dtype(("x", x), ("dy", dy_arr))
+    _check_dy(dy_arr, expected)
+    return dy_arr.reshape(out4)
+
+
+def global_avg_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
+                      keepdims: bool = False) -> np.ndarray:
+    """Mean over height and width: (batch, channels), or (batch, 1, 1, channels) /
+    (batch, channels, 1, 1) with ``keepdims`` (Keras' GlobalAveragePooling2D)."""
+    _, x, g, keep = _global_args(x, data_format, keepdims)
+    cf = g.channels_first
+    return reference.global_avg_pool2d(x, cf, keep)  # C kernel pending: global_avg_pool2d
+
+
+def global_avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str = "channels_last",
+                               keepdims: bool = False) -> np.ndarray:
+    """Gradient of :func:`global_avg_pool2d`: ``dy / (height * width)`` at every cell."""
+    backend, x, g, keep = _global_args(x, data_format, keepdims)
+    dy4 = _global_dy(dy, g, keep, backend, x)
+    shape, cf = x.shape, g.channels_first
+    return reference.global_avg_pool2d_backward(dy4, shape, cf)  # C kernel pending: global avg dx
+
+
+def global_max_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
+                      keepdims: bool = False) -> np.ndarray:
+    """Maximum over height and width (a NaN wins, as in ``np.max``): (batch,
+    channels), or keeping the spatial axes with ``keepdims``. One max-pool
+    window covering the image."""
+    backend, x, g, keep = _global_args(x, data_format, keepdims)
+    y = _max_pool_forward(backend, x, g)
+    return y if keep else y.reshape(g.n, g.c_out)
+
+
+def global_max_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str = "channels_last",
+                               keepdims: bool = False) -> np.ndarray:
+    """Gradient of :func:`global_max_pool2d`: to the first maximum in row-major
+    (height, width) order, the first NaN if there is one (as max_pool2d)."""
+    backend, x, g, keep = _global_args(x, data_format, keepdims)
+    dy4 = _global_dy(dy, g, keep, backend, x)
+    return _max_pool_backward(backend, dy4, x, g)
+
+
+# ---------------------------------------------------------------------------
+# Batch normalization
+
+_BN_LETTER_FORMATS = {"nwc": (3, False), "ncw": (3, True), "nhwc": (4, False),
+                      "nchw": (4, True), "ndhwc": (5, False), "ncdhw": (5, True)}
+
+
+def _bn_input(x: object, backend: str, data_format: object,
+              name: str = "x") -> Tuple[np.ndarray, bool, int]:
+    """``x`` (any ndim >= 2), whether its channel axis is 1, and the channels."""
+    arr = _as_array(x, name, None, backend)
+    if arr.ndim < 2:
+        raise ValueError(f"`{name}` must have at least 2 dimensions (batch, ..., channels), "
+                         f"got shape {arr.shape}")
+    expected = "'channels_last' or 'channels_first' (or 'NHWC', 'NCHW', 'NWC', 'NCW', ...)"
+    if not isinstance(data_format, str):
+        raise TypeError(f"`data_format` must be {expected}, got {type(data_format).__name__} "
+                        f"{data_format!r}")
+    key = data_format.lower()
+    if key in ("channels_last", "channels_first"):
+        cf = key == "channels_first"
+    elif key in _BN_LETTER_FORMATS:
+        ndim, cf = _BN_LETTER_FORMATS[key]
+        if ndim != arr.ndim:
+            raise ValueError(f"`data_format`={data_format!r} describes {ndim}-D data but "
+                             f"`{name}` has shape {arr.shape}")
+    else:
+        raise ValueError(f"`data_format` must be {expected} (case-insensitive), got "
+                         f"{data_format!r}")
+    channels = arr.shape[1 if cf else -1]
+    if arr.size == 0 and channels > 0:
+        raise ValueError(f"`{name}` must hold at least one value per channel, got shape "
+                         f"{arr.shape}")
+    return arr, cf, channels
+
+
+def _channel_vector(value: object, name: str, channels: int, backend: str) -> np.ndarray:
+    arr = _as_array(value, name, 1, backend, f"of shape ({channels},), one value per channel")
+    _check_shape(arr, name, (channels,), "one value per channel of `x`, shape")
+    return arr
+
+
+def _optional_vector(value: object, name: str, channels: int,
+                     backend: str) -> Optional[np.ndarray]:
+    return None if value is None else _channel_vector(value, name, channels, backend)
+
+
+def _epsilon(value: object) -> float:
+    eps = _finite_number(value, "epsilon")
+    if eps <= 0:
+        raise ValueError(f"`epsilon` must be a finite number > 0, got {value!r}")
+    return eps
+
+
+def batch_norm_train(x: ArrayLike, gamma: Optional[ArrayLike] = None,
+                     beta: Optional[ArrayLike] = None, *, epsilon: float = 1e-3,
+                     activation: Optional[str] = None, data_format: str = "channels_last"
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch normalization with the batch's statistics (training mode).
+
+    Normalises over every axis but the channel axis (the last one for
+    ``'channels_last'``, axis 1 for ``'channels_first'``; any ``x.ndim >= 2``)::
+
+        y = (x - mean) / sqrt(var + epsilon) * gamma + beta
+
+    with the batch mean and the *biased* batch variance of each channel (as
+    Keras and PyTorch normalise).
+
+    Parameters
+    ----------
+    x : ndarray
+    gamma, beta : ndarray of shape (channels,), optional
+        None: 1 and 0 (Keras' ``scale=False`` / ``center=False``).
+    epsilon : float, keyword-only
+        Keras' default 1e-3 (PyTorch's is 1e-5).
+    activation : None, 'linear' or 'relu', keyword-only
+    data_format : {'channels_last', 'channels_first'}, keyword-only
+        ('NHWC', 'NCHW', 'NWC', 'NCW', ... when they match ``x.ndim``.)
+
+    Returns
+    -------
+    y : ndarray like ``x``
+    mean, var : ndarray of shape (channels,)
+        Feed them to :func:`batch_norm_backward` and
+        :func:`batch_norm_update_moving`.
+    """
+    backend = get_backend()
+    relu = _fused_relu(activation)
+    x, cf, channels = _bn_input(x, backend, data_format)
+    gamma = _optional_vector(gamma, "gamma", channels, backend)
+    beta = _optional_vector(beta, "beta", channels, backend)
+    eps = _epsilon(epsilon)
+    _same_dtype(("x", x), ("gamma", gamma), ("beta", beta))
+    return reference.batch_norm_train(x, gamma, beta, eps, relu, cf)  # C kernel pending: BN train
+
+
+def batch_norm_backward(dy: ArrayLike, x: ArrayLike, gamma: Optional[ArrayLike],
+                        mean: ArrayLike, var: ArrayLike, *, epsilon: float = 1e-3,
+                        data_format: str = "channels_last", compute_dx: bool = True
+                        ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+    """Gradients of :func:`batch_norm_train` for the gradient ``dy`` of its
+    pre-activation output (apply the activation's derivative first).
+
+    ``mean`` and ``var`` are the batch statistics the forward pass returned;
+    their dependence on ``x`` is included in ``dx``.
+
+    Returns
+    -------
+    dx : ndarray like ``x``, or None with ``compute_dx=False``
+    dgamma, dbeta : ndarray of shape (channels,)
+        Computed even when ``gamma`` is None (the gradient of an implicit
+        gamma of 1, beta of 0).
+    """
+    backend = get_backend()
+    want_dx = _flag(compute_dx, "compute_dx")
+    x, cf, channels = _bn_input(x, backend, data_format)
+    dy = _as_array(dy, "dy", x.ndim, backend, f"with the shape of `x` {x.shape}")
+    _check_shape(dy, "dy", x.shape, "the shape of `x`")
+    gamma = _optional_vector(gamma, "gamma", channels, backend)
+    mean = _channel_vector(mean, "mean", channels, backend)
+    var = _channel_vector(var, "var", channels, backend)
+    eps = _epsilon(epsilon)
+    _same_dtype(("x", x), ("dy", dy), ("gamma", gamma), ("mean", mean), ("var", var))
+    return reference.batch_norm_backward(  # C kernel pending: batch_norm_backward
+        dy, x, gamma, mean, var, eps, cf, want_dx)
+
+
+def batch_norm_inference(x: ArrayLike, gamma: Optional[ArrayLike], beta: Optional[ArrayLike],
+                         moving_mean: ArrayLike, moving_var: ArrayLike, *,
+                         epsilon: float = 1e-3, activation: Optional[str] = None,
+                         data_format: str = "channels_last") -> np.ndarray:
+    """Batch normalization with the moving statistics (inference mode):
+    ``(x - moving_mean) / sqrt(moving_var + epsilon) * gamma + beta``, then the
+    activation. ``gamma``/``beta`` may be None (1 and 0)."""
+    backend = get_backend()
+    relu = _fused_relu(activation)
+    x, cf, channels = _bn_input(x, backend, data_format)
+    gamma = _optional_vector(gamma, "gamma", channels, backend)
+    beta = _optional_vector(beta, "beta", channels, backend)
+    mm = _channel_vector(moving_mean, "moving_mean", channels, backend)
+    mv = _channel_vector(moving_var, "moving_var", channels, backend)
+    eps = _epsilon(epsilon)
+    _same_dtype(("x", x), ("gamma", gamma), ("beta", beta), ("moving_mean", mm),
+                ("moving_var", mv))
+    return reference.batch_norm_inference(  # C kernel pending: batch_norm_inference
+        x, gamma, beta, mm, mv, eps, relu, cf)
+
+
+def batch_norm_update_moving(moving_mean: np.ndarray, moving_var: np.ndarray, mean: ArrayLike,
+                             var: ArrayLike, *, momentum: float = 0.99,
+                             count: Optional[int] = None) -> None:
+    """Update the moving statistics in place, with TensorFlow's operations::
+
+        moving_mean -= (moving_mean - mean) * (1 - momentum)
+        moving_var  -= (moving_var  - var')  * (1 - momentum)
+
+    ``var' = var`` when ``count`` is None. With ``count`` (the number of values
+    each channel was reduced over, e.g. ``N * H * W``) ``var' = var * count /
+    (count - 1)``, the unbiased (Bessel-corrected) variance: that is what
+    tf.keras 2.4 feeds its moving variance on its fused path (4-D inputs, the
+    default for Conv2D feature maps), and what PyTorch's running variance
+    uses. Keras 3 feeds the biased variance (``count=None``).
+
+    PyTorch's ``momentum`` is ``1 - momentum`` here (0.1 there is 0.9 here).
+
+    Parameters
+    ----------
+    moving_mean, moving_var : ndarray of shape (channels,), float32 or float64
+        Writeable, of one dtype, not sharing memory; updated in place.
+    mean, var : ndarray of shape (channels,)
+        The batch statistics from :func:`batch_norm_train`, of the same dtype.
+    momentum : float, keyword-only
+        In [0, 1].
+    count : int, optional, keyword-only
+        >= 2.
+    """
+    floats = (np.dtype(np.float32), np.dtype(np.float64))
+    for name, arr in (("moving_mean", moving_mean), ("moving_var", moving_var)):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"`{name}` must be a NumPy array (it is updated in place), "
+                            f"got {type(arr).__name__}")
+        if arr.dtype not in floats:
+            raise TypeError(f"`{name}` must have dtype float32 or float64, got {arr.dtype}")
+        if arr.ndim != 1:
+            raise ValueError(f"`{name}` must be a 1-D array of shape (channels,), got shape "
+                             f"{arr.shape}")
+        if not arr.flags.writeable:
+            raise ValueError(f"`{name}` must be writeable (it is updated in place)")
+    if moving_var.dtype != moving_mean.dtype:
+        raise TypeError(f"`moving_var` has dtype {moving_var.dtype} but `moving_mean` has "
+                        f"dtype {moving_mean.dtype}")
+    channels = moving_mean.shape[0]
+    _check_shape(moving_var, "moving_var", (channels,), "the shape of `moving_mean`")
+    if np.may_share_memory(moving_mean, moving_var):
+        raise ValueError("`moving_mean` and `moving_var` must not share memory")
+    stats = []
+    for name, value in (("mean", mean), ("var", var)):
+        if value is None or isinstance(value, (str, bytes)):
+            raise TypeError(f"`{name}` must be a float array, got {type(value).__name__}")
+        arr = np.asarray(value)
+        if arr.dtype != moving_mean.dtype:
+            raise TypeError(f"`{name}` has dtype {arr.dtype} but `moving_mean` has dtype "
+                            f"{moving_mean.dtype}")
+        _check_shape(arr, name, (channels,), "the shape of `moving_mean`")
+        stats.append(arr)
+    m = _finite_number(momentum, "momentum")
+    if not 0.0 <= m <= 1.0:
+        raise ValueError(f"`momentum` must be in [0, 1], got {momentum!r}")
+    if count is not None:
+        if isinstance(count, (bool, np.bool_)):
+            raise TypeError(f"`count` must be an integer >= 2 or None, got bool {count!r}")
+        try:
+            count = operator.index(count)
+        except TypeError:
+            raise TypeError(f"`count` must be an integer >= 2 or None, got "
+                            f"{type(count).__name__} {count!r}") from None
+        if count < 2:
+            raise ValueError(f"`count` must be an integer >= 2 (the values per channel; the "
+                             f"unbiased variance divides by count - 1), got {count}")
+    reference.batch_norm_update_moving(  # C kernel pending: batch_norm_update_moving
+        moving_mean, moving_var, stats[0], stats[1], m, count)
+
+
+# ---------------------------------------------------------------------------
+# Upsampling
+
+_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def _upsample_args(size: object, interpolation: object, data_format: object
+                   ) -> Tuple[Tuple[int, int], str, bool]:
+    s = normalize_pair(size, "size")
+    if not isinstance(interpolation, str):
+        raise TypeError(f"`interpolation` must be 'nearest' or 'bilinear', got "
+                        f"{type(interpolation).__name__} {interpolation!r}")
+    mode = interpolation.lower()
+    if mode not in _INTERPOLATIONS:
+        raise ValueError(f"`interpolation` must be 'nearest' or 'bilinear' (case-insensitive), "
+                         f"got {interpolation!r}")
+    return s, mode, _channels_first(data_format)
+
+
+def upsample2d(x: ArrayLike, size: IntOrPair = 2, interpolation: str = "nearest", *,
+               data_format: str = "channels_last") -> np.ndarray:
+    """Upsample height and width by integer factors.
+
+    Parameters
+    ----------
+    x : ndarray of shape (batch, height, width, channels), or NCHW
+    size : int or pair of positive int
+        (height factor, width factor).
+    interpolation : {'nearest', 'bilinear'}
+        'nearest' repeats each cell (Keras' ``UpSampling2D``). 'bilinear' is
+        ``tf.image.resize(..., 'bilinear')``: half-pixel centres, source
+        coordinate ``(dst + 0.5) / size - 0.5`` clamped to ``[0, in - 1]``,
+        identical to PyTorch's ``interpolate(mode='bilinear',
+        align_corners=False)`` for integer factors.
+    data_format : {'channels_last', 'NHWC', 'channels_first', 'NCHW'}, keyword-only
+
+    Returns
+    -------
+    ndarray of shape (batch, height * size[0], width * size[1], channels), or NCHW
+    """
+    backend = get_backend()
+    s, mode, cf = _upsample_args(size, interpolation, data_format)
+    x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
+    _check_spatial(x, "x", cf)
+    return reference.upsample2d(x, s, mode, cf)  # C kernel pending: upsample2d
+
+
+def upsample2d_backward(dy: ArrayLike, size: IntOrPair = 2, interpolation: str = "nearest", *,
+                        data_format: str = "channels_last") -> np.ndarray:
+    """Gradient of :func:`upsample2d`: ``dx`` has ``dy``'s spatial sizes divided by
+    ``size`` (which must divide them)."""
+    backend = get_backend()
+    s, mode, cf = _upsample_args(size, interpolation, data_format)
+    dy = _as_array(dy, "dy", 4, backend, _act_layout(cf, 2, out=True))
+    spatial = dy.shape[2:] if cf else dy.shape[1:3]
+    for axis, (n, k) in enumerate(zip(spatial, s)):
+        if n < 1 or n % k:
+            name = ("height", "width")[axis]
+            raise ValueError(f"`dy` must have a {name} that is a positive multiple of "
+                             f"`size`[{axis}] = {k}, got shape {dy.shape}")
+    return reference.upsample2d_backward(dy, s, mode, cf)  # C kernel pending: upsample2d backward
 
 
 # ---------------------------------------------------------------------------
@@ -373,7 +1397,7 @@ def dense(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
         return reference.dense(x, kernel, b, relu)
     y = _memory.empty((g.n, g.c_out))
     _kernels.conv2d_forward(x.reshape(g.n, 1, 1, g.c_in), kernel.reshape(1, 1, g.c_in, g.c_out),
-                            b, y.reshape(g.n, 1, 1, g.c_out), tuple(g), relu, _threads_arg())
+                            b, y.reshape(g.n, 1, 1, g.c_out), tuple(g)[:17], relu, _threads_arg())
     return y
 
 
@@ -397,11 +1421,12 @@ def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx
     dx = None
     if compute_dx:
         dx = _memory.empty(x.shape)
-        _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g), threads)
+        _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g)[:17],
+                                       threads)
     dkernel = _memory.empty(kernel.shape)
     dbias = _memory.empty((g.c_out,))
     _kernels.conv2d_backward_kernel(dy4, x.reshape(g.n, 1, 1, g.c_in), dkernel.reshape(k4.shape),
-                                    dbias, tuple(g), threads)
+                                    dbias, tuple(g)[:17], threads)
     return dx, dkernel, dbias
 
 
