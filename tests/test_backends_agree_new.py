@@ -1,8 +1,7 @@
-"""The new conventions on the C backend: wherever the existing C kernels apply
-(NHWC, HWIO after conversion, one group, float32, top/left pads within the
-dilated kernel) the 'c' backend runs them and agrees with the NumPy reference;
-everywhere else it runs the reference itself. The 1-D ops equal the 2-D ops
-they wrap."""
+"""The new conventions on the C backend: explicit pads, OIHW kernels, groups,
+channels-first data, transposed convolutions and float64 run in the C kernels
+and agree with the NumPy reference; ops whose C kernel is still pending run
+the reference itself. The 1-D ops equal the 2-D ops they wrap."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +49,7 @@ def agree(actual, expected, rtol, what):
         if e is None:
             assert a is None, f"{what} {name}"
         else:
-            assert a.dtype == np.float32 and a.flags.c_contiguous
+            assert a.dtype == e.dtype and a.flags.c_contiguous
             assert_close(a, e, rtol, f"{what} {name}")
 
 
@@ -102,28 +101,38 @@ def test_conv2d_dbias_alone(rng):
     assert_close(db, fc.conv2d_backward(dy, x, kernel, padding=1)[2], WGRAD_RTOL)
 
 
-# The reference runs these on the 'c' backend for now: the results are the
-# reference's, bit for bit, and no C kernel is called.
-PENDING = [
+# Grouped, depthwise-shaped, channels-first and float64 layers, and a top pad
+# wider than the kernel (the C kernels get its excess as zero rows of a copy).
+LAYOUT_CASES = [
     ((2, 6, 7, 4), (3, 3, 2, 6), dict(groups=2, padding=1)),
-    ((1, 5, 5, 3), (3, 3, 1, 6), dict(groups=3, padding="same")),           # depthwise x2
-    ((2, 6, 7, 4), (3, 3, 4, 5), dict(padding=((3, 0), (0, 0)))),           # top pad > k - 1
+    ((1, 5, 5, 3), (3, 3, 1, 6), dict(groups=3, padding="same")),
+    ((2, 6, 7, 4), (3, 3, 4, 5), dict(padding=((3, 0), (0, 4)))),
+    ((2, 6, 7, 4), (1, 1, 4, 5), dict(padding=2, strides=2)),
     ((2, 6, 7, 4), (3, 3, 4, 5), dict(padding="same", data_format="NCHW")),
+    ((2, 9, 17, 8), (3, 3, 4, 6), dict(padding=((1, 2), (0, 1)), groups=2, strides=(1, 2),
+                                       data_format="NCHW", kernel_format="OIHW")),
 ]
 
 
-@pytest.mark.parametrize("x_shape,k_shape,kw", PENDING)
-def test_conv2d_pending_cases_run_the_reference(rng, c_calls, x_shape, k_shape, kw):
-    x, kernel, bias = f32(rng, x_shape), f32(rng, k_shape), f32(rng, k_shape[3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("x_shape,k_shape,kw", LAYOUT_CASES)
+def test_conv2d_layouts_run_in_c(simd, rng, c_calls, x_shape, k_shape, kw, dtype):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal(k_shape).astype(dtype)
+    bias = rng.standard_normal(k_shape[3]).astype(dtype)
     if kw.get("data_format") == "NCHW":
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if kw.get("kernel_format") == "OIHW":
+        kernel = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+    rtol = FWD_RTOL if dtype == np.float32 else 1e-12
+    want = numpy_backend(fc.conv2d, x, kernel, bias, **kw)
     y = fc.conv2d(x, kernel, bias, **kw)
-    np.testing.assert_array_equal(y, numpy_backend(fc.conv2d, x, kernel, bias, **kw))
-    dy = f32(rng, y.shape)
-    for a, e in zip(fc.conv2d_backward(dy, x, kernel, **kw),
-                    numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw)):
-        np.testing.assert_array_equal(a, e)
-    assert c_calls == []
+    assert y.dtype == dtype
+    assert_close(y, want, rtol, "forward")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    agree(fc.conv2d_backward(dy, x, kernel, **kw),
+          numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw), 10 * rtol, "backward")
+    assert c_calls == ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel"]
 
 
 # ---------------------------------------------------------------------------
@@ -153,24 +162,30 @@ def test_conv2d_transpose_runs_in_c(simd, rng, c_calls, x_shape, k_shape, kw):
     agree(fc.conv2d_transpose_backward(dy, x, kernel, **kw),
           numpy_backend(fc.conv2d_transpose_backward, dy, x, kernel, **kw), WGRAD_RTOL,
           "backward")
-    assert c_calls.count("conv2d_backward_input") == 2
+    assert c_calls.count("conv2d_transpose") == 2
     assert c_calls.count("conv2d_forward") == 1
     assert c_calls.count("conv2d_backward_kernel") == 1
 
 
-def test_conv2d_transpose_pending_cases_run_the_reference(rng, c_calls):
-    x = f32(rng, (2, 4, 4, 4))
-    cases = [(f32(rng, (3, 3, 1, 4)), dict(strides=2, padding="same", groups=2)),
-             (f32(rng, (3, 3, 2, 4)), dict(strides=2, padding=(3, 3))),  # pad > k - 1
-             (f32(rng, (3, 3, 2, 4)), dict(strides=2, padding="same", data_format="NCHW"))]
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_conv2d_transpose_layouts_run_in_c(rng, c_calls, dtype):
+    x = rng.standard_normal((2, 4, 4, 4)).astype(dtype)
+    cases = [(rng.standard_normal((3, 3, 1, 4)), dict(strides=2, padding="same", groups=2)),
+             (rng.standard_normal((3, 3, 2, 4)), dict(strides=2, padding=(3, 3))),
+             (rng.standard_normal((3, 3, 2, 4)), dict(strides=2, padding="same",
+                                                      data_format="NCHW"))]
+    rtol = FWD_RTOL if dtype == np.float32 else 1e-12
     for kernel, kw in cases:
-        y = fc.conv2d_transpose(x, kernel, **kw)
-        np.testing.assert_array_equal(y, numpy_backend(fc.conv2d_transpose, x, kernel, **kw))
-        dy = f32(rng, y.shape)
-        for a, e in zip(fc.conv2d_transpose_backward(dy, x, kernel, **kw),
-                        numpy_backend(fc.conv2d_transpose_backward, dy, x, kernel, **kw)):
-            np.testing.assert_array_equal(a, e)
-    assert c_calls == []
+        kernel = kernel.astype(dtype)
+        bias = rng.standard_normal(kernel.shape[2] * kw.get("groups", 1)).astype(dtype)
+        y = fc.conv2d_transpose(x, kernel, bias, activation="relu", **kw)
+        assert_close(y, numpy_backend(fc.conv2d_transpose, x, kernel, bias, activation="relu",
+                                      **kw), rtol, f"forward {kw}")
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        agree(fc.conv2d_transpose_backward(dy, x, kernel, **kw),
+              numpy_backend(fc.conv2d_transpose_backward, dy, x, kernel, **kw), 10 * rtol,
+              f"backward {kw}")
+    assert c_calls == ["conv2d_transpose", "conv2d_forward", "conv2d_backward_kernel"] * 3
 
 
 # ---------------------------------------------------------------------------

@@ -5,11 +5,8 @@ backward functions replaced by ONE fastconv call (``data_format='NCHW'``,
 ``kernel_format='OIHW'``, ``padding=pad``, ``strides=stride``): no transposes,
 pads or casts in the glue.
 
-Its checks run in float64. The 'c' backend computes in float32 only for now
-(a TypeError, by design, until the C kernels take float64), so the float64
-checks are a strict xfail there, which starts failing the day float64 works
-(then drop the mark); the same glue runs in float32 on the 'c' backend (through
-the NCHW fallback) against the naive code instead.
+Its checks run in float64, on both backends; the same glue also runs in
+float32 on the 'c' backend against the naive code.
 """
 from __future__ import annotations
 
@@ -82,13 +79,7 @@ def _course(monkeypatch, swapped):
     return course
 
 
-C_FLOAT32_ONLY = pytest.mark.xfail(
-    raises=TypeError, strict=True,
-    reason="the 'c' backend takes float32 only until its kernels take float64")
-
-
-@pytest.fixture(params=["naive", "fastconv-numpy",
-                        pytest.param("fastconv-c", marks=C_FLOAT32_ONLY)])
+@pytest.fixture(params=["naive", "fastconv-numpy", "fastconv-c"])
 def course(request, monkeypatch):
     swapped = request.param != "naive"
     backend = request.param.split("-")[1] if swapped else "numpy"

@@ -1,32 +1,40 @@
 """Type stub of the compiled binding ``fastconv._kernels`` (_kernels.pyx).
 
 Private: call the kernels through :mod:`fastconv.ops`, which validates and
-normalises the arrays (float32, C-contiguous, consistent shapes, non-empty)
-before they reach these functions. ``geometry`` is a
-:class:`fastconv.shapes.ConvGeometry` (a 17-tuple of ints). ``n_threads``:
-a positive count, or 0 for OpenMP's default in the calling thread.
+normalises the arrays (float32 or float64, one dtype per call, C-contiguous,
+consistent shapes, non-empty) before they reach these functions.
+``geometry`` is the first 17 fields of a :class:`fastconv.shapes.ConvGeometry`
+(sizes in NHWC order whatever the layout); ``groups`` and ``channels_first``
+(NCHW activations, OIHW kernels) come as arguments. ``n_threads``: a
+positive count, or 0 for OpenMP's default in the calling thread.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
-_F32 = npt.NDArray[np.float32]
+_Real = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]  # one dtype per call
 
 NUMPY_BUILD_VERSION: str
 SIMD_NAMES: Tuple[str, ...]
 
-def conv2d_forward(x: _F32, kernel: _F32, bias: Optional[_F32], y: _F32,
-                   geometry: Tuple[int, ...], relu: bool, n_threads: int) -> None: ...
-def conv2d_backward_input(dy: _F32, kernel: _F32, dx: _F32, geometry: Tuple[int, ...],
-                          n_threads: int) -> None: ...
-def conv2d_backward_kernel(dy: _F32, x: _F32, dkernel: _F32, dbias: Optional[_F32],
-                           geometry: Tuple[int, ...], n_threads: int) -> None: ...
-def max_pool2d_forward(x: _F32, y: _F32, geometry: Tuple[int, ...], n_threads: int) -> None: ...
-def max_pool2d_backward(dy: _F32, x: _F32, dx: _F32, geometry: Tuple[int, ...],
+def conv2d_forward(x: _Real, kernel: _Real, bias: Optional[_Real], y: _Real,
+                   geometry: Tuple[int, ...], relu: bool, n_threads: int, groups: int = 1,
+                   channels_first: bool = False) -> None: ...
+def conv2d_backward_input(dy: _Real, kernel: _Real, dx: _Real, geometry: Tuple[int, ...],
+                          n_threads: int, groups: int = 1,
+                          channels_first: bool = False) -> None: ...
+def conv2d_transpose(x: _Real, kernel: _Real, bias: Optional[_Real], y: _Real,
+                     geometry: Tuple[int, ...], relu: bool, n_threads: int, groups: int = 1,
+                     channels_first: bool = False) -> None: ...
+def conv2d_backward_kernel(dy: _Real, x: _Real, dkernel: _Real, dbias: Optional[_Real],
+                           geometry: Tuple[int, ...], n_threads: int, groups: int = 1,
+                           channels_first: bool = False) -> None: ...
+def max_pool2d_forward(x: _Real, y: _Real, geometry: Tuple[int, ...], n_threads: int) -> None: ...
+def max_pool2d_backward(dy: _Real, x: _Real, dx: _Real, geometry: Tuple[int, ...],
                         n_threads: int) -> None: ...
-def relu_backward(dy: _F32, y: _F32, out: _F32, n_threads: int) -> None: ...
-def adam_update(param: _F32, grad: _F32, m: _F32, v: _F32, vhat: Optional[_F32], alpha: float,
+def relu_backward(dy: _Real, y: _Real, out: _Real, n_threads: int) -> None: ...
+def adam_update(param: _Real, grad: _Real, m: _Real, v: _Real, vhat: Optional[_Real], alpha: float,
                 one_minus_beta_1: float, one_minus_beta_2: float, epsilon: float,
                 n_threads: int) -> None: ...
 def set_winograd(enabled: bool) -> None: ...

@@ -57,7 +57,7 @@ def with_cached_allocations(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def empty(shape: Any, dtype: Any = np.float32) -> np.ndarray:
+def empty(shape: Any, dtype: Any) -> np.ndarray:
     """``np.empty`` from the caching allocator: the outputs of the C kernels,
     so that calling ops in a loop does not fault fresh pages every call."""
     with cached_allocations():

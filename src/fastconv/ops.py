@@ -1,8 +1,8 @@
 """The functional API: argument normalisation, validation, backend dispatch.
 
-Two backends compute every op: ``"c"`` (the compiled kernels, float32,
-parallel) and ``"numpy"`` (:mod:`fastconv.reference`, readable, computes in the
-input dtype). Activations are NHWC (``data_format='channels_last'``, Keras'
+Two backends compute every op: ``"c"`` (the compiled kernels, parallel) and
+``"numpy"`` (:mod:`fastconv.reference`, readable); both compute in the input
+dtype, float32 or float64. Activations are NHWC (``data_format='channels_last'``, Keras'
 default) or NCHW (``'channels_first'``); convolution kernels HWIO (Keras) or
 OIHW (PyTorch, ``kernel_format='OIHW'``). Conventions are resolved here, once:
 the backends receive a :class:`~fastconv.shapes.ConvGeometry` and the kernel
@@ -16,9 +16,8 @@ PyTorch's behaviour is an argument away: explicit pads, ``kernel_format='OIHW'``
 ``count_include_pad=True``, ``batch_norm_update_moving(count=...)``. Each
 docstring says where the two differ.
 
-The ``'c'`` backend runs the compiled kernels where they exist (NHWC, HWIO,
-one group, float32) and the NumPy reference elsewhere: each such line says
-``# C kernel pending: <what>``.
+The ``'c'`` backend runs the compiled kernels where they exist and the NumPy
+reference elsewhere: each such line says ``# C kernel pending: <what>``.
 """
 from __future__ import annotations
 
@@ -63,7 +62,7 @@ __all__ = [
 
 ArrayLike = Union[np.ndarray, "list", "tuple"]
 BACKENDS = ("c", "numpy")
-_ACCEPTED_DTYPES = {"c": (np.dtype(np.float32),),
+_ACCEPTED_DTYPES = {"c": (np.dtype(np.float32), np.dtype(np.float64)),
                     "numpy": (np.dtype(np.float32), np.dtype(np.float64))}
 _LAYOUTS = {
     "x": "(batch, height, width, channels) NHWC",
@@ -176,9 +175,7 @@ def _as_array(value: object, name: str, ndim: Optional[int], backend: str,
             raise TypeError(f"`{name}` must be a {names} array; could not convert "
                             f"{type(value).__name__}: {exc}") from None
     if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in accepted:
-        hint = (" (the 'c' backend computes in float32: cast with .astype(np.float32) or "
-                "use the 'numpy' backend)" if backend == "c" else "")
-        raise TypeError(f"`{name}` must have dtype {names}, got {arr.dtype}{hint}")
+        raise TypeError(f"`{name}` must have dtype {names}, got {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         layout = _LAYOUTS.get(name, "") if layout is None else layout
         raise ValueError(f"`{name}` must be a {ndim}-D array {layout}, got shape {arr.shape}")
@@ -441,34 +438,67 @@ def _check_bias(bias: Optional[np.ndarray], channels: int) -> None:
 # Convolution pieces, per backend. Arrays arrive validated, activations in the
 # data format and the kernel in the matching layout.
 
-def _c_conv_applies(g: ConvGeometry) -> bool:
-    """The existing C convolution kernels take NHWC/HWIO, one group, and top/left
-    pads within the dilated kernel (any bottom/right pad: implied by out sizes)."""
-    return (not g.channels_first and g.groups == 1
-            and g.pad_top <= (g.kh - 1) * g.dilation_h
-            and g.pad_left <= (g.kw - 1) * g.dilation_w)
+def _c_geometry(g: ConvGeometry) -> Tuple[ConvGeometry, int, int]:
+    """The geometry the C kernels run, and the zero rows (top) and columns
+    (left) to add to the input first. The kernels take top/left pads up to
+    the dilated kernel's reach ``(k - 1) * d`` (bottom/right ones are implied
+    by the output size); a wider explicit pad only adds outputs that see no
+    input, so its excess becomes zeros of a padded copy (a rare geometry)."""
+    ex_h = max(g.pad_top - (g.kh - 1) * g.dilation_h, 0)
+    ex_w = max(g.pad_left - (g.kw - 1) * g.dilation_w, 0)
+    if ex_h == 0 and ex_w == 0:
+        return g, 0, 0
+    return g._replace(h=g.h + ex_h, w=g.w + ex_w, pad_top=g.pad_top - ex_h,
+                      pad_left=g.pad_left - ex_w), ex_h, ex_w
+
+
+def _spatial_pad(a: np.ndarray, top: int, left: int, channels_first: bool) -> np.ndarray:
+    """``a`` with ``top`` zero rows and ``left`` zero columns in front."""
+    if top == 0 and left == 0:
+        return a
+    spatial = ((top, 0), (left, 0))
+    return np.pad(a, ((0, 0), (0, 0)) + spatial if channels_first else
+                  ((0, 0),) + spatial + ((0, 0),))
+
+
+def _spatial_crop(a: np.ndarray, top: int, left: int, channels_first: bool) -> np.ndarray:
+    if top == 0 and left == 0:
+        return a
+    view = a[:, :, top:, left:] if channels_first else a[:, top:, left:, :]
+    return np.ascontiguousarray(view)
+
+
+def _c_layout(g: ConvGeometry) -> dict:
+    return dict(groups=g.groups, channels_first=g.channels_first)
 
 
 def _conv_forward(backend: str, x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
                   g: ConvGeometry, relu: bool) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.conv2d(x, kernel, bias, g, relu)
-    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
-        return reference.conv2d(x, kernel, bias, g, relu)  # C kernel pending: conv2d forward
-    y = _memory.empty(_act_shape(g, "out"))
-    _kernels.conv2d_forward(x, kernel, bias, y, tuple(g)[:17], relu, _threads_arg())
+    gc, ex_h, ex_w = _c_geometry(g)
+    x = _spatial_pad(x, ex_h, ex_w, g.channels_first)
+    y = _memory.empty(_act_shape(g, "out"), x.dtype)
+    _kernels.conv2d_forward(x, kernel, bias, y, tuple(gc)[:17], relu, _threads_arg(),
+                            **_c_layout(g))
     return y
 
 
-def _conv_backward_input(backend: str, dy: np.ndarray, kernel: np.ndarray,
-                         g: ConvGeometry) -> np.ndarray:
+def _conv_backward_input(backend: str, dy: np.ndarray, kernel: np.ndarray, g: ConvGeometry,
+                         bias: Optional[np.ndarray] = None, relu: bool = False) -> np.ndarray:
+    """dx; with a bias or ReLU: the transposed convolution (the C kernel fuses them)."""
     if backend == "numpy" or _is_empty(g):
-        return reference.conv2d_backward_input(dy, kernel, g)
-    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
-        return reference.conv2d_backward_input(dy, kernel, g)  # C kernel pending: conv2d dx
-    dx = _memory.empty(_act_shape(g, "in"))
-    _kernels.conv2d_backward_input(dy, kernel, dx, tuple(g)[:17], _threads_arg())
-    return dx
+        dx = reference.conv2d_backward_input(dy, kernel, g)
+        return reference.add_bias_relu(dx, bias, g.channels_first, relu)
+    gc, ex_h, ex_w = _c_geometry(g)
+    dx = _memory.empty(_act_shape(gc, "in"), dy.dtype)
+    if bias is None and not relu:
+        _kernels.conv2d_backward_input(dy, kernel, dx, tuple(gc)[:17], _threads_arg(),
+                                       **_c_layout(g))
+    else:
+        _kernels.conv2d_transpose(dy, kernel, bias, dx, tuple(gc)[:17], relu, _threads_arg(),
+                                  **_c_layout(g))
+    return _spatial_crop(dx, ex_h, ex_w, g.channels_first)
 
 
 def _conv_backward_kernel(backend: str, dy: np.ndarray, x: np.ndarray, g: ConvGeometry,
@@ -479,12 +509,12 @@ def _conv_backward_kernel(backend: str, dy: np.ndarray, x: np.ndarray, g: ConvGe
     if backend == "numpy" or _is_empty(g):
         dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
         return reference.conv2d_backward_kernel(dy, x, g), dbias
-    if not _c_conv_applies(g):  # NCHW, groups > 1, or a top/left pad > (k - 1) * d
-        dbias = reference.bias_grad(dy, g.channels_first) if want_dbias else None
-        return reference.conv2d_backward_kernel(dy, x, g), dbias  # C kernel pending: conv2d dk
-    dkernel = _memory.empty(kernel_shape)
-    dbias = _memory.empty((g.c_out,)) if want_dbias else None
-    _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(g)[:17], _threads_arg())
+    gc, ex_h, ex_w = _c_geometry(g)
+    x = _spatial_pad(x, ex_h, ex_w, g.channels_first)
+    dkernel = _memory.empty(kernel_shape, x.dtype)
+    dbias = _memory.empty((g.c_out,), x.dtype) if want_dbias else None
+    _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(gc)[:17], _threads_arg(),
+                                    **_c_layout(g))
     return dkernel, dbias
 
 
@@ -603,7 +633,9 @@ def _conv_backward(backend: str, dy: np.ndarray, x: np.ndarray, kernel: np.ndarr
         dk, dbias = _conv_backward_kernel(backend, dy, x, g, k.shape, want_db)
         dkernel = _kernel_to_user_layout(dk, oi, cf)
     elif want_db:
-        dbias = reference.bias_grad(dy, cf)  # C kernel pending: dbias without dkernel (on 'c')
+        # A memory-bound sum NumPy does well (pairwise, so accurate); it may
+        # differ in the last bits from the dbias computed beside dkernel.
+        dbias = reference.bias_grad(dy, cf)
     return dx, dkernel, dbias
 
 
@@ -667,8 +699,7 @@ def conv2d_transpose(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] 
     g = _conv_geometry(x, kernel, strides, padding, dilation_rate, groups, cf, oi,
                        transpose=True, output_padding=output_padding)
     _check_bias(b, g.c_in)
-    y = _conv_backward_input(backend, x, _kernel_to_data_layout(kernel, oi, cf), g)
-    return reference.add_bias_relu(y, b, cf, relu)
+    return _conv_backward_input(backend, x, _kernel_to_data_layout(kernel, oi, cf), g, b, relu)
 
 
 def conv2d_transpose_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike,
@@ -710,7 +741,7 @@ def conv2d_transpose_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike,
         dk, _ = _conv_backward_kernel(backend, x, dy, g, k.shape, False)
         dkernel = _kernel_to_user_layout(dk, oi, cf)
     if want_db:
-        dbias = reference.bias_grad(dy, cf)  # C kernel pending: transposed-conv dbias (on 'c')
+        dbias = reference.bias_grad(dy, cf)   # as in _conv_backward
     return dx, dkernel, dbias
 
 
@@ -849,7 +880,7 @@ def _max_pool_forward(backend: str, x: np.ndarray, g: ConvGeometry) -> np.ndarra
         return reference.max_pool2d(x, g)
     if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
         return reference.max_pool2d(x, g)  # C kernel pending: max pool NCHW, > 2**24 cells
-    y = _memory.empty(_act_shape(g, "out"))
+    y = _memory.empty(_act_shape(g, "out"), x.dtype)
     _kernels.max_pool2d_forward(x, y, tuple(g)[:17], _threads_arg())
     return y
 
@@ -860,7 +891,7 @@ def _max_pool_backward(backend: str, dy: np.ndarray, x: np.ndarray,
         return reference.max_pool2d_backward(dy, x, g)
     if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
         return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: max pool dx, ditto
-    dx = _memory.empty(x.shape)
+    dx = _memory.empty(x.shape, x.dtype)
     _kernels.max_pool2d_backward(dy, x, dx, tuple(g)[:17], _threads_arg())
     return dx
 
@@ -1395,7 +1426,7 @@ def dense(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
                          f"units, got {b.shape}")
     if backend == "numpy" or _is_empty(g):
         return reference.dense(x, kernel, b, relu)
-    y = _memory.empty((g.n, g.c_out))
+    y = _memory.empty((g.n, g.c_out), x.dtype)
     _kernels.conv2d_forward(x.reshape(g.n, 1, 1, g.c_in), kernel.reshape(1, 1, g.c_in, g.c_out),
                             b, y.reshape(g.n, 1, 1, g.c_out), tuple(g)[:17], relu, _threads_arg())
     return y
@@ -1420,11 +1451,11 @@ def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx
     k4 = kernel.reshape(1, 1, g.c_in, g.c_out)
     dx = None
     if compute_dx:
-        dx = _memory.empty(x.shape)
+        dx = _memory.empty(x.shape, x.dtype)
         _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g)[:17],
                                        threads)
-    dkernel = _memory.empty(kernel.shape)
-    dbias = _memory.empty((g.c_out,))
+    dkernel = _memory.empty(kernel.shape, x.dtype)
+    dbias = _memory.empty((g.c_out,), x.dtype)
     _kernels.conv2d_backward_kernel(dy4, x.reshape(g.n, 1, 1, g.c_in), dkernel.reshape(k4.shape),
                                     dbias, tuple(g)[:17], threads)
     return dx, dkernel, dbias
@@ -1445,7 +1476,7 @@ def relu_backward(dy: ArrayLike, y: ArrayLike) -> np.ndarray:
         raise ValueError(f"`dy` must have the shape of `y` {y_arr.shape}, got {dy_arr.shape}")
     if backend == "numpy" or dy_arr.size == 0:
         return dy_arr * (y_arr > 0)
-    out = _memory.empty(dy_arr.shape)
+    out = _memory.empty(dy_arr.shape, dy_arr.dtype)
     _kernels.relu_backward(dy_arr.reshape(-1), y_arr.reshape(-1), out.reshape(-1),
                            _threads_arg())
     return out
@@ -1477,8 +1508,9 @@ def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray
     in, ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (as
     :class:`fastconv.optimizers.Adam` computes it). ``param``, ``m``, ``v`` and
     ``vhat`` are float arrays of one shape and dtype, updated in place. The C
-    backend runs float32 C-contiguous arrays in one parallel pass (NumPy's
-    result bit for bit); anything else runs the same operations in NumPy.
+    backend runs float32 and float64 C-contiguous arrays in one parallel pass
+    (NumPy's result bit for bit); anything else runs the same operations in
+    NumPy.
     """
     named = [("param", param), ("m", m), ("v", v)]
     if vhat is not None:
@@ -1521,14 +1553,14 @@ def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray
         raise ValueError(f"`epsilon` must be >= 0, got {epsilon!r}")
 
     arrays = [a for _, a in named] + [grad_arr]
-    in_c = (get_backend() == "c" and param.size > 0 and
-            all(a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned
+    in_c = (get_backend() == "c" and param.size > 0 and param.dtype in _ACCEPTED_DTYPES["c"] and
+            all(a.dtype == param.dtype and a.flags.c_contiguous and a.flags.aligned
                 for a in arrays))
     if not in_c:
         reference.adam_update(param, grad_arr, m, v, vhat, alpha, beta_1, beta_2, epsilon)
         return
-    one = np.float32(1)
+    t = param.dtype.type   # the constants rounded to the working dtype, as NumPy does
+    one = t(1)
     _kernels.adam_update(param.reshape(-1), grad_arr.reshape(-1), m.reshape(-1), v.reshape(-1),
-                         None if vhat is None else vhat.reshape(-1), np.float32(alpha),
-                         one - np.float32(beta_1), one - np.float32(beta_2),
-                         np.float32(epsilon), _threads_arg())
+                         None if vhat is None else vhat.reshape(-1), t(alpha),
+                         one - t(beta_1), one - t(beta_2), t(epsilon), _threads_arg())
