@@ -441,30 +441,33 @@ static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit,
             ctx->t->dw_wgrad(&a);
             if (lo == 0 && hi == out_w)
                 continue;
-            /* the edge pixels add the columns of the segment inside the input */
-            a.nruns = 1;
+            /* each edge column adds the segment's columns inside the input
+             * (the same ones in every row), one run of one pixel per row */
             a.accumulate = 1;
-            count[0] = 1;
-            for (int64_t oh = oh0; oh < oh1; ++oh) {
-                const int64_t ih = oh * sh - p->pad_top + i * p->dilation_h;
-                if (ih < 0 || ih >= p->h)
-                    continue;
-                for (int side = 0; side < 2; ++side) {
-                    const int64_t from = side ? hi : 0, to = side ? out_w : lo;
-                    for (int64_t ow = from; ow < to; ++ow) {
-                        const int64_t base = ow * sw - pl;   /* column of tap 0 */
-                        if (base >= w)
-                            break;
-                        const int64_t ja = max64(j0, base >= 0 ? 0 : ceil_div(-base, dw));
-                        const int64_t jb = min64(j0 + T, floor_div(w - 1 - base, dw) + 1);
-                        if (ja >= jb)
+            for (int side = 0; side < 2; ++side) {
+                const int64_t from = side ? hi : 0, to = side ? out_w : lo;
+                for (int64_t ow = from; ow < to; ++ow) {
+                    const int64_t base = ow * sw - pl;   /* column of tap 0 */
+                    if (base >= w)
+                        break;
+                    const int64_t ja = max64(j0, base >= 0 ? 0 : ceil_div(-base, dw));
+                    const int64_t jb = min64(j0 + T, floor_div(w - 1 - base, dw) + 1);
+                    if (ja >= jb)
+                        continue;
+                    a.nruns = 0;
+                    for (int64_t oh = oh0; oh < oh1; ++oh) {
+                        const int64_t ih = oh * sh - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= p->h)
                             continue;
-                        xs[0] = src + (ih - row0) * w * cx + ((base + ja * dw) * cx + choff);
-                        ds[0] = ctx->dy + ((img * p->out_h + oh) * out_w + ow) * C + ch;
-                        a.t = (int)(jb - ja);
-                        a.out = dk + (i * kw + ja) * C + ch;
-                        ctx->t->dw_wgrad(&a);
+                        xs[a.nruns] = src + (ih - row0) * w * cx + ((base + ja * dw) * cx + choff);
+                        ds[a.nruns] = ctx->dy + ((img * p->out_h + oh) * out_w + ow) * C + ch;
+                        count[a.nruns] = 1;
+                        ++a.nruns;
                     }
+                    a.t = (int)(jb - ja);
+                    a.out = dk + (i * kw + ja) * C + ch;
+                    if (a.nruns > 0)
+                        ctx->t->dw_wgrad(&a);
                 }
             }
         }
