@@ -506,6 +506,33 @@ static int FCN(dw_backward_kernel_cl)(const fc_conv2d_params *p, const FC_T *dy,
  * Channels first
  */
 
+/* out[q] = src[q * s + off] and its inverse for q in [q0, q1); stride 2 is
+ * spelled out so that the compiler vectorises it (a variable stride it does
+ * not). */
+static void FCN(dw_gather)(FC_T *FC_RESTRICT out, const FC_T *FC_RESTRICT src, int64_t q0,
+                           int64_t q1, int64_t s, int64_t off)
+{
+    if (s == 1)
+        memcpy(out + q0, src + (q0 + off), (size_t)(q1 - q0) * sizeof(FC_T));
+    else if (s == 2)
+        for (int64_t q = q0; q < q1; ++q)
+            out[q] = src[2 * q + off];
+    else
+        for (int64_t q = q0; q < q1; ++q)
+            out[q] = src[q * s + off];
+}
+
+static void FCN(dw_scatter)(FC_T *FC_RESTRICT dst, const FC_T *FC_RESTRICT in, int64_t q0,
+                            int64_t q1, int64_t s, int64_t off)
+{
+    if (s == 2)
+        for (int64_t q = q0; q < q1; ++q)
+            dst[2 * q + off] = in[q - q0];
+    else
+        for (int64_t q = q0; q < q1; ++q)
+            dst[q * s + off] = in[q - q0];
+}
+
 /* Padded rows [R0, R1) (row ih + pad_top, column iw + pad_left) of an h x w
  * input plane, split into the stride_w column phases: dst[((prow - R0) *
  * stride_w + r) * wp + q] = the padded cell (prow, q * stride_w + r), zero
@@ -527,11 +554,7 @@ static void FCN(dw_phase_copy)(const fc_conv2d_params *p, const FC_T *FC_RESTRIC
             const int64_t qa = clamp64(ceil_div(pl - r, sw), 0, wp);
             const int64_t qb = clamp64(floor_div(w - 1 + pl - r, sw) + 1, qa, wp);
             memset(out, 0, (size_t)qa * sizeof(FC_T));
-            if (sw == 1)
-                memcpy(out + qa, src + (qa - pl), (size_t)(qb - qa) * sizeof(FC_T));
-            else
-                for (int64_t q = qa; q < qb; ++q)
-                    out[q] = src[q * sw + r - pl];
+            FCN(dw_gather)(out, src, qa, qb, sw, r - pl);
             memset(out + qb, 0, (size_t)(wp - qb) * sizeof(FC_T));
         }
     }
@@ -732,8 +755,7 @@ static int FCN(dw_backward_input_cf)(const fc_conv2d_params *p, const FC_T *dy,
                     a.out = sw == 1 ? dxrow : stage_row;
                     t->dw_rows(&a);
                     if (sw > 1)
-                        for (int64_t q = q_lo; q < q_hi; ++q)
-                            dxrow[q * sw + r - pl] = stage_row[q - q_lo];
+                        FCN(dw_scatter)(dxrow, stage_row, q_lo, q_hi, sw, r - pl);
                 }
             }
         }
