@@ -125,6 +125,30 @@ int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, 
                        int64_t n, double alpha, double one_minus_beta_1,
                        double one_minus_beta_2, double epsilon, int n_threads);
 
+/* Depthwise convolution: groups == c_in (p->groups must equal p->c_in) and
+ * c_out a multiple of c_in, the channel multiplier M = c_out / c_in; output
+ * channel o = ci * M + m sees input channel ci only. Strides, dilations, any
+ * kernel size; pads as for fc_conv2d_forward (padding reads as zeros).
+ * Layouts: channels last (p->channels_first == 0): x (n, h, w, c_in),
+ * y (n, out_h, out_w, c_out), kernel HWIO (kh, kw, 1, c_out); channels first:
+ * x (n, c_in, h, w), y (n, c_out, out_h, out_w), kernel OIHW (c_out, 1, kh,
+ * kw). bias (c_out) or NULL, ReLU fused in the forward (NaN kept); dbias may
+ * be NULL. Where a padded (zero) cell meets an infinite kernel or gradient
+ * value, the product (NaN) may or may not be included, by layout. Results
+ * are bitwise identical for any thread count. */
+int fc_depthwise_conv2d_forward(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                const float *bias, float *y);
+int fc_depthwise_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
+                                       const float *kernel, float *dx);
+int fc_depthwise_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
+                                        const float *x, float *dkernel, float *dbias);
+int fc_depthwise_conv2d_forward_f64(const fc_conv2d_params *p, const double *x,
+                                    const double *kernel, const double *bias, double *y);
+int fc_depthwise_conv2d_backward_input_f64(const fc_conv2d_params *p, const double *dy,
+                                           const double *kernel, double *dx);
+int fc_depthwise_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy,
+                                            const double *x, double *dkernel, double *dbias);
+
 /* 3x3 stride-1 undilated layers with 16+ channels run forward and
  * backward-input by Winograd F(2x2, 3x3) unless switched off (on by default). */
 int fc_set_winograd(int enabled);

@@ -81,6 +81,89 @@ typedef void (*FCN(fc_maxpool_bwd_fn))(const fc_pool2d_params *p, const FC_T *dy
                                        const FC_T *x, FC_T *dx, int64_t r0, int64_t r1,
                                        int64_t c0, int64_t c1, int overlap);
 
+/* ---------------------------------------------------------------------------
+ * Depthwise convolution (kernels_depthwise_impl.h, driven by depthwise_impl.h).
+ * Shapes the micro-kernels accept: */
+#ifndef FC_DW_MAX_P
+#define FC_DW_MAX_P 4      /* pixels of a channels-last block */
+#define FC_DW_MAX_V 4      /* channel vectors of a block or tile (the table's
+                              dw_v_max may be lower) */
+#define FC_DW_MAX_T 5      /* taps of a channels-last weight-gradient tile */
+#define FC_DW_MAX_DOTS 9   /* taps of a channels-first weight-gradient tile */
+#endif
+
+/*
+ * Channels-last block: for pixels p < p and channels ch of v vectors,
+ *   dst[p * dst_step + ch] = act(bias[ch] + sum over tap rows r < nrows and
+ *       tap columns c < ncols of  src(r, c, p)[ch] * kernel[row_k[r] + col_k[c] + ch])
+ *   src(r, c, p) = row_src[r] + (col_src[c] + src_off + p * src_step).
+ * kernel, bias (NULL: zero) and dst point at the block's first channel,
+ * src_off includes it. With tail > 0 (v == 1 only) the vector holds tail
+ * channels, else whole vectors. Forward: the taps of a window inside the
+ * input; backward-input: the taps of the transposed problem.
+ */
+typedef struct FCN(fc_dw_block_args) {
+    const FC_T *const *row_src;
+    const int64_t *row_k;
+    int64_t nrows;
+    const int64_t *col_src, *col_k;
+    int64_t ncols;
+    int64_t src_off, src_step;
+    const FC_T *kernel, *bias;
+    FC_T *dst;
+    int64_t dst_step;
+    int p, v, tail, relu;
+} FCN(fc_dw_block_args);
+
+/*
+ * Channels-last weight-gradient tile: for taps t < t (of one kernel row, tap
+ * t's source at x + t * tap_step) and channels ch of v vectors,
+ *   out[t * ldo + ch] (+)= sum over runs i, pixels q < count[i] of
+ *       x[i][t * tap_step + q * x_step + ch] * d[i][q * d_step + ch].
+ * out, x and d point at the first channel; tail as in fc_dw_block_args.
+ */
+typedef struct FCN(fc_dw_wgrad_args) {
+    int64_t nruns;
+    const FC_T *const *x;
+    const FC_T *const *d;
+    const int64_t *count;
+    int64_t x_step, d_step, tap_step;
+    FC_T *out;
+    int64_t ldo;
+    int t, v, tail, accumulate;   /* accumulate: add to out instead of storing */
+} FCN(fc_dw_wgrad_args);
+
+/*
+ * Channels-first row: out[q] = act(bias + sum over taps k < ntaps of
+ * wt[k] * src[k][q]) for q < len. Whole vectors are read: src[k] must be
+ * readable up to len rounded up to the vector length (those lanes are
+ * never stored).
+ */
+typedef struct FCN(fc_dw_rows_args) {
+    int64_t ntaps;
+    const FC_T *const *src;
+    const FC_T *wt;
+    FC_T bias;
+    int relu;
+    FC_T *out;
+    int64_t len;
+} FCN(fc_dw_rows_args);
+
+/*
+ * Channels-first weight-gradient tile: for taps k < ntaps (<= FC_DW_MAX_DOTS),
+ *   out[k] = sum over runs i, q < len of d[i][q] * x[i][tap_off[k] + q]
+ * and, unless db is NULL, *db = the sum of the d[i][q]; exactly len values
+ * are read per row.
+ */
+typedef struct FCN(fc_dw_dots_args) {
+    int64_t nruns;
+    const FC_T *const *x;
+    const FC_T *const *d;
+    const int64_t *tap_off;
+    int64_t ntaps, len;
+    FC_T *out, *db;
+} FCN(fc_dw_dots_args);
+
 typedef struct FCN(fc_kernel_table) {
     const char *name;
     int vl;                               /* values per vector */
@@ -109,4 +192,10 @@ typedef struct FCN(fc_kernel_table) {
                        int relu, float *const *out);   /* nonzero: a non-finite output */
     void (*wino_dy)(const float *const *cells, int64_t c, float *out, int64_t stride);
 #endif
+    /* depthwise convolution (kernels_depthwise_impl.h) */
+    int dw_v_max;                         /* channel vectors per block / tile */
+    void (*dw_block)(const FCN(fc_dw_block_args) *a);
+    void (*dw_wgrad)(const FCN(fc_dw_wgrad_args) *a);
+    void (*dw_rows)(const FCN(fc_dw_rows_args) *a);
+    void (*dw_dots)(const FCN(fc_dw_dots_args) *a);
 } FCN(fc_kernel_table);

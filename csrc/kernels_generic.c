@@ -54,6 +54,11 @@
         .dot_c = FC_DOT_C, \
         .dot = FCN(dot_tile), \
         FC_GENERIC_F32_ONLY \
+        .dw_v_max = FC_DW_MAX_V, \
+        .dw_block = FCN(dw_block), \
+        .dw_wgrad = FCN(dw_wgrad), \
+        .dw_rows = FCN(dw_rows), \
+        .dw_dots = FCN(dw_dots), \
     };
 
 /* ---- float32 ---- */

@@ -47,6 +47,11 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .wino_output = wino_output_tile,
     .wino_dy = wino_dy_tile,
 #endif
+    .dw_v_max = FC_ACC_VECS < FC_DW_MAX_V ? FC_ACC_VECS : FC_DW_MAX_V,
+    .dw_block = FCN(dw_block),
+    .dw_wgrad = FCN(dw_wgrad),
+    .dw_rows = FCN(dw_rows),
+    .dw_dots = FCN(dw_dots),
 };
 
 #undef FC_DEFINE_IGEMM

@@ -51,6 +51,12 @@ def load() -> Optional[ctypes.CDLL]:
                               [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
                              ("fc_max_pool2d_backward",
                               [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 3),
+                             ("fc_depthwise_conv2d_forward",
+                              [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 4),
+                             ("fc_depthwise_conv2d_backward_input",
+                              [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 3),
+                             ("fc_depthwise_conv2d_backward_kernel",
+                              [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 4),
                              ("fc_set_simd", [ctypes.c_int]), ("fc_get_simd", [])):
             fn = getattr(lib, name)
             fn.argtypes = params

@@ -78,6 +78,19 @@ cdef extern from "fastconv.h" nogil:
     int fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
                            double *vhat, int64_t n, double alpha, double one_minus_beta_1,
                            double one_minus_beta_2, double epsilon, int n_threads)
+    int fc_depthwise_conv2d_forward(const fc_conv2d_params *p, const float *x,
+                                    const float *kernel, const float *bias, float *y)
+    int fc_depthwise_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
+                                           const float *kernel, float *dx)
+    int fc_depthwise_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
+                                            const float *x, float *dkernel, float *dbias)
+    int fc_depthwise_conv2d_forward_f64(const fc_conv2d_params *p, const double *x,
+                                        const double *kernel, const double *bias, double *y)
+    int fc_depthwise_conv2d_backward_input_f64(const fc_conv2d_params *p, const double *dy,
+                                               const double *kernel, double *dx)
+    int fc_depthwise_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy,
+                                                const double *x, double *dkernel,
+                                                double *dbias)
     int fc_set_winograd(int enabled)
     int fc_get_winograd()
     int fc_simd_supported(int simd)
@@ -269,6 +282,67 @@ def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
             status = fc_adam_update_f64(&param[0], &grad[0], &m[0], &v[0], vhat_ptr,
                                         param.shape[0], alpha, one_minus_beta_1,
                                         one_minus_beta_2, epsilon, n_threads)
+    _check(status)
+
+
+cdef fc_conv2d_params _depthwise_params(tuple g, bint relu, bint channels_first, int n_threads):
+    # geometry sizes are NHWC-ordered whatever the layout; one group per input channel
+    cdef fc_conv2d_params p = _conv_params(g, relu, n_threads)
+    p.groups = p.c_in
+    p.channels_first = channels_first
+    return p
+
+
+def depthwise_conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
+                             const real[::1] bias, real[:, :, :, ::1] y, tuple geometry,
+                             bint relu, bint channels_first, int n_threads):
+    cdef fc_conv2d_params p = _depthwise_params(geometry, relu, channels_first, n_threads)
+    cdef const real *bias_ptr = NULL
+    if bias is not None:
+        bias_ptr = &bias[0]
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_depthwise_conv2d_forward(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                                 bias_ptr, &y[0, 0, 0, 0])
+        else:
+            status = fc_depthwise_conv2d_forward_f64(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                                     bias_ptr, &y[0, 0, 0, 0])
+    _check(status)
+
+
+def depthwise_conv2d_backward_input(const real[:, :, :, ::1] dy,
+                                    const real[:, :, :, ::1] kernel, real[:, :, :, ::1] dx,
+                                    tuple geometry, bint channels_first, int n_threads):
+    cdef fc_conv2d_params p = _depthwise_params(geometry, False, channels_first, n_threads)
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_depthwise_conv2d_backward_input(&p, &dy[0, 0, 0, 0],
+                                                        &kernel[0, 0, 0, 0], &dx[0, 0, 0, 0])
+        else:
+            status = fc_depthwise_conv2d_backward_input_f64(&p, &dy[0, 0, 0, 0],
+                                                            &kernel[0, 0, 0, 0],
+                                                            &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def depthwise_conv2d_backward_kernel(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
+                                     real[:, :, :, ::1] dkernel, real[::1] dbias,
+                                     tuple geometry, bint channels_first, int n_threads):
+    cdef fc_conv2d_params p = _depthwise_params(geometry, False, channels_first, n_threads)
+    cdef real *dbias_ptr = NULL
+    if dbias is not None:
+        dbias_ptr = &dbias[0]
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_depthwise_conv2d_backward_kernel(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                                         &dkernel[0, 0, 0, 0], dbias_ptr)
+        else:
+            status = fc_depthwise_conv2d_backward_kernel_f64(&p, &dy[0, 0, 0, 0],
+                                                             &x[0, 0, 0, 0],
+                                                             &dkernel[0, 0, 0, 0], dbias_ptr)
     _check(status)
 
 

@@ -1,0 +1,299 @@
+/*
+ * kernels_depthwise_impl.h: the micro-kernels of the depthwise convolution
+ * (depthwise_impl.h drives them), written over the vector vocabulary of
+ * kernels_impl.h, which includes this file at its end: compiled once per
+ * instruction set and element type. The argument structs are in
+ * fc_types_impl.h.
+ *
+ * Channels last, channels in vectors (one vector = FC_VL channels):
+ *   dw_block  P output pixels x V channel vectors in registers, the taps in
+ *             the loop: per tap, V kernel vectors loaded once and P x V
+ *             source vectors (forward and backward-input).
+ *   dw_wgrad  T taps of one kernel row x V channel vectors in registers,
+ *             summed over runs of pixels: per pixel, V dy vectors and T x V
+ *             source vectors (weight gradient).
+ * Channels first, the output width in vectors:
+ *   dw_rows   up to 4 vectors of one output row; per tap one broadcast weight
+ *             and one contiguous (unaligned) source load per vector.
+ *   dw_dots   the dot products of dy rows with up to FC_DW_MAX_DOTS taps'
+ *             source rows, one accumulator vector per tap, the lanes summed
+ *             at the end (weight gradient).
+ *
+ * The shapes are compile-time constants of each instantiation (the loops
+ * unroll and the accumulators stay in registers); each entry point picks the
+ * instantiation from the shape in its arguments. The channel-vector counts
+ * follow the register budget of the igemm tiles (FC_ACC_VECS: 4 with 32
+ * registers, 2 with 16).
+ */
+
+/* ---------------------------------------------------------------------------
+ * Channels-last block (fc_dw_block_args). A masked load in the tap loop only
+ * in the tail instantiations (P x 1 vector), where it costs little.
+ */
+FC_ALWAYS_INLINE void FCN(dw_block_body)(const FCN(fc_dw_block_args) *FC_RESTRICT a,
+                                         const int P, const int V, const int TAIL)
+{
+    fc_vec acc[FC_DW_MAX_P][FC_DW_MAX_V];
+    const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
+    (void)mask;
+    {
+        fc_vec init[FC_DW_MAX_V];
+        for (int v = 0; v < V; ++v) {
+            if (a->bias == NULL)
+                init[v] = VZERO();
+            else if (TAIL)
+                init[v] = VLOAD_M(a->bias + v * FC_VL, mask);
+            else
+                init[v] = VLOAD(a->bias + v * FC_VL);
+        }
+        for (int p = 0; p < P; ++p)
+            for (int v = 0; v < V; ++v)
+                acc[p][v] = init[v];
+    }
+    const int64_t ss = a->src_step, off = a->src_off, ncols = a->ncols;
+    for (int64_t r = 0; r < a->nrows; ++r) {
+        const FC_T *row = a->row_src[r];
+        const FC_T *krow = a->kernel + a->row_k[r];
+        for (int64_t c = 0; c < ncols; ++c) {
+            const FC_T *s = row + (a->col_src[c] + off);
+            const FC_T *k = krow + a->col_k[c];
+            fc_vec kv[FC_DW_MAX_V];
+            for (int v = 0; v < V; ++v)
+                kv[v] = TAIL ? VLOAD_M(k + v * FC_VL, mask) : VLOAD(k + v * FC_VL);
+            for (int p = 0; p < P; ++p)
+                for (int v = 0; v < V; ++v) {
+                    const FC_T *sp = s + p * ss + v * FC_VL;
+                    acc[p][v] = VFMA(TAIL ? VLOAD_M(sp, mask) : VLOAD(sp), kv[v], acc[p][v]);
+                }
+        }
+    }
+    for (int p = 0; p < P; ++p) {
+        FC_T *d = a->dst + p * a->dst_step;
+        for (int v = 0; v < V; ++v) {
+            const fc_vec out = a->relu ? VRELU(acc[p][v]) : acc[p][v];
+            if (TAIL)
+                VSTORE_M(d + v * FC_VL, out, mask);
+            else
+                VSTORE(d + v * FC_VL, out);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Channels-last weight-gradient tile (fc_dw_wgrad_args).
+ */
+FC_ALWAYS_INLINE void FCN(dw_wgrad_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRICT a,
+                                         const int T, const int V, const int TAIL)
+{
+    fc_vec acc[FC_DW_MAX_T][FC_DW_MAX_V];
+    const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
+    (void)mask;
+    for (int t = 0; t < T; ++t) {
+        const FC_T *o = a->out + t * a->ldo;
+        for (int v = 0; v < V; ++v) {
+            if (!a->accumulate)
+                acc[t][v] = VZERO();
+            else if (TAIL)
+                acc[t][v] = VLOAD_M(o + v * FC_VL, mask);
+            else
+                acc[t][v] = VLOAD(o + v * FC_VL);
+        }
+    }
+    const int64_t xs = a->x_step, ds = a->d_step, ts = a->tap_step;
+    for (int64_t i = 0; i < a->nruns; ++i) {
+        const FC_T *x = a->x[i];
+        const FC_T *d = a->d[i];
+        for (int64_t q = a->count[i]; q > 0; --q, x += xs, d += ds) {
+            fc_vec dv[FC_DW_MAX_V];
+            for (int v = 0; v < V; ++v)
+                dv[v] = TAIL ? VLOAD_M(d + v * FC_VL, mask) : VLOAD(d + v * FC_VL);
+            for (int t = 0; t < T; ++t)
+                for (int v = 0; v < V; ++v) {
+                    const FC_T *xp = x + t * ts + v * FC_VL;
+                    acc[t][v] = VFMA(TAIL ? VLOAD_M(xp, mask) : VLOAD(xp), dv[v], acc[t][v]);
+                }
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        FC_T *o = a->out + t * a->ldo;
+        for (int v = 0; v < V; ++v) {
+            if (TAIL)
+                VSTORE_M(o + v * FC_VL, acc[t][v], mask);
+            else
+                VSTORE(o + v * FC_VL, acc[t][v]);
+        }
+    }
+}
+
+/* The instantiations: P (T) = 1 .. 4 (5) with V = 1 .. FC_DW_MAX_V vectors
+ * where the registers allow it, plus the one-vector tails. */
+#define FC_DW_SHAPES4(X, V) X(1, V) X(2, V) X(3, V) X(4, V)
+#define FC_DW_SHAPES5(X, V) X(1, V) X(2, V) X(3, V) X(4, V) X(5, V)
+#if FC_ACC_VECS >= 4
+#define FC_DW_BLOCK_LIST(X) \
+    FC_DW_SHAPES4(X, 1) FC_DW_SHAPES4(X, 2) FC_DW_SHAPES4(X, 3) FC_DW_SHAPES4(X, 4)
+#define FC_DW_WGRAD_LIST(X) \
+    FC_DW_SHAPES5(X, 1) FC_DW_SHAPES5(X, 2) FC_DW_SHAPES5(X, 3) FC_DW_SHAPES5(X, 4)
+#else
+#define FC_DW_BLOCK_LIST(X) FC_DW_SHAPES4(X, 1) FC_DW_SHAPES4(X, 2)
+#define FC_DW_WGRAD_LIST(X) FC_DW_SHAPES5(X, 1) FC_DW_SHAPES5(X, 2)
+#endif
+
+#define FC_DW_DEFINE_BLOCK(P, V) \
+    static void FCN(dw_block_##P##x##V)(const FCN(fc_dw_block_args) *a) \
+    { FCN(dw_block_body)(a, P, V, 0); }
+#define FC_DW_DEFINE_WGRAD(T, V) \
+    static void FCN(dw_wgrad_##T##x##V)(const FCN(fc_dw_wgrad_args) *a) \
+    { FCN(dw_wgrad_body)(a, T, V, 0); }
+#define FC_DW_DEFINE_BLOCK_TAIL(P, V) \
+    static void FCN(dw_block_tail_##P)(const FCN(fc_dw_block_args) *a) \
+    { FCN(dw_block_body)(a, P, 1, 1); }
+#define FC_DW_DEFINE_WGRAD_TAIL(T, V) \
+    static void FCN(dw_wgrad_tail_##T)(const FCN(fc_dw_wgrad_args) *a) \
+    { FCN(dw_wgrad_body)(a, T, 1, 1); }
+FC_DW_BLOCK_LIST(FC_DW_DEFINE_BLOCK)
+FC_DW_WGRAD_LIST(FC_DW_DEFINE_WGRAD)
+FC_DW_SHAPES4(FC_DW_DEFINE_BLOCK_TAIL, 1)
+FC_DW_SHAPES5(FC_DW_DEFINE_WGRAD_TAIL, 1)
+
+#define FC_DW_SLOT(P, V) [P][V] = FCN(dw_block_##P##x##V),
+#define FC_DW_WSLOT(T, V) [T][V] = FCN(dw_wgrad_##T##x##V),
+#define FC_DW_TSLOT(P, V) [P] = FCN(dw_block_tail_##P),
+#define FC_DW_WTSLOT(T, V) [T] = FCN(dw_wgrad_tail_##T),
+
+/* a->p in 1 .. FC_DW_MAX_P, a->v in 1 .. the table's dw_v_max (1 with a tail) */
+static void FCN(dw_block)(const FCN(fc_dw_block_args) *a)
+{
+    typedef void (*block_fn)(const FCN(fc_dw_block_args) *);
+    static const block_fn full[FC_DW_MAX_P + 1][FC_DW_MAX_V + 1] = {FC_DW_BLOCK_LIST(FC_DW_SLOT)};
+    static const block_fn tail[FC_DW_MAX_P + 1] = {FC_DW_SHAPES4(FC_DW_TSLOT, 1)};
+    (a->tail ? tail[a->p] : full[a->p][a->v])(a);
+}
+
+/* a->t in 1 .. FC_DW_MAX_T, a->v as in dw_block */
+static void FCN(dw_wgrad)(const FCN(fc_dw_wgrad_args) *a)
+{
+    typedef void (*wgrad_fn)(const FCN(fc_dw_wgrad_args) *);
+    static const wgrad_fn full[FC_DW_MAX_T + 1][FC_DW_MAX_V + 1] = {FC_DW_WGRAD_LIST(FC_DW_WSLOT)};
+    static const wgrad_fn tail[FC_DW_MAX_T + 1] = {FC_DW_SHAPES5(FC_DW_WTSLOT, 1)};
+    (a->tail ? tail[a->t] : full[a->t][a->v])(a);
+}
+
+/* ---------------------------------------------------------------------------
+ * Channels-first row (fc_dw_rows_args): U vectors of the row from q0, the
+ * taps in the loop; the vector that crosses len is stored masked.
+ */
+#define FC_DW_ROW_VECS 4
+
+FC_ALWAYS_INLINE void FCN(dw_rows_body)(const FCN(fc_dw_rows_args) *FC_RESTRICT a, int64_t q0,
+                                        const int U)
+{
+    fc_vec acc[FC_DW_ROW_VECS];
+    for (int u = 0; u < U; ++u)
+        acc[u] = VSET1(a->bias);
+    for (int64_t k = 0; k < a->ntaps; ++k) {
+        const fc_vec w = VBCAST(a->wt + k);
+        const FC_T *s = a->src[k] + q0;
+        for (int u = 0; u < U; ++u)
+            acc[u] = VFMA(w, VLOAD(s + u * FC_VL), acc[u]);
+    }
+    for (int u = 0; u < U; ++u) {
+        const fc_vec out = a->relu ? VRELU(acc[u]) : acc[u];
+        const int64_t q = q0 + u * FC_VL, left = a->len - q;
+        if (left >= FC_VL)
+            VSTORE(a->out + q, out);
+        else
+            VSTORE_M(a->out + q, out, FC_MAKE_MASK((int)left));
+    }
+}
+
+static void FCN(dw_rows_1)(const FCN(fc_dw_rows_args) *a, int64_t q0) { FCN(dw_rows_body)(a, q0, 1); }
+static void FCN(dw_rows_2)(const FCN(fc_dw_rows_args) *a, int64_t q0) { FCN(dw_rows_body)(a, q0, 2); }
+static void FCN(dw_rows_3)(const FCN(fc_dw_rows_args) *a, int64_t q0) { FCN(dw_rows_body)(a, q0, 3); }
+static void FCN(dw_rows_4)(const FCN(fc_dw_rows_args) *a, int64_t q0) { FCN(dw_rows_body)(a, q0, 4); }
+
+static void FCN(dw_rows)(const FCN(fc_dw_rows_args) *a)
+{
+    int64_t left = (a->len + FC_VL - 1) / FC_VL;   /* vectors */
+    for (int64_t q0 = 0; left > 0; q0 += FC_DW_ROW_VECS * FC_VL, left -= FC_DW_ROW_VECS) {
+        switch (left >= FC_DW_ROW_VECS ? FC_DW_ROW_VECS : (int)left) {
+        case 1: FCN(dw_rows_1)(a, q0); break;
+        case 2: FCN(dw_rows_2)(a, q0); break;
+        case 3: FCN(dw_rows_3)(a, q0); break;
+        default: FCN(dw_rows_4)(a, q0); break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Channels-first weight-gradient tile (fc_dw_dots_args): whole vectors, then
+ * the row's last len % FC_VL values by masked loads of both operands (lanes
+ * past len would otherwise add garbage products to the sums).
+ */
+FC_ALWAYS_INLINE void FCN(dw_dots_body)(const FCN(fc_dw_dots_args) *FC_RESTRICT a, const int T)
+{
+    fc_vec acc[FC_DW_MAX_DOTS];
+    fc_vec dsum = VZERO();
+    for (int k = 0; k < T; ++k)
+        acc[k] = VZERO();
+    int64_t off[FC_DW_MAX_DOTS];
+    for (int k = 0; k < T; ++k)
+        off[k] = a->tap_off[k];
+    const int64_t len = a->len, full = len - len % FC_VL;
+    for (int64_t i = 0; i < a->nruns; ++i) {
+        const FC_T *x = a->x[i];
+        const FC_T *d = a->d[i];
+        for (int64_t q = 0; q < full; q += FC_VL) {
+            const fc_vec dv = VLOAD(d + q);
+            dsum = VADD(dsum, dv);
+            for (int k = 0; k < T; ++k)
+                acc[k] = VFMA(VLOAD(x + off[k] + q), dv, acc[k]);
+        }
+    }
+    if (full < len) {
+        const fc_mask mask = FC_MAKE_MASK((int)(len - full));
+        (void)mask;
+        for (int64_t i = 0; i < a->nruns; ++i) {
+            const FC_T *x = a->x[i] + full;
+            const fc_vec dv = VLOAD_M(a->d[i] + full, mask);
+            dsum = VADD(dsum, dv);
+            for (int k = 0; k < T; ++k)
+                acc[k] = VFMA(VLOAD_M(x + off[k], mask), dv, acc[k]);
+        }
+    }
+    for (int k = 0; k < T; ++k)
+        a->out[k] = VHSUM(acc[k]);
+    if (a->db != NULL)
+        *a->db = VHSUM(dsum);
+}
+
+#define FC_DW_DOTS_LIST(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
+#define FC_DW_DEFINE_DOTS(T) \
+    static void FCN(dw_dots_##T)(const FCN(fc_dw_dots_args) *a) { FCN(dw_dots_body)(a, T); }
+#define FC_DW_DOTS_SLOT(T) [T] = FCN(dw_dots_##T),
+FC_DW_DOTS_LIST(FC_DW_DEFINE_DOTS)
+
+/* a->ntaps in 1 .. FC_DW_MAX_DOTS */
+static void FCN(dw_dots)(const FCN(fc_dw_dots_args) *a)
+{
+    typedef void (*dots_fn)(const FCN(fc_dw_dots_args) *);
+    static const dots_fn fns[FC_DW_MAX_DOTS + 1] = {FC_DW_DOTS_LIST(FC_DW_DOTS_SLOT)};
+    fns[a->ntaps](a);
+}
+
+#undef FC_DW_SHAPES4
+#undef FC_DW_SHAPES5
+#undef FC_DW_BLOCK_LIST
+#undef FC_DW_WGRAD_LIST
+#undef FC_DW_DEFINE_BLOCK
+#undef FC_DW_DEFINE_WGRAD
+#undef FC_DW_DEFINE_BLOCK_TAIL
+#undef FC_DW_DEFINE_WGRAD_TAIL
+#undef FC_DW_SLOT
+#undef FC_DW_WSLOT
+#undef FC_DW_TSLOT
+#undef FC_DW_WTSLOT
+#undef FC_DW_ROW_VECS
+#undef FC_DW_DOTS_LIST
+#undef FC_DW_DEFINE_DOTS
+#undef FC_DW_DOTS_SLOT
