@@ -132,7 +132,10 @@ def test_conv2d_layouts_run_in_c(simd, rng, c_calls, x_shape, k_shape, kw, dtype
     dy = rng.standard_normal(y.shape).astype(dtype)
     agree(fc.conv2d_backward(dy, x, kernel, **kw),
           numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw), 10 * rtol, "backward")
-    assert c_calls == ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel"]
+    depthwise = kw.get("groups", 1) == x_shape[3]   # one group per input channel
+    prefix = "depthwise_" if depthwise else ""
+    assert c_calls == [prefix + name for name in
+                       ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel")]
 
 
 # ---------------------------------------------------------------------------
@@ -185,7 +188,11 @@ def test_conv2d_transpose_layouts_run_in_c(rng, c_calls, dtype):
         agree(fc.conv2d_transpose_backward(dy, x, kernel, **kw),
               numpy_backend(fc.conv2d_transpose_backward, dy, x, kernel, **kw), 10 * rtol,
               f"backward {kw}")
-    assert c_calls == ["conv2d_transpose", "conv2d_forward", "conv2d_backward_kernel"] * 3
+    # the first is depthwise-shaped (its associated convolution has one group per
+    # input channel): the depthwise kernels take its dx and dkernel
+    assert c_calls == (["conv2d_transpose", "depthwise_conv2d_forward",
+                        "depthwise_conv2d_backward_kernel"] +
+                       ["conv2d_transpose", "conv2d_forward", "conv2d_backward_kernel"] * 2)
 
 
 # ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def make_geometry(x_shape, kh, kw, multiplier, strides, dilation, padding):
     n, h, w, c = x_shape
     if isinstance(padding, str):
         return tuple(conv2d_geometry(x_shape, (kh, kw), c * multiplier, strides, padding,
-                                     dilation))
+                                     dilation))[:17]
     pt, pb, pl, pr = padding
     out_h = (h + pt + pb - (kh - 1) * dilation[0] - 1) // strides[0] + 1
     out_w = (w + pl + pr - (kw - 1) * dilation[1] - 1) // strides[1] + 1

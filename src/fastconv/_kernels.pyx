@@ -287,10 +287,7 @@ def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
 
 cdef fc_conv2d_params _depthwise_params(tuple g, bint relu, bint channels_first, int n_threads):
     # geometry sizes are NHWC-ordered whatever the layout; one group per input channel
-    cdef fc_conv2d_params p = _conv_params(g, relu, n_threads)
-    p.groups = p.c_in
-    p.channels_first = channels_first
-    return p
+    return _conv_params(g, relu, n_threads, g[3], channels_first)
 
 
 def depthwise_conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,

@@ -472,6 +472,12 @@ def _c_layout(g: ConvGeometry) -> dict:
     return dict(groups=g.groups, channels_first=g.channels_first)
 
 
+def _depthwise(g: ConvGeometry) -> bool:
+    """One group per input channel: the depthwise kernels (vectorised over
+    channels, not GEMMs of width c_out / c_in)."""
+    return g.groups > 1 and g.groups == g.c_in
+
+
 def _conv_forward(backend: str, x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
                   g: ConvGeometry, relu: bool) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
@@ -479,8 +485,12 @@ def _conv_forward(backend: str, x: np.ndarray, kernel: np.ndarray, bias: Optiona
     gc, ex_h, ex_w = _c_geometry(g)
     x = _spatial_pad(x, ex_h, ex_w, g.channels_first)
     y = _memory.empty(_act_shape(g, "out"), x.dtype)
-    _kernels.conv2d_forward(x, kernel, bias, y, tuple(gc)[:17], relu, _threads_arg(),
-                            **_c_layout(g))
+    if _depthwise(g):
+        _kernels.depthwise_conv2d_forward(x, kernel, bias, y, tuple(gc)[:17], relu,
+                                          g.channels_first, _threads_arg())
+    else:
+        _kernels.conv2d_forward(x, kernel, bias, y, tuple(gc)[:17], relu, _threads_arg(),
+                                **_c_layout(g))
     return y
 
 
@@ -492,7 +502,10 @@ def _conv_backward_input(backend: str, dy: np.ndarray, kernel: np.ndarray, g: Co
         return reference.add_bias_relu(dx, bias, g.channels_first, relu)
     gc, ex_h, ex_w = _c_geometry(g)
     dx = _memory.empty(_act_shape(gc, "in"), dy.dtype)
-    if bias is None and not relu:
+    if bias is None and not relu and _depthwise(g):
+        _kernels.depthwise_conv2d_backward_input(dy, kernel, dx, tuple(gc)[:17],
+                                                 g.channels_first, _threads_arg())
+    elif bias is None and not relu:
         _kernels.conv2d_backward_input(dy, kernel, dx, tuple(gc)[:17], _threads_arg(),
                                        **_c_layout(g))
     else:
@@ -513,8 +526,12 @@ def _conv_backward_kernel(backend: str, dy: np.ndarray, x: np.ndarray, g: ConvGe
     x = _spatial_pad(x, ex_h, ex_w, g.channels_first)
     dkernel = _memory.empty(kernel_shape, x.dtype)
     dbias = _memory.empty((g.c_out,), x.dtype) if want_dbias else None
-    _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(gc)[:17], _threads_arg(),
-                                    **_c_layout(g))
+    if _depthwise(g):
+        _kernels.depthwise_conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(gc)[:17],
+                                                  g.channels_first, _threads_arg())
+    else:
+        _kernels.conv2d_backward_kernel(dy, x, dkernel, dbias, tuple(gc)[:17], _threads_arg(),
+                                        **_c_layout(g))
     return dkernel, dbias
 
 
