@@ -351,8 +351,8 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
  * groups only when there are too few tiles to keep every thread busy (dense
  * layers: few pixels, wide B), so each thread reads the input once.
  */
-static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t, int nthreads,
-                            int tid, FCN(igemm_scratch) *s)
+static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t,
+                                 int tid, FCN(igemm_scratch) *s)
 {
     const int mr = g->mr;
     const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
@@ -363,7 +363,7 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
     int64_t begin, end;
     int widths[FC_TILES_PER_PASS];
     unsigned char runs[FC_TILES_PER_PASS];
-    fc_thread_range(ntiles * g->panel_groups, nthreads, tid, &begin, &end);
+    fc_thread_range(ntiles * g->panel_groups, FC_TEAM_SIZE(), tid, &begin, &end);
 
     for (int64_t item = begin; item < end;) {
         const int64_t group = item / ntiles, tile0 = item - group * ntiles;
@@ -564,14 +564,14 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
 
         if (packed != NULL) {
             int64_t b0, b1;
-            fc_thread_range(npanels * g->ntaps, nthreads, tid, &b0, &b1);
+            fc_thread_range(npanels * g->ntaps, FC_TEAM_SIZE(), tid, &b0, &b1);
             for (int64_t item = b0; item < b1; ++item)
                 FCN(pack_block)(g, kernel, packed, nr_panel, item / g->ntaps, item % g->ntaps);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
         }
-        FCN(run_igemm_items)(g, t, nthreads, tid, &s);
+        FCN(run_igemm_items)(g, t, tid, &s);
         fc_fpmode_leave(fp);
     }
     fc_free(scratch);
@@ -646,7 +646,7 @@ static int FCN(few_channel_forward)(const fc_conv2d_params *p, const FCN(fc_kern
         const FC_T **b = a + ntaps * mr;
         FC_T **out = (FC_T **)(b + ntaps);
         int64_t r0, r1;
-        fc_thread_range(rows, nthreads, tid, &r0, &r1);
+        fc_thread_range(rows, FC_TEAM_SIZE(), tid, &r0, &r1);
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t img = r / p->out_h, oh = r - img * p->out_h;
             for (int64_t i = 0; i < p->kh; ++i) {
@@ -832,7 +832,7 @@ static int FCN(few_channel_backward_input)(const fc_conv2d_params *p, const FCN(
     {
         const unsigned fp = fc_fpmode_enter();
         int64_t r0, r1;
-        fc_thread_range(rows, nthreads, FC_THREAD_ID(), &r0, &r1);
+        fc_thread_range(rows, FC_TEAM_SIZE(), FC_THREAD_ID(), &r0, &r1);
         t->dx_few(p, dy, kernel, dx, row_tab, col_tab, r0, r1);
         fc_fpmode_leave(fp);
     }
@@ -1294,7 +1294,7 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
                 continue;   /* the loop ends: one wave of one chunk */
             /* Fold this wave's partials into the outputs, in chunk order. */
             int64_t e0, e1;
-            fc_thread_range(w.partial_len, nthreads, tid, &e0, &e1);
+            fc_thread_range(w.partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
             for (int64_t c = 0; c < nwave; ++c) {
                 const FC_T *src = partials + c * w.partial_len;
                 const int first_chunk = first + c == 0;

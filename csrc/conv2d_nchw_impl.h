@@ -208,7 +208,7 @@ static int FCN(nchw_igemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table)
         const FC_T *a_rows[FC_MAX_MR];
         FC_T *c_rows[FC_MAX_MR];
         int64_t i0, i1;
-        fc_thread_range(items, nthreads, tid, &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
         for (int64_t item = i0; item < i1; ++item) {
             const int64_t img = item / (groups * nblk), rest = item - img * groups * nblk;
             const int64_t grp = rest / nblk, blk = rest - grp * nblk;
@@ -362,7 +362,7 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
         const FC_T **a = ptrs + tables * tid, **b = a + taps * FC_MAX_MR;
         FC_T *c[FC_MAX_MR];
         int64_t i0, i1, have = -1;
-        fc_thread_range(items, nthreads, tid, &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
         for (int64_t item = i0; item < i1; ++item) {
             const int64_t img = item / p->out_h, oh = item - img * p->out_h;
             if (img != have) {
@@ -531,7 +531,7 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
         for (int64_t first = 0; first < nchunks; first += wave) {
             const int64_t nwave = min64(wave, nchunks - first);
             int64_t i0, i1, have = -1;
-            fc_thread_range(nwave * items_per_chunk, nthreads, tid, &i0, &i1);
+            fc_thread_range(nwave * items_per_chunk, FC_TEAM_SIZE(), tid, &i0, &i1);
             for (int64_t item = i0; item < i1; ++item) {
                 const int64_t c = item / items_per_chunk;
                 int64_t rest = item - c * items_per_chunk;
@@ -606,7 +606,7 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
 #pragma omp barrier
 #endif
             int64_t e0, e1;
-            fc_thread_range(partial_len, nthreads, tid, &e0, &e1);
+            fc_thread_range(partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
             for (int64_t c = 0; c < nwave; ++c) {
                 const FC_T *src = partials + c * partial_len;
                 const int first_chunk = first + c == 0;
@@ -678,7 +678,7 @@ static int FCN(nchw_backward_kernel)(const fc_conv2d_params *p, const FCN(fc_ker
         for (int64_t first = 0; first < nchunks; first += wave) {
             const int64_t nwave = min64(wave, nchunks - first);
             int64_t c0, c1;
-            fc_thread_range(nwave, nthreads, tid, &c0, &c1);
+            fc_thread_range(nwave, FC_TEAM_SIZE(), tid, &c0, &c1);
             for (int64_t c = c0; c < c1; ++c) {
                 const int64_t chunk = first + c;
                 const int64_t img = chunk / per_img;
@@ -735,7 +735,7 @@ static int FCN(nchw_backward_kernel)(const fc_conv2d_params *p, const FCN(fc_ker
 #endif
             /* Fold this wave's partials into the outputs, in chunk order. */
             int64_t e0, e1;
-            fc_thread_range(partial_len, nthreads, tid, &e0, &e1);
+            fc_thread_range(partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
             for (int64_t c = 0; c < nwave; ++c) {
                 const FC_T *src = partials + c * partial_len;
                 const int first_chunk = first + c == 0;

@@ -201,13 +201,6 @@ static int64_t dw_span(int64_t band, int64_t stride, int64_t reach)
  * the element type take. */
 #define FC_DW_WORDS(n) (((n) * (int64_t)sizeof(FC_T) + 7) / 8)
 
-/* The threads a parallel region really got (static splits use it). */
-#ifdef _OPENMP
-#define FC_DW_TEAM() omp_get_num_threads()
-#else
-#define FC_DW_TEAM() 1
-#endif
-
 #define FC_T float
 #define FCN(name) name
 #include "depthwise_impl.h"

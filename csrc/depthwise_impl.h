@@ -38,7 +38,7 @@ static int FCN(dw_reduce)(const fc_conv2d_params *p, int64_t nchunks, int64_t un
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
-        const int tid = FC_THREAD_ID(), team = FC_DW_TEAM();
+        const int tid = FC_THREAD_ID(), team = FC_TEAM_SIZE();
         const unsigned fp = fc_fpmode_enter();
         void *mine = scratch + (size_t)(max64(words_per_thread, 1) * 8) * (size_t)tid;
         for (int64_t first = 0; first < nchunks; first += wave) {
@@ -205,7 +205,7 @@ static int FCN(dw_forward_cl)(const fc_conv2d_params *p, const FC_T *x, const FC
             col_k[j] = j * C;
         }
         int64_t i0, i1;
-        fc_thread_range(items, FC_DW_TEAM(), tid, &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
         for (int64_t item = i0; item < i1; ++item) {
             const int64_t img = item / nbands, oh0 = (item - img * nbands) * band;
             const int64_t oh1 = min64(oh0 + band, p->out_h);
@@ -354,7 +354,7 @@ static int FCN(dw_backward_input_cl)(const fc_conv2d_params *p, const FC_T *dy,
         int64_t *e = (int64_t *)(mine + (2 * kh + 2 * kw) * 8);
         FC_T *stage_row = (FC_T *)(mine + (2 * kh + 3 * kw) * 8);
         int64_t i0, i1;
-        fc_thread_range(items, FC_DW_TEAM(), tid, &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
         for (int64_t item = i0; item < i1; ++item) {
             const int64_t img = item / p->h, ih = item - img * p->h;
             FCN(dw_backward_input_row)(p, t, &cb, dy, kernel, dx + item * p->w * p->c_in, img,
@@ -621,7 +621,7 @@ static int FCN(dw_forward_cf)(const fc_conv2d_params *p, const FC_T *x, const FC
         a.relu = p->relu;
         a.len = p->out_w;
         int64_t i0, i1;
-        fc_thread_range(items, FC_DW_TEAM(), tid, &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
         for (int64_t item = i0; item < i1; ++item) {
             const int64_t pl_idx = item / nbands, img = pl_idx / cin, ci = pl_idx - img * cin;
             const int64_t oh0 = (item - pl_idx * nbands) * band;
@@ -708,7 +708,7 @@ static int FCN(dw_backward_input_cf)(const fc_conv2d_params *p, const FC_T *dy,
         a.bias = 0;
         a.relu = 0;
         int64_t i0, i1;
-        fc_thread_range(items, FC_DW_TEAM(), tid, &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
         for (int64_t item = i0; item < i1; ++item) {
             const int64_t pl_idx = item / nbands, img = pl_idx / cin, ci = pl_idx - img * cin;
             const int64_t ih0 = (item - pl_idx * nbands) * band;

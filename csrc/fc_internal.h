@@ -119,11 +119,16 @@ void *fc_calloc(int64_t count, int64_t size);
 void *fc_malloc(int64_t count, int64_t size);   /* not zeroed */
 void fc_free(void *ptr);
 
+/* A thread's number in its parallel region, and the region's size: the
+ * threads it really got, which OpenMP may make fewer than num_threads asked
+ * (OMP_DYNAMIC, thread limits), so static splits divide work by it. */
 #ifdef _OPENMP
 #include <omp.h>
 #define FC_THREAD_ID() omp_get_thread_num()
+#define FC_TEAM_SIZE() omp_get_num_threads()
 #else
 #define FC_THREAD_ID() 0
+#define FC_TEAM_SIZE() 1
 #endif
 
 #endif /* FC_INTERNAL_H */

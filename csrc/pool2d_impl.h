@@ -24,7 +24,7 @@ int FCN(fc_max_pool2d_forward)(const fc_pool2d_params *p, const FC_T *x, FC_T *y
     {
         const unsigned fp = fc_fpmode_enter();
         int64_t r0, r1;
-        fc_thread_range(rows, nthreads, FC_THREAD_ID(), &r0, &r1);
+        fc_thread_range(rows, FC_TEAM_SIZE(), FC_THREAD_ID(), &r0, &r1);
         t->maxpool_fwd(p, x, y, r0, r1);
         fc_fpmode_leave(fp);
     }
@@ -79,7 +79,7 @@ int FCN(fc_max_pool2d_backward)(const fc_pool2d_params *p, const FC_T *dy, const
     {
         const unsigned fp = fc_fpmode_enter();
         int64_t i0, i1;
-        fc_thread_range(items, nthreads, FC_THREAD_ID(), &i0, &i1);
+        fc_thread_range(items, FC_TEAM_SIZE(), FC_THREAD_ID(), &i0, &i1);
         if (tiled) {
             t->maxpool_bwd(p, dy, x, dx, i0, i1, 0, p->c, 0);
             for (int64_t r = i0; r < i1; ++r)

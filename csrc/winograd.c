@@ -276,7 +276,7 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
         float *v = scratch + per_thread * tid;
         float *m = v + 16 * q.block * c_in;
         int64_t b0, b1;
-        fc_thread_range(nblocks, nthreads, tid, &b0, &b1);
+        fc_thread_range(nblocks, FC_TEAM_SIZE(), tid, &b0, &b1);
         for (int64_t blk = b0; blk < b1; ++blk) {
             const int64_t tile0 = blk * q.block;
             nonfinite |= run_block(&q, t, tile0, min64(q.block, q.ntiles - tile0), v, m);
@@ -454,7 +454,7 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
                 wgrad_chunk(&w, t, first + c, partials + c * w.partial_len, v, d);
             /* Fold this wave's partials into the sum, in chunk order. */
             int64_t e0, e1;
-            fc_thread_range(w.partial_len, nthreads, tid, &e0, &e1);
+            fc_thread_range(w.partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
             for (int64_t c = 0; c < nwave; ++c)
                 fc_fold(sum, partials + c * w.partial_len, e0, e1, first + c == 0);
 #ifdef _OPENMP
@@ -465,7 +465,7 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
          * 0 0 1], for this thread's share of (ci, co). */
         static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
         int64_t q0, q1;
-        fc_thread_range(cin * cout, nthreads, tid, &q0, &q1);
+        fc_thread_range(cin * cout, FC_TEAM_SIZE(), tid, &q0, &q1);
         for (int64_t q = q0; q < q1; ++q) {
             double m[16], tmp[3][4];
             for (int e = 0; e < 16; ++e)
