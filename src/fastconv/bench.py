@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import ops
-from .shapes import conv2d_geometry, normalize_pair
+from .shapes import conv2d_geometry, conv2d_transpose_geometry, normalize_pair
 
 try:
     from . import _kernels
@@ -43,39 +43,253 @@ except ImportError:  # pragma: no cover - a build without the extension
 
 @dataclass(frozen=True)
 class LayerCase:
+    """One benchmarked layer: its sizes in NHWC order whatever ``data_format``."""
+
     name: str
-    x_shape: Tuple[int, int, int, int]     # NHWC
-    window: Tuple[int, ...]                # HWIO kernel, or (ph, pw) for pooling
-    strides: int
-    padding: str
-    kind: str = "conv"                     # "conv" or "pool"
+    x_shape: Tuple[int, int, int, int]     # (n, h, w, c)
+    window: Tuple[int, ...]                # HWIO kernel of the convolution (of the associated
+                                           # convolution for "transpose"), or (ph, pw)
+    strides: int = 1
+    padding: str = "valid"
+    kind: str = "conv"                     # conv, transpose, maxpool, avgpool, gap, batchnorm
     first: bool = False                    # network input: no input gradient
+    groups: int = 1
+    data_format: str = "channels_last"
+    dtype: str = "float32"
+    seed: bool = False                     # one of the seed CNN's layers (--quick)
+
+    @property
+    def channels_first(self) -> bool:
+        return self.data_format == "channels_first"
 
     def geometry(self):
-        if self.kind == "pool":
-            return conv2d_geometry(self.x_shape, self.window, self.x_shape[3],
-                                   normalize_pair(self.strides, "s"), self.padding)
-        return conv2d_geometry(self.x_shape, self.window[:2], self.window[3],
-                               normalize_pair(self.strides, "s"), self.padding)
+        s = normalize_pair(self.strides, "s")
+        if self.kind == "transpose":
+            kh, kw, c_out, c_in = self.window
+            return conv2d_transpose_geometry(self.x_shape, (kh, kw), c_out * self.groups, s,
+                                             self.padding, None, (1, 1), groups=self.groups)
+        if self.kind in ("maxpool", "avgpool"):
+            return conv2d_geometry(self.x_shape, self.window, self.x_shape[3], s, self.padding)
+        if self.kind in ("gap", "batchnorm"):
+            n, h, w, c = self.x_shape
+            return conv2d_geometry(self.x_shape, (h, w), c, (1, 1), "valid")
+        return conv2d_geometry(self.x_shape, self.window[:2], self.window[3], s, self.padding,
+                               groups=self.groups)
 
     def macs(self) -> float:
-        """Multiply-adds of the forward pass (comparisons for pooling)."""
+        """Multiply-adds of the forward pass; for the memory-bound kinds the
+        elements read (no GFLOP/s are reported for them)."""
         g = self.geometry()
-        per_out = g.kh * g.kw * (g.c_in if self.kind == "conv" else 1)
-        return float(g.n * g.out_h * g.out_w * g.c_out * per_out)
+        if self.kind == "transpose":   # each input pixel meets every tap of the kernel
+            return float(g.n * g.out_h * g.out_w * g.c_out * g.kh * g.kw * g.c_in / g.groups)
+        if self.kind == "conv":
+            return float(g.n * g.out_h * g.out_w * g.c_out * g.kh * g.kw * g.c_in / g.groups)
+        return float(np.prod(self.x_shape))
+
+    @property
+    def computes(self) -> bool:
+        return self.kind in ("conv", "transpose")
 
 
 LAYERS = [
     LayerCase("seed conv2d (28x28x1->32, 3x3 same)", (64, 28, 28, 1), (3, 3, 1, 32), 1, "same",
-              first=True),
+              first=True, seed=True),
     LayerCase("seed conv2d_1 (28x28x32->64, 3x3 valid)", (64, 28, 28, 32), (3, 3, 32, 64), 1,
-              "valid"),
+              "valid", seed=True),
     LayerCase("seed max_pooling2d (26x26x64, 2x2)", (64, 26, 26, 64), (2, 2), 2, "valid",
-              kind="pool"),
+              kind="maxpool", seed=True),
     LayerCase("56x56x64->64, 3x3 same", (32, 56, 56, 64), (3, 3, 64, 64), 1, "same"),
     LayerCase("56x56x64->128, 3x3 s2 same", (32, 56, 56, 64), (3, 3, 64, 128), 2, "same"),
     LayerCase("28x28x128->128, 1x1", (32, 28, 28, 128), (1, 1, 128, 128), 1, "valid"),
+    # the ops of the layers real CNNs use (issue 11)
+    LayerCase("seed conv2d_1 NCHW/OIHW (vs torch NCHW)", (64, 28, 28, 32), (3, 3, 32, 64), 1,
+              "valid", data_format="channels_first"),
+    LayerCase("seed conv2d_1 float64", (64, 28, 28, 32), (3, 3, 32, 64), 1, "valid",
+              dtype="float64"),
+    LayerCase("seed max_pooling2d NCHW (vs torch NCHW)", (64, 26, 26, 64), (2, 2), 2, "valid",
+              kind="maxpool", data_format="channels_first"),
+    LayerCase("depthwise 3x3 56x56x64", (32, 56, 56, 64), (3, 3, 1, 64), 1, "same", groups=64),
+    LayerCase("depthwise 3x3 s2 28x28x128", (32, 28, 28, 128), (3, 3, 1, 128), 2, "same",
+              groups=128),
+    LayerCase("conv2d_transpose 14x14x64->28x28x32 s2", (32, 14, 14, 64), (3, 3, 32, 64), 2,
+              "same", kind="transpose"),
+    LayerCase("batch norm (training) 56x56x64", (32, 56, 56, 64), (), kind="batchnorm"),
+    LayerCase("avg pool 2x2 56x56x64", (32, 56, 56, 64), (2, 2), 2, "valid", kind="avgpool"),
+    LayerCase("global avg pool 7x7x512", (32, 7, 7, 512), (), kind="gap"),
 ]
+
+
+@dataclass
+class LayerProblem:
+    """A case's data and its forward/backward calls in fastconv and in PyTorch."""
+
+    fwd: Callable[[], object]
+    bwd: Callable[[], object]
+    torch_fwd: Optional[Callable[[], object]] = None
+    torch_bwd: Optional[Callable[[], object]] = None
+
+
+def _to_layout(a: np.ndarray, channels_first: bool) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if channels_first else a
+
+
+def make_problem(case: LayerCase, rng: np.random.Generator, with_torch: bool) -> LayerProblem:
+    """Random data of the case's shape and dtype and the calls to time.
+
+    Convolutions: forward = conv + bias + ReLU (PyTorch: the conv, then an
+    in-place relu), backward = the gradients training needs, without the ReLU
+    mask. PyTorch gets the same layout and dtype (channels_last tensors for
+    NHWC) and its backward kernels the autograd calls (aten.*_backward).
+    """
+    cf, dtype = case.channels_first, np.dtype(case.dtype)
+    g = case.geometry()
+    x_nhwc = rng.standard_normal(case.x_shape).astype(dtype)
+    x = _to_layout(x_nhwc, cf)
+    fmt = dict(data_format=case.data_format)
+    if case.kind in ("conv", "transpose"):
+        kernel = (rng.standard_normal(case.window) * 0.1).astype(dtype)      # HWIO
+        out_c = g.c_in if case.kind == "transpose" else g.c_out
+        bias = (rng.standard_normal(out_c) * 0.1).astype(dtype)
+        k = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)) if cf else kernel
+        kw = dict(strides=case.strides, padding=case.padding, groups=case.groups,
+                  kernel_format="OIHW" if cf else "HWIO", **fmt)
+        if case.kind == "conv":
+            y_shape = (g.n, g.out_h, g.out_w, g.c_out)
+            fwd = lambda: ops.conv2d(x, k, bias, activation="relu", **kw)  # noqa: E731
+            dy_nhwc = rng.standard_normal(y_shape).astype(dtype)
+            dy = _to_layout(dy_nhwc, cf)
+            bwd = lambda: ops.conv2d_backward(dy, x, k, compute_dx=not case.first,  # noqa
+                                              **kw)
+        else:
+            y_shape = (g.n, g.h, g.w, g.c_in)
+            fwd = lambda: ops.conv2d_transpose(x, k, bias, activation="relu", **kw)  # noqa
+            dy_nhwc = rng.standard_normal(y_shape).astype(dtype)
+            dy = _to_layout(dy_nhwc, cf)
+            bwd = lambda: ops.conv2d_transpose_backward(dy, x, k, **kw)  # noqa: E731
+    elif case.kind in ("maxpool", "avgpool"):
+        pool = ops.max_pool2d if case.kind == "maxpool" else ops.avg_pool2d
+        back = ops.max_pool2d_backward if case.kind == "maxpool" else ops.avg_pool2d_backward
+        kw = dict(pool_size=case.window, strides=case.strides, padding=case.padding, **fmt)
+        dy_nhwc = rng.standard_normal((g.n, g.out_h, g.out_w, g.c_out)).astype(dtype)
+        dy = _to_layout(dy_nhwc, cf)
+        fwd = lambda: pool(x, **kw)  # noqa: E731
+        bwd = lambda: back(dy, x, **kw)  # noqa: E731
+    elif case.kind == "gap":
+        dy = dy_nhwc = rng.standard_normal((g.n, g.c_in)).astype(dtype)
+        fwd = lambda: ops.global_avg_pool2d(x, **fmt)  # noqa: E731
+        bwd = lambda: ops.global_avg_pool2d_backward(dy, x, **fmt)  # noqa: E731
+    elif case.kind == "batchnorm":
+        c = case.x_shape[3]
+        gamma = (1 + 0.1 * rng.standard_normal(c)).astype(dtype)
+        beta = (0.1 * rng.standard_normal(c)).astype(dtype)
+        dy_nhwc = rng.standard_normal(case.x_shape).astype(dtype)
+        dy = _to_layout(dy_nhwc, cf)
+        _, mean, var = ops.batch_norm_train(x, gamma, beta, **fmt)
+        fwd = lambda: ops.batch_norm_train(x, gamma, beta, **fmt)  # noqa: E731
+        bwd = lambda: ops.batch_norm_backward(dy, x, gamma, mean, var, **fmt)  # noqa: E731
+    else:
+        raise ValueError(f"unknown bench kind {case.kind!r}")
+    problem = LayerProblem(fwd, bwd)
+    if with_torch:
+        _add_torch(problem, case, x_nhwc, dy_nhwc, g, locals())
+    return problem
+
+
+def _add_torch(problem: LayerProblem, case: LayerCase, x_nhwc: np.ndarray,
+               dy_nhwc: np.ndarray, g, scope: dict) -> None:
+    """The case in PyTorch, same data, layout and dtype (``scope``: the
+    arrays make_problem made)."""
+    import torch
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    fmt = torch.contiguous_format if case.channels_first else torch.channels_last
+
+    def nchw(a_nhwc):
+        return torch.from_numpy(np.ascontiguousarray(a_nhwc)).permute(0, 3, 1, 2).contiguous(
+            memory_format=fmt)
+
+    x = nchw(x_nhwc)
+    dy_t = nchw(dy_nhwc) if dy_nhwc.ndim == 4 else torch.from_numpy(dy_nhwc)
+    stride = [g.stride_h, g.stride_w]
+    if case.kind in ("conv", "transpose"):
+        kernel, bias = scope["kernel"], torch.from_numpy(scope["bias"])
+        # Symmetric padding of equal cost (TF's extra bottom/right row cannot
+        # be expressed); the outputs have the same size.
+        pad = [(g.pad_top + g.pad_bottom + 1) // 2, (g.pad_left + g.pad_right + 1) // 2]
+        if case.kind == "conv":
+            w = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=fmt)
+
+            def fwd():
+                y = F.conv2d(x, w, bias, stride=stride, padding=pad, groups=case.groups)
+                return F.relu(y, inplace=True)
+
+            def bwd():
+                return aten.convolution_backward(
+                    dy_t, x, w, [w.shape[0]], stride, pad, [1, 1], False, [0, 0], case.groups,
+                    [not case.first, True, True])
+        else:
+            # (kh, kw, out, in) HWIO of the associated convolution = (in, out, kh, kw)
+            w = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=fmt)
+            out_pad = [g.h - ((g.out_h - 1) * g.stride_h - 2 * pad[0] + g.kh),
+                       g.w - ((g.out_w - 1) * g.stride_w - 2 * pad[1] + g.kw)]
+
+            def fwd():
+                y = F.conv_transpose2d(x, w, bias, stride=stride, padding=pad,
+                                       output_padding=out_pad, groups=case.groups)
+                return F.relu(y, inplace=True)
+
+            def bwd():
+                return aten.convolution_backward(
+                    dy_t, x, w, [w.shape[1] * case.groups], stride, pad, [1, 1], True, out_pad,
+                    case.groups, [True, True, True])
+    elif case.kind == "maxpool":
+        k = [g.kh, g.kw]
+        _, indices = aten.max_pool2d_with_indices(x, k, stride, [0, 0], [1, 1], False)
+
+        def fwd():
+            return F.max_pool2d(x, k, stride)
+
+        def bwd():
+            return aten.max_pool2d_with_indices_backward(dy_t, x, k, stride, [0, 0], [1, 1],
+                                                         False, indices)
+    elif case.kind == "avgpool":
+        k = [g.kh, g.kw]
+
+        def fwd():
+            return F.avg_pool2d(x, k, stride)
+
+        def bwd():
+            return aten.avg_pool2d_backward(dy_t, x, k, stride, [0, 0], False, True, None)
+    elif case.kind == "gap":
+        dy4 = dy_t.reshape(g.n, g.c_in, 1, 1)
+
+        def fwd():
+            return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+        def bwd():
+            return aten._adaptive_avg_pool2d_backward(dy4, x)
+    else:  # batchnorm
+        c = case.x_shape[3]
+        gamma, beta = torch.from_numpy(scope["gamma"]), torch.from_numpy(scope["beta"])
+        running_mean, running_var = torch.zeros(c, dtype=x.dtype), torch.ones(c, dtype=x.dtype)
+        _, save_mean, save_invstd = aten.native_batch_norm(x, gamma, beta, running_mean,
+                                                           running_var, True, 0.01, 1e-3)
+
+        def fwd():
+            return F.batch_norm(x, running_mean, running_var, gamma, beta, training=True,
+                                momentum=0.01, eps=1e-3)
+
+        def bwd():
+            return aten.native_batch_norm_backward(dy_t, x, gamma, running_mean, running_var,
+                                                   save_mean, save_invstd, True, 1e-3,
+                                                   [True, True, True])
+    problem.torch_fwd = lambda: _no_grad(torch, fwd)
+    problem.torch_bwd = lambda: _no_grad(torch, bwd)
+
+
+def _no_grad(torch, fn):
+    with torch.no_grad():
+        return fn()
 
 
 def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int,
@@ -127,75 +341,9 @@ def _limit_numpy_blas(n_threads: int):
     return threadpool_limits(limits=n_threads, user_api="blas")
 
 
-class _TorchLayer:
-    """The same layer in PyTorch, channels_last, float32."""
-
-    def __init__(self, case: LayerCase, x: np.ndarray, kernel: Optional[np.ndarray],
-                 bias: Optional[np.ndarray], dy: np.ndarray):
-        import torch
-        self.torch = torch
-        self.case = case
-        cl = torch.channels_last
-        self.x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=cl)
-        self.dy = torch.from_numpy(dy).permute(0, 3, 1, 2).contiguous(memory_format=cl)
-        g = case.geometry()
-        if case.kind == "conv":
-            self.w = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=cl)
-            self.b = torch.from_numpy(bias)
-            # Symmetric padding of equal cost (TF's extra bottom/right row
-            # cannot be expressed); outputs have the same size.
-            self.pad = [(g.pad_top + g.pad_bottom + 1) // 2, (g.pad_left + g.pad_right + 1) // 2]
-            self.stride = [g.stride_h, g.stride_w]
-        else:
-            self.k = [g.kh, g.kw]
-            self.stride = [g.stride_h, g.stride_w]
-            _, self.indices = torch.ops.aten.max_pool2d_with_indices(
-                self.x, self.k, self.stride, [0, 0], [1, 1], False)
-
-    def forward(self):
-        F = self.torch.nn.functional
-        with self.torch.no_grad():
-            if self.case.kind == "pool":
-                return F.max_pool2d(self.x, self.k, self.stride)
-            y = F.conv2d(self.x, self.w, self.b, stride=self.stride, padding=self.pad)
-            return F.relu(y, inplace=True)
-
-    def backward(self):
-        aten = self.torch.ops.aten
-        with self.torch.no_grad():
-            if self.case.kind == "pool":
-                return aten.max_pool2d_with_indices_backward(
-                    self.dy, self.x, self.k, self.stride, [0, 0], [1, 1], False, self.indices)
-            return aten.convolution_backward(
-                self.dy, self.x, self.w, [self.w.shape[0]], self.stride, self.pad, [1, 1],
-                False, [0, 0], 1, [not self.case.first, True, True])
-
-
 def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, use_torch: bool,
                 rng: np.random.Generator) -> List[dict]:
-    g = case.geometry()
-    x = rng.standard_normal(case.x_shape).astype(np.float32)
-    if case.kind == "conv":
-        kernel = (rng.standard_normal(case.window) * 0.1).astype(np.float32)
-        bias = (rng.standard_normal(case.window[3]) * 0.1).astype(np.float32)
-        kw = dict(strides=case.strides, padding=case.padding)
-        dy = rng.standard_normal((g.n, g.out_h, g.out_w, g.c_out)).astype(np.float32)
-
-        def fwd():
-            return ops.conv2d(x, kernel, bias, activation="relu", **kw)
-
-        def bwd():
-            return ops.conv2d_backward(dy, x, kernel, compute_dx=not case.first, **kw)
-    else:
-        kernel = bias = None
-        kw = dict(pool_size=case.window, strides=case.strides, padding=case.padding)
-        dy = rng.standard_normal((g.n, g.out_h, g.out_w, g.c_out)).astype(np.float32)
-
-        def fwd():
-            return ops.max_pool2d(x, **kw)
-
-        def bwd():
-            return ops.max_pool2d_backward(dy, x, **kw)
+    problem = make_problem(case, rng, use_torch)
 
     def on_numpy(fn):
         def run():
@@ -203,12 +351,11 @@ def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, u
                 return fn()
         return run
 
-    fns = {"fastconv fwd": fwd, "fastconv bwd": bwd}
+    fns = {"fastconv fwd": problem.fwd, "fastconv bwd": problem.bwd}
     if use_numpy:
-        fns.update({"numpy fwd": on_numpy(fwd), "numpy bwd": on_numpy(bwd)})
+        fns.update({"numpy fwd": on_numpy(problem.fwd), "numpy bwd": on_numpy(problem.bwd)})
     if use_torch:
-        t_layer = _TorchLayer(case, x, kernel, bias, dy)
-        fns.update({"torch fwd": t_layer.forward, "torch bwd": t_layer.backward})
+        fns.update({"torch fwd": problem.torch_fwd, "torch bwd": problem.torch_bwd})
 
     previous = ops.set_num_threads(n_threads)
     blas_limit = _limit_numpy_blas(n_threads)
@@ -228,15 +375,20 @@ def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, u
     peak = measure_peak(n_threads)
     rows = []
     for direction, work in (("forward", case.macs()),
-                            ("backward", case.macs() * (1 if case.first or case.kind == "pool"
+                            ("backward", case.macs() * (1 if case.first or not case.computes
                                                         else 2))):
         d = {"forward": "fwd", "backward": "bwd"}[direction]
         ours = med[f"fastconv {d}"]
-        gflops = 2 * work / ours / 1e9 if case.kind == "conv" else float("nan")
+        gflops = 2 * work / ours / 1e9 if case.computes else float("nan")
+        if case.dtype == "float64":
+            gflops_peak = peak / 2       # half the lanes per vector
+        else:
+            gflops_peak = peak
         rows.append({
             "layer": case.name, "kind": case.kind, "direction": direction,
-            "threads": n_threads, "fastconv_ms": ours * 1e3, "gflops": gflops,
-            "pct_peak": 100 * gflops / peak if case.kind == "conv" else float("nan"),
+            "threads": n_threads, "dtype": case.dtype, "data_format": case.data_format,
+            "fastconv_ms": ours * 1e3, "gflops": gflops,
+            "pct_peak": 100 * gflops / gflops_peak if case.computes else float("nan"),
             "torch_ms": med[f"torch {d}"] * 1e3 if use_torch else None,
             "numpy_ms": med[f"numpy {d}"] * 1e3 if use_numpy else None,
             "vs_torch": ours / med[f"torch {d}"] if use_torch else None,
@@ -420,6 +572,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy backend")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-CNN benchmark")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated words: the layers whose names hold one")
     parser.add_argument("--json", default="bench_results/bench.json", help="JSON output path")
     parser.add_argument("--png", default="bench_results/bench.png", help="chart path")
     args = parser.parse_args(argv)
@@ -438,7 +592,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("PyTorch is not installed: comparing with NumPy only "
                   "(pip install torch for the PyTorch columns)")
             use_torch = False
-    layers = LAYERS[:3] if args.quick else LAYERS
+    layers = [c for c in LAYERS if c.seed] if args.quick else LAYERS
+    if args.only:
+        layers = [c for c in layers if any(word.lower() in c.name.lower()
+                                           for word in args.only.split(","))]
     rounds = 7 if args.quick else args.rounds
     env = environment()
     print("fastconv bench:", ", ".join(f"{k}={v}" for k, v in env.items()))
