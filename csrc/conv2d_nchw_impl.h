@@ -255,6 +255,16 @@ typedef struct FCN(nchw_padded) {
     int64_t img_stride;      /* c * hp * s * wq */
 } FCN(nchw_padded);
 
+/* Whether x itself has the padded copy's layout (stride 1, no padding, the
+ * windows covering the image exactly): then every image but the last is
+ * read in place, and only the last one, whose final row the tiles read past,
+ * is copied. */
+static int FCN(nchw_in_place)(const fc_conv2d_params *p, const FCN(nchw_padded) *L)
+{
+    return L->s == 1 && p->stride_h == 1 && p->pad_top == 0 && p->pad_left == 0 &&
+           L->hp == p->h && L->wq == p->w;
+}
+
 static FCN(nchw_padded) FCN(nchw_padded_layout)(const fc_conv2d_params *p)
 {
     FCN(nchw_padded) L;
@@ -326,6 +336,7 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
     const int mr = t->igemm_mr[nv];
     const int64_t seg = (int64_t)nv * t->vl, nseg = ceil_div(p->out_w, seg);
     const FCN(nchw_padded) L = FCN(nchw_padded_layout)(p);
+    const int in_place = FCN(nchw_in_place)(p, &L);
     const int64_t ldb = L.hp * L.s * L.wq;   /* between channels of the copy */
     const int64_t kc_max = max64(1, FC_B_BLOCK_BYTES / (taps * seg * (int64_t)sizeof(FC_T)));
     const int64_t nkb = ceil_div(max64(cig, 1), kc_max);
@@ -358,7 +369,8 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
     {
         const int tid = FC_THREAD_ID();
         const unsigned fp = fc_fpmode_enter();
-        FC_T *buf = bufs + buf_len * tid;
+        FC_T *copy = bufs + buf_len * tid;
+        const FC_T *buf = copy;   /* the copy, or the image in place */
         const FC_T **a = ptrs + tables * tid, **b = a + taps * FC_MAX_MR;
         FC_T *c[FC_MAX_MR];
         int64_t i0, i1, have = -1;
@@ -368,8 +380,14 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
             if (img != have) {
                 /* the padded rows this thread's rows of the image read */
                 const int64_t last = min64(i1 - 1, (img + 1) * p->out_h - 1) - img * p->out_h;
-                FCN(nchw_pad_rows)(p, &L, x, img, oh * p->stride_h,
-                                   last * p->stride_h + (p->kh - 1) * p->dilation_h + 1, buf);
+                if (in_place && img < p->n - 1) {
+                    buf = x + img * L.img_stride;
+                } else {
+                    FCN(nchw_pad_rows)(p, &L, x, img, oh * p->stride_h,
+                                       last * p->stride_h + (p->kh - 1) * p->dilation_h + 1,
+                                       copy);
+                    buf = copy;
+                }
                 have = img;
             }
             for (int64_t sg = 0; sg < nseg; ++sg) {
@@ -425,9 +443,23 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
     return FC_OK;
 }
 
-static int FCN(nchw_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+/* A 1x1, stride-1, unpadded layer is a plain GEMM over each image's pixels:
+ * seen as one row of h * w pixels, its tiles fill their vectors. */
+static fc_conv2d_params FCN(nchw_flat_1x1)(const fc_conv2d_params *p)
+{
+    fc_conv2d_params q = *p;
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+        p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->h && p->out_w == p->w) {
+        q.w = q.out_w = p->h * p->w;
+        q.h = q.out_h = 1;
+    }
+    return q;
+}
+
+static int FCN(nchw_forward)(const fc_conv2d_params *p_user, const FCN(fc_kernel_table) *t,
                              const FC_T *x, const FC_T *kernel, const FC_T *bias, FC_T *y)
 {
+    const fc_conv2d_params flat = FCN(nchw_flat_1x1)(p_user), *p = &flat;
     const int nv = FCN(nchw_direct_vectors)(p, t);
     if (nv > 0)
         return FCN(nchw_direct)(p, t, nv, x, kernel, bias, p->relu, y);
@@ -441,10 +473,11 @@ static int FCN(nchw_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
  * same dilation), run by the direct path; strided layers gather dy per tap
  * into im2col panels.
  */
-static int FCN(nchw_backward_input)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
-                                    const FC_T *dy, const FC_T *kernel, const FC_T *bias,
-                                    int relu, FC_T *dx)
+static int FCN(nchw_backward_input)(const fc_conv2d_params *p_user,
+                                    const FCN(fc_kernel_table) *t, const FC_T *dy,
+                                    const FC_T *kernel, const FC_T *bias, int relu, FC_T *dx)
 {
+    const fc_conv2d_params flat = FCN(nchw_flat_1x1)(p_user), *p = &flat;
     const int64_t groups = groups_of(p), taps = p->kh * p->kw;
     const int64_t cig = p->c_in / groups, cog = p->c_out / groups;
     const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
@@ -496,6 +529,7 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
     const int64_t taps = p->kh * p->kw, pixels = p->out_h * p->out_w;
     const int64_t dk_len = p->c_out * cig * taps, partial_len = dk_len + p->c_out;
     const FCN(nchw_padded) L = FCN(nchw_padded_layout)(p);
+    const int in_place = FCN(nchw_in_place)(p, &L);
     const int64_t per_chunk = max64(1, min64(p->n, FC_NCHW_DOT_PIXELS / pixels));
     const int64_t nchunks = ceil_div(p->n, per_chunk);
     const int R = t->dot_r, C = t->dot_c;
@@ -526,7 +560,8 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
     {
         const int tid = FC_THREAD_ID();
         const unsigned fp = fc_fpmode_enter();
-        FC_T *buf = bufs + buf_len * tid;
+        FC_T *copy = bufs + buf_len * tid;
+        const FC_T *buf = copy;   /* the copy, or the chunk's images in place */
         const FC_T *a[FC_MAX_MR], *b[FC_MAX_MR];
         for (int64_t first = 0; first < nchunks; first += wave) {
             const int64_t nwave = min64(wave, nchunks - first);
@@ -543,8 +578,14 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
                 const int64_t chunk = first + c, img0 = chunk * per_chunk;
                 const int64_t nimg = min64(per_chunk, p->n - img0);
                 if (chunk != have) {
-                    for (int64_t k = 0; k < nimg; ++k)
-                        FCN(nchw_pad_rows)(p, &L, x, img0 + k, 0, L.hp, buf + k * L.img_stride);
+                    if (in_place && img0 + nimg < p->n) {
+                        buf = x + img0 * L.img_stride;
+                    } else {
+                        for (int64_t k = 0; k < nimg; ++k)
+                            FCN(nchw_pad_rows)(p, &L, x, img0 + k, 0, L.hp,
+                                               copy + k * L.img_stride);
+                        buf = copy;
+                    }
                     have = chunk;
                 }
                 FC_T *partial = partials + c * partial_len;

@@ -35,6 +35,10 @@ CASES = [
     ((1, 6, 5, 20), 1, 33, (1, 1), 1, 1, "valid"),
     ((2, 9, 8, 20), 1, 33, (1, 1), 2, 1, "valid"),
     ((7, 3, 30, 16), 2, 18, (3, 3), 1, 1, "same"),
+    # channels-first: images read in place (windows cover them exactly), the
+    # weight gradient over several chunks of images; a 1x1 layer as one row
+    ((8, 28, 28, 4), 1, 6, (3, 3), 1, 1, "valid"),
+    ((3, 40, 40, 8), 1, 5, (1, 1), 1, 1, "valid"),
 ]
 IDS = ["x{}-g{}-o{}-k{}-s{}-d{}-{}".format(*c) for c in CASES]
 
