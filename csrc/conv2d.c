@@ -111,6 +111,34 @@ static void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, int64_t *
 #define FC_B_BLOCK_BYTES (40 * 1024)
 #endif
 
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b != 0) {
+        const int64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+/* The taps along one axis that reach the input positions of phase r (those
+ * congruent to r modulo the stride): tap i reaches them when r + pad - i * d
+ * divides by s; they are listed in taps[], ascending; returns their count and
+ * the output offset (r + pad - i * d) / s of the last. */
+static int64_t nchw_phase_taps(int64_t k, int64_t s, int64_t d, int64_t pad, int64_t r,
+                               int64_t *taps, int64_t *offset_last)
+{
+    int64_t count = 0;
+    for (int64_t i = 0; i < k; ++i)
+        if ((((r + pad - i * d) % s) + s) % s == 0)
+            taps[count++] = i;
+    if (count > 0) {
+        const int64_t at = r + pad - taps[count - 1] * d;   /* a multiple of s */
+        *offset_last = at >= 0 ? at / s : -((-at) / s);
+    }
+    return count;
+}
+
 /* Per-thread scratch is carved out of blocks of 8-byte words: the words
  * that n values of the element type take. */
 #define FC_WORDS(n) (((n) * (int64_t)sizeof(FC_T) + 7) / 8)

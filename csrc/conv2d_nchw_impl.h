@@ -456,22 +456,35 @@ static fc_conv2d_params FCN(nchw_flat_1x1)(const fc_conv2d_params *p)
     return q;
 }
 
+/* The forward of a channels-first geometry, direct when its rows fill the
+ * vectors, else through im2col panels. Internal sub-problems (the phases of
+ * a strided input gradient) may have negative pads: reading starts inside. */
+static int FCN(nchw_forward_any)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                 const FC_T *x, const FC_T *kernel, const FC_T *bias, int relu,
+                                 FC_T *y)
+{
+    const int nv = FCN(nchw_direct_vectors)(p, t);
+    if (nv > 0)
+        return FCN(nchw_direct)(p, t, nv, x, kernel, bias, relu, y);
+    return FCN(nchw_igemm)(p, t, 0, x, kernel, bias, relu, y);
+}
+
 static int FCN(nchw_forward)(const fc_conv2d_params *p_user, const FCN(fc_kernel_table) *t,
                              const FC_T *x, const FC_T *kernel, const FC_T *bias, FC_T *y)
 {
-    const fc_conv2d_params flat = FCN(nchw_flat_1x1)(p_user), *p = &flat;
-    const int nv = FCN(nchw_direct_vectors)(p, t);
-    if (nv > 0)
-        return FCN(nchw_direct)(p, t, nv, x, kernel, bias, p->relu, y);
-    return FCN(nchw_igemm)(p, t, 0, x, kernel, bias, p->relu, y);
+    const fc_conv2d_params flat = FCN(nchw_flat_1x1)(p_user);
+    return FCN(nchw_forward_any)(&flat, t, x, kernel, bias, flat.relu, y);
 }
 
 /*
  * dx (+ bias, ReLU for the transposed convolution) of a channels-first
- * layer. With stride 1 it is the forward of the "full" correlation of dy
- * with the kernel flipped and transposed per group (pads (k - 1) * d - pad,
- * same dilation), run by the direct path; strided layers gather dy per tap
- * into im2col panels.
+ * layer, as forwards of the direct paths. With stride 1 it is the "full"
+ * correlation of dy with the kernel flipped and transposed per group (pads
+ * (k - 1) * d - pad, same dilation). With stride s, the input positions of
+ * each stride phase (ih = qh * s + rh, iw = qw * s + rw) receive only the
+ * taps congruent to it, from consecutive dy rows and columns: a stride-1
+ * correlation of dy with that sub-kernel (flipped), written to a phase plane
+ * and then interleaved into dx, so no multiply meets an inserted zero.
  */
 static int FCN(nchw_backward_input)(const fc_conv2d_params *p_user,
                                     const FCN(fc_kernel_table) *t, const FC_T *dy,
@@ -480,32 +493,83 @@ static int FCN(nchw_backward_input)(const fc_conv2d_params *p_user,
     const fc_conv2d_params flat = FCN(nchw_flat_1x1)(p_user), *p = &flat;
     const int64_t groups = groups_of(p), taps = p->kh * p->kw;
     const int64_t cig = p->c_in / groups, cog = p->c_out / groups;
-    const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
-    fc_conv2d_params full = *p;
-    full.h = p->out_h;
-    full.w = p->out_w;
-    full.c_in = p->c_out;
-    full.c_out = p->c_in;
-    full.out_h = p->h;
-    full.out_w = p->w;
-    full.pad_top = (p->kh - 1) * p->dilation_h - p->pad_top;
-    full.pad_left = (p->kw - 1) * p->dilation_w - p->pad_left;
-    const int nv = unit_stride ? FCN(nchw_direct_vectors)(&full, t) : 0;
-    /* Wt[(group, ci)][co][tap], the taps reversed for the full correlation */
-    FC_T *wt = (FC_T *)fc_malloc(fc_mul(fc_mul(p->c_in, cog), taps) + 1, sizeof(FC_T));
-    if (wt == NULL)
-        return FC_ERR_NOMEM;
-    for (int64_t grp = 0; grp < groups; ++grp)
-        for (int64_t co = 0; co < cog; ++co)
-            for (int64_t ci = 0; ci < cig; ++ci) {
-                const FC_T *w = kernel + ((grp * cog + co) * cig + ci) * taps;
-                FC_T *o = wt + ((grp * cig + ci) * cog + co) * taps;
-                for (int64_t tap = 0; tap < taps; ++tap)
-                    o[tap] = w[nv > 0 ? taps - 1 - tap : tap];
+    const int64_t sh = p->stride_h, sw = p->stride_w;
+    fc_conv2d_params q = *p;   /* the correlation over dy */
+    q.h = p->out_h;
+    q.w = p->out_w;
+    q.c_in = p->c_out;
+    q.c_out = p->c_in;
+    q.stride_h = q.stride_w = 1;
+    const int64_t hq_max = ceil_div(p->h, sh), wq_max = ceil_div(p->w, sw);
+    const int64_t planes = p->n * p->c_in;
+    int64_t *tap_list = (int64_t *)fc_malloc(p->kh + p->kw, sizeof(int64_t));
+    FC_T *sub = (FC_T *)fc_malloc(fc_mul(fc_mul(p->c_in, cog), taps) + 1, sizeof(FC_T));
+    FC_T *phase = sh * sw > 1 ? (FC_T *)fc_malloc(fc_mul(fc_mul(planes, hq_max), wq_max) + 1,
+                                                  sizeof(FC_T))
+                              : NULL;
+    int status = FC_OK;
+    if (tap_list == NULL || sub == NULL || (sh * sw > 1 && phase == NULL))
+        status = FC_ERR_NOMEM;
+    for (int64_t rh = 0; rh < min64(sh, p->h) && status == FC_OK; ++rh)
+        for (int64_t rw = 0; rw < min64(sw, p->w) && status == FC_OK; ++rw) {
+            int64_t off_h = 0, off_w = 0;
+            int64_t *ti = tap_list, *tj = tap_list + p->kh;
+            const int64_t ni = nchw_phase_taps(p->kh, sh, p->dilation_h, p->pad_top, rh, ti,
+                                               &off_h);
+            const int64_t nj = nchw_phase_taps(p->kw, sw, p->dilation_w, p->pad_left, rw, tj,
+                                               &off_w);
+            const int64_t hq = ceil_div(p->h - rh, sh), wq = ceil_div(p->w - rw, sw);
+            FC_T *out = sh * sw > 1 ? phase : dx;
+            if (ni == 0 || nj == 0) {
+                /* no tap reaches this phase: its cells are the bias alone */
+                for (int64_t pl = 0; pl < planes; ++pl) {
+                    const FC_T b = bias != NULL ? bias[pl % p->c_in] : 0;
+                    const FC_T v = relu && b < 0 ? 0 : b;
+                    for (int64_t e = 0; e < hq * wq; ++e)
+                        out[pl * hq * wq + e] = v;
+                }
+            } else {
+                /* sub[ci][co][i'][j'] = W[co][ci][ti[ni-1-i']][tj[nj-1-j']] */
+                for (int64_t ci = 0; ci < p->c_in; ++ci) {
+                    const int64_t grp = ci / max64(cig, 1), cl = ci - grp * cig;
+                    for (int64_t co = 0; co < cog; ++co) {
+                        const FC_T *w = kernel + ((grp * cog + co) * cig + cl) * taps;
+                        FC_T *o = sub + (ci * cog + co) * ni * nj;
+                        for (int64_t a = 0; a < ni; ++a)
+                            for (int64_t b = 0; b < nj; ++b)
+                                o[a * nj + b] = w[ti[ni - 1 - a] * p->kw + tj[nj - 1 - b]];
+                    }
+                }
+                q.kh = ni;
+                q.kw = nj;
+                q.dilation_h = p->dilation_h / gcd64(sh, p->dilation_h);
+                q.dilation_w = p->dilation_w / gcd64(sw, p->dilation_w);
+                q.pad_top = -off_h;
+                q.pad_left = -off_w;
+                q.out_h = hq;
+                q.out_w = wq;
+                status = FCN(nchw_forward_any)(&q, t, dy, sub, bias, relu, out);
             }
-    const int status = nv > 0 ? FCN(nchw_direct)(&full, t, nv, dy, wt, bias, relu, dx)
-                              : FCN(nchw_igemm)(p, t, 1, dy, wt, bias, relu, dx);
-    fc_free(wt);
+            if (status != FC_OK || sh * sw == 1)
+                continue;
+            /* interleave the phase into dx */
+            const int nthreads = fc_pick_threads(p->n_threads, (double)(planes * hq * wq),
+                                                 planes);
+            (void)nthreads;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
+#endif
+            for (int64_t pl = 0; pl < planes; ++pl)
+                for (int64_t a = 0; a < hq; ++a) {
+                    const FC_T *src = phase + (pl * hq + a) * wq;
+                    FC_T *dst = dx + (pl * p->h + a * sh + rh) * p->w + rw;
+                    for (int64_t b = 0; b < wq; ++b)
+                        dst[b * sw] = src[b];
+                }
+        }
+    fc_free(tap_list);
+    fc_free(sub);
+    fc_free(phase);
     return status;
 }
 
