@@ -29,6 +29,19 @@
 #define VEQ(a, b) ((a) == (b))
 #define VSEL(pred, a, b) ((pred) ? (b) : (a))
 #define VHSUM(v) (v)
+/* float64 accumulation (kernels_batchnorm_impl.h): one double */
+#define fc_wvec double
+#define fc_wmask int
+#define FC_WL 1
+#define VWZERO() 0.0
+#define VWLOAD(p) ((double)*(p))
+#define VWLOAD_M(p, m) ((void)(m), (double)*(p))
+#define FC_MAKE_WMASK(n) (n)
+#define VWSTORE(p, v) (*(p) = (v))
+#define VWADD(a, b) ((a) + (b))
+#define VWSUB(a, b) ((a) - (b))
+#define VWFMA(a, b, c) ((a) * (b) + (c))
+#define VWSET1(f) ((double)(f))
 
 #define FC_GENERIC_TABLE(TABLE) \
     static void FCN(igemm_any)(const FCN(fc_igemm_args) *p) \
@@ -47,6 +60,7 @@
         .maxpool_bwd = FCN(maxpool_bwd_rows), \
         .colsum = FCN(colsum_rows), \
         .dx_few = FCN(dx_few_rows), \
+        FC_BN_TABLE_ENTRIES \
         FC_GENERIC_F32_ONLY \
     };
 

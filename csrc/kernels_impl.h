@@ -591,3 +591,5 @@ static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64
     }
 }
 #endif /* !FC_IS_F64 */
+
+#include "kernels_batchnorm_impl.h"

@@ -44,6 +44,7 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .wino_output = wino_output_tile,
     .wino_dy = wino_dy_tile,
 #endif
+    FC_BN_TABLE_ENTRIES
 };
 
 #undef FC_DEFINE_IGEMM

@@ -6,12 +6,13 @@ before they reach these functions. ``geometry`` is a
 :class:`fastconv.shapes.ConvGeometry` (a 17-tuple of ints). ``n_threads``:
 a positive count, or 0 for OpenMP's default in the calling thread.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
 _F32 = npt.NDArray[np.float32]
+_Real = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
 NUMPY_BUILD_VERSION: str
 SIMD_NAMES: Tuple[str, ...]
@@ -29,6 +30,17 @@ def relu_backward(dy: _F32, y: _F32, out: _F32, n_threads: int) -> None: ...
 def adam_update(param: _F32, grad: _F32, m: _F32, v: _F32, vhat: Optional[_F32], alpha: float,
                 one_minus_beta_1: float, one_minus_beta_2: float, epsilon: float,
                 n_threads: int) -> None: ...
+# Batch normalization of a tensor viewed as (outer, c, inner), over flat
+# float32 or float64 arrays (one dtype per call; x, y, dy, dx: outer * c * inner
+# values, the per-channel arrays c values; a size mismatch is a ValueError).
+def batch_norm_stats(x: _Real, mean: _Real, var: _Real, outer: int, c: int, inner: int,
+                     n_threads: int) -> None: ...
+def batch_norm_apply(x: _Real, mean: _Real, var: _Real, gamma: Optional[_Real],
+                     beta: Optional[_Real], epsilon: float, relu: bool, y: _Real, outer: int,
+                     c: int, inner: int, n_threads: int) -> None: ...
+def batch_norm_backward(dy: _Real, x: _Real, mean: _Real, var: _Real, gamma: Optional[_Real],
+                        epsilon: float, dx: Optional[_Real], dgamma: _Real, dbeta: _Real,
+                        outer: int, c: int, inner: int, n_threads: int) -> None: ...
 def set_winograd(enabled: bool) -> None: ...
 def get_winograd() -> bool: ...
 def simd_supported() -> List[str]: ...
