@@ -5,8 +5,13 @@
  * (o * c + ch) * inner + i; the statistics of channel ch run over its
  * M = outer * inner values. Two loop shapes (kernels_batchnorm_impl.h):
  * "rows" when inner < FC_BN_RUN_MIN (channels last: vectors across the
- * channels of a row), "runs" otherwise (channels first: vectors along the
+ * channels of a row; rows narrower than FC_BN_GROUP_COLS values go in groups
+ * of rows, see bn_plan), "runs" otherwise (channels first: vectors along the
  * inner values of one channel).
+ *
+ * Passes over memory: the statistics read x once; apply reads x and writes
+ * y once; the backward reads dy and x for the sums, then again to write dx
+ * (which needs the sums).
  *
  * Reductions (the statistics, the gradient sums of gamma and beta) are cut
  * into chunks that depend only on (outer, c, inner): blocks of outer rows
@@ -36,6 +41,9 @@
 #define FC_BN_ROW_COLS 2048
 #define FC_BN_MIN_ROWS 16
 #define FC_BN_MAX_ROWS 1024
+/* Rows mode, rows narrower than this: groups of rows count as one row (see
+ * bn_plan). */
+#define FC_BN_GROUP_COLS 64
 /* Element-wise passes in runs mode: values per unit of the thread split. */
 #define FC_BN_ELEM_BLOCK 4096
 
@@ -50,6 +58,15 @@
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b != 0) {
+        const int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
 
 static int check_params(const fc_norm_params *p)
 {
@@ -67,7 +84,12 @@ static int rows_mode(const fc_norm_params *p) { return p->inner < FC_BN_RUN_MIN;
 /* The reduction's chunks and work items, from the shape alone. Chunk k is
  * outer rows [kr * chunk_rows, ...) x inner values [ks * span, ...) with
  * kr = k / n_spans, ks = k % n_spans; item q is chunk q / n_ch_blocks and
- * channel block q % n_ch_blocks (channels [b * ch_block, ...)). */
+ * channel block q % n_ch_blocks (channels [b * ch_block, ...)).
+ * Rows mode with narrow rows (ld < FC_BN_GROUP_COLS, e.g. 3 channels last):
+ * each `group` consecutive rows go to the loops as one row of group * ld
+ * values, whole vectors instead of a few masked lanes and more independent
+ * sums; the columns of a group fold back to their channels at the end. The
+ * group's width is a multiple of 16, so of every vector length. */
 typedef struct bn_plan {
     int64_t outer, c, inner, ld;    /* ld = c * inner values per outer row */
     int rows;                       /* rows mode */
@@ -75,7 +97,8 @@ typedef struct bn_plan {
     int64_t span, n_spans;          /* rows mode: inner, 1 */
     int64_t ch_block, n_ch_blocks;  /* runs mode: 1, c */
     int64_t nchunks, nitems;
-    int64_t cols_max;               /* rows mode: columns of an item */
+    int64_t cols;                   /* rows mode: columns of an item (<= ld) */
+    int64_t group;                  /* rows mode: rows per group (1: none) */
 } bn_plan;
 
 /* Needs outer, c, inner >= 1. */
@@ -93,14 +116,25 @@ static void make_plan(const fc_norm_params *p, bn_plan *w)
                           ? p->c
                           : max64(16, FC_BN_ROW_COLS / p->inner / 16 * 16);
         w->n_ch_blocks = ceil_div(p->c, w->ch_block);
-        w->cols_max = w->ch_block * p->inner;
+        w->cols = w->ch_block * p->inner;
+        w->group = 1;
+        if (w->ld < FC_BN_GROUP_COLS) {   /* then one channel block */
+            w->group = 16 / gcd64(w->ld, 16);
+            while (w->group * w->ld < FC_BN_GROUP_COLS)
+                w->group *= 2;
+        }
         w->span = p->inner;
         w->n_spans = 1;
-        w->chunk_rows = min64(max64(FC_BN_ITEM / w->cols_max, FC_BN_MIN_ROWS), FC_BN_MAX_ROWS);
+        /* at most FC_BN_MAX_ROWS values per column of a loop's sums, whole
+         * groups per chunk */
+        w->chunk_rows = min64(max64(FC_BN_ITEM / w->cols, FC_BN_MIN_ROWS),
+                              FC_BN_MAX_ROWS * w->group);
+        w->chunk_rows = max64(w->chunk_rows / w->group, 1) * w->group;
     } else {
         w->ch_block = 1;
         w->n_ch_blocks = p->c;
-        w->cols_max = 0;
+        w->cols = 0;
+        w->group = 1;
         w->span = min64(p->inner, FC_BN_ITEM);
         w->n_spans = ceil_div(p->inner, w->span);
         w->chunk_rows = max64(1, FC_BN_ITEM / w->span);
@@ -120,6 +154,20 @@ static void chunk_bounds(const bn_plan *w, int64_t k, int64_t *o0, int64_t *o1, 
     *o1 = min64(*o0 + w->chunk_rows, w->outer);
     *i0 = ks * w->span;
     *i1 = min64(*i0 + w->span, w->inner);
+}
+
+/* Columns of sums a rows-mode item needs: its groups', then its last rows'. */
+static int64_t item_sums_len(const bn_plan *w) { return w->rows ? (w->group + 1) * w->cols : 0; }
+
+/* Length of a coefficient row: per column of a group (rows mode) or per
+ * channel (runs mode). */
+static int64_t coef_len(const bn_plan *w) { return w->rows ? w->group * w->ld : w->c; }
+
+/* Element-wise passes: rows mode splits by groups of rows, runs mode by
+ * blocks of FC_BN_ELEM_BLOCK values. */
+static int64_t elem_units(const bn_plan *w)
+{
+    return w->rows ? ceil_div(w->outer, w->group) : ceil_div(w->outer * w->ld, FC_BN_ELEM_BLOCK);
 }
 
 /* Values of one channel in chunk k. */

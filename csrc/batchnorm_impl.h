@@ -9,19 +9,58 @@
  * sum, instead of inf - inf = NaN). */
 static FC_T FCN(bn_shift)(FC_T v) { return isfinite(v) ? v : (FC_T)0; }
 
-/* Repeats value v of channel ch rep times: coefficient rows of rows mode
- * (rep = inner) or per-channel arrays (rep = 1). */
-static void FCN(bn_fill)(FC_T *row, int64_t ch, int64_t rep, FC_T v)
+/* Sets channel ch's entries of a coefficient row (coef_len values) to v:
+ * rows mode, its inner columns in each row of a group; runs mode, entry ch. */
+static void FCN(bn_fill)(FC_T *row, const bn_plan *w, int64_t ch, FC_T v)
 {
-    for (int64_t i = 0; i < rep; ++i)
-        row[ch * rep + i] = v;
+    if (!w->rows) {
+        row[ch] = v;
+        return;
+    }
+    for (int64_t g = 0; g < w->group; ++g)
+        for (int64_t i = 0; i < w->inner; ++i)
+            row[g * w->ld + ch * w->inner + i] = v;
 }
 
-/* The element-wise passes' split: rows mode by outer rows, runs mode by
- * blocks of FC_BN_ELEM_BLOCK values. Units and the values of units [u0, u1). */
-static int64_t FCN(bn_elem_units)(const bn_plan *w)
+/* Rows of chunk k (o0, o1) through a rows-mode reduction loop: the whole
+ * groups, then the remaining rows, into sums s1, s2 of item_sums_len
+ * columns. Returns how many cols-wide parts of s1, s2 hold sums. */
+static int64_t FCN(bn_rows_reduce)(const bn_plan *w, const FCN(fc_kernel_table) *t,
+                                   const FC_T *dy, const FC_T *x, int64_t o0, int64_t o1,
+                                   int64_t col0, int64_t cols, const FC_T *k, double *s1,
+                                   double *s2)
 {
-    return w->rows ? w->outer : ceil_div(w->outer * w->ld, FC_BN_ELEM_BLOCK);
+    const int64_t g = w->group, ngroups = (o1 - o0) / g, rest = o0 + ngroups * g;
+    const int64_t off = o0 * w->ld + col0, rest_off = rest * w->ld + col0;
+    /* (g > 1 only with a single channel block: then cols == ld) */
+    if (dy == NULL)
+        t->bn_stats_rows(x + off, ngroups, g * w->ld, g * cols, k, s1, s2);
+    else
+        t->bn_sums_rows(dy + off, x + off, ngroups, g * w->ld, g * cols, k, s1, s2);
+    if (rest == o1)
+        return g;
+    if (dy == NULL)
+        t->bn_stats_rows(x + rest_off, o1 - rest, w->ld, cols, k, s1 + g * cols,
+                         s2 + g * cols);
+    else
+        t->bn_sums_rows(dy + rest_off, x + rest_off, o1 - rest, w->ld, cols, k, s1 + g * cols,
+                        s2 + g * cols);
+    return g + 1;
+}
+
+/* Channel ch's (of an item's block) sums out of nparts parts of s1, s2. */
+static void FCN(bn_fold_columns)(const bn_plan *w, const double *s1, const double *s2,
+                                 int64_t nparts, int64_t cols, int64_t ch, double *a1,
+                                 double *a2)
+{
+    double sum1 = 0, sum2 = 0;
+    for (int64_t part = 0; part < nparts; ++part)
+        for (int64_t i = 0; i < w->inner; ++i) {
+            sum1 += s1[part * cols + ch * w->inner + i];
+            sum2 += s2[part * cols + ch * w->inner + i];
+        }
+    *a1 = sum1;
+    *a2 = sum2;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -29,9 +68,9 @@ static int64_t FCN(bn_elem_units)(const bn_plan *w)
 
 /* Work item q: the partials of each of its channels (shifted_partial), at
  * part[(k * c + ch) * 3] for chunk k. Rows mode uses the thread's scratch:
- * shift, s1, s2 of cols_max columns. */
+ * s1, s2 of item_sums_len columns, then the shift row. */
 static void FCN(bn_stats_item)(const bn_plan *w, const FCN(fc_kernel_table) *t, const FC_T *x,
-                               int64_t q, FC_T *shift, double *s1, double *s2, double *part)
+                               int64_t q, double *scratch, double *part)
 {
     const int64_t k = q / w->n_ch_blocks, b = q - k * w->n_ch_blocks;
     int64_t o0, o1, i0, i1;
@@ -39,19 +78,24 @@ static void FCN(bn_stats_item)(const bn_plan *w, const FCN(fc_kernel_table) *t, 
     const double n = (double)((o1 - o0) * (i1 - i0));
     if (w->rows) {
         const int64_t inner = w->inner, ch0 = b * w->ch_block;
-        const int64_t nch = min64(w->ch_block, w->c - ch0);
+        const int64_t nch = min64(w->ch_block, w->c - ch0), cols = nch * inner;
+        const int64_t len = item_sums_len(w);
+        double *s1 = scratch, *s2 = scratch + len;
+        FC_T *shift = (FC_T *)(scratch + 2 * len);
+        /* every column of a channel, in every row of a group, gets the
+         * channel's shift: then all its column sums add up directly */
         const FC_T *x0 = x + o0 * w->ld + ch0 * inner;
-        /* every column of a channel gets the channel's shift, so that the
-         * column sums of its inner positions add up directly */
-        for (int64_t ch = 0; ch < nch; ++ch)
-            FCN(bn_fill)(shift, ch, inner, FCN(bn_shift)(x0[ch * inner]));
-        t->bn_stats_rows(x0, o1 - o0, w->ld, nch * inner, shift, s1, s2);
         for (int64_t ch = 0; ch < nch; ++ch) {
-            double a1 = s1[ch * inner], a2 = s2[ch * inner];
-            for (int64_t i = 1; i < inner; ++i) {
-                a1 += s1[ch * inner + i];
-                a2 += s2[ch * inner + i];
-            }
+            const FC_T v = FCN(bn_shift)(x0[ch * inner]);
+            for (int64_t g = 0; g < w->group; ++g)
+                for (int64_t i = 0; i < inner; ++i)
+                    shift[g * cols + ch * inner + i] = v;
+        }
+        const int64_t nparts =
+            FCN(bn_rows_reduce)(w, t, NULL, x, o0, o1, ch0 * inner, cols, shift, s1, s2);
+        for (int64_t ch = 0; ch < nch; ++ch) {
+            double a1, a2;
+            FCN(bn_fold_columns)(w, s1, s2, nparts, cols, ch, &a1, &a2);
             shifted_partial((double)shift[ch * inner], a1, a2, n,
                             part + (k * w->c + ch0 + ch) * 3);
         }
@@ -88,7 +132,8 @@ int FCN(fc_batch_norm_stats)(const fc_norm_params *p, const FC_T *x, FC_T *mean,
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
     const int nthreads = fc_pick_threads(p->n_threads, (double)(w.outer * w.ld), w.nitems);
     const int64_t part_len = w.nchunks * w.c * 3;
-    const int64_t per_thread = 3 * w.cols_max + 8;   /* s1, s2, shift; apart by a line */
+    /* s1, s2 and the shift row; a line apart from the next thread's */
+    const int64_t per_thread = 3 * item_sums_len(&w) + 8;
     double *scratch = fc_malloc(part_len + nthreads * per_thread, sizeof(double));
     if (scratch == NULL)
         return FC_ERR_NOMEM;
@@ -100,12 +145,10 @@ int FCN(fc_batch_norm_stats)(const fc_norm_params *p, const FC_T *x, FC_T *mean,
     {
         const unsigned fp = fc_fpmode_enter();
         const int tid = FC_THREAD_ID(), team = BN_TEAM_SIZE();
-        double *ts = scratch + part_len + tid * per_thread;
         int64_t q0, q1;
         fc_thread_range(w.nitems, team, tid, &q0, &q1);
         for (int64_t q = q0; q < q1; ++q)
-            FCN(bn_stats_item)(&w, t, x, q, (FC_T *)(ts + 2 * w.cols_max), ts, ts + w.cols_max,
-                               part);
+            FCN(bn_stats_item)(&w, t, x, q, scratch + part_len + tid * per_thread, part);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -144,19 +187,18 @@ int FCN(fc_batch_norm_apply)(const fc_norm_params *p, const FC_T *x, const FC_T 
     bn_plan w;
     make_plan(p, &w);
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
-    /* Coefficients per column (rows mode) or channel: mean, scale, bias. */
-    const int64_t rep = w.rows ? w.inner : 1, ncoef = w.c * rep;
+    const int64_t ncoef = coef_len(&w);
     FC_T *coef = fc_malloc(3 * ncoef, sizeof(FC_T));
     if (coef == NULL)
         return FC_ERR_NOMEM;
     FC_T *mean_row = coef, *scale_row = coef + ncoef, *bias_row = coef + 2 * ncoef;
     for (int64_t ch = 0; ch < w.c; ++ch) {
         const double g = gamma != NULL ? (double)gamma[ch] : 1.0;
-        FCN(bn_fill)(mean_row, ch, rep, mean[ch]);
-        FCN(bn_fill)(scale_row, ch, rep, (FC_T)(g / sqrt((double)var[ch] + (double)epsilon)));
-        FCN(bn_fill)(bias_row, ch, rep, beta != NULL ? beta[ch] : (FC_T)0);
+        FCN(bn_fill)(mean_row, &w, ch, mean[ch]);
+        FCN(bn_fill)(scale_row, &w, ch, (FC_T)(g / sqrt((double)var[ch] + (double)epsilon)));
+        FCN(bn_fill)(bias_row, &w, ch, beta != NULL ? beta[ch] : (FC_T)0);
     }
-    const int64_t units = FCN(bn_elem_units)(&w), total = w.outer * w.ld;
+    const int64_t units = elem_units(&w), total = w.outer * w.ld;
     const int nthreads = fc_pick_threads(p->n_threads, (double)total, units);
     (void)nthreads;   /* unused without OpenMP */
 
@@ -167,12 +209,20 @@ int FCN(fc_batch_norm_apply)(const fc_norm_params *p, const FC_T *x, const FC_T 
         const unsigned fp = fc_fpmode_enter();
         int64_t u0, u1;
         fc_thread_range(units, BN_TEAM_SIZE(), FC_THREAD_ID(), &u0, &u1);
-        if (w.rows)
-            t->bn_apply_rows(x + u0 * w.ld, y + u0 * w.ld, u1 - u0, w.ld, mean_row, scale_row,
-                             bias_row, relu);
-        else
+        if (u0 == u1) {
+            /* no work for this thread */
+        } else if (w.rows) {
+            /* whole groups, then the tensor's last rows one by one */
+            const int64_t g = w.group, r0 = u0 * g, r1 = min64(u1 * g, w.outer);
+            const int64_t rest = r0 + (r1 - r0) / g * g;
+            t->bn_apply_rows(x + r0 * w.ld, y + r0 * w.ld, (r1 - r0) / g, g * w.ld, mean_row,
+                             scale_row, bias_row, relu);
+            t->bn_apply_rows(x + rest * w.ld, y + rest * w.ld, r1 - rest, w.ld, mean_row,
+                             scale_row, bias_row, relu);
+        } else {
             t->bn_apply_runs(x, y, u0 * FC_BN_ELEM_BLOCK, min64(u1 * FC_BN_ELEM_BLOCK, total),
                              w.inner, w.c, mean_row, scale_row, bias_row, relu);
+        }
         fc_fpmode_leave(fp);
     }
     fc_free(coef);
@@ -183,29 +233,24 @@ int FCN(fc_batch_norm_apply)(const fc_norm_params *p, const FC_T *x, const FC_T 
 /* Backward.                                                                 */
 
 /* Work item q: per-channel partials (sum dy, sum dy * (x - mean)) at
- * part[(k * c + ch) * 2]; mean_row holds the mean per column (rows mode) or
- * channel. Rows mode uses the thread's scratch (s1, s2 of cols_max). */
+ * part[(k * c + ch) * 2]; mean_row is a coefficient row of the means. Rows
+ * mode uses the thread's scratch (s1, s2 of item_sums_len columns). */
 static void FCN(bn_sums_item)(const bn_plan *w, const FCN(fc_kernel_table) *t, const FC_T *dy,
-                              const FC_T *x, const FC_T *mean_row, int64_t q, double *s1,
-                              double *s2, double *part)
+                              const FC_T *x, const FC_T *mean_row, int64_t q, double *scratch,
+                              double *part)
 {
     const int64_t k = q / w->n_ch_blocks, b = q - k * w->n_ch_blocks;
     int64_t o0, o1, i0, i1;
     chunk_bounds(w, k, &o0, &o1, &i0, &i1);
     if (w->rows) {
         const int64_t inner = w->inner, ch0 = b * w->ch_block;
-        const int64_t nch = min64(w->ch_block, w->c - ch0), off = o0 * w->ld + ch0 * inner;
-        t->bn_sums_rows(dy + off, x + off, o1 - o0, w->ld, nch * inner, mean_row + ch0 * inner,
-                        s1, s2);
+        const int64_t nch = min64(w->ch_block, w->c - ch0), cols = nch * inner;
+        double *s1 = scratch, *s2 = scratch + item_sums_len(w);
+        const int64_t nparts = FCN(bn_rows_reduce)(w, t, dy, x, o0, o1, ch0 * inner, cols,
+                                                   mean_row + ch0 * inner, s1, s2);
         for (int64_t ch = 0; ch < nch; ++ch) {
-            double a1 = s1[ch * inner], a2 = s2[ch * inner];
-            for (int64_t i = 1; i < inner; ++i) {
-                a1 += s1[ch * inner + i];
-                a2 += s2[ch * inner + i];
-            }
             double *out = part + (k * w->c + ch0 + ch) * 2;
-            out[0] = a1;
-            out[1] = a2;
+            FCN(bn_fold_columns)(w, s1, s2, nparts, cols, ch, &out[0], &out[1]);
         }
     } else {
         const int64_t ch = b, off = (o0 * w->c + ch) * w->inner + i0;
@@ -237,13 +282,12 @@ int FCN(fc_batch_norm_backward)(const fc_norm_params *p, const FC_T *dy, const F
     bn_plan w;
     make_plan(p, &w);
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
-    const int64_t total = w.outer * w.ld, units = FCN(bn_elem_units)(&w);
+    const int64_t total = w.outer * w.ld, units = elem_units(&w);
     const int nthreads = fc_pick_threads(p->n_threads, 2.0 * (double)total, w.nitems);
-    /* Coefficients per column (rows mode) or channel: the mean, and for dx
-     * dy_mean, a, b (see fastconv.h). */
-    const int64_t rep = w.rows ? w.inner : 1, ncoef = w.c * rep;
+    /* Coefficient rows: the mean, and for dx dy_mean, a, b (fastconv.h). */
+    const int64_t ncoef = coef_len(&w);
     const int64_t part_len = w.nchunks * w.c * 2;
-    const int64_t per_thread = 2 * w.cols_max + 8;
+    const int64_t per_thread = 2 * item_sums_len(&w) + 8;
     const int64_t coef_doubles = ceil_div((dx != NULL ? 4 : 1) * ncoef * (int64_t)sizeof(FC_T),
                                           (int64_t)sizeof(double));
     double *scratch = fc_malloc(part_len + nthreads * per_thread + coef_doubles, sizeof(double));
@@ -254,7 +298,7 @@ int FCN(fc_batch_norm_backward)(const fc_norm_params *p, const FC_T *dy, const F
     FC_T *dy_mean_row = mean_row + ncoef, *a_row = mean_row + 2 * ncoef,
          *b_row = mean_row + 3 * ncoef;
     for (int64_t ch = 0; ch < w.c; ++ch)
-        FCN(bn_fill)(mean_row, ch, rep, mean[ch]);
+        FCN(bn_fill)(mean_row, &w, ch, mean[ch]);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -262,11 +306,11 @@ int FCN(fc_batch_norm_backward)(const fc_norm_params *p, const FC_T *dy, const F
     {
         const unsigned fp = fc_fpmode_enter();
         const int tid = FC_THREAD_ID(), team = BN_TEAM_SIZE();
-        double *ts = scratch + part_len + tid * per_thread;
         int64_t q0, q1;
         fc_thread_range(w.nitems, team, tid, &q0, &q1);
         for (int64_t q = q0; q < q1; ++q)
-            FCN(bn_sums_item)(&w, t, dy, x, mean_row, q, ts, ts + w.cols_max, part);
+            FCN(bn_sums_item)(&w, t, dy, x, mean_row, q, scratch + part_len + tid * per_thread,
+                              part);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -287,9 +331,9 @@ int FCN(fc_batch_norm_backward)(const fc_norm_params *p, const FC_T *dy, const F
             dgamma[ch] = (FC_T)dg;
             if (dx != NULL) {
                 const double a = (gamma != NULL ? (double)gamma[ch] : 1.0) * r;
-                FCN(bn_fill)(dy_mean_row, ch, rep, (FC_T)(sum_dy / m));
-                FCN(bn_fill)(a_row, ch, rep, (FC_T)a);
-                FCN(bn_fill)(b_row, ch, rep, (FC_T)(-a * r * (dg / m)));
+                FCN(bn_fill)(dy_mean_row, &w, ch, (FC_T)(sum_dy / m));
+                FCN(bn_fill)(a_row, &w, ch, (FC_T)a);
+                FCN(bn_fill)(b_row, &w, ch, (FC_T)(-a * r * (dg / m)));
             }
         }
         if (dx != NULL) {
@@ -298,10 +342,16 @@ int FCN(fc_batch_norm_backward)(const fc_norm_params *p, const FC_T *dy, const F
 #endif
             int64_t u0, u1;
             fc_thread_range(units, team, tid, &u0, &u1);
-            if (w.rows) {
-                const int64_t off = u0 * w.ld;
-                t->bn_dx_rows(dy + off, x + off, dx + off, u1 - u0, w.ld, mean_row, dy_mean_row,
-                              a_row, b_row);
+            if (u0 == u1) {
+                /* no work for this thread */
+            } else if (w.rows) {
+                /* whole groups, then the tensor's last rows one by one */
+                const int64_t g = w.group, r0 = u0 * g, r1 = min64(u1 * g, w.outer);
+                const int64_t rest = r0 + (r1 - r0) / g * g;
+                t->bn_dx_rows(dy + r0 * w.ld, x + r0 * w.ld, dx + r0 * w.ld, (r1 - r0) / g,
+                              g * w.ld, mean_row, dy_mean_row, a_row, b_row);
+                t->bn_dx_rows(dy + rest * w.ld, x + rest * w.ld, dx + rest * w.ld, r1 - rest,
+                              w.ld, mean_row, dy_mean_row, a_row, b_row);
             } else {
                 t->bn_dx_runs(dy, x, dx, u0 * FC_BN_ELEM_BLOCK,
                               min64(u1 * FC_BN_ELEM_BLOCK, total), w.inner, w.c, mean_row,

@@ -113,12 +113,12 @@ FC_ALWAYS_INLINE void FCN(bn_reduce_row)(const FC_T *gr, const FC_T *xr, const f
 }
 
 /* Rows: out1[j], out2[j] for the columns j < width of one block, summed down
- * `rows` rows of stride ld; k[j] per column. In a TAIL block every row but
- * the last reads whole vectors: the lanes past width hold later columns or
- * the next row's first values (readable), their sums are never stored, and
- * k is 0 there. Only the last row, which may end the array, loads through
- * the mask: a masked load in the row loop makes GCC 12 store every
- * accumulator to the stack on each row. */
+ * `rows` full rows of stride ld; k[j] per column. In a TAIL block the rows
+ * read whole vectors while the lanes past width stay inside the rows given
+ * (later columns, or the next rows' first values): their sums are never
+ * stored, and k is 0 there. Only the last rows, whose reads could leave the
+ * array, load through the mask: a masked load in the main row loop makes
+ * GCC 12 store every accumulator to the stack on each row. */
 FC_ALWAYS_INLINE void FCN(bn_reduce_rows_body)(const FC_T *dy, const FC_T *x, int64_t rows,
                                                int64_t ld, const FC_T *k, double *out1,
                                                double *out2, int64_t width, const int NV,
@@ -132,12 +132,17 @@ FC_ALWAYS_INLINE void FCN(bn_reduce_rows_body)(const FC_T *dy, const FC_T *x, in
         a1[v] = VWZERO();
         a2[v] = VWZERO();
     }
-    const int64_t whole = TAIL ? rows - 1 : rows;
+    int64_t whole = rows;
+    if (TAIL) {
+        /* row r's reads end `over` values past its block; the rows after it
+         * hold (rows - 1 - r) * ld values */
+        const int64_t over = (int64_t)NV * FC_WL - width, last = (over + ld - 1) / ld;
+        whole = rows > last ? rows - last : 0;
+    }
     for (int64_t r = 0; r < whole; ++r)
         FCN(bn_reduce_row)(GRAD ? dy + r * ld : NULL, x + r * ld, kv, a1, a2, mask, NV, 0, GRAD);
-    if (TAIL && rows > 0)
-        FCN(bn_reduce_row)(GRAD ? dy + whole * ld : NULL, x + whole * ld, kv, a1, a2, mask, NV,
-                           1, GRAD);
+    for (int64_t r = whole; r < rows; ++r)
+        FCN(bn_reduce_row)(GRAD ? dy + r * ld : NULL, x + r * ld, kv, a1, a2, mask, NV, 1, GRAD);
     FCN(bn_store_sums)(out1, a1, width, NV, TAIL);
     FCN(bn_store_sums)(out2, a2, width, NV, TAIL);
 }
@@ -341,10 +346,9 @@ FC_ALWAYS_INLINE void FCN(bn_elem_runs)(const FC_T *dy, const FC_T *x, FC_T *out
                                         const FC_T *c1, const FC_T *c2, const FC_T *c3,
                                         const int DX, const int RELU)
 {
-    int64_t run = e0 / inner;
-    for (int64_t e = e0; e < e1; ++run) {
+    int64_t run = e0 / inner, ch = run % c;
+    for (int64_t e = e0; e < e1; ++run, ch = ch + 1 == c ? 0 : ch + 1) {
         const int64_t end = (run + 1) * inner < e1 ? (run + 1) * inner : e1;
-        const int64_t ch = run % c;
         const fc_vec m = VSET1(mean[ch]), k1 = VSET1(c1[ch]), k2 = VSET1(c2[ch]);
         const fc_vec k3 = DX ? VSET1(c3[ch]) : VZERO();
         for (; e + FC_VL <= end; e += FC_VL) {

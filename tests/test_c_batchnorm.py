@@ -24,12 +24,12 @@ EPS = 1e-3
 # (layout, shape): nhwc (n, h, w, c) -> (n*h*w, c, 1); nchw (n, c, h, w) ->
 # (n, c, h*w); nc (n, c) -> (n, c, 1); ncl (n, c, l) -> (n, c, l).
 CASES = [
-    ("nhwc", (2, 5, 7, 3)),
+    ("nhwc", (2, 5, 7, 3)),        # rows of 3: groups of 32 rows and 6 rows left
     ("nhwc", (1, 9, 11, 17)),      # batch 1
     ("nhwc", (3, 4, 4, 70)),
     ("nhwc", (2, 3, 3, 1)),
     ("nhwc", (2, 4, 5, 2100)),     # rows mode, two channel blocks
-    ("nhwc", (8, 32, 32, 3)),      # rows mode, eight row chunks
+    ("nhwc", (12, 32, 32, 3)),     # grouped rows, two row chunks
     ("nchw", (2, 3, 9, 11)),
     ("nchw", (1, 17, 5, 7)),
     ("nchw", (3, 70, 4, 4)),
@@ -367,9 +367,10 @@ def test_size_mismatch_is_a_value_error():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout,shape", [("nhwc", (16, 32, 32, 70)),
+                                          ("nhwc", (64, 64, 64, 3)),
                                           ("nchw", (8, 70, 40, 40)),
                                           ("nchw", (512, 70, 3, 3))],
-                         ids=["nhwc", "nchw", "nchw3x3"])
+                         ids=["nhwc", "nhwc-c3", "nchw", "nchw3x3"])
 def test_bitwise_identical_for_any_thread_count(simd, rng, layout, shape, dtype):
     # ~1M values: every thread count below really runs that many threads
     outer, c, inner = view3(layout, shape)
