@@ -182,10 +182,10 @@ static double chunk_count(const bn_plan *w, int64_t k)
  * of (x - shift): part = {shift, mean - shift, squared deviations}. The mean
  * stays split in two: with |mean| >> std, the means of two chunks differ in
  * bits a rounded mean no longer holds.
- * The shift is one of the values, so n (mean - shift)^2 <= squared
- * deviations and s2 - s1^2 / n cancels at most a factor n: a relative error
- * below n * 2^-52 in the worst case (an item has <= FC_BN_ITEM values), about
- * 2^-52 when the shift is a typical value. */
+ * The shift is one of the values, so (mean - shift)^2 <= m2 and
+ * s2 = m2 + n (mean - shift)^2 <= (n + 1) m2: s2 - s1^2 / n = m2 magnifies
+ * the rounding errors of s2 at most n + 1 times (an item has <= FC_BN_ITEM
+ * values), about twice when the shift is a typical value. */
 static void shifted_partial(double shift, double s1, double s2, double n, double part[3])
 {
     const double d = s1 / n;
