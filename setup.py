@@ -46,13 +46,15 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 BASE_SOURCES = [f"{CSRC}/{name}" for name in ("common.c", "cpu.c", "conv2d.c", "pool2d.c",
                                               "kernels_generic.c", "arena.c",
-                                              "elementwise.c", "winograd.c", "depthwise.c")]
+                                              "elementwise.c", "winograd.c", "depthwise.c",
+                                              "batchnorm.c")]
 HEADERS = [f"{CSRC}/{name}" for name in ("fastconv.h", "fc_internal.h", "fc_types_impl.h",
                                          "kernels_impl.h", "kernels_table.h",
                                          "kernels_vocab_undef.h", "conv2d_impl.h",
                                          "conv2d_nchw_impl.h",
                                          "pool2d_impl.h", "elementwise_impl.h",
-                                         "depthwise_impl.h", "kernels_depthwise_impl.h")]
+                                         "depthwise_impl.h", "kernels_depthwise_impl.h",
+                                         "batchnorm_impl.h", "kernels_batchnorm_impl.h")]
 # name -> (source, macro, GCC/Clang flags, MSVC flags)
 ISA_SOURCES = {
     "avx2": (f"{CSRC}/kernels_avx2.c", "FC_HAVE_AVX2", ["-mavx2", "-mfma"], ["/arch:AVX2"]),

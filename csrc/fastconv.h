@@ -107,6 +107,48 @@ int fc_adam_update(float *param, const float *grad, float *m, float *v, float *v
                    float alpha, float one_minus_beta_1, float one_minus_beta_2, float epsilon,
                    int n_threads);
 
+/* Batch normalization over a tensor viewed as (outer, c, inner): value
+ * (o, ch, i) at (o * c + ch) * inner + i, the statistics of channel ch over
+ * its M = outer * inner values. NHWC (channels last, any rank) is
+ * outer = N * H * W, inner = 1; NCHW is outer = N, inner = H * W. */
+typedef struct fc_norm_params {
+    int64_t outer, c, inner;
+    int n_threads;
+} fc_norm_params;
+
+/* mean[ch] and the biased variance var[ch] (squared deviations / M). Sums
+ * run in float64 (for float32 data too) over values shifted by one of them,
+ * in chunks fixed by the shape, merged in chunk order by Chan et al.'s
+ * formula: accurate when |mean| >> std, the same bits for any n_threads.
+ * M == 0: mean = var = 0 (c values written). A NaN makes its channel's mean
+ * and var NaN; an infinity makes the mean infinite (or NaN) and var NaN. */
+int fc_batch_norm_stats(const fc_norm_params *p, const float *x, float *mean, float *var);
+
+/* y = (x - mean[ch]) * scale[ch] + beta[ch], then max(y, 0) if relu (NaN
+ * kept), with scale[ch] = gamma[ch] / sqrt(var[ch] + epsilon) computed in
+ * float64 and rounded once, and the rest in the working precision (one
+ * subtraction, one fused multiply-add). gamma NULL: 1; beta NULL: 0. Not
+ * x * scale + (beta - mean * scale), which loses |mean| / std of the result's
+ * digits to cancellation. y may be x (in place), else they do not overlap. */
+int fc_batch_norm_apply(const fc_norm_params *p, const float *x, const float *mean,
+                        const float *var, const float *gamma, const float *beta, float epsilon,
+                        int relu, float *y);
+
+/* Gradients for the pre-activation dy, with r = 1 / sqrt(var + epsilon) and
+ * xhat = (x - mean) * r:
+ *   dbeta[ch] = sum of dy, dgamma[ch] = sum of dy * xhat (in float64, in
+ *   chunks fixed by the shape, added in chunk order),
+ *   dx = gamma * r / M * (M * dy - dbeta - xhat * dgamma), evaluated as
+ *   dx = (dy - dy_mean) * a + (x - mean) * b with dy_mean = dbeta / M,
+ *   a = gamma * r, b = -a * r * dgamma / M (from the float64 sums, rounded
+ *   once to the working precision).
+ * mean and var are those the forward pass normalised with. gamma NULL: 1.
+ * dx NULL: only dgamma and dbeta. dx may be dy (in place). M == 0:
+ * dgamma = dbeta = 0. */
+int fc_batch_norm_backward(const fc_norm_params *p, const float *dy, const float *x,
+                           const float *mean, const float *var, const float *gamma,
+                           float epsilon, float *dx, float *dgamma, float *dbeta);
+
 /* The float64 instantiations of the functions above. */
 int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x, const double *kernel,
                           const double *bias, double *y);
@@ -124,6 +166,14 @@ int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t
 int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,
                        int64_t n, double alpha, double one_minus_beta_1,
                        double one_minus_beta_2, double epsilon, int n_threads);
+int fc_batch_norm_stats_f64(const fc_norm_params *p, const double *x, double *mean,
+                            double *var);
+int fc_batch_norm_apply_f64(const fc_norm_params *p, const double *x, const double *mean,
+                            const double *var, const double *gamma, const double *beta,
+                            double epsilon, int relu, double *y);
+int fc_batch_norm_backward_f64(const fc_norm_params *p, const double *dy, const double *x,
+                               const double *mean, const double *var, const double *gamma,
+                               double epsilon, double *dx, double *dgamma, double *dbeta);
 
 /* Depthwise convolution: groups == c_in (p->groups must equal p->c_in) and
  * c_out a multiple of c_in, the channel multiplier M = c_out / c_in; output

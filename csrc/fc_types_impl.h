@@ -198,4 +198,26 @@ typedef struct FCN(fc_kernel_table) {
     void (*dw_wgrad)(const FCN(fc_dw_wgrad_args) *a);
     void (*dw_rows)(const FCN(fc_dw_rows_args) *a);
     void (*dw_dots)(const FCN(fc_dw_dots_args) *a);
+    /* Batch normalization (kernels_batchnorm_impl.h, driven by batchnorm_impl.h).
+     * "rows": `rows` rows of ld values, per-column coefficients, the first
+     * ncols (stats, sums) or all ld (apply, dx) columns; "runs": contiguous
+     * runs of one channel, per-channel coefficients. Sums in double. */
+    void (*bn_stats_rows)(const FC_T *x, int64_t rows, int64_t ld, int64_t ncols,
+                          const FC_T *shift, double *s1, double *s2);
+    void (*bn_stats_runs)(const FC_T *x, int64_t nruns, int64_t stride, int64_t len,
+                          FC_T shift, double sums[2]);
+    void (*bn_sums_rows)(const FC_T *dy, const FC_T *x, int64_t rows, int64_t ld,
+                         int64_t ncols, const FC_T *mean, double *sum_dy, double *sum_dyx);
+    void (*bn_sums_runs)(const FC_T *dy, const FC_T *x, int64_t nruns, int64_t stride,
+                         int64_t len, FC_T mean, double sums[2]);
+    void (*bn_apply_rows)(const FC_T *x, FC_T *y, int64_t rows, int64_t ld, const FC_T *mean,
+                          const FC_T *scale, const FC_T *bias, int relu);
+    void (*bn_apply_runs)(const FC_T *x, FC_T *y, int64_t e0, int64_t e1, int64_t inner,
+                          int64_t c, const FC_T *mean, const FC_T *scale, const FC_T *bias,
+                          int relu);
+    void (*bn_dx_rows)(const FC_T *dy, const FC_T *x, FC_T *dx, int64_t rows, int64_t ld,
+                       const FC_T *mean, const FC_T *dy_mean, const FC_T *a, const FC_T *b);
+    void (*bn_dx_runs)(const FC_T *dy, const FC_T *x, FC_T *dx, int64_t e0, int64_t e1,
+                       int64_t inner, int64_t c, const FC_T *mean, const FC_T *dy_mean,
+                       const FC_T *a, const FC_T *b);
 } FCN(fc_kernel_table);

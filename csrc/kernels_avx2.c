@@ -71,6 +71,19 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_DOT_C 3
 /* 16 registers: 2 accumulators per input channel in dx_few_body */
 #define FC_DXF_VECS 2
+/* float64 accumulation of float32 data (kernels_batchnorm_impl.h) */
+#define fc_wvec __m256d
+#define fc_wmask __m128i
+#define FC_WL 4
+#define VWZERO() _mm256_setzero_pd()
+#define VWLOAD(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+#define VWLOAD_M(p, m) _mm256_cvtps_pd(_mm_maskload_ps((p), (m)))
+#define FC_MAKE_WMASK(n) _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3))
+#define VWSTORE(p, v) _mm256_storeu_pd((p), (v))
+#define VWADD(a, b) _mm256_add_pd((a), (b))
+#define VWSUB(a, b) _mm256_sub_pd((a), (b))
+#define VWFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define VWSET1(f) _mm256_set1_pd(f)
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx2
@@ -117,6 +130,20 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_DOT_R 3
 #define FC_DOT_C 3
 #define FC_DXF_VECS 2
+/* float64 accumulation: the vectors above */
+#define fc_wvec __m256d
+#define fc_wmask __m256i
+#define FC_WL 4
+#define VWZERO() _mm256_setzero_pd()
+#define VWLOAD(p) _mm256_loadu_pd(p)
+#define VWLOAD_M(p, m) _mm256_maskload_pd((p), (m))
+#define FC_MAKE_WMASK(n) \
+    _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
+#define VWSTORE(p, v) _mm256_storeu_pd((p), (v))
+#define VWADD(a, b) _mm256_add_pd((a), (b))
+#define VWSUB(a, b) _mm256_sub_pd((a), (b))
+#define VWFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define VWSET1(f) _mm256_set1_pd(f)
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx2_f64

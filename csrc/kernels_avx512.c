@@ -53,6 +53,19 @@
 #define VKEEP(v, m) _mm512_maskz_mov_ps((m), (v))
 #define FC_DOT_R 4
 #define FC_DOT_C 4
+/* float64 accumulation of float32 data (kernels_batchnorm_impl.h) */
+#define fc_wvec __m512d
+#define fc_wmask __mmask8
+#define FC_WL 8
+#define VWZERO() _mm512_setzero_pd()
+#define VWLOAD(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
+#define VWLOAD_M(p, m) _mm512_cvtps_pd(_mm256_maskz_loadu_ps((m), (p)))
+#define FC_MAKE_WMASK(n) ((__mmask8)((1u << (n)) - 1u))
+#define VWSTORE(p, v) _mm512_storeu_pd((p), (v))
+#define VWADD(a, b) _mm512_add_pd((a), (b))
+#define VWSUB(a, b) _mm512_sub_pd((a), (b))
+#define VWFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define VWSET1(f) _mm512_set1_pd(f)
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx512
@@ -96,6 +109,19 @@
 #define VKEEP(v, m) _mm512_maskz_mov_pd((m), (v))
 #define FC_DOT_R 4
 #define FC_DOT_C 4
+/* float64 accumulation: the vectors above */
+#define fc_wvec __m512d
+#define fc_wmask __mmask8
+#define FC_WL 8
+#define VWZERO() _mm512_setzero_pd()
+#define VWLOAD(p) _mm512_loadu_pd(p)
+#define VWLOAD_M(p, m) _mm512_maskz_loadu_pd((m), (p))
+#define FC_MAKE_WMASK(n) ((__mmask8)((1u << (n)) - 1u))
+#define VWSTORE(p, v) _mm512_storeu_pd((p), (v))
+#define VWADD(a, b) _mm512_add_pd((a), (b))
+#define VWSUB(a, b) _mm512_sub_pd((a), (b))
+#define VWFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define VWSET1(f) _mm512_set1_pd(f)
 #include "kernels_impl.h"
 
 #define FC_TABLE fc_kernels_avx512_f64

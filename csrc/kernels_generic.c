@@ -32,6 +32,19 @@
 #define VKEEP(v, m) ((void)(m), (v))
 #define FC_DOT_R 4
 #define FC_DOT_C 4
+/* float64 accumulation (kernels_batchnorm_impl.h): one double */
+#define fc_wvec double
+#define fc_wmask int
+#define FC_WL 1
+#define VWZERO() 0.0
+#define VWLOAD(p) ((double)*(p))
+#define VWLOAD_M(p, m) ((void)(m), (double)*(p))
+#define FC_MAKE_WMASK(n) (n)
+#define VWSTORE(p, v) (*(p) = (v))
+#define VWADD(a, b) ((a) + (b))
+#define VWSUB(a, b) ((a) - (b))
+#define VWFMA(a, b, c) ((a) * (b) + (c))
+#define VWSET1(f) ((double)(f))
 
 #define FC_GENERIC_TABLE(TABLE) \
     static void FCN(igemm_any)(const FCN(fc_igemm_args) *p) \
@@ -53,6 +66,7 @@
         .dot_r = FC_DOT_R, \
         .dot_c = FC_DOT_C, \
         .dot = FCN(dot_tile), \
+        FC_BN_TABLE_ENTRIES \
         FC_GENERIC_F32_ONLY \
         .dw_v_max = FC_DW_MAX_V, \
         .dw_block = FCN(dw_block), \

@@ -656,3 +656,4 @@ static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64
 #endif /* !FC_IS_F64 */
 
 #include "kernels_depthwise_impl.h"
+#include "kernels_batchnorm_impl.h"

@@ -52,6 +52,7 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .dw_wgrad = FCN(dw_wgrad),
     .dw_rows = FCN(dw_rows),
     .dw_dots = FCN(dw_dots),
+    FC_BN_TABLE_ENTRIES
 };
 
 #undef FC_DEFINE_IGEMM

@@ -77,3 +77,22 @@ def ptr(array: Optional[np.ndarray]):
 def floats(count: int, fill: float = 0.0) -> np.ndarray:
     """Exactly ``count`` float32 elements (no slack past the end)."""
     return np.full(count, fill, dtype=np.float32)
+
+
+class NormParams(ctypes.Structure):
+    _fields_ = [("outer", ctypes.c_int64), ("c", ctypes.c_int64), ("inner", ctypes.c_int64),
+                ("n_threads", ctypes.c_int)]
+
+
+def declare_batchnorm(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Types lib's float32 fc_batch_norm_* entry points; returns lib."""
+    norm_p = ctypes.POINTER(NormParams)
+    for name, params in (("fc_batch_norm_stats", [norm_p] + [_FLOAT_P] * 3),
+                         ("fc_batch_norm_apply", [norm_p] + [_FLOAT_P] * 5 +
+                          [ctypes.c_float, ctypes.c_int, _FLOAT_P]),
+                         ("fc_batch_norm_backward", [norm_p] + [_FLOAT_P] * 5 +
+                          [ctypes.c_float] + [_FLOAT_P] * 3)):
+        fn = getattr(lib, name)
+        fn.argtypes = params
+        fn.restype = ctypes.c_int
+    return lib

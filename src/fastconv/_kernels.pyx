@@ -91,6 +91,25 @@ cdef extern from "fastconv.h" nogil:
     int fc_depthwise_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy,
                                                 const double *x, double *dkernel,
                                                 double *dbias)
+    ctypedef struct fc_norm_params:
+        int64_t outer, c, inner
+        int n_threads
+
+    int fc_batch_norm_stats(const fc_norm_params *p, const float *x, float *mean, float *var)
+    int fc_batch_norm_apply(const fc_norm_params *p, const float *x, const float *mean,
+                            const float *var, const float *gamma, const float *beta,
+                            float epsilon, int relu, float *y)
+    int fc_batch_norm_backward(const fc_norm_params *p, const float *dy, const float *x,
+                               const float *mean, const float *var, const float *gamma,
+                               float epsilon, float *dx, float *dgamma, float *dbeta)
+    int fc_batch_norm_stats_f64(const fc_norm_params *p, const double *x, double *mean,
+                                double *var)
+    int fc_batch_norm_apply_f64(const fc_norm_params *p, const double *x, const double *mean,
+                                const double *var, const double *gamma, const double *beta,
+                                double epsilon, int relu, double *y)
+    int fc_batch_norm_backward_f64(const fc_norm_params *p, const double *dy, const double *x,
+                                   const double *mean, const double *var, const double *gamma,
+                                   double epsilon, double *dx, double *dgamma, double *dbeta)
     int fc_set_winograd(int enabled)
     int fc_get_winograd()
     int fc_simd_supported(int simd)
@@ -340,6 +359,95 @@ def depthwise_conv2d_backward_kernel(const real[:, :, :, ::1] dy, const real[:, 
             status = fc_depthwise_conv2d_backward_kernel_f64(&p, &dy[0, 0, 0, 0],
                                                              &x[0, 0, 0, 0],
                                                              &dkernel[0, 0, 0, 0], dbias_ptr)
+cdef fc_norm_params _norm_params(int64_t outer, int64_t c, int64_t inner, int n_threads):
+    cdef fc_norm_params p
+    p.outer = outer
+    p.c = c
+    p.inner = inner
+    p.n_threads = n_threads
+    return p
+
+
+cdef int _check_len(Py_ssize_t got, object want, str name) except -1:
+    # The sizes arrive apart from the flat arrays: a mismatch would have the
+    # kernel read or write past an array.
+    if got != want:
+        raise ValueError(f"{name} has {got} values, expected {want}")
+    return 0
+
+
+# Batch normalization over flat arrays (the caller passes arr.reshape(-1)) of
+# a tensor viewed as (outer, c, inner); see fc_norm_params in fastconv.h.
+def batch_norm_stats(const real[::1] x, real[::1] mean, real[::1] var, int64_t outer,
+                     int64_t c, int64_t inner, int n_threads):
+    cdef fc_norm_params p = _norm_params(outer, c, inner, n_threads)
+    _check_len(x.shape[0], <object>outer * c * inner, "x")
+    _check_len(mean.shape[0], c, "mean")
+    _check_len(var.shape[0], c, "var")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_batch_norm_stats(&p, &x[0], &mean[0], &var[0])
+        else:
+            status = fc_batch_norm_stats_f64(&p, &x[0], &mean[0], &var[0])
+    _check(status)
+
+
+def batch_norm_apply(const real[::1] x, const real[::1] mean, const real[::1] var,
+                     const real[::1] gamma, const real[::1] beta, real epsilon, bint relu,
+                     real[::1] y, int64_t outer, int64_t c, int64_t inner, int n_threads):
+    cdef fc_norm_params p = _norm_params(outer, c, inner, n_threads)
+    _check_len(x.shape[0], <object>outer * c * inner, "x")
+    _check_len(y.shape[0], <object>outer * c * inner, "y")
+    _check_len(mean.shape[0], c, "mean")
+    _check_len(var.shape[0], c, "var")
+    cdef const real *gamma_ptr = NULL
+    cdef const real *beta_ptr = NULL
+    if gamma is not None:
+        _check_len(gamma.shape[0], c, "gamma")
+        gamma_ptr = &gamma[0]
+    if beta is not None:
+        _check_len(beta.shape[0], c, "beta")
+        beta_ptr = &beta[0]
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_batch_norm_apply(&p, &x[0], &mean[0], &var[0], gamma_ptr, beta_ptr,
+                                         epsilon, relu, &y[0])
+        else:
+            status = fc_batch_norm_apply_f64(&p, &x[0], &mean[0], &var[0], gamma_ptr, beta_ptr,
+                                             epsilon, relu, &y[0])
+    _check(status)
+
+
+def batch_norm_backward(const real[::1] dy, const real[::1] x, const real[::1] mean,
+                        const real[::1] var, const real[::1] gamma, real epsilon,
+                        real[::1] dx, real[::1] dgamma, real[::1] dbeta, int64_t outer,
+                        int64_t c, int64_t inner, int n_threads):
+    cdef fc_norm_params p = _norm_params(outer, c, inner, n_threads)
+    _check_len(dy.shape[0], <object>outer * c * inner, "dy")
+    _check_len(x.shape[0], <object>outer * c * inner, "x")
+    _check_len(mean.shape[0], c, "mean")
+    _check_len(var.shape[0], c, "var")
+    _check_len(dgamma.shape[0], c, "dgamma")
+    _check_len(dbeta.shape[0], c, "dbeta")
+    cdef const real *gamma_ptr = NULL
+    cdef real *dx_ptr = NULL
+    if gamma is not None:
+        _check_len(gamma.shape[0], c, "gamma")
+        gamma_ptr = &gamma[0]
+    if dx is not None:
+        _check_len(dx.shape[0], <object>outer * c * inner, "dx")
+        dx_ptr = &dx[0]
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_batch_norm_backward(&p, &dy[0], &x[0], &mean[0], &var[0], gamma_ptr,
+                                            epsilon, dx_ptr, &dgamma[0], &dbeta[0])
+        else:
+            status = fc_batch_norm_backward_f64(&p, &dy[0], &x[0], &mean[0], &var[0],
+                                                gamma_ptr, epsilon, dx_ptr, &dgamma[0],
+                                                &dbeta[0])
     _check(status)
 
 
