@@ -50,7 +50,8 @@ BASE_SOURCES = [f"{CSRC}/{name}" for name in ("common.c", "cpu.c", "conv2d.c", "
 HEADERS = [f"{CSRC}/{name}" for name in ("fastconv.h", "fc_internal.h", "fc_types_impl.h",
                                          "kernels_impl.h", "kernels_table.h",
                                          "kernels_vocab_undef.h", "conv2d_impl.h",
-                                         "pool2d_impl.h", "elementwise_impl.h")]
+                                         "pool2d_impl.h", "elementwise_impl.h",
+                                         "kernels_pool_impl.h")]
 # name -> (source, macro, GCC/Clang flags, MSVC flags)
 ISA_SOURCES = {
     "avx2": (f"{CSRC}/kernels_avx2.c", "FC_HAVE_AVX2", ["-mavx2", "-mfma"], ["/arch:AVX2"]),
