@@ -795,6 +795,129 @@ FC_ALWAYS_INLINE void FCN(lerp_pixel)(const FC_T *a, const FC_T *b, const FC_T *
     }
 }
 
+/* Bilinear NCHW rows along the width. lerp_axis_build's weights depend on
+ * the remainder of 2d + 1 - size modulo 2 size alone, so away from the edges
+ * the taps repeat with period size_w: output k * size_w + r (phase r) reads
+ * in[k + off_r] and in[k + off_r + 1] for every k in [1, w - 1), and input iw
+ * is read by the outputs iw * size_w + delta_e, e < E, for every iw in
+ * [2, w - 2). Those run as loops over k (or iw) with the phase's taps fixed,
+ * which the compiler vectorises (contiguous loads, size_w-strided stores or
+ * loads); the edges read the tables. The same taps and weights either way. */
+
+/* One output of a row pair from the tables (t0 from ra, t1 from rb). */
+FC_ALWAYS_INLINE FC_T FCN(lerp_out)(const FC_T *ra, const FC_T *rb, FC_T h0, FC_T h1,
+                                    const FCN(fc_lerp_axis) *ax, int64_t ow)
+{
+    const int64_t lo = ax->lo[ow], hi = ax->hi[ow];
+    const FC_T w0 = ax->w0[ow], w1 = ax->w1[ow];
+    const FC_T t0 = w1 == 0 ? ra[lo] : w0 * ra[lo] + w1 * ra[hi];
+    if (h1 == 0)
+        return t0;
+    const FC_T t1 = w1 == 0 ? rb[lo] : w0 * rb[lo] + w1 * rb[hi];
+    return h0 * t0 + h1 * t1;
+}
+
+/* Outputs k * SW (k in [1, w - 1)) of one phase, a = the phase's lower taps
+ * (a[k], a[k + 1]) in row ra, b the same in rb. */
+FC_ALWAYS_INLINE void FCN(lerp_phase)(const FC_T *FC_RESTRICT a, const FC_T *FC_RESTRICT b,
+                                      FC_T *FC_RESTRICT out, int64_t w, const int64_t SW,
+                                      FC_T h0, FC_T h1, FC_T w0, FC_T w1)
+{
+    if (w1 == 0 && h1 == 0) {
+        for (int64_t k = 1; k < w - 1; ++k)
+            out[k * SW] = a[k];
+    } else if (w1 == 0) {
+        for (int64_t k = 1; k < w - 1; ++k)
+            out[k * SW] = h0 * a[k] + h1 * b[k];
+    } else if (h1 == 0) {
+        for (int64_t k = 1; k < w - 1; ++k)
+            out[k * SW] = w0 * a[k] + w1 * a[k + 1];
+    } else {
+        for (int64_t k = 1; k < w - 1; ++k) {
+            const FC_T t0 = w0 * a[k] + w1 * a[k + 1];
+            const FC_T t1 = w0 * b[k] + w1 * b[k + 1];
+            out[k * SW] = h0 * t0 + h1 * t1;
+        }
+    }
+}
+
+static void FCN(lerp_row_nchw)(const FC_T *ra, const FC_T *rb, FC_T h0, FC_T h1,
+                               const FCN(fc_lerp_axis) *ax, int64_t w, int64_t sw, FC_T *out)
+{
+    const int64_t out_w = w * sw;
+    const int64_t edge = w >= 3 ? sw : out_w;   /* outputs [0, edge) and [out_w - edge, ..) */
+    for (int64_t ow = 0; ow < edge; ++ow)
+        out[ow] = FCN(lerp_out)(ra, rb, h0, h1, ax, ow);
+    for (int64_t ow = edge > out_w - edge ? edge : out_w - edge; ow < out_w; ++ow)
+        out[ow] = FCN(lerp_out)(ra, rb, h0, h1, ax, ow);
+    if (w < 3)
+        return;
+    for (int64_t r = 0; r < sw; ++r) {
+        const int64_t d = sw + r, off = ax->lo[d] - 1;   /* k = 1's taps */
+        const FC_T w0 = ax->w0[d], w1 = ax->w1[d];
+        if (sw == 2)
+            FCN(lerp_phase)(ra + off, rb + off, out + r, w, 2, h0, h1, w0, w1);
+        else
+            FCN(lerp_phase)(ra + off, rb + off, out + r, w, sw, h0, h1, w0, w1);
+    }
+}
+
+/* d[iw] += wh * (sum over the readers of iw, ascending, of weight * g), for a
+ * dy row g; the interior in blocks, the running sums on the stack. */
+FC_ALWAYS_INLINE void FCN(lerp_bwd_pass)(const FC_T *FC_RESTRICT g, FC_T *FC_RESTRICT t,
+                                         int64_t n, const int64_t SW, FC_T wt, int first)
+{
+    if (first)
+        for (int64_t i = 0; i < n; ++i)
+            t[i] = wt * g[i * SW];
+    else
+        for (int64_t i = 0; i < n; ++i)
+            t[i] += wt * g[i * SW];
+}
+
+/* d[iw] += wh * (its readers' weights times g, in ascending order), from the
+ * table. */
+FC_ALWAYS_INLINE void FCN(lerp_bwd_one)(const FC_T *g, FC_T wh, const FCN(fc_lerp_axis) *ax,
+                                        int64_t iw, FC_T *d)
+{
+    FC_T t = 0;
+    for (int64_t f = ax->start[iw]; f < ax->start[iw + 1]; ++f)
+        t += ax->wt[f] * g[ax->src[f]];
+    d[iw] += wh * t;
+}
+
+static void FCN(lerp_row_nchw_bwd)(const FC_T *g, FC_T wh, const FCN(fc_lerp_axis) *ax,
+                                   int64_t w, int64_t sw, FC_T *d)
+{
+    const int64_t *start = ax->start, *src = ax->src;
+    const FC_T *wt = ax->wt;
+    if (w < 5) {
+        for (int64_t iw = 0; iw < w; ++iw)
+            FCN(lerp_bwd_one)(g, wh, ax, iw, d);
+        return;
+    }
+    for (int64_t iw = 0; iw < 2; ++iw)
+        FCN(lerp_bwd_one)(g, wh, ax, iw, d);
+    for (int64_t iw = w - 2; iw < w; ++iw)
+        FCN(lerp_bwd_one)(g, wh, ax, iw, d);
+    /* input 2's readers: offsets from 2 * sw and weights, the same for all */
+    const int64_t e0 = start[2], e1 = start[3];
+    for (int64_t i0 = 2; i0 < w - 2; i0 += FC_POOL_ROW_BLOCK) {
+        const int64_t n = w - 2 - i0 < FC_POOL_ROW_BLOCK ? w - 2 - i0 : FC_POOL_ROW_BLOCK;
+        FC_T t[FC_POOL_ROW_BLOCK];
+        for (int64_t e = e0; e < e1; ++e) {
+            const FC_T *base = g + i0 * sw + (src[e] - 2 * sw);
+            if (sw == 2)
+                FCN(lerp_bwd_pass)(base, t, n, 2, wt[e], e == e0);
+            else
+                FCN(lerp_bwd_pass)(base, t, n, sw, wt[e], e == e0);
+        }
+        FC_T *FC_RESTRICT di = d + i0;
+        for (int64_t i = 0; i < n; ++i)
+            di[i] += wh * t[i];
+    }
+}
+
 /* Bilinear, output rows [r0, r1). */
 static void FCN(upsample_bilinear_fwd)(const fc_upsample_params *p, const FCN(fc_lerp_axis) *ax_h,
                                        const FCN(fc_lerp_axis) *ax_w, const FC_T *x, FC_T *y,
@@ -805,26 +928,9 @@ static void FCN(upsample_bilinear_fwd)(const fc_upsample_params *p, const FCN(fc
         const int64_t img = r / out_h, oh = r - img * out_h;
         const FC_T h0 = ax_h->w0[oh], h1 = ax_h->w1[oh];
         if (p->channels_first) {
-            const FC_T *FC_RESTRICT ra = x + (img * p->h + ax_h->lo[oh]) * w;
-            const FC_T *FC_RESTRICT rb = x + (img * p->h + ax_h->hi[oh]) * w;
-            const int64_t *FC_RESTRICT lo = ax_w->lo, *FC_RESTRICT hi = ax_w->hi;
-            const FC_T *FC_RESTRICT w0 = ax_w->w0, *FC_RESTRICT w1 = ax_w->w1;
-            FC_T *FC_RESTRICT out = y + r * out_w;
-            /* both taps loaded always (hi is a valid index), then selected:
-             * the compiler vectorises only unconditional loads */
-            if (h1 == 0) {
-                for (int64_t ow = 0; ow < out_w; ++ow) {
-                    const FC_T a = ra[lo[ow]], b = ra[hi[ow]];
-                    out[ow] = w1[ow] == 0 ? a : w0[ow] * a + w1[ow] * b;
-                }
-            } else {
-                for (int64_t ow = 0; ow < out_w; ++ow) {
-                    const FC_T a = ra[lo[ow]], b = ra[hi[ow]], c = rb[lo[ow]], d = rb[hi[ow]];
-                    const FC_T t0 = w1[ow] == 0 ? a : w0[ow] * a + w1[ow] * b;
-                    const FC_T t1 = w1[ow] == 0 ? c : w0[ow] * c + w1[ow] * d;
-                    out[ow] = h0 * t0 + h1 * t1;
-                }
-            }
+            FCN(lerp_row_nchw)(x + (img * p->h + ax_h->lo[oh]) * w,
+                               x + (img * p->h + ax_h->hi[oh]) * w, h0, h1, ax_w, w, p->size_w,
+                               y + r * out_w);
             continue;
         }
         const int64_t c = p->c;
@@ -872,19 +978,12 @@ static void FCN(upsample_bwd_rows)(const fc_upsample_params *p, const FCN(fc_ler
         const int64_t img = r / p->h, ih = r - img * p->h;
         const int64_t e0 = ax_h->start[ih], e1 = ax_h->start[ih + 1];
         if (p->channels_first) {
-            FC_T *FC_RESTRICT d = dx + r * w;
+            FC_T *d = dx + r * w;
             for (int64_t iw = 0; iw < w; ++iw)
                 d[iw] = 0;
-            for (int64_t e = e0; e < e1; ++e) {
-                const FC_T wh = ax_h->wt[e];
-                const FC_T *FC_RESTRICT g = dy + (img * out_h + ax_h->src[e]) * out_w;
-                for (int64_t iw = 0; iw < w; ++iw) {
-                    FC_T t = 0;
-                    for (int64_t f = ws[iw]; f < ws[iw + 1]; ++f)
-                        t += wwt[f] * g[wsrc[f]];
-                    d[iw] += wh * t;
-                }
-            }
+            for (int64_t e = e0; e < e1; ++e)
+                FCN(lerp_row_nchw_bwd)(dy + (img * out_h + ax_h->src[e]) * out_w, ax_h->wt[e],
+                                       ax_w, w, p->size_w, d);
             continue;
         }
         const int64_t c = p->c;
