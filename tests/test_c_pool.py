@@ -319,7 +319,8 @@ def global_max_oracle(x, dy):
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", GLOBAL_SHAPES, ids=["x".join(map(str, s)) for s in GLOBAL_SHAPES])
+@pytest.mark.parametrize("shape", GLOBAL_SHAPES,
+                         ids=["x".join(map(str, s)) for s in GLOBAL_SHAPES])
 def test_global_pools(simd, rng, shape, dtype, layout):
     x = rng.standard_normal(shape).astype(dtype)
     dy = rng.standard_normal((shape[0], shape[3])).astype(dtype)
@@ -496,7 +497,8 @@ def test_bitwise_identical_across_thread_counts(simd, rng, layout):
     outs = {}
     for threads in (1, 2, 3, 16):
         res = []
-        for case in (((2, 2), (2, 2), "valid"), ((3, 3), (1, 1), "same"), ((3, 3), (2, 2), "same")):
+        for case in (((2, 2), (2, 2), "valid"), ((3, 3), (1, 1), "same"),
+                     ((3, 3), (2, 2), "same")):
             g = pool_geometry(x.shape, *case)
             dy = np.random.default_rng(1).standard_normal((g[0], g[7], g[8], g[3])).astype(
                 np.float32)
@@ -558,7 +560,8 @@ for cf in (0, 1):
             bad = c.PoolParams(**dict(ok, **{{field: 2**62}}))
             assert set(pool_all(bad, None, None, None)) <= set(E), field
         big = c.PoolParams(**dict(ok, h=5000, w=5000, pool_h=5000, pool_w=5000, out_h=1, out_w=1))
-        assert set(pool_all(big, None, None, None)) == {{c.FC_ERR_ARG}}   # windows over 2**24 cells
+        # windows of more than 2**24 cells
+        assert set(pool_all(big, None, None, None)) == {{c.FC_ERR_ARG}}
 
         glob = dict(n=2, h=3, w=5, c=4, n_threads=1, channels_first=cf)
         gx, gy, gdx = c.floats(120, 1), c.floats(8), c.floats(120)
