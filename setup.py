@@ -53,6 +53,7 @@ HEADERS = [f"{CSRC}/{name}" for name in ("fastconv.h", "fc_internal.h", "fc_type
                                          "kernels_vocab_undef.h", "conv2d_impl.h",
                                          "conv2d_nchw_impl.h",
                                          "pool2d_impl.h", "elementwise_impl.h",
+                                         "kernels_pool_impl.h",
                                          "depthwise_impl.h", "kernels_depthwise_impl.h",
                                          "batchnorm_impl.h", "kernels_batchnorm_impl.h")]
 # name -> (source, macro, GCC/Clang flags, MSVC flags)

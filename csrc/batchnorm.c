@@ -47,14 +47,6 @@
 /* Element-wise passes in runs mode: values per unit of the thread split. */
 #define FC_BN_ELEM_BLOCK 4096
 
-/* Threads split the work by the team's real size: a region inside another
- * parallel region (or under OMP_DYNAMIC) may get fewer threads than asked. */
-#ifdef _OPENMP
-#define BN_TEAM_SIZE() omp_get_num_threads()
-#else
-#define BN_TEAM_SIZE() 1
-#endif
-
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -144,7 +144,7 @@ int FCN(fc_batch_norm_stats)(const fc_norm_params *p, const FC_T *x, FC_T *mean,
 #endif
     {
         const unsigned fp = fc_fpmode_enter();
-        const int tid = FC_THREAD_ID(), team = BN_TEAM_SIZE();
+        const int tid = FC_THREAD_ID(), team = FC_TEAM_SIZE();
         int64_t q0, q1;
         fc_thread_range(w.nitems, team, tid, &q0, &q1);
         for (int64_t q = q0; q < q1; ++q)
@@ -208,7 +208,7 @@ int FCN(fc_batch_norm_apply)(const fc_norm_params *p, const FC_T *x, const FC_T 
     {
         const unsigned fp = fc_fpmode_enter();
         int64_t u0, u1;
-        fc_thread_range(units, BN_TEAM_SIZE(), FC_THREAD_ID(), &u0, &u1);
+        fc_thread_range(units, FC_TEAM_SIZE(), FC_THREAD_ID(), &u0, &u1);
         if (u0 == u1) {
             /* no work for this thread */
         } else if (w.rows) {
@@ -305,7 +305,7 @@ int FCN(fc_batch_norm_backward)(const fc_norm_params *p, const FC_T *dy, const F
 #endif
     {
         const unsigned fp = fc_fpmode_enter();
-        const int tid = FC_THREAD_ID(), team = BN_TEAM_SIZE();
+        const int tid = FC_THREAD_ID(), team = FC_TEAM_SIZE();
         int64_t q0, q1;
         fc_thread_range(w.nitems, team, tid, &q0, &q1);
         for (int64_t q = q0; q < q1; ++q)

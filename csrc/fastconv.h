@@ -59,7 +59,9 @@ typedef struct fc_conv2d_params {
                                        OIHW (c_out, c_in / g, kh, kw) */
 } fc_conv2d_params;
 
-/* Geometry of a 2-D pooling window op (no dilation). */
+/* Geometry of a 2-D pooling window op (no dilation). Input (n, h, w, c),
+ * output (n, out_h, out_w, c); bottom/right pads are implied by out_h/out_w
+ * and every window must hold at least one real cell. */
 typedef struct fc_pool2d_params {
     int64_t n, h, w, c;
     int64_t pool_h, pool_w;
@@ -67,7 +69,21 @@ typedef struct fc_pool2d_params {
     int64_t stride_h, stride_w;
     int64_t pad_top, pad_left;
     int n_threads;
+    int channels_first;             /* x, y, dx, dy are NCHW (sizes above stay
+                                       n, h, w, c) */
+    int count_include_pad;          /* average pooling: divide by pool_h * pool_w
+                                       instead of the window's real cells */
 } fc_pool2d_params;
+
+/* Upsampling by integer factors: input (n, h, w, c), output
+ * (n, h * size_h, w * size_w, c), NCHW when channels_first. */
+typedef struct fc_upsample_params {
+    int64_t n, h, w, c;
+    int64_t size_h, size_w;
+    int bilinear;                   /* 0: nearest (repeat), else bilinear */
+    int channels_first;
+    int n_threads;
+} fc_upsample_params;
 
 /* y = act(conv(x, kernel) + bias); bias may be NULL. */
 int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
@@ -88,12 +104,44 @@ int fc_conv2d_transpose(const fc_conv2d_params *p, const float *x, const float *
 int fc_conv2d_backward_kernel(const fc_conv2d_params *p, const float *dy,
                               const float *x, float *dkernel, float *dbias);
 
-/* Max pooling. Padded cells never win; a NaN in a window wins (and the first
- * NaN gets the gradient); otherwise the first maximum in row-major window
- * order gets the gradient. Overlapping windows accumulate. */
+/* Max pooling, NHWC or (p->channels_first) NCHW, the same results in both.
+ * Padded cells never win; a NaN in a window wins (and the first NaN gets the
+ * gradient); otherwise the first maximum in row-major window order gets the
+ * gradient. Overlapping windows accumulate, in row-major window order. */
 int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y);
 int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
                            const float *x, float *dx);
+
+/* Average pooling. A window's divisor is its number of real (non-padded)
+ * cells (Keras 'same'), or pool_h * pool_w with p->count_include_pad. The
+ * backward sends dy / divisor to every cell of the window; a cell gets the
+ * sum over the windows holding it, in row-major window order (0 where no
+ * window holds it). x is not needed. */
+int fc_avg_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y);
+int fc_avg_pool2d_backward(const fc_pool2d_params *p, const float *dy, float *dx);
+
+/* Global pooling over h and w: y and dy are (n, c) in either layout. Only
+ * p->n, h, w, c, channels_first and n_threads are read (the pool, stride,
+ * pad, out and count_include_pad fields are ignored). The average sums in
+ * float64, in a fixed order; the backward spreads dy / (h * w) over the
+ * image. The maximum follows max pooling's rules (a NaN wins, else the first
+ * maximum in row-major (h, w) order), and its backward sends dy to that one
+ * cell, 0 elsewhere. */
+int fc_global_avg_pool2d(const fc_pool2d_params *p, const float *x, float *y);
+int fc_global_avg_pool2d_backward(const fc_pool2d_params *p, const float *dy, float *dx);
+int fc_global_max_pool2d(const fc_pool2d_params *p, const float *x, float *y);
+int fc_global_max_pool2d_backward(const fc_pool2d_params *p, const float *dy, const float *x,
+                                  float *dx);
+
+/* Upsampling. Nearest repeats each cell size_h x size_w times (Keras
+ * UpSampling2D); bilinear is tf.image.resize's with half-pixel centres
+ * (= PyTorch's interpolate, align_corners=False): output index d reads the
+ * source coordinate (d + 0.5) / size - 0.5 clamped to [0, in - 1], from its
+ * floor and the next cell (the last cell alone at the edge), weights linear
+ * in the fraction; a whole coordinate reads one cell. The backward is the
+ * transpose (dx sums each dy cell times the weight it read dx with). */
+int fc_upsample2d_forward(const fc_upsample_params *p, const float *x, float *y);
+int fc_upsample2d_backward(const fc_upsample_params *p, const float *dy, float *dx);
 
 /* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
 int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
@@ -161,6 +209,15 @@ int fc_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const double *dy, c
 int fc_max_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y);
 int fc_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy, const double *x,
                                double *dx);
+int fc_avg_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y);
+int fc_avg_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy, double *dx);
+int fc_global_avg_pool2d_f64(const fc_pool2d_params *p, const double *x, double *y);
+int fc_global_avg_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy, double *dx);
+int fc_global_max_pool2d_f64(const fc_pool2d_params *p, const double *x, double *y);
+int fc_global_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy,
+                                      const double *x, double *dx);
+int fc_upsample2d_forward_f64(const fc_upsample_params *p, const double *x, double *y);
+int fc_upsample2d_backward_f64(const fc_upsample_params *p, const double *dy, double *dx);
 int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                          int n_threads);
 int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,

@@ -71,6 +71,15 @@ extern const fc_kernel_table_f64 fc_kernels_avx512_f64;
 const fc_kernel_table *fc_active_kernels(void);
 const fc_kernel_table_f64 *fc_active_kernels_f64(void);
 
+/* --- pooling family (pool2d.c, kernels_pool_impl.h) --- */
+
+/* What a pooling window reduces to: its max-pool winner, its mean, its sum. */
+enum { FC_POOL_MAX = 0, FC_POOL_AVG = 1, FC_POOL_SUM = 2 };
+
+/* Channels per work item of the NHWC pooling drivers (whole slabs of dx per
+ * thread), and the most a global_max kernel call takes. */
+#define FC_POOL_CHANNEL_BLOCK 64
+
 /* --- Winograd F(2x2, 3x3) (winograd.c) --- */
 
 /* Whether fc_conv2d_forward (backward = 0) or fc_conv2d_backward_input

@@ -72,11 +72,9 @@ typedef struct FCN(fc_dot_args) {
 typedef void (*FCN(fc_igemm_fn))(const FCN(fc_igemm_args) *);
 typedef void (*FCN(fc_wgrad_fn))(const FCN(fc_wgrad_args) *);
 
-/* Max pooling forward of output rows [r0, r1) (rows of n * out_h). */
-typedef void (*FCN(fc_maxpool_fwd_fn))(const fc_pool2d_params *p, const FC_T *x, FC_T *y,
-                                       int64_t r0, int64_t r1);
-/* Backward of output rows [r0, r1), channels [c0, c1); with `overlap`, adds
- * into dx (zeroed first), else stores each cell of each window. */
+/* NHWC max-pool backward of output rows [r0, r1), channels [c0, c1); with
+ * `overlap`, adds into dx (zeroed first), else stores each cell of each
+ * window. */
 typedef void (*FCN(fc_maxpool_bwd_fn))(const fc_pool2d_params *p, const FC_T *dy,
                                        const FC_T *x, FC_T *dx, int64_t r0, int64_t r1,
                                        int64_t c0, int64_t c1, int overlap);
@@ -163,6 +161,16 @@ typedef struct FCN(fc_dw_dots_args) {
     int64_t ntaps, len;
     FC_T *out, *db;
 } FCN(fc_dw_dots_args);
+/* One axis of bilinear upsampling (built by pool2d_impl.h). Forward: output
+ * index o reads in[lo[o]] * w0[o] + in[hi[o]] * w1[o], or in[lo[o]] alone
+ * when w1[o] == 0 (then hi[o] == lo[o]). Transpose: input index i is read by
+ * the outputs src[start[i] .. start[i + 1]), ascending, with weights wt. */
+typedef struct FCN(fc_lerp_axis) {
+    const int64_t *lo, *hi;
+    const FC_T *w0, *w1;
+    const int64_t *start, *src;
+    const FC_T *wt;
+} FCN(fc_lerp_axis);
 
 typedef struct FCN(fc_kernel_table) {
     const char *name;
@@ -174,7 +182,6 @@ typedef struct FCN(fc_kernel_table) {
     FCN(fc_wgrad_fn) wgrad[FC_MAX_MR + 1][FC_MAX_NV + 1][2];  /* [mr][nv][partial] */
     FCN(fc_igemm_fn) igemm_any;           /* run-time shaped, for empty slots */
     FCN(fc_wgrad_fn) wgrad_any;
-    FCN(fc_maxpool_fwd_fn) maxpool_fwd;
     FCN(fc_maxpool_bwd_fn) maxpool_bwd;
     /* out[0..c) = column sums of n rows of d, row stride ld (the bias gradient) */
     void (*colsum)(const FC_T *d, int64_t n, int64_t ld, int64_t c, FC_T *out);
@@ -220,4 +227,40 @@ typedef struct FCN(fc_kernel_table) {
     void (*bn_dx_runs)(const FC_T *dy, const FC_T *x, FC_T *dx, int64_t e0, int64_t e1,
                        int64_t inner, int64_t c, const FC_T *mean, const FC_T *dy_mean,
                        const FC_T *a, const FC_T *b);
+    /* --- pooling family (kernels_pool_impl.h); op is an FC_POOL_* --- */
+    /* window reduction of output rows [r0, r1): NHWC rows of n * out_h, NCHW
+     * rows of n * c * out_h (p->channels_first picks the layout) */
+    void (*pool_reduce)(const fc_pool2d_params *p, int op, const FC_T *x, FC_T *y, int64_t r0,
+                        int64_t r1);
+    /* NCHW max-pool backward of output rows [r0, r1) (rows of n * c * out_h);
+     * tiled (pool == stride): stores every cell of the rows the windows own,
+     * else adds into dx (zeroed by the caller) */
+    void (*maxpool_bwd_nchw)(const fc_pool2d_params *p, const FC_T *dy, const FC_T *x,
+                             FC_T *dx, int64_t r0, int64_t r1, int tiled);
+    /* average-pool backward of dx rows [r0, r1) (rows of n * h, or n * c * h
+     * for NCHW); rdiv: 1 / divisor per output cell, or NULL for rdiv1 for
+     * all; scratch: w + pad_left + pool_w values (NCHW only) */
+    void (*avgpool_bwd)(const fc_pool2d_params *p, const FC_T *dy, const FC_T *rdiv, FC_T rdiv1,
+                        FC_T *dx, int64_t r0, int64_t r1, FC_T *scratch);
+    /* best[ch - c0] = the max-pool winner of channel ch over `pixels` rows of
+     * c values (channels [c0, c1), at most FC_POOL_CHANNEL_BLOCK); where[ch -
+     * c0] its row, unless where is NULL */
+    void (*global_max)(const FC_T *x, int64_t pixels, int64_t c, int64_t c0, int64_t c1,
+                       FC_T *best, int64_t *where);
+    /* the max-pool winner's index in a contiguous run of len values (len >= 1) */
+    int64_t (*plane_argmax)(const FC_T *x, int64_t len);
+    /* acc[k] += x[r * ld + k] for rows r < rows in order, k < count; in float64 */
+    void (*global_sum)(const FC_T *x, int64_t rows, int64_t ld, int64_t count, double *acc);
+    /* the float64 sum of a contiguous run of len values, in a fixed order */
+    double (*plane_sum)(const FC_T *x, int64_t len);
+    /* upsampling forward of rows [r0, r1): nearest, input rows (n * h, or
+     * n * c * h); bilinear, output rows (n * out_h, or n * c * out_h) */
+    void (*upsample_fwd)(const fc_upsample_params *p, const FCN(fc_lerp_axis) *ax_h,
+                         const FCN(fc_lerp_axis) *ax_w, const FC_T *x, FC_T *y, int64_t r0,
+                         int64_t r1);
+    /* bilinear backward of dx rows [r0, r1) (n * h, or n * c * h); nearest
+     * backward is pool_reduce's FC_POOL_SUM */
+    void (*upsample_bwd)(const fc_upsample_params *p, const FCN(fc_lerp_axis) *ax_h,
+                         const FCN(fc_lerp_axis) *ax_w, const FC_T *dy, FC_T *dx, int64_t r0,
+                         int64_t r1);
 } FCN(fc_kernel_table);

@@ -57,6 +57,7 @@ static inline double fc_hsum256d(__m256d v)
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VADD(a, b) _mm256_add_ps((a), (b))
 #define VSUB(a, b) _mm256_sub_ps((a), (b))
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
 #define VSET1(f) _mm256_set1_ps(f)
 #define fc_cmp __m256
 #define VTAKE(v, m) \
@@ -117,6 +118,7 @@ static inline double fc_hsum256d(__m256d v)
     _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VADD(a, b) _mm256_add_pd((a), (b))
 #define VSUB(a, b) _mm256_sub_pd((a), (b))
+#define VMUL(a, b) _mm256_mul_pd((a), (b))
 #define VSET1(f) _mm256_set1_pd(f)
 #define fc_cmp __m256d
 #define VTAKE(v, m) \

@@ -42,6 +42,7 @@
 #define FC_MAKE_MASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define VADD(a, b) _mm512_add_ps((a), (b))
 #define VSUB(a, b) _mm512_sub_ps((a), (b))
+#define VMUL(a, b) _mm512_mul_ps((a), (b))
 #define VSET1(f) _mm512_set1_ps(f)
 #define fc_cmp __mmask16
 #define VTAKE(v, m) \
@@ -98,6 +99,7 @@
 #define FC_MAKE_MASK(n) ((__mmask8)((1u << (n)) - 1u))
 #define VADD(a, b) _mm512_add_pd((a), (b))
 #define VSUB(a, b) _mm512_sub_pd((a), (b))
+#define VMUL(a, b) _mm512_mul_pd((a), (b))
 #define VSET1(f) _mm512_set1_pd(f)
 #define fc_cmp __mmask8
 #define VTAKE(v, m) \

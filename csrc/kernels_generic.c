@@ -24,6 +24,7 @@
 #define FC_MAKE_MASK(n) (n)
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
 #define VSET1(f) (f)
 #define VTAKE(v, m) (((v) > (m)) | (((v) != (v)) & ((m) == (m))))
 #define VEQ(a, b) ((a) == (b))
@@ -59,7 +60,6 @@
         .wgrad_mr_max = {0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4}, \
         .igemm_any = FCN(igemm_any), \
         .wgrad_any = FCN(wgrad_any), \
-        .maxpool_fwd = FCN(maxpool_fwd_rows), \
         .maxpool_bwd = FCN(maxpool_bwd_rows), \
         .colsum = FCN(colsum_rows), \
         .dx_few = FCN(dx_few_rows), \
@@ -73,6 +73,15 @@
         .dw_wgrad = FCN(dw_wgrad), \
         .dw_rows = FCN(dw_rows), \
         .dw_dots = FCN(dw_dots), \
+        .pool_reduce = FCN(pool_reduce_rows), \
+        .maxpool_bwd_nchw = FCN(maxpool_bwd_nchw_rows), \
+        .avgpool_bwd = FCN(avgpool_bwd_rows), \
+        .global_max = FCN(global_max_rows), \
+        .plane_argmax = FCN(plane_argmax), \
+        .global_sum = FCN(global_sum_rows), \
+        .plane_sum = FCN(plane_sum), \
+        .upsample_fwd = FCN(upsample_fwd_rows), \
+        .upsample_bwd = FCN(upsample_bwd_rows), \
     };
 
 /* ---- float32 ---- */

@@ -13,6 +13,7 @@
  *   VBCAST(p) VFMA(a, b, c) VRELU(v)  broadcast *p, a * b + c, max(v, 0)
  *                                     (VRELU must keep NaN, like np.maximum)
  *   VADD(a, b) VSUB(a, b) VSET1(f)    a + b, a - b, f in every lane
+ *   VMUL(a, b)                        a * b
  *   FC_MAKE_MASK(n)                   mask of the first n lanes, 1 <= n <= FC_VL
  *   fc_cmp VTAKE(v, m) VEQ(a, b)      lane predicates: v > m or (v NaN and m
  *                                     not); a == b
@@ -375,128 +376,6 @@ static void FCN(colsum_rows)(const FC_T *d, int64_t n, int64_t ld, int64_t c, FC
     }
 }
 
-/* ---------------------------------------------------------------------------
- * Max pooling, channels in vectors. A cell replaces the running maximum when
- * it is larger, or when it is NaN and the maximum is not (VTAKE): the first
- * NaN sticks, and among equal values the earliest cell in row-major window
- * order wins. Padded cells are never visited.
- */
-#define FC_POOL_VECS 4
-
-/* Real cells of the window of output (oh, ow): rows [*h_lo, *h_hi), cols
- * [*w_lo, *w_hi). */
-#ifndef FC_POOL_WINDOW_DEFINED
-#define FC_POOL_WINDOW_DEFINED
-FC_ALWAYS_INLINE void pool_window(const fc_pool2d_params *p, int64_t oh, int64_t ow,
-                                  int64_t *h_lo, int64_t *h_hi, int64_t *w_lo, int64_t *w_hi)
-{
-    const int64_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-    *h_lo = h0 < 0 ? 0 : h0;
-    *h_hi = h0 + p->pool_h < p->h ? h0 + p->pool_h : p->h;
-    *w_lo = w0 < 0 ? 0 : w0;
-    *w_hi = w0 + p->pool_w < p->w ? w0 + p->pool_w : p->w;
-}
-#endif
-
-static void FCN(maxpool_fwd_rows)(const fc_pool2d_params *p, const FC_T *x, FC_T *y, int64_t r0,
-                             int64_t r1)
-{
-    const int64_t c = p->c;
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t img = r / p->out_h, oh = r - img * p->out_h;
-        const FC_T *image = x + img * p->h * p->w * c;
-        for (int64_t ow = 0; ow < p->out_w; ++ow) {
-            int64_t h_lo, h_hi, w_lo, w_hi;
-            pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
-            FC_T *out = y + (r * p->out_w + ow) * c;
-            for (int64_t c0 = 0; c0 < c; c0 += FC_POOL_VECS * FC_VL) {
-                const int64_t left = c - c0;
-                const int nv = left >= FC_POOL_VECS * FC_VL ? FC_POOL_VECS
-                                                            : (int)((left + FC_VL - 1) / FC_VL);
-                const int tail = left < (int64_t)nv * FC_VL;
-                const fc_mask mask = FC_MAKE_MASK(tail ? (int)(left % FC_VL) : FC_VL);
-                (void)mask;
-                fc_vec m[FC_POOL_VECS];
-                const FC_T *first = image + (h_lo * p->w + w_lo) * c + c0;
-                for (int v = 0; v < nv; ++v)
-                    m[v] = (tail && v == nv - 1) ? VLOAD_M(first + v * FC_VL, mask)
-                                                 : VLOAD(first + v * FC_VL);
-                for (int64_t ih = h_lo; ih < h_hi; ++ih)
-                    for (int64_t iw = (ih == h_lo ? w_lo + 1 : w_lo); iw < w_hi; ++iw) {
-                        const FC_T *src = image + (ih * p->w + iw) * c + c0;
-                        for (int v = 0; v < nv; ++v) {
-                            const fc_vec cell = (tail && v == nv - 1)
-                                                    ? VLOAD_M(src + v * FC_VL, mask)
-                                                    : VLOAD(src + v * FC_VL);
-                            m[v] = VSEL(VTAKE(cell, m[v]), m[v], cell);
-                        }
-                    }
-                for (int v = 0; v < nv; ++v) {
-                    if (tail && v == nv - 1)
-                        VSTORE_M(out + c0 + v * FC_VL, m[v], mask);
-                    else
-                        VSTORE(out + c0 + v * FC_VL, m[v]);
-                }
-            }
-        }
-    }
-}
-
-/*
- * Backward over output rows [r0, r1) and channels [c0, c1): each window's
- * winner per channel is found again (its cell number kept as a FC_T, exact
- * for any window size we accept), then every cell of the window gets dy where
- * it won. `overlap` = windows may share cells: add into dx (zeroed by the
- * caller); otherwise each cell belongs to one window and is stored directly.
- */
-static void FCN(maxpool_bwd_rows)(const fc_pool2d_params *p, const FC_T *dy, const FC_T *x,
-                             FC_T *dx, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                             int overlap)
-{
-    const int64_t c = p->c;
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t img = r / p->out_h, oh = r - img * p->out_h;
-        const size_t image_off = (size_t)(img * p->h * p->w * c);
-        for (int64_t ow = 0; ow < p->out_w; ++ow) {
-            int64_t h_lo, h_hi, w_lo, w_hi;
-            pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
-            const FC_T *g = dy + (r * p->out_w + ow) * c;
-            for (int64_t ch = c0; ch < c1; ch += FC_VL) {
-                const int tail = c1 - ch < FC_VL;
-                const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c1 - ch) : FC_VL);
-                (void)mask;
-                const FC_T *first = x + image_off + (h_lo * p->w + w_lo) * c + ch;
-                fc_vec best = tail ? VLOAD_M(first, mask) : VLOAD(first);
-                fc_vec winner = VZERO();
-                FC_T cell = 0;
-                for (int64_t ih = h_lo; ih < h_hi; ++ih)
-                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1) {
-                        if (ih == h_lo && iw == w_lo)
-                            continue;
-                        const FC_T *src = x + image_off + (ih * p->w + iw) * c + ch;
-                        const fc_vec v = tail ? VLOAD_M(src, mask) : VLOAD(src);
-                        const fc_cmp take = VTAKE(v, best);
-                        best = VSEL(take, best, v);
-                        winner = VSEL(take, winner, VSET1(cell));
-                    }
-                const fc_vec grad = tail ? VLOAD_M(g + ch, mask) : VLOAD(g + ch);
-                cell = 0;
-                for (int64_t ih = h_lo; ih < h_hi; ++ih)
-                    for (int64_t iw = w_lo; iw < w_hi; ++iw, cell += 1) {
-                        FC_T *d = dx + image_off + (ih * p->w + iw) * c + ch;
-                        fc_vec routed = VSEL(VEQ(winner, VSET1(cell)), VZERO(), grad);
-                        if (overlap)
-                            routed = VADD(routed, tail ? VLOAD_M(d, mask) : VLOAD(d));
-                        if (tail)
-                            VSTORE_M(d, routed, mask);
-                        else
-                            VSTORE(d, routed);
-                    }
-            }
-        }
-    }
-}
-
 #if !FC_IS_F64
 /* The rest is float32 only: the peak probe and Winograd (whose transforms
  * would lose too much accuracy to be worth a float64 variant). */
@@ -657,3 +536,6 @@ static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64
 
 #include "kernels_depthwise_impl.h"
 #include "kernels_batchnorm_impl.h"
+/* The pooling family (max, average and sum windows, global pooling,
+ * upsampling). */
+#include "kernels_pool_impl.h"

@@ -34,7 +34,6 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .wgrad = {FC_WGRAD_LIST(FC_WGRAD_SLOT)},
     .igemm_any = 0,
     .wgrad_any = 0,
-    .maxpool_fwd = FCN(maxpool_fwd_rows),
     .maxpool_bwd = FCN(maxpool_bwd_rows),
     .colsum = FCN(colsum_rows),
     .dx_few = FCN(dx_few_rows),
@@ -53,6 +52,15 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .dw_rows = FCN(dw_rows),
     .dw_dots = FCN(dw_dots),
     FC_BN_TABLE_ENTRIES
+    .pool_reduce = FCN(pool_reduce_rows),
+    .maxpool_bwd_nchw = FCN(maxpool_bwd_nchw_rows),
+    .avgpool_bwd = FCN(avgpool_bwd_rows),
+    .global_max = FCN(global_max_rows),
+    .plane_argmax = FCN(plane_argmax),
+    .global_sum = FCN(global_sum_rows),
+    .plane_sum = FCN(plane_sum),
+    .upsample_fwd = FCN(upsample_fwd_rows),
+    .upsample_bwd = FCN(upsample_bwd_rows),
 };
 
 #undef FC_DEFINE_IGEMM

@@ -24,6 +24,7 @@
 #undef FC_MAKE_MASK
 #undef VADD
 #undef VSUB
+#undef VMUL
 #undef VSET1
 #undef VTAKE
 #undef VEQ

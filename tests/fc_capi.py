@@ -28,7 +28,13 @@ class ConvParams(ctypes.Structure):
 class PoolParams(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int64) for name in (
         "n", "h", "w", "c", "pool_h", "pool_w", "out_h", "out_w", "stride_h", "stride_w",
-        "pad_top", "pad_left")] + [("n_threads", ctypes.c_int)]
+        "pad_top", "pad_left")] + [("n_threads", ctypes.c_int), ("channels_first", ctypes.c_int),
+                                   ("count_include_pad", ctypes.c_int)]
+
+
+class UpsampleParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in ("n", "h", "w", "c", "size_h", "size_w")] + [
+        ("bilinear", ctypes.c_int), ("channels_first", ctypes.c_int), ("n_threads", ctypes.c_int)]
 
 
 _FLOAT_P = ctypes.POINTER(ctypes.c_float)
@@ -57,6 +63,22 @@ def load() -> Optional[ctypes.CDLL]:
                               [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 3),
                              ("fc_depthwise_conv2d_backward_kernel",
                               [ctypes.POINTER(ConvParams)] + [_FLOAT_P] * 4),
+                             ("fc_avg_pool2d_forward",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
+                             ("fc_avg_pool2d_backward",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
+                             ("fc_global_avg_pool2d",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
+                             ("fc_global_avg_pool2d_backward",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
+                             ("fc_global_max_pool2d",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 2),
+                             ("fc_global_max_pool2d_backward",
+                              [ctypes.POINTER(PoolParams)] + [_FLOAT_P] * 3),
+                             ("fc_upsample2d_forward",
+                              [ctypes.POINTER(UpsampleParams)] + [_FLOAT_P] * 2),
+                             ("fc_upsample2d_backward",
+                              [ctypes.POINTER(UpsampleParams)] + [_FLOAT_P] * 2),
                              ("fc_set_simd", [ctypes.c_int]), ("fc_get_simd", [])):
             fn = getattr(lib, name)
             fn.argtypes = params

@@ -45,6 +45,15 @@ cdef extern from "fastconv.h" nogil:
         int64_t stride_h, stride_w
         int64_t pad_top, pad_left
         int n_threads
+        int channels_first
+        int count_include_pad
+
+    ctypedef struct fc_upsample_params:
+        int64_t n, h, w, c
+        int64_t size_h, size_w
+        int bilinear
+        int channels_first
+        int n_threads
 
     int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
                           const float *kernel, const float *bias, float *y)
@@ -110,6 +119,25 @@ cdef extern from "fastconv.h" nogil:
     int fc_batch_norm_backward_f64(const fc_norm_params *p, const double *dy, const double *x,
                                    const double *mean, const double *var, const double *gamma,
                                    double epsilon, double *dx, double *dgamma, double *dbeta)
+    int fc_avg_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y)
+    int fc_avg_pool2d_backward(const fc_pool2d_params *p, const float *dy, float *dx)
+    int fc_global_avg_pool2d(const fc_pool2d_params *p, const float *x, float *y)
+    int fc_global_avg_pool2d_backward(const fc_pool2d_params *p, const float *dy, float *dx)
+    int fc_global_max_pool2d(const fc_pool2d_params *p, const float *x, float *y)
+    int fc_global_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
+                                      const float *x, float *dx)
+    int fc_upsample2d_forward(const fc_upsample_params *p, const float *x, float *y)
+    int fc_upsample2d_backward(const fc_upsample_params *p, const float *dy, float *dx)
+    int fc_avg_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y)
+    int fc_avg_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy, double *dx)
+    int fc_global_avg_pool2d_f64(const fc_pool2d_params *p, const double *x, double *y)
+    int fc_global_avg_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy,
+                                          double *dx)
+    int fc_global_max_pool2d_f64(const fc_pool2d_params *p, const double *x, double *y)
+    int fc_global_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy,
+                                          const double *x, double *dx)
+    int fc_upsample2d_forward_f64(const fc_upsample_params *p, const double *x, double *y)
+    int fc_upsample2d_backward_f64(const fc_upsample_params *p, const double *dy, double *dx)
     int fc_set_winograd(int enabled)
     int fc_get_winograd()
     int fc_simd_supported(int simd)
@@ -163,12 +191,57 @@ cdef fc_conv2d_params _conv_params(tuple g, bint relu, int n_threads, int64_t gr
     return p
 
 
-cdef fc_pool2d_params _pool_params(tuple g, int n_threads):
+cdef fc_pool2d_params _pool_params(tuple g, int n_threads, bint channels_first=False,
+                                   bint count_include_pad=False):
+    # g's (n, h, w, c) are the NHWC-order sizes for either layout.
     cdef fc_pool2d_params p
     (p.n, p.h, p.w, p.c, p.pool_h, p.pool_w, _, p.out_h, p.out_w,
      p.stride_h, p.stride_w, _, _, p.pad_top, _, p.pad_left, _) = g[:17]
     p.n_threads = n_threads
+    p.channels_first = channels_first
+    p.count_include_pad = count_include_pad
     return p
+
+
+cdef fc_pool2d_params _global_params(tuple x_shape, bint channels_first, int n_threads):
+    # x_shape: the 4-D array's shape, (n, c, h, w) or (n, h, w, c); only n, h,
+    # w, c and the layout are read by the global kernels.
+    cdef fc_pool2d_params p
+    p.n = x_shape[0]
+    if channels_first:
+        p.c, p.h, p.w = x_shape[1], x_shape[2], x_shape[3]
+    else:
+        p.h, p.w, p.c = x_shape[1], x_shape[2], x_shape[3]
+    p.pool_h = p.pool_w = p.out_h = p.out_w = p.stride_h = p.stride_w = 1
+    p.pad_top = p.pad_left = 0
+    p.n_threads = n_threads
+    p.channels_first = channels_first
+    p.count_include_pad = 0
+    return p
+
+
+cdef fc_upsample_params _upsample_params(tuple x_shape, int size_h, int size_w, bint bilinear,
+                                         bint channels_first, int n_threads):
+    cdef fc_upsample_params p
+    p.n = x_shape[0]
+    if channels_first:
+        p.c, p.h, p.w = x_shape[1], x_shape[2], x_shape[3]
+    else:
+        p.h, p.w, p.c = x_shape[1], x_shape[2], x_shape[3]
+    p.size_h = size_h
+    p.size_w = size_w
+    p.bilinear = bilinear
+    p.channels_first = channels_first
+    p.n_threads = n_threads
+    return p
+
+
+cdef int _check_shape(tuple actual, tuple expected, str what) except -1:
+    # The bindings below take their sizes from one array; the other must match
+    # (the geometry-driven ones trust ops.py instead).
+    if actual != expected:
+        raise ValueError(f"{what} has shape {actual}, expected {expected}")
+    return 0
 
 
 # Each binding takes float32 or float64 arrays (one dtype per call: ops.py
@@ -250,8 +323,8 @@ def conv2d_backward_kernel(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
 
 
 def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
-                       tuple geometry, int n_threads):
-    cdef fc_pool2d_params p = _pool_params(geometry, n_threads)
+                       tuple geometry, int n_threads, bint channels_first=False):
+    cdef fc_pool2d_params p = _pool_params(geometry, n_threads, channels_first)
     cdef int status
     with nogil:
         if real is float:
@@ -262,8 +335,9 @@ def max_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
 
 
 def max_pool2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
-                        real[:, :, :, ::1] dx, tuple geometry, int n_threads):
-    cdef fc_pool2d_params p = _pool_params(geometry, n_threads)
+                        real[:, :, :, ::1] dx, tuple geometry, int n_threads,
+                        bint channels_first=False):
+    cdef fc_pool2d_params p = _pool_params(geometry, n_threads, channels_first)
     cdef int status
     with nogil:
         if real is float:
@@ -272,6 +346,131 @@ def max_pool2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
         else:
             status = fc_max_pool2d_backward_f64(&p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
                                                 &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def avg_pool2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, tuple geometry,
+                       bint count_include_pad, bint channels_first, int n_threads):
+    cdef fc_pool2d_params p = _pool_params(geometry, n_threads, channels_first,
+                                           count_include_pad)
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_avg_pool2d_forward(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+        else:
+            status = fc_avg_pool2d_forward_f64(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+    _check(status)
+
+
+def avg_pool2d_backward(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, tuple geometry,
+                        bint count_include_pad, bint channels_first, int n_threads):
+    cdef fc_pool2d_params p = _pool_params(geometry, n_threads, channels_first,
+                                           count_include_pad)
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_avg_pool2d_backward(&p, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0])
+        else:
+            status = fc_avg_pool2d_backward_f64(&p, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def global_avg_pool2d(const real[:, :, :, ::1] x, real[:, ::1] y, bint channels_first,
+                      int n_threads):
+    cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    cdef fc_pool2d_params p = _global_params(shape, channels_first, n_threads)
+    _check_shape((y.shape[0], y.shape[1]), (p.n, p.c), "y")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_global_avg_pool2d(&p, &x[0, 0, 0, 0], &y[0, 0])
+        else:
+            status = fc_global_avg_pool2d_f64(&p, &x[0, 0, 0, 0], &y[0, 0])
+    _check(status)
+
+
+def global_avg_pool2d_backward(const real[:, ::1] dy, real[:, :, :, ::1] dx,
+                               bint channels_first, int n_threads):
+    cdef tuple shape = (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3])
+    cdef fc_pool2d_params p = _global_params(shape, channels_first, n_threads)
+    _check_shape((dy.shape[0], dy.shape[1]), (p.n, p.c), "dy")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_global_avg_pool2d_backward(&p, &dy[0, 0], &dx[0, 0, 0, 0])
+        else:
+            status = fc_global_avg_pool2d_backward_f64(&p, &dy[0, 0], &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def global_max_pool2d(const real[:, :, :, ::1] x, real[:, ::1] y, bint channels_first,
+                      int n_threads):
+    cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    cdef fc_pool2d_params p = _global_params(shape, channels_first, n_threads)
+    _check_shape((y.shape[0], y.shape[1]), (p.n, p.c), "y")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_global_max_pool2d(&p, &x[0, 0, 0, 0], &y[0, 0])
+        else:
+            status = fc_global_max_pool2d_f64(&p, &x[0, 0, 0, 0], &y[0, 0])
+    _check(status)
+
+
+def global_max_pool2d_backward(const real[:, ::1] dy, const real[:, :, :, ::1] x,
+                               real[:, :, :, ::1] dx, bint channels_first, int n_threads):
+    cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    cdef fc_pool2d_params p = _global_params(shape, channels_first, n_threads)
+    _check_shape((dy.shape[0], dy.shape[1]), (p.n, p.c), "dy")
+    _check_shape((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), shape, "dx")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_global_max_pool2d_backward(&p, &dy[0, 0], &x[0, 0, 0, 0],
+                                                   &dx[0, 0, 0, 0])
+        else:
+            status = fc_global_max_pool2d_backward_f64(&p, &dy[0, 0], &x[0, 0, 0, 0],
+                                                       &dx[0, 0, 0, 0])
+    _check(status)
+
+
+cdef tuple _upsampled(tuple shape, int size_h, int size_w, bint channels_first):
+    if channels_first:
+        return (shape[0], shape[1], shape[2] * size_h, shape[3] * size_w)
+    return (shape[0], shape[1] * size_h, shape[2] * size_w, shape[3])
+
+
+def upsample2d_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int size_h,
+                       int size_w, bint bilinear, bint channels_first, int n_threads):
+    cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    cdef fc_upsample_params p = _upsample_params(shape, size_h, size_w, bilinear,
+                                                 channels_first, n_threads)
+    if size_h >= 1 and size_w >= 1:
+        _check_shape((y.shape[0], y.shape[1], y.shape[2], y.shape[3]),
+                     _upsampled(shape, size_h, size_w, channels_first), "y")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_upsample2d_forward(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+        else:
+            status = fc_upsample2d_forward_f64(&p, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+    _check(status)
+
+
+def upsample2d_backward(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, int size_h,
+                        int size_w, bint bilinear, bint channels_first, int n_threads):
+    cdef tuple shape = (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3])
+    cdef fc_upsample_params p = _upsample_params(shape, size_h, size_w, bilinear,
+                                                 channels_first, n_threads)
+    if size_h >= 1 and size_w >= 1:
+        _check_shape((dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]),
+                     _upsampled(shape, size_h, size_w, channels_first), "dy")
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_upsample2d_backward(&p, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0])
+        else:
+            status = fc_upsample2d_backward_f64(&p, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0])
     _check(status)
 
 
