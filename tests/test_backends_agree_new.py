@@ -226,17 +226,60 @@ def test_global_max_pool_runs_in_c(simd, rng, c_calls, keepdims):
     np.testing.assert_array_equal(
         fc.global_max_pool2d_backward(dy, x, keepdims=keepdims),
         numpy_backend(fc.global_max_pool2d_backward, dy, x, keepdims=keepdims))
-    assert c_calls == ["max_pool2d_forward", "max_pool2d_backward"]
+    assert c_calls == ["global_max_pool2d", "global_max_pool2d_backward"]
 
 
-def test_nchw_pooling_runs_the_reference(rng, c_calls):
-    x = f32(rng, (2, 3, 7, 6))
-    for fn, kw in ((fc.max_pool2d, dict(pool_size=3, strides=2, padding=1)),
-                   (fc.avg_pool2d, dict(pool_size=2, padding="same"))):
-        np.testing.assert_array_equal(fn(x, data_format="NCHW", **kw),
-                                      numpy_backend(fn, x, data_format="NCHW", **kw))
-    np.testing.assert_array_equal(fc.global_max_pool2d(x, data_format="NCHW"), x.max(axis=(2, 3)))
-    assert c_calls == []
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_nchw_pooling_and_resampling_run_in_c(simd, rng, c_calls, dtype):
+    x = np.round(rng.standard_normal((2, 3, 7, 6)) * 2).astype(dtype)
+    rtol = FWD_RTOL if dtype == np.float32 else 1e-12
+    cases = [(fc.max_pool2d, fc.max_pool2d_backward, dict(pool_size=3, strides=2, padding=1)),
+             (fc.avg_pool2d, fc.avg_pool2d_backward, dict(pool_size=2, padding="same")),
+             (fc.avg_pool2d, fc.avg_pool2d_backward,
+              dict(pool_size=3, strides=1, padding=1, count_include_pad=True))]
+    for fwd, bwd, kw in cases:
+        y = fwd(x, data_format="NCHW", **kw)
+        assert_close(y, numpy_backend(fwd, x, data_format="NCHW", **kw), rtol, fwd.__name__)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        assert_close(bwd(dy, x, data_format="NCHW", **kw),
+                     numpy_backend(bwd, dy, x, data_format="NCHW", **kw), rtol, bwd.__name__)
+    for fwd, bwd in ((fc.global_max_pool2d, fc.global_max_pool2d_backward),
+                     (fc.global_avg_pool2d, fc.global_avg_pool2d_backward)):
+        y = fwd(x, data_format="NCHW")
+        assert_close(y, numpy_backend(fwd, x, data_format="NCHW"), rtol, fwd.__name__)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        assert_close(bwd(dy, x, data_format="NCHW"),
+                     numpy_backend(bwd, dy, x, data_format="NCHW"), rtol, bwd.__name__)
+    for mode in ("nearest", "bilinear"):
+        y = fc.upsample2d(x, (2, 3), mode, data_format="NCHW")
+        assert_close(y, numpy_backend(fc.upsample2d, x, (2, 3), mode, data_format="NCHW"), rtol)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        assert_close(fc.upsample2d_backward(dy, (2, 3), mode, data_format="NCHW"),
+                     numpy_backend(fc.upsample2d_backward, dy, (2, 3), mode,
+                                   data_format="NCHW"), rtol)
+    assert "upsample2d_forward" in c_calls and "avg_pool2d_backward" in c_calls
+
+
+@pytest.mark.parametrize("cf", [False, True], ids=["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_batch_norm_runs_in_c(simd, rng, c_calls, dtype, cf):
+    x = (rng.standard_normal((3, 5, 6, 7)) * 3 + 10).astype(dtype)
+    gamma, beta = rng.standard_normal(5 if cf else 7).astype(dtype), None
+    fmt = "channels_first" if cf else "channels_last"
+    rtol = FWD_RTOL if dtype == np.float32 else 1e-12
+    for got, want in zip(fc.batch_norm_train(x, gamma, beta, activation="relu", data_format=fmt),
+                         numpy_backend(fc.batch_norm_train, x, gamma, beta, activation="relu",
+                                       data_format=fmt)):
+        assert_close(got, want, rtol, "train")
+    _, mean, var = fc.batch_norm_train(x, gamma, beta, data_format=fmt)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    agree(fc.batch_norm_backward(dy, x, gamma, mean, var, data_format=fmt),
+          numpy_backend(fc.batch_norm_backward, dy, x, gamma, mean, var, data_format=fmt),
+          10 * rtol, "backward")
+    assert_close(fc.batch_norm_inference(x, gamma, beta, mean, var, data_format=fmt),
+                 numpy_backend(fc.batch_norm_inference, x, gamma, beta, mean, var,
+                               data_format=fmt), rtol, "inference")
+    assert c_calls.count("batch_norm_apply") == 3 and "batch_norm_backward" in c_calls
 
 
 @pytest.mark.parametrize("backend", ["c", "numpy"])

@@ -16,8 +16,9 @@ PyTorch's behaviour is an argument away: explicit pads, ``kernel_format='OIHW'``
 ``count_include_pad=True``, ``batch_norm_update_moving(count=...)``. Each
 docstring says where the two differ.
 
-The ``'c'`` backend runs the compiled kernels where they exist and the NumPy
-reference elsewhere: each such line says ``# C kernel pending: <what>``.
+The ``'c'`` backend runs every op in the compiled kernels (the moving-average
+update of batch normalization, a few operations on per-channel vectors, runs
+NumPy's on both).
 """
 from __future__ import annotations
 
@@ -895,10 +896,8 @@ def _pool_geometry(x: np.ndarray, pool_size: object, strides: object, padding: o
 def _max_pool_forward(backend: str, x: np.ndarray, g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d(x, g)
-    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
-        return reference.max_pool2d(x, g)  # C kernel pending: max pool NCHW, > 2**24 cells
     y = _memory.empty(_act_shape(g, "out"), x.dtype)
-    _kernels.max_pool2d_forward(x, y, tuple(g)[:17], _threads_arg())
+    _kernels.max_pool2d_forward(x, y, tuple(g)[:17], _threads_arg(), g.channels_first)
     return y
 
 
@@ -906,10 +905,28 @@ def _max_pool_backward(backend: str, dy: np.ndarray, x: np.ndarray,
                        g: ConvGeometry) -> np.ndarray:
     if backend == "numpy" or _is_empty(g):
         return reference.max_pool2d_backward(dy, x, g)
-    if g.channels_first or g.kh * g.kw > _C_MAX_POOL_WINDOW:  # (windows: global pools)
-        return reference.max_pool2d_backward(dy, x, g)  # C kernel pending: max pool dx, ditto
     dx = _memory.empty(x.shape, x.dtype)
-    _kernels.max_pool2d_backward(dy, x, dx, tuple(g)[:17], _threads_arg())
+    _kernels.max_pool2d_backward(dy, x, dx, tuple(g)[:17], _threads_arg(), g.channels_first)
+    return dx
+
+
+def _avg_pool_forward(backend: str, x: np.ndarray, g: ConvGeometry,
+                      include_pad: bool) -> np.ndarray:
+    if backend == "numpy" or _is_empty(g):
+        return reference.avg_pool2d(x, g, include_pad)
+    y = _memory.empty(_act_shape(g, "out"), x.dtype)
+    _kernels.avg_pool2d_forward(x, y, tuple(g)[:17], include_pad, g.channels_first,
+                                _threads_arg())
+    return y
+
+
+def _avg_pool_backward(backend: str, dy: np.ndarray, g: ConvGeometry,
+                       include_pad: bool) -> np.ndarray:
+    if backend == "numpy" or _is_empty(g):
+        return reference.avg_pool2d_backward(dy, g, include_pad)
+    dx = _memory.empty(_act_shape(g, "in"), dy.dtype)
+    _kernels.avg_pool2d_backward(dy, dx, tuple(g)[:17], include_pad, g.channels_first,
+                                 _threads_arg())
     return dx
 
 
@@ -977,7 +994,7 @@ def avg_pool2d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPa
     include = _flag(count_include_pad, "count_include_pad")
     x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
     g = _pool_geometry(x, pool_size, strides, padding, backend, cf)
-    return reference.avg_pool2d(x, g, include)  # C kernel pending: avg_pool2d
+    return _avg_pool_forward(backend, x, g, include)
 
 
 def avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
@@ -995,7 +1012,7 @@ def avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
     _same_dtype(("x", x), ("dy", dy))
     g = _pool_geometry(x, pool_size, strides, padding, backend, cf)
     _check_dy(dy, _act_shape(g, "out"))
-    return reference.avg_pool2d_backward(dy, g, include)  # C kernel pending: avg_pool2d backward
+    return _avg_pool_backward(backend, dy, g, include)
 
 
 _fill_doc(max_pool2d, padding=_POOL_PADDING_DOC)
@@ -1047,9 +1064,8 @@ def avg_pool1d(x: ArrayLike, pool_size: IntOrPair = 2, strides: Optional[IntOrPa
                data_format: str = "channels_last") -> np.ndarray:
     """1-D average pooling: :func:`avg_pool2d` over a height of 1."""
     include = _flag(count_include_pad, "count_include_pad")
-    _, x, _, g = _pool1d_args(x, None, pool_size, strides, padding, data_format, False)
-    x4 = x.reshape(_act_shape(g, "in"))
-    y = reference.avg_pool2d(x4, g, include)  # C kernel pending: avg_pool1d
+    backend, x, _, g = _pool1d_args(x, None, pool_size, strides, padding, data_format, False)
+    y = _avg_pool_forward(backend, x.reshape(_act_shape(g, "in")), g, include)
     return y.reshape(_squeeze_h(y.shape, g.channels_first))
 
 
@@ -1059,9 +1075,9 @@ def avg_pool1d_backward(dy: ArrayLike, x: ArrayLike, pool_size: IntOrPair = 2,
                         data_format: str = "channels_last") -> np.ndarray:
     """Gradient of :func:`avg_pool1d`."""
     include = _flag(count_include_pad, "count_include_pad")
-    _, x, dy4, g = _pool1d_args(x, dy, pool_size, strides, padding, data_format, False)
+    backend, x, dy4, g = _pool1d_args(x, dy, pool_size, strides, padding, data_format, False)
     assert dy4 is not None
-    dx = reference.avg_pool2d_backward(dy4, g, include)  # C kernel pending: avg_pool1d backward
+    dx = _avg_pool_backward(backend, dy4, g, include)
     return dx.reshape(x.shape)
 
 
@@ -1096,9 +1112,13 @@ def global_avg_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
                       keepdims: bool = False) -> np.ndarray:
     """Mean over height and width: (batch, channels), or (batch, 1, 1, channels) /
     (batch, channels, 1, 1) with ``keepdims`` (Keras' GlobalAveragePooling2D)."""
-    _, x, g, keep = _global_args(x, data_format, keepdims)
+    backend, x, g, keep = _global_args(x, data_format, keepdims)
     cf = g.channels_first
-    return reference.global_avg_pool2d(x, cf, keep)  # C kernel pending: global_avg_pool2d
+    if backend == "numpy" or _is_empty(g):
+        return reference.global_avg_pool2d(x, cf, keep)
+    y = _memory.empty((g.n, g.c_out), x.dtype)
+    _kernels.global_avg_pool2d(x, y, cf, _threads_arg())
+    return y.reshape(_act_shape(g, "out")) if keep else y
 
 
 def global_avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str = "channels_last",
@@ -1107,7 +1127,11 @@ def global_avg_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str 
     backend, x, g, keep = _global_args(x, data_format, keepdims)
     dy4 = _global_dy(dy, g, keep, backend, x)
     shape, cf = x.shape, g.channels_first
-    return reference.global_avg_pool2d_backward(dy4, shape, cf)  # C kernel pending: global avg dx
+    if backend == "numpy" or _is_empty(g):
+        return reference.global_avg_pool2d_backward(dy4, shape, cf)
+    dx = _memory.empty(shape, x.dtype)
+    _kernels.global_avg_pool2d_backward(dy4.reshape(g.n, g.c_out), dx, cf, _threads_arg())
+    return dx
 
 
 def global_max_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
@@ -1116,8 +1140,12 @@ def global_max_pool2d(x: ArrayLike, *, data_format: str = "channels_last",
     channels), or keeping the spatial axes with ``keepdims``. One max-pool
     window covering the image."""
     backend, x, g, keep = _global_args(x, data_format, keepdims)
-    y = _max_pool_forward(backend, x, g)
-    return y if keep else y.reshape(g.n, g.c_out)
+    if backend == "numpy" or _is_empty(g):
+        y = reference.max_pool2d(x, g)
+        return y if keep else y.reshape(g.n, g.c_out)
+    y = _memory.empty((g.n, g.c_out), x.dtype)
+    _kernels.global_max_pool2d(x, y, g.channels_first, _threads_arg())
+    return y.reshape(_act_shape(g, "out")) if keep else y
 
 
 def global_max_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str = "channels_last",
@@ -1126,7 +1154,12 @@ def global_max_pool2d_backward(dy: ArrayLike, x: ArrayLike, *, data_format: str 
     (height, width) order, the first NaN if there is one (as max_pool2d)."""
     backend, x, g, keep = _global_args(x, data_format, keepdims)
     dy4 = _global_dy(dy, g, keep, backend, x)
-    return _max_pool_backward(backend, dy4, x, g)
+    if backend == "numpy" or _is_empty(g):
+        return reference.max_pool2d_backward(dy4, x, g)
+    dx = _memory.empty(x.shape, x.dtype)
+    _kernels.global_max_pool2d_backward(dy4.reshape(g.n, g.c_out), x, dx, g.channels_first,
+                                        _threads_arg())
+    return dx
 
 
 # ---------------------------------------------------------------------------
@@ -1176,6 +1209,16 @@ def _optional_vector(value: object, name: str, channels: int,
     return None if value is None else _channel_vector(value, name, channels, backend)
 
 
+def _norm_dims(x: np.ndarray, channels_first: bool) -> Tuple[int, int, int]:
+    """``x`` seen as (outer, channels, inner), the statistics taken per channel
+    over outer and inner: channels last (outer = all but the channel axis,
+    inner = 1) or first (outer = batch, inner = the spatial axes)."""
+    if channels_first:
+        return x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
+    c = x.shape[-1]
+    return x.size // c, c, 1
+
+
 def _epsilon(value: object) -> float:
     eps = _finite_number(value, "epsilon")
     if eps <= 0:
@@ -1222,7 +1265,16 @@ def batch_norm_train(x: ArrayLike, gamma: Optional[ArrayLike] = None,
     beta = _optional_vector(beta, "beta", channels, backend)
     eps = _epsilon(epsilon)
     _same_dtype(("x", x), ("gamma", gamma), ("beta", beta))
-    return reference.batch_norm_train(x, gamma, beta, eps, relu, cf)  # C kernel pending: BN train
+    if backend == "numpy" or channels == 0:
+        return reference.batch_norm_train(x, gamma, beta, eps, relu, cf)
+    outer, c, inner = _norm_dims(x, cf)
+    flat, threads = x.reshape(-1), _threads_arg()
+    mean, var = _memory.empty((c,), x.dtype), _memory.empty((c,), x.dtype)
+    _kernels.batch_norm_stats(flat, mean, var, outer, c, inner, threads)
+    y = _memory.empty(x.shape, x.dtype)
+    _kernels.batch_norm_apply(flat, mean, var, gamma, beta, eps, relu, y.reshape(-1), outer, c,
+                              inner, threads)
+    return y, mean, var
 
 
 def batch_norm_backward(dy: ArrayLike, x: ArrayLike, gamma: Optional[ArrayLike],
@@ -1252,8 +1304,15 @@ def batch_norm_backward(dy: ArrayLike, x: ArrayLike, gamma: Optional[ArrayLike],
     var = _channel_vector(var, "var", channels, backend)
     eps = _epsilon(epsilon)
     _same_dtype(("x", x), ("dy", dy), ("gamma", gamma), ("mean", mean), ("var", var))
-    return reference.batch_norm_backward(  # C kernel pending: batch_norm_backward
-        dy, x, gamma, mean, var, eps, cf, want_dx)
+    if backend == "numpy" or channels == 0:
+        return reference.batch_norm_backward(dy, x, gamma, mean, var, eps, cf, want_dx)
+    outer, c, inner = _norm_dims(x, cf)
+    dx = _memory.empty(x.shape, x.dtype) if want_dx else None
+    dgamma, dbeta = _memory.empty((c,), x.dtype), _memory.empty((c,), x.dtype)
+    _kernels.batch_norm_backward(dy.reshape(-1), x.reshape(-1), mean, var, gamma, eps,
+                                 None if dx is None else dx.reshape(-1), dgamma, dbeta, outer,
+                                 c, inner, _threads_arg())
+    return dx, dgamma, dbeta
 
 
 def batch_norm_inference(x: ArrayLike, gamma: Optional[ArrayLike], beta: Optional[ArrayLike],
@@ -1273,8 +1332,13 @@ def batch_norm_inference(x: ArrayLike, gamma: Optional[ArrayLike], beta: Optiona
     eps = _epsilon(epsilon)
     _same_dtype(("x", x), ("gamma", gamma), ("beta", beta), ("moving_mean", mm),
                 ("moving_var", mv))
-    return reference.batch_norm_inference(  # C kernel pending: batch_norm_inference
-        x, gamma, beta, mm, mv, eps, relu, cf)
+    if backend == "numpy" or channels == 0:
+        return reference.batch_norm_inference(x, gamma, beta, mm, mv, eps, relu, cf)
+    outer, c, inner = _norm_dims(x, cf)
+    y = _memory.empty(x.shape, x.dtype)
+    _kernels.batch_norm_apply(x.reshape(-1), mm, mv, gamma, beta, eps, relu, y.reshape(-1),
+                              outer, c, inner, _threads_arg())
+    return y
 
 
 def batch_norm_update_moving(moving_mean: np.ndarray, moving_var: np.ndarray, mean: ArrayLike,
@@ -1348,8 +1412,8 @@ def batch_norm_update_moving(moving_mean: np.ndarray, moving_var: np.ndarray, me
         if count < 2:
             raise ValueError(f"`count` must be an integer >= 2 (the values per channel; the "
                              f"unbiased variance divides by count - 1), got {count}")
-    reference.batch_norm_update_moving(  # C kernel pending: batch_norm_update_moving
-        moving_mean, moving_var, stats[0], stats[1], m, count)
+    # A few vector operations over (channels,): NumPy's, on both backends.
+    reference.batch_norm_update_moving(moving_mean, moving_var, stats[0], stats[1], m, count)
 
 
 # ---------------------------------------------------------------------------
@@ -1396,7 +1460,12 @@ def upsample2d(x: ArrayLike, size: IntOrPair = 2, interpolation: str = "nearest"
     s, mode, cf = _upsample_args(size, interpolation, data_format)
     x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
     _check_spatial(x, "x", cf)
-    return reference.upsample2d(x, s, mode, cf)  # C kernel pending: upsample2d
+    if backend == "numpy" or x.size == 0:
+        return reference.upsample2d(x, s, mode, cf)
+    n, h, w, c = (x.shape[0], x.shape[2], x.shape[3], x.shape[1]) if cf else x.shape
+    y = _memory.empty((n, c, h * s[0], w * s[1]) if cf else (n, h * s[0], w * s[1], c), x.dtype)
+    _kernels.upsample2d_forward(x, y, s[0], s[1], mode == "bilinear", cf, _threads_arg())
+    return y
 
 
 def upsample2d_backward(dy: ArrayLike, size: IntOrPair = 2, interpolation: str = "nearest", *,
@@ -1412,7 +1481,13 @@ def upsample2d_backward(dy: ArrayLike, size: IntOrPair = 2, interpolation: str =
             name = ("height", "width")[axis]
             raise ValueError(f"`dy` must have a {name} that is a positive multiple of "
                              f"`size`[{axis}] = {k}, got shape {dy.shape}")
-    return reference.upsample2d_backward(dy, s, mode, cf)  # C kernel pending: upsample2d backward
+    if backend == "numpy" or dy.size == 0:
+        return reference.upsample2d_backward(dy, s, mode, cf)
+    n, c = dy.shape[0], dy.shape[1 if cf else 3]
+    h, w = spatial[0] // s[0], spatial[1] // s[1]
+    dx = _memory.empty((n, c, h, w) if cf else (n, h, w, c), dy.dtype)
+    _kernels.upsample2d_backward(dy, dx, s[0], s[1], mode == "bilinear", cf, _threads_arg())
+    return dx
 
 
 # ---------------------------------------------------------------------------
