@@ -1,0 +1,88 @@
+"""Every op of the functional API gives bitwise identical results for 1, 2,
+3 and 16 threads, in both layouts and both dtypes: forward ops because each
+output is one thread's fixed-order sum, reductions (weight gradients, batch
+statistics, global pooling) because they run over fixed chunks added in a
+fixed order."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+
+THREAD_COUNTS = (1, 2, 3, 16)
+
+
+def _nchw(a, cf):
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if cf else a
+
+
+def _ops(rng, dtype, cf):
+    """(name, call) pairs over inputs large enough to run on every thread."""
+    fmt = dict(data_format="channels_first" if cf else "channels_last")
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
+    x = _nchw(r(8, 24, 22, 16), cf)
+    k = r(3, 3, 16, 24)
+    k_g = r(3, 3, 4, 24)
+    k_dw = r(3, 3, 1, 32)
+    kf = dict(kernel_format="HWIO", **fmt)
+    y_shape = fc.conv2d(x, k, padding="same", **kf).shape
+    dy = r(*y_shape)
+    dy_s2 = r(*fc.conv2d(x, k, strides=2, padding="same", **kf).shape)
+    dy_g = r(*fc.conv2d(x, k_g, padding=1, groups=4, **kf).shape)
+    dy_dw = r(*fc.conv2d(x, k_dw, padding="same", groups=16, **kf).shape)
+    kt = r(3, 3, 8, 16)                        # transposed: 16 -> 8 channels, stride 2
+    yt = fc.conv2d_transpose(x, kt, strides=2, padding="same", **kf)
+    dyt = r(*yt.shape)
+    pool_dy = r(*fc.max_pool2d(x, 3, 2, "same", **fmt).shape)
+    avg_dy = r(*fc.avg_pool2d(x, 2, **fmt).shape)
+    up_dy = r(*fc.upsample2d(x, 2, "bilinear", **fmt).shape)
+    gap_dy = r(8, 16)
+    gamma, beta = r(16), r(16)
+    _, mean, var = fc.batch_norm_train(x, gamma, beta, **fmt)
+    dense_x, dense_k, dense_dy = r(64, 900), r(900, 70), r(64, 70)
+    return [
+        ("conv2d", lambda: fc.conv2d(x, k, None, 1, "same", activation="relu", **kf)),
+        ("conv2d_backward", lambda: fc.conv2d_backward(dy, x, k, 1, "same", **kf)),
+        ("conv2d s2 backward", lambda: fc.conv2d_backward(dy_s2, x, k, 2, "same", **kf)),
+        ("grouped backward", lambda: fc.conv2d_backward(dy_g, x, k_g, 1, 1, groups=4, **kf)),
+        ("depthwise backward",
+         lambda: fc.conv2d_backward(dy_dw, x, k_dw, 1, "same", groups=16, **kf)),
+        ("conv2d_transpose", lambda: fc.conv2d_transpose(x, kt, None, 2, "same", **kf)),
+        ("conv2d_transpose_backward",
+         lambda: fc.conv2d_transpose_backward(dyt, x, kt, 2, "same", **kf)),
+        ("max_pool2d", lambda: fc.max_pool2d(x, 3, 2, "same", **fmt)),
+        ("max_pool2d_backward", lambda: fc.max_pool2d_backward(pool_dy, x, 3, 2, "same", **fmt)),
+        ("avg_pool2d", lambda: fc.avg_pool2d(x, 2, **fmt)),
+        ("avg_pool2d_backward", lambda: fc.avg_pool2d_backward(avg_dy, x, 2, **fmt)),
+        ("global_avg_pool2d", lambda: fc.global_avg_pool2d(x, **fmt)),
+        ("global_avg_pool2d_backward", lambda: fc.global_avg_pool2d_backward(gap_dy, x, **fmt)),
+        ("global_max_pool2d", lambda: fc.global_max_pool2d(x, **fmt)),
+        ("global_max_pool2d_backward", lambda: fc.global_max_pool2d_backward(gap_dy, x, **fmt)),
+        ("upsample2d", lambda: fc.upsample2d(x, 2, "bilinear", **fmt)),
+        ("upsample2d_backward", lambda: fc.upsample2d_backward(up_dy, 2, "bilinear", **fmt)),
+        ("batch_norm_train", lambda: fc.batch_norm_train(x, gamma, beta, **fmt)),
+        ("batch_norm_backward",
+         lambda: fc.batch_norm_backward(dy_dw[:, :16] if cf else dy_dw[..., :16], x, gamma,
+                                        mean, var, **fmt)),
+        ("dense_backward", lambda: fc.dense_backward(dense_dy, dense_x, dense_k)),
+    ]
+
+
+def _flat(result):
+    return [a for a in (result if isinstance(result, tuple) else (result,)) if a is not None]
+
+
+@pytest.mark.parametrize("cf", [False, True], ids=["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_every_op_bitwise_identical_for_any_thread_count(rng, dtype, cf):
+    ops = _ops(rng, dtype, cf)
+    results = {}
+    for n in THREAD_COUNTS:
+        fc.set_num_threads(n)
+        results[n] = [_flat(call()) for _, call in ops]
+    for (name, _), ref, *others in zip(ops, results[1], *(results[n] for n in THREAD_COUNTS[1:])):
+        for n, other in zip(THREAD_COUNTS[1:], others):
+            for a, b in zip(ref, other):
+                assert a.dtype == dtype
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}: {n} threads vs 1")
