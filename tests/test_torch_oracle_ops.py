@@ -1,4 +1,4 @@
-"""The NumPy backend against PyTorch (CPU, float64) on hypothesis grids, for
+"""Both backends against PyTorch (CPU, float64) on hypothesis grids, for
 the ops of the "layers real CNNs use" set: grouped/depthwise convolutions with
 explicit or TensorFlow pads, transposed convolutions, average and max pooling
 with pads, batch normalization, interpolation and global pooling, in NCHW and
@@ -27,9 +27,10 @@ EXAMPLES = settings(max_examples=40, deadline=None)
 FEW_EXAMPLES = settings(max_examples=25, deadline=None)
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with fc.use_backend("numpy"):
+@pytest.fixture(autouse=True, params=["numpy", "c"])
+def _backend(request):
+    """Every test runs on the NumPy reference and on the C kernels (float64)."""
+    with fc.use_backend(request.param):
         yield
 
 
