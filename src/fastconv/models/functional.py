@@ -17,7 +17,7 @@ import numpy as np
 from .. import backend
 from .. import summary as summary_module
 from .._memory import with_cached_allocations
-from ..layers.base import InputSpec, Layer, Node, Variable, as_input_array, \
+from ..layers.base import ArrayOrList, InputSpec, Layer, Node, Variable, as_input_array, \
     assert_input_compatibility, set_weight_values
 from ..layers.keras_tensor import KerasTensor, shape_tuple
 from . import saving
@@ -25,8 +25,6 @@ from .graph import Graph, Tape, as_list
 from .training import TrainingMixin
 
 __all__ = ["Model"]
-
-ArrayOrList = Union[np.ndarray, List[np.ndarray]]
 
 
 def _describe_shape(value: Any) -> str:

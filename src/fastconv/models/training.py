@@ -22,7 +22,7 @@ interrupted ``fit`` leaves the model as it was after its last whole step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,12 +33,11 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from .._memory import with_cached_allocations
+from ..layers.base import ArrayOrList
 from ..layers.keras_tensor import shape_tuple
 from . import training_utils
 
 __all__ = ["TrainingMixin"]
-
-ArrayOrList = Union[np.ndarray, List[np.ndarray]]
 
 
 class _Compiled:
