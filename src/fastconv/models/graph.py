@@ -1,7 +1,7 @@
 """The functional graph: mapping it, running it forward, and back through its tape.
 
-Calling layers on symbolic tensors records :class:`~fastconv.layers.Node`\\ s
-(Keras' functional API). :class:`Graph` walks them back from a model's
+Calling layers on symbolic tensors records nodes (:class:`~fastconv.layers.Node`,
+Keras' functional API). :class:`Graph` walks them back from a model's
 outputs once, checks the wiring (cycles, disconnected inputs, duplicate
 names), orders the nodes, and then runs them on arrays:
 
