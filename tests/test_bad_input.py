@@ -21,7 +21,7 @@ import pytest
 
 import fastconv as fc
 from fastconv import backend as fc_backend
-from fastconv import models as fc_models
+from fastconv.models import saving as fc_saving
 from fastconv.layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
 from fastconv.models import Model, Sequential
 from reliability import SANITIZED, result_lines, run_python
@@ -965,14 +965,14 @@ def _rewrite_npz(path, edit):
 
 def _meta_edit(change):
     def edit(arrays):
-        meta = json.loads(str(arrays[fc_models._META_KEY][()]))
+        meta = json.loads(str(arrays[fc_saving._META_KEY][()]))
         change(meta)
-        arrays[fc_models._META_KEY] = np.array(json.dumps(meta))
+        arrays[fc_saving._META_KEY] = np.array(json.dumps(meta))
     return edit
 
 
 BAD_FILES = {
-    "meta_not_json": lambda a: a.__setitem__(fc_models._META_KEY, np.array("{not json")),
+    "meta_not_json": lambda a: a.__setitem__(fc_saving._META_KEY, np.array("{not json")),
     "meta_wrong_format": _meta_edit(lambda m: m.__setitem__("format", "other")),
     "meta_no_layers": _meta_edit(lambda m: m.pop("layers")),
     "meta_layers_not_list": _meta_edit(lambda m: m.__setitem__("layers", 3)),
@@ -984,7 +984,7 @@ BAD_FILES = {
     "array_strings": lambda a: a.__setitem__("w1", a["w1"].astype("U8")),
     "array_wrong_shape": lambda a: a.__setitem__("w0", a["w0"].ravel()),
     "array_deleted": lambda a: a.pop("w3"),
-    "meta_deleted": lambda a: a.pop(fc_models._META_KEY),
+    "meta_deleted": lambda a: a.pop(fc_saving._META_KEY),
 }
 
 

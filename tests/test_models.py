@@ -149,6 +149,15 @@ def test_functional_layers_and_graph_errors():
     assert model.input_shape == (None, 4) and model.output_shape == (None, 3)
 
 
+def test_a_layer_called_on_a_model_is_told_what_to_call_it_on():
+    inputs = Input((4,))
+    model = Model(inputs=inputs, outputs=Dense(3)(inputs))
+    with pytest.raises(TypeError, match="Model model is not an array: call layers on tensors"):
+        Dense(2)(model)
+    with pytest.raises(TypeError, match="is not an array"):
+        np.asarray(model)
+
+
 def test_sequential_add_pop_and_input_naming():
     model = Sequential(name="stack")
     model.add(Dense(8, activation="relu", input_shape=(4,)))

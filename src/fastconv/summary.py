@@ -21,24 +21,55 @@ One MAC is two FLOPs. ``?`` marks a layer whose spatial size is unknown.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .models import Model
-
-__all__ = ["print_summary", "summary_lines", "is_sequential_like", "MACS_COLUMN_WIDTH"]
+__all__ = ["print_summary", "summary_lines", "is_sequential_like", "MACS_COLUMN_WIDTH",
+           "NOT_BUILT_MESSAGE", "SummarizedModel"]
 
 # Width of the optional MACs column ("12,460,032" needs 10, plus breathing room).
 MACS_COLUMN_WIDTH = 15
 
-_NOT_BUILT = ("This model has not yet been built. Build the model first by calling `build()` "
-              "or calling `fit()` with some data, or specify an `input_shape` argument in the "
-              "first layer(s) for automatic build.")
+# TF 2.4's summary() raises this for a model without a graph yet; fastconv's
+# models raise it from every method that needs one.
+NOT_BUILT_MESSAGE = ("This model has not yet been built. Build the model first by calling "
+                     "`build()` or calling `fit()` with some data, or specify an `input_shape` "
+                     "argument in the first layer(s) for automatic build.")
 
 
-def is_sequential_like(model: "Model") -> bool:
+class SummarizedModel(Protocol):
+    """What the summary reads from a model (:class:`fastconv.models.Model` has it).
+
+    The layers and nodes are :class:`fastconv.layers.Layer` and
+    :class:`fastconv.layers.Node`: the table reads a layer's ``name``,
+    ``output_shape``, ``count_params()``, ``count_macs(...)`` and
+    ``_inbound_nodes``, and a node's ``inbound``, ``is_input``,
+    ``iterate_inbound()`` and shapes. This module imports neither models nor
+    layers, so both may use it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def built(self) -> bool: ...
+
+    @property
+    def layers(self) -> List[Any]: ...
+
+    @property
+    def _nodes_by_depth(self) -> Dict[int, List[Any]]: ...
+
+    @property
+    def trainable_weights(self) -> List[Any]: ...
+
+    @property
+    def non_trainable_weights(self) -> List[Any]: ...
+
+
+def is_sequential_like(model: SummarizedModel) -> bool:
     """TF 2.4's test: a Sequential, or a graph with one single-input node per
     depth and no layer called twice."""
+    # By class name, as TF 2.4 does (and without importing the models).
     if type(model).__name__ == "Sequential":
         return True
     nodes = []
@@ -78,14 +109,14 @@ def _layer_macs(layer, network_node_ids) -> Optional[int]:
     return total
 
 
-def summary_lines(model: "Model", line_length: Optional[int] = None,
+def summary_lines(model: SummarizedModel, line_length: Optional[int] = None,
                   positions: Optional[Sequence[float]] = None,
                   show_macs: bool = False) -> List[str]:
     """The summary as a list of lines (no newlines).
 
     Parameters
     ----------
-    model : Model
+    model : SummarizedModel
     line_length : int, optional
         Total width; default 65 (sequential-like) or 98 (graph).
     positions : sequence of float, optional
@@ -96,7 +127,7 @@ def summary_lines(model: "Model", line_length: Optional[int] = None,
         Add the MACs column and total (see the module docstring).
     """
     if not model.built:
-        raise ValueError(_NOT_BUILT)
+        raise ValueError(NOT_BUILT_MESSAGE)
     sequential_like = is_sequential_like(model)
     if sequential_like:
         line_length = line_length or 65
@@ -187,7 +218,7 @@ def _count(variables) -> int:
     return total
 
 
-def print_summary(model: "Model", line_length: Optional[int] = None,
+def print_summary(model: SummarizedModel, line_length: Optional[int] = None,
                   positions: Optional[Sequence[float]] = None,
                   print_fn: Optional[Callable[[str], object]] = None,
                   show_macs: bool = False) -> None:

@@ -8,6 +8,7 @@ Replace ``tensorflow.keras`` with ``fastconv`` in your imports::
 Layers compute through :mod:`fastconv.ops`, so both compute backends
 (``fastconv.set_backend('c' | 'numpy')``) serve them.
 """
+from . import experimental
 from .base import InputSpec, Layer, Node, Variable
 from .convolutional import Conv2D, Convolution2D
 from .core import Activation, Dense, Flatten
@@ -19,5 +20,5 @@ from .pooling import MaxPool2D, MaxPooling2D
 __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
-    "KerasTensor", "TensorShape", "TensorSpec",
+    "KerasTensor", "TensorShape", "TensorSpec", "experimental",
 ]

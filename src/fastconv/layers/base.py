@@ -430,9 +430,6 @@ class Layer:
         """Call on symbolic tensors (records a graph node) or on arrays (computes)."""
         if kwargs:
             raise TypeError(f"Layer {self.name}: unexpected call arguments {sorted(kwargs)}")
-        from ..models import Model  # models import layers; avoid the cycle at load time
-        if isinstance(inputs, Model):
-            raise TypeError(f"Layer {self.name} was called on a Model; call it on tensors")
         as_list = isinstance(inputs, (list, tuple))
         items = list(inputs) if as_list else [inputs]
         if not items:

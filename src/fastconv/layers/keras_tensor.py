@@ -8,12 +8,9 @@ The printed forms copy TF 2.4's ``KerasTensor``, ``TensorSpec``,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover - imports for type hints only
-    from .base import Layer
 
 __all__ = ["DType", "TensorShape", "TensorSpec", "KerasTensor", "KerasHistory",
            "as_dtype"]
@@ -124,7 +121,8 @@ class TensorSpec(NamedTuple):
 class KerasHistory(NamedTuple):
     """Where a symbolic tensor comes from: ``layer._inbound_nodes[node_index]``."""
 
-    layer: "Layer"
+    # A fastconv.layers.Layer; not imported, as layers.base imports this module.
+    layer: Any
     node_index: int
     tensor_index: int
 

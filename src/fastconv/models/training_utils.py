@@ -1,8 +1,9 @@
-"""Helpers of ``Model.compile``/``fit``/``evaluate``: argument checks, data
-splitting and batching, class weights, and the interrupt guard around the
-optimizer step.
+"""Helpers of the training loop (:mod:`fastconv.models.training`): argument
+checks, data splitting and batching, class weights, and the interrupt guard
+around the optimizer step. Keras keeps their counterparts in
+``engine/training_utils.py`` and ``engine/data_adapter.py``.
 
-Private: the public surface is the methods of :class:`fastconv.models.Model`.
+Internal: the public surface is the methods of :class:`fastconv.models.Model`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,4 @@
+"""Keras' ``tf.keras.layers.experimental``: the preprocessing layers' namespace."""
+from . import preprocessing
+
+__all__ = ["preprocessing"]
