@@ -47,6 +47,8 @@ class Variable:
         self._value = np.array(value, copy=True, order="C")
         self.name = name
         self._trainable = trainable
+        self.regularizer: Any = None   # set by Layer.add_weight
+        self.constraint: Any = None
 
     @property
     def value(self) -> np.ndarray:
@@ -305,8 +307,14 @@ class Layer:
         self._trainable = bool(value)
 
     def add_weight(self, name: str, shape: Sequence[int], initializer: Any = "glorot_uniform",
-                   dtype: Any = None, trainable: bool = True) -> Variable:
-        """Create a weight from an initializer and track it (call from :meth:`build`)."""
+                   dtype: Any = None, trainable: bool = True, regularizer: Any = None,
+                   constraint: Any = None) -> Variable:
+        """Create a weight from an initializer and track it (call from :meth:`build`).
+
+        ``regularizer`` and ``constraint`` (objects of :mod:`fastconv.regularizers`
+        / :mod:`fastconv.constraints`, or None) travel with the variable
+        (``variable.regularizer``, ``variable.constraint``) for training to use.
+        """
         init = initializers_module.get(initializer)
         dtype = self._dtype if dtype is None else np.dtype(dtype)
         value = np.asarray(init(tuple(int(d) for d in shape), dtype=dtype), dtype=dtype)
@@ -314,6 +322,8 @@ class Layer:
             raise ValueError(f"Layer {self.name}: initializer {init!r} returned shape "
                              f"{value.shape} for weight '{name}' of shape {tuple(shape)}")
         variable = Variable(value, f"{self.name}/{name}:0", trainable)
+        variable.regularizer = regularizer
+        variable.constraint = constraint
         self._variables.append(variable)
         return variable
 
