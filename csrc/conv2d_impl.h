@@ -1193,9 +1193,7 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
     if (p->channels_first) {
         const fc_conv2d_params flat = FCN(nchw_flat_1x1)(p);
-        return FCN(nchw_direct_vectors)(&flat, t) > 0
-                   ? FCN(nchw_wgrad_direct)(&flat, t, dy, x, dkernel, dbias)
-                   : FCN(nchw_backward_kernel)(&flat, t, dy, x, dkernel, dbias);
+        return FCN(nchw_wgrad_gemm)(&flat, t, dy, x, dkernel, dbias);
     }
 
     FCN(wgrad_plan) w;

@@ -3,34 +3,37 @@
  * kernels) for one element type; included by conv2d_impl.h.
  *
  * The GEMMs are the transposes of the NHWC ones: rows are channels and the
- * vector lanes run over pixels, which are contiguous in NCHW:
- *   forward          y[co][pixels]  = W[co][K]   . cols[K][pixels],   K  = (ci, i, j)
- *   backward-input   dx[ci][pixels] = Wt[ci][K'] . dcols[K'][pixels], K' = (co, i, j)
- *   backward-kernel  dW[co][K]      = dy[co][pixels] . colsT[pixels][K]
- * per group. W is the OIHW kernel itself (its rows are K-contiguous), Wt its
- * transpose per group (packed once per call). cols, dcols and colsT are
- * packed per block of pixels into per-thread panels, with zeros for padding
- * and with strides and dilation resolved while packing; the igemm
+ * vector lanes run over pixels, which are contiguous in NCHW; the igemm
  * micro-kernels do the arithmetic, with a bias per row.
- *
- * A strided backward-input packs the zeros of the output positions that
- * receive nothing from a tap (stride^2 more multiplies than needed); the
- * NHWC driver skips them.
+ *   forward          y[co][pixels] = sum over taps of W_tap[co][ci] . x_tap[ci][pixels],
+ *                    read in place from a padded, stride-phase-split copy of
+ *                    each image (nchw_direct, nchw_direct_flat); rows too short
+ *                    to fill vectors (strided layers on small maps) go through
+ *                    im2col panels instead (nchw_igemm)
+ *   backward-input   per stride phase, a stride-1 correlation of dy with the
+ *                    taps that reach the phase, flipped, on the forward paths,
+ *                    interleaved into dx (nchw_backward_input)
+ *   backward-kernel  dW_tap[co][ci] = dy[co][pixels] . x_tap[pixels][ci], over a
+ *                    pixel-major packed copy of each image (nchw_wgrad_gemm)
+ * per group. The kernel is packed per call ([group][tap][co][ci]).
  */
 
+#ifndef FC_NCHW_NV
+#define FC_NCHW_NV 2
+#endif
 /* Panel columns per block of pixels: two vectors of the widest type (one
  * vector per lane group on the generic path, 16 values). */
 static int FCN(nchw_tile_vectors)(const FCN(fc_kernel_table) *t)
 {
-    return t->vl == 1 ? t->nv_max : (int)min64(2, t->nv_max);
+    return t->vl == 1 ? t->nv_max : (int)min64(FC_NCHW_NV, t->nv_max);
 }
 
-/* Element (k, q) of the im2col matrix of image img, for k in [k0, k0 + nk)
- * with k = (ci, i, j) over the channels from ch0, and q in [0, np) the output
- * pixels from flat pixel p0, goes to dst[(k - k0) * sk + q * sq]. */
+/* Element (k, q) of the im2col matrix of image img, for k in [0, nk) with
+ * k = (ci, i, j) over the channels from ch0, and q in [0, np) the output
+ * pixels from flat pixel p0, goes to dst[k * ld + q]. */
 static void FCN(nchw_pack_cols)(const fc_conv2d_params *p, const FC_T *x, int64_t img,
-                                int64_t ch0, int64_t k0, int64_t nk, int64_t p0, int64_t np,
-                                FC_T *FC_RESTRICT dst, int64_t sk, int64_t sq)
+                                int64_t ch0, int64_t nk, int64_t p0, int64_t np,
+                                FC_T *FC_RESTRICT dst, int64_t ld)
 {
     const int64_t taps = p->kh * p->kw, hw = p->h * p->w, s = p->stride_w;
     const FC_T *image = x + (img * p->c_in + ch0) * hw;
@@ -38,12 +41,12 @@ static void FCN(nchw_pack_cols)(const fc_conv2d_params *p, const FC_T *x, int64_
         /* one output row's run of the block: pixels q0 .. q0 + len */
         const int64_t pix = p0 + q0, oh = pix / p->out_w, ow0 = pix - oh * p->out_w;
         const int64_t len = min64(p->out_w - ow0, np - q0);
-        for (int64_t k = k0; k < k0 + nk; ++k) {
+        for (int64_t k = 0; k < nk; ++k) {
             const int64_t ci = k / taps, tap = k - ci * taps;
             const int64_t i = tap / p->kw, j = tap - i * p->kw;
             const int64_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
             const int64_t iw0 = ow0 * s - p->pad_left + j * p->dilation_w;
-            FC_T *out = dst + (k - k0) * sk + q0 * sq;
+            FC_T *out = dst + k * ld + q0;
             /* q reads column iw0 + q * s: inside the row for q in [lo, hi) */
             int64_t lo = len, hi = len;
             if ((uint64_t)ih < (uint64_t)p->h && iw0 < p->w) {
@@ -53,54 +56,11 @@ static void FCN(nchw_pack_cols)(const fc_conv2d_params *p, const FC_T *x, int64_
             const FC_T *row = image + (ci * p->h + (lo < hi ? ih : 0)) * p->w;
             int64_t q = 0;
             for (; q < lo; ++q)
-                out[q * sq] = 0;
-            if (s == 1 && sq == 1) {
-                memcpy(out + lo, row + iw0 + lo, (size_t)(hi - lo) * sizeof(FC_T));
-                q = hi;
-            }
+                out[q] = 0;
             for (; q < hi; ++q)
-                out[q * sq] = row[iw0 + q * s];
+                out[q] = row[iw0 + q * s];
             for (; q < len; ++q)
-                out[q * sq] = 0;
-        }
-        q0 += len;
-    }
-}
-
-/* Element (k, q) of the backward-input's gathered dy, for k in [0, nk) with
- * k = (co, i, j) over the output channels from co0, and q in [0, np) the
- * input pixels from flat pixel p0 of image img: dy[co][oh][ow] where the
- * pixel (ih, iw) = (oh * s - pad + i * d, ow * s - pad + j * d), else 0; to
- * dst[k * ld + q]. */
-static void FCN(nchw_pack_dcols)(const fc_conv2d_params *p, const FC_T *dy, int64_t img,
-                                 int64_t co0, int64_t nk, int64_t p0, int64_t np,
-                                 FC_T *FC_RESTRICT dst, int64_t ld)
-{
-    const int64_t taps = p->kh * p->kw, ohw = p->out_h * p->out_w, s = p->stride_w;
-    const FC_T *image = dy + (img * p->c_out + co0) * ohw;
-    for (int64_t q0 = 0; q0 < np;) {
-        const int64_t pix = p0 + q0, ih = pix / p->w, iw0 = pix - ih * p->w;
-        const int64_t len = min64(p->w - iw0, np - q0);
-        for (int64_t k = 0; k < nk; ++k) {
-            const int64_t co = k / taps, tap = k - co * taps;
-            const int64_t i = tap / p->kw, j = tap - i * p->kw;
-            FC_T *out = dst + k * ld + q0;
-            memset(out, 0, (size_t)len * sizeof(FC_T));
-            const int64_t at_h = ih + p->pad_top - i * p->dilation_h;
-            if (at_h < 0 || at_h % p->stride_h != 0 || at_h / p->stride_h >= p->out_h)
-                continue;
-            const FC_T *row = image + (co * p->out_h + at_h / p->stride_h) * p->out_w;
-            /* q receives ow = (at0 + q) / s where at0 + q >= 0 divides by s */
-            const int64_t at0 = iw0 + p->pad_left - j * p->dilation_w;
-            int64_t q = at0 >= 0 ? 0 : -at0;
-            if ((at0 + q) % s != 0)
-                q += s - (at0 + q) % s;
-            for (; q < len; q += s) {
-                const int64_t ow = (at0 + q) / s;
-                if (ow >= p->out_w)
-                    break;
-                out[q] = row[ow];
-            }
+                out[q] = 0;
         }
         q0 += len;
     }
@@ -171,26 +131,25 @@ static int64_t FCN(nchw_kc)(int64_t nk, int64_t ldb)
 }
 
 /*
- * Forward (transposed = 0) or input gradient (transposed = 1, src = dy,
- * a = Wt) of a channels-first layer: work items are (image, group, block of
- * output pixels), each packed into the thread's panel and multiplied by the
- * group's rows of A.
+ * Forward of a channels-first layer through im2col panels, for outputs whose
+ * rows are too short to fill the direct paths' vectors: work items are
+ * (image, group, block of output pixels across rows), each block packed into
+ * the thread's panel and multiplied by the group's rows of the OIHW kernel.
  */
 static int FCN(nchw_igemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
-                           int transposed, const FC_T *src, const FC_T *a, const FC_T *bias,
-                           int relu, FC_T *out)
+                           const FC_T *x, const FC_T *kernel, const FC_T *bias, int relu,
+                           FC_T *y)
 {
     const int64_t groups = groups_of(p), taps = p->kh * p->kw;
-    const int64_t rows = (transposed ? p->c_in : p->c_out) / groups;   /* per group */
-    const int64_t nk = (transposed ? p->c_out : p->c_in) / groups * taps;
-    const int64_t planes = transposed ? p->c_in : p->c_out;
-    const int64_t pixels = transposed ? p->h * p->w : p->out_h * p->out_w;
+    const int64_t rows = p->c_out / groups;   /* output channels per group */
+    const int64_t nk = p->c_in / groups * taps;
+    const int64_t pixels = p->out_h * p->out_w;
     const int nv = FCN(nchw_tile_vectors)(t);
     const int mr = t->igemm_mr[nv];
     const int64_t pb = (int64_t)nv * t->vl;
     const int64_t nblk = ceil_div(pixels, pb);
     const int64_t items = p->n * groups * nblk;
-    const double work = (double)p->n * (double)pixels * (double)nk * (double)planes;
+    const double work = (double)p->n * (double)pixels * (double)nk * (double)p->c_out;
     const int nthreads = fc_pick_threads(p->n_threads, work, items);
     const int64_t panel_len = fc_mul(max64(nk, 1), pb);
     const int64_t per_thread = panel_len + 64;   /* values, with slack */
@@ -213,13 +172,9 @@ static int FCN(nchw_igemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table)
             const int64_t img = item / (groups * nblk), rest = item - img * groups * nblk;
             const int64_t grp = rest / nblk, blk = rest - grp * nblk;
             const int64_t p0 = blk * pb, np = min64(pb, pixels - p0);
-            if (transposed)
-                FCN(nchw_pack_dcols)(p, src, img, grp * (nk / taps), nk, p0, np, panel, pb);
-            else
-                FCN(nchw_pack_cols)(p, src, img, grp * (nk / taps), 0, nk, p0, np, panel, pb,
-                                    1);
+            FCN(nchw_pack_cols)(p, x, img, grp * (nk / taps), nk, p0, np, panel, pb);
             FCN(nchw_gemm) q;
-            q.a = a + grp * rows * nk;
+            q.a = kernel + grp * rows * nk;
             q.a_ld = nk;
             q.panel = panel;
             q.ldb = pb;
@@ -229,7 +184,7 @@ static int FCN(nchw_igemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table)
             q.mr = mr;
             q.bias = bias ? bias + grp * rows : NULL;
             q.relu = relu;
-            q.out = out + (img * planes + grp * rows) * pixels + p0;
+            q.out = y + (img * p->c_out + grp * rows) * pixels + p0;
             q.out_ld = pixels;
             q.np = np;
             FCN(nchw_gemm_run)(&q, t, a_rows, c_rows);
@@ -276,32 +231,33 @@ static FCN(nchw_padded) FCN(nchw_padded_layout)(const fc_conv2d_params *p)
     return L;
 }
 
-/* Padded rows [r0, r1) of image img into block b of buf. */
+/* Padded rows [r0, r1) of image img into buf. Only the cells that hold x are
+ * written: buf starts zeroed (fc_calloc) and receives nothing but this
+ * layout's copies, so its padding cells stay zero from one image to the next. */
 static void FCN(nchw_pad_rows)(const fc_conv2d_params *p, const FCN(nchw_padded) *L,
                                const FC_T *x, int64_t img, int64_t r0, int64_t r1, FC_T *buf)
 {
     const int64_t s = L->s;
+    const int64_t first = max64(r0, p->pad_top), last = min64(r1, p->pad_top + p->h);
     for (int64_t ch = 0; ch < L->c; ++ch) {
         const FC_T *plane = x + (img * p->c_in + ch) * p->h * p->w;
-        for (int64_t r = r0; r < r1; ++r) {
-            const int64_t ih = r - p->pad_top;
+        for (int64_t r = first; r < last; ++r) {
+            const FC_T *row = plane + (r - p->pad_top) * p->w;
             for (int64_t ph = 0; ph < s; ++ph) {
-                FC_T *dst = buf + ((ch * L->hp + r) * s + ph) * L->wq;
+                FC_T *FC_RESTRICT dst = buf + ((ch * L->hp + r) * s + ph) * L->wq;
                 /* q reads column iw0 + q * s: inside for q in [lo, hi) */
                 const int64_t iw0 = ph - p->pad_left;
-                int64_t lo = L->wq, hi = L->wq;
-                if ((uint64_t)ih < (uint64_t)p->h && iw0 < p->w) {
-                    lo = iw0 >= 0 ? 0 : min64(ceil_div(-iw0, s), L->wq);
-                    hi = max64(lo, min64(L->wq, (p->w - 1 - iw0) / s + 1));
-                }
-                const FC_T *row = plane + (lo < hi ? ih : 0) * p->w + iw0;
-                memset(dst, 0, (size_t)lo * sizeof(FC_T));
+                if (iw0 >= p->w)
+                    continue;
+                const int64_t lo = iw0 >= 0 ? 0 : min64(ceil_div(-iw0, s), L->wq);
+                const int64_t hi = max64(lo, min64(L->wq, (p->w - 1 - iw0) / s + 1));
+                const FC_T *FC_RESTRICT src = row + iw0;
                 if (s == 1)
-                    memcpy(dst + lo, row + lo, (size_t)(hi - lo) * sizeof(FC_T));
+                    for (int64_t q = lo; q < hi; ++q)
+                        dst[q] = src[q];
                 else
                     for (int64_t q = lo; q < hi; ++q)
-                        dst[q] = row[q * s];
-                memset(dst + hi, 0, (size_t)(L->wq - hi) * sizeof(FC_T));
+                        dst[q] = src[q * s];
             }
         }
     }
@@ -317,6 +273,20 @@ static int FCN(nchw_direct_vectors)(const fc_conv2d_params *p, const FCN(fc_kern
     if (4 * p->out_w < 3 * vecs * t->vl)
         return 0;
     return (int)min64(vecs, t->nv_max);
+}
+
+/* The OIHW kernel as [group][tap][co][ci]: the A rows of the direct paths. */
+static void FCN(nchw_pack_taps)(const fc_conv2d_params *p, const FC_T *kernel, FC_T *wp)
+{
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    const int64_t taps = p->kh * p->kw;
+    for (int64_t co = 0; co < p->c_out; ++co) {
+        const int64_t grp = co / max64(cog, 1), col = co - grp * cog;
+        for (int64_t ci = 0; ci < cig; ++ci)
+            for (int64_t tap = 0; tap < taps; ++tap)
+                wp[((grp * taps + tap) * cog + col) * cig + ci] =
+                    kernel[(co * cig + ci) * taps + tap];
+    }
 }
 
 /*
@@ -356,12 +326,7 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
         fc_free(ptrs);
         return FC_ERR_NOMEM;
     }
-    for (int64_t co = 0; co < p->c_out; ++co) {
-        const int64_t grp = co / max64(cog, 1), col = co - grp * cog;
-        for (int64_t ci = 0; ci < cig; ++ci)
-            for (int64_t tap = 0; tap < taps; ++tap)
-                wp[((grp * taps + tap) * cog + col) * cig + ci] = kernel[(co * cig + ci) * taps + tap];
-    }
+    FCN(nchw_pack_taps)(p, kernel, wp);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -443,6 +408,152 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
     return FC_OK;
 }
 
+/*
+ * The stride-1 forward over the padded copy seen as flat rows of wq values:
+ * output position f = oh * wq + ow reads the copy at f + i * d_h * wq + j * d_w
+ * for tap (i, j), so a tile of consecutive positions runs across output
+ * rows and fills its vectors. The positions ow >= out_w it computes too
+ * (wq - out_w a row, under 10% of the lanes instead of a row's tail) are
+ * dropped when the tile leaves its scratch rows for y. Work items are
+ * (image, tile of positions); loop order and K blocks as nchw_direct.
+ */
+static int FCN(nchw_direct_flat)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                 int nv, const FC_T *x, const FC_T *kernel, const FC_T *bias,
+                                 int relu, FC_T *y)
+{
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
+    const int64_t taps = p->kh * p->kw;
+    const int mr = t->igemm_mr[nv];
+    const int64_t seg = (int64_t)nv * t->vl;
+    const FCN(nchw_padded) L = FCN(nchw_padded_layout)(p);   /* L.s == 1 */
+    const int in_place = FCN(nchw_in_place)(p, &L);
+    const int64_t ldb = L.hp * L.wq;
+    const int64_t f_end = (p->out_h - 1) * L.wq + p->out_w;   /* past the last output */
+    const int64_t per_img = ceil_div(f_end, seg);
+    const int64_t kc_max = max64(1, FC_B_BLOCK_BYTES / (taps * seg * (int64_t)sizeof(FC_T)));
+    const int64_t nkb = ceil_div(max64(cig, 1), kc_max);
+    const int64_t ntile = ceil_div(cog, mr);
+    const int64_t items = p->n * per_img;
+    const double work = (double)p->n * (double)f_end * (double)taps * (double)cig *
+                        (double)p->c_out;
+    const int nthreads = fc_pick_threads(p->n_threads, work, items);
+    const int64_t buf_len = L.img_stride + seg + t->vl;   /* + what tail reads pass */
+    const int64_t scratch_len = fc_mul(cog, seg) + t->vl; /* a group's rows of a tile */
+    /* The A tables (kernel rows per tap) depend only on (group, K block,
+     * tile of output channels): made once, shared by every work item. */
+    const int64_t a_per = taps * mr, n_a = groups * nkb * ntile;
+    FC_T *wp = (FC_T *)fc_malloc(fc_mul(fc_mul(p->c_out, cig), taps) + 1, sizeof(FC_T));
+    FC_T *bufs = (FC_T *)fc_calloc(fc_mul(buf_len + scratch_len, nthreads), sizeof(FC_T));
+    const FC_T **a_all = (const FC_T **)fc_malloc(fc_mul(a_per, n_a) + 1, sizeof(FC_T *));
+    const FC_T **ptrs = (const FC_T **)fc_malloc(fc_mul(taps, nthreads), sizeof(FC_T *));
+    if (wp == NULL || bufs == NULL || a_all == NULL || ptrs == NULL) {
+        fc_free(wp);
+        fc_free(bufs);
+        fc_free(a_all);
+        fc_free(ptrs);
+        return FC_ERR_NOMEM;
+    }
+    FCN(nchw_pack_taps)(p, kernel, wp);
+    for (int64_t grp = 0; grp < groups; ++grp)
+        for (int64_t kb = 0; kb < nkb; ++kb)
+            for (int64_t tile = 0; tile < ntile; ++tile) {
+                int64_t k0, kc, r0, rows;
+                block_of(cig, nkb, kb, &k0, &kc);
+                block_of(cog, ntile, tile, &r0, &rows);
+                const FC_T **a = a_all + ((grp * nkb + kb) * ntile + tile) * a_per;
+                for (int64_t tap = 0; tap < taps; ++tap)
+                    for (int64_t r = 0; r < rows; ++r)
+                        a[tap * rows + r] = wp + ((grp * taps + tap) * cog + r0 + r) * cig + k0;
+            }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        FC_T *copy = bufs + (buf_len + scratch_len) * tid, *scratch = copy + buf_len;
+        const FC_T *buf = copy;   /* the copy, or the image in place */
+        const FC_T **b = ptrs + taps * tid;
+        FC_T *c[FC_MAX_MR];
+        int64_t i0, i1, have = -1;
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
+        for (int64_t item = i0; item < i1; ++item) {
+            const int64_t img = item / per_img;
+            const int64_t f0 = (item - img * per_img) * seg, len = min64(seg, f_end - f0);
+            if (img != have) {
+                /* the padded rows this thread's positions of the image read */
+                const int64_t last = min64(i1 - 1, (img + 1) * per_img - 1) - img * per_img;
+                const int64_t f_last = min64(f_end, (last + 1) * seg) - 1;
+                if (in_place && img < p->n - 1) {
+                    buf = x + img * L.img_stride;
+                } else {
+                    FCN(nchw_pad_rows)(p, &L, x, img, f0 / L.wq,
+                                       f_last / L.wq + (p->kh - 1) * p->dilation_h + 1, copy);
+                    buf = copy;
+                }
+                have = img;
+            }
+            const int tail = len % t->vl != 0;
+            const int nvec = (int)ceil_div(len, t->vl);
+            for (int64_t grp = 0; grp < groups; ++grp) {
+                for (int64_t kb = 0; kb < nkb; ++kb) {
+                    int64_t k0, kc;
+                    block_of(cig, nkb, kb, &k0, &kc);
+                    for (int64_t tap = 0; tap < taps; ++tap) {
+                        const int64_t i = tap / p->kw, j = tap - i * p->kw;
+                        b[tap] = buf + ((grp * cig + k0) * L.hp + i * p->dilation_h) * L.wq +
+                                 f0 + j * p->dilation_w;
+                    }
+                    for (int64_t tile = 0; tile < ntile; ++tile) {
+                        int64_t r0, rows;
+                        block_of(cog, ntile, tile, &r0, &rows);
+                        for (int64_t r = 0; r < rows; ++r)
+                            c[r] = scratch + (r0 + r) * seg;
+                        FCN(fc_igemm_args) args;
+                        args.ntaps = taps;
+                        args.kc = kc;
+                        args.a = a_all + ((grp * nkb + kb) * ntile + tile) * a_per;
+                        args.b = b;
+                        args.ldb = ldb;
+                        args.nr = len;
+                        args.bias = bias ? bias + grp * cog + r0 : NULL;
+                        args.bias_rows = bias != NULL;
+                        args.c = c;
+                        args.mr = (int)rows;
+                        args.nv = nvec;
+                        args.accumulate = kb > 0;
+                        args.relu = relu && kb == nkb - 1;
+                        FCN(igemm_for)(t, (int)rows, nvec, tail)(&args);
+                    }
+                }
+                /* the tile's real outputs into y: per output row it touches,
+                 * the same run of every channel's scratch row */
+                for (int64_t q = 0; q < len;) {
+                    const int64_t f = f0 + q, oh = f / L.wq, ow = f - oh * L.wq;
+                    const int64_t run = min64(len - q, L.wq - ow);
+                    const int64_t n_out = ow < p->out_w ? min64(run, p->out_w - ow) : 0;
+                    FC_T *FC_RESTRICT out = y + (img * p->c_out + grp * cog) * p->out_h *
+                                                    p->out_w + oh * p->out_w + ow;
+                    for (int64_t co = 0; co < cog; ++co) {
+                        const FC_T *FC_RESTRICT src = scratch + co * seg + q;
+                        FC_T *FC_RESTRICT dst = out + co * p->out_h * p->out_w;
+                        for (int64_t e = 0; e < n_out; ++e)
+                            dst[e] = src[e];
+                    }
+                    q += run;
+                }
+            }
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(wp);
+    fc_free(bufs);
+    fc_free(a_all);
+    fc_free(ptrs);
+    return FC_OK;
+}
+
 /* A 1x1, stride-1, unpadded layer is a plain GEMM over each image's pixels:
  * seen as one row of h * w pixels, its tiles fill their vectors. */
 static fc_conv2d_params FCN(nchw_flat_1x1)(const fc_conv2d_params *p)
@@ -463,10 +574,12 @@ static int FCN(nchw_forward_any)(const fc_conv2d_params *p, const FCN(fc_kernel_
                                  const FC_T *x, const FC_T *kernel, const FC_T *bias, int relu,
                                  FC_T *y)
 {
+    if (p->stride_h == 1 && p->stride_w == 1)
+        return FCN(nchw_direct_flat)(p, t, FCN(nchw_tile_vectors)(t), x, kernel, bias, relu, y);
     const int nv = FCN(nchw_direct_vectors)(p, t);
     if (nv > 0)
         return FCN(nchw_direct)(p, t, nv, x, kernel, bias, relu, y);
-    return FCN(nchw_igemm)(p, t, 0, x, kernel, bias, relu, y);
+    return FCN(nchw_igemm)(p, t, x, kernel, bias, relu, y);
 }
 
 static int FCN(nchw_forward)(const fc_conv2d_params *p_user, const FCN(fc_kernel_table) *t,
@@ -574,49 +687,52 @@ static int FCN(nchw_backward_input)(const fc_conv2d_params *p_user,
 }
 
 /*
- * Weight gradient of a channels-first layer by dot-product tiles over the
- * padded copy: dW[co][ci][tap] = sum over the chunk's pixels of dy[co] times
- * the copy's pixels under the tap, dot_r x dot_c (co, ci) pairs a tile.
- * Chunks are runs of whole images (about FC_NCHW_DOT_PIXELS pixels), fixed
- * by the shape; a chunk's items (group, co tile, ci tile, tap) write
- * disjoint parts of its partial, and partials are added in chunk order, so
- * results do not depend on the thread count.
+ * Weight gradient of a channels-first layer as GEMMs over pixels:
+ * dW[co][ci][tap] = sum over pixels p of dy[co][p] * x_tap[ci][p]. Per image
+ * (a chunk, fixed by the shape) the input is transposed once into the
+ * thread's zero-padded, pixel-major copy xt[row][col][channel]; then every
+ * (group, tile of output channels, panel of input channels, tap) is one
+ * igemm call that sums over the image's output rows, each row one "tap" of
+ * the micro-kernel: A = the tile's dy rows (broadcast; contiguous in NCHW),
+ * B = the row's pixels under the tap in xt (ldb = stride x channels). Every
+ * multiply is a real one, and C stays in registers for the whole image.
+ * Partials [co][tap][ci] per image are folded in image order, so results do
+ * not depend on the thread count, then put in OIHW order once.
  */
-#ifndef FC_NCHW_DOT_PIXELS
-#define FC_NCHW_DOT_PIXELS 4096
-#endif
-
-static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
-                                  const FC_T *dy, const FC_T *x, FC_T *dkernel, FC_T *dbias)
+static int FCN(nchw_wgrad_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                const FC_T *dy, const FC_T *x, FC_T *dkernel, FC_T *dbias)
 {
     const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
     const int64_t taps = p->kh * p->kw, pixels = p->out_h * p->out_w;
     const int64_t dk_len = p->c_out * cig * taps, partial_len = dk_len + p->c_out;
-    const FCN(nchw_padded) L = FCN(nchw_padded_layout)(p);
-    const int in_place = FCN(nchw_in_place)(p, &L);
-    const int64_t per_chunk = max64(1, min64(p->n, FC_NCHW_DOT_PIXELS / pixels));
-    const int64_t nchunks = ceil_div(p->n, per_chunk);
-    const int R = t->dot_r, C = t->dot_c;
-    const int64_t ntr = ceil_div(cog, R), ntc = ceil_div(cig, C);
-    const int64_t items_per_chunk = groups * ntr * ntc * taps;
+    const int64_t hp = (p->out_h - 1) * p->stride_h + (p->kh - 1) * p->dilation_h + 1;
+    const int64_t wp = (p->out_w - 1) * p->stride_w + (p->kw - 1) * p->dilation_w + 1;
+    const int64_t cpad = p->c_in + t->vl;          /* values between pixels of xt */
+    const int64_t xt_len = fc_mul(fc_mul(hp, wp), cpad) + t->vl;
+    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
+    /* the register tile of the widest panel: rows of output channels */
+    const int mr = t->igemm_mr[ceil_div(min64(cig, nr_panel), t->vl)];
+    const int64_t npanel = ceil_div(cig, nr_panel), ntr = ceil_div(cog, mr);
+    const int64_t per_chunk = groups * ntr * npanel * taps;
+    const int64_t nchunks = p->n;
     const double work = (double)p->n * (double)pixels * (double)dk_len;
-    const int nthreads = fc_pick_threads(p->n_threads, work, nchunks * items_per_chunk);
+    const int nthreads = fc_pick_threads(p->n_threads, work, nchunks * per_chunk);
     int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (partial_len * (int64_t)sizeof(FC_T)));
     wave = min64(wave, nchunks);
-    const int64_t buf_len = per_chunk * L.img_stride + L.wq + t->vl;
-    FC_T *bufs = (FC_T *)fc_calloc(fc_mul(buf_len, nthreads), sizeof(FC_T));
+    const int64_t tables = fc_mul(p->out_h, FC_MAX_MR + 1);   /* a and b pointers */
+    FC_T *xts = (FC_T *)fc_calloc(fc_mul(xt_len, nthreads), sizeof(FC_T));
+    const FC_T **ptrs = (const FC_T **)fc_malloc(fc_mul(tables, nthreads), sizeof(FC_T *));
     FC_T *partials = (FC_T *)fc_malloc(fc_mul(wave, partial_len), sizeof(FC_T));
-    /* dy's last plane and a vector: the tiles read whole vectors, and past
-     * the end of dy only from there */
-    FC_T *last_plane = (FC_T *)fc_calloc(pixels + t->vl, sizeof(FC_T));
-    if (bufs == NULL || partials == NULL || last_plane == NULL) {
-        fc_free(bufs);
+    FC_T *sum = (FC_T *)fc_malloc(dk_len + 1, sizeof(FC_T));   /* [co][tap][ci] */
+    if (xts == NULL || ptrs == NULL || partials == NULL || sum == NULL) {
+        fc_free(xts);
+        fc_free(ptrs);
         fc_free(partials);
-        fc_free(last_plane);
+        fc_free(sum);
         return FC_ERR_NOMEM;
     }
-    const FC_T *dy_last = dy + (p->n * p->c_out - 1) * pixels;
-    memcpy(last_plane, dy_last, (size_t)pixels * sizeof(FC_T));
+    /* x's rows and columns the windows read (the rest of a 'valid' input is unread) */
+    const int64_t rows_in = min64(p->h, hp - p->pad_top), cols_in = min64(p->w, wp - p->pad_left);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -624,98 +740,87 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
     {
         const int tid = FC_THREAD_ID();
         const unsigned fp = fc_fpmode_enter();
-        FC_T *copy = bufs + buf_len * tid;
-        const FC_T *buf = copy;   /* the copy, or the chunk's images in place */
-        const FC_T *a[FC_MAX_MR], *b[FC_MAX_MR];
+        FC_T *xt = xts + xt_len * tid;
+        const FC_T **a = ptrs + tables * tid, **b = a + p->out_h * FC_MAX_MR;
+        FC_T *c[FC_MAX_MR];
         for (int64_t first = 0; first < nchunks; first += wave) {
             const int64_t nwave = min64(wave, nchunks - first);
-            int64_t i0, i1, have = -1;
-            fc_thread_range(nwave * items_per_chunk, FC_TEAM_SIZE(), tid, &i0, &i1);
+            int64_t i0, i1, have = -1, a_key = -1;
+            fc_thread_range(nwave * per_chunk, FC_TEAM_SIZE(), tid, &i0, &i1);
             for (int64_t item = i0; item < i1; ++item) {
-                const int64_t c = item / items_per_chunk;
-                int64_t rest = item - c * items_per_chunk;
-                const int64_t grp = rest / (ntr * ntc * taps);
-                rest -= grp * ntr * ntc * taps;
-                const int64_t tr = rest / (ntc * taps);
-                rest -= tr * ntc * taps;
-                const int64_t tc = rest / taps, tap = rest - tc * taps;
-                const int64_t chunk = first + c, img0 = chunk * per_chunk;
-                const int64_t nimg = min64(per_chunk, p->n - img0);
-                if (chunk != have) {
-                    if (in_place && img0 + nimg < p->n) {
-                        buf = x + img0 * L.img_stride;
-                    } else {
-                        for (int64_t k = 0; k < nimg; ++k)
-                            FCN(nchw_pad_rows)(p, &L, x, img0 + k, 0, L.hp,
-                                               copy + k * L.img_stride);
-                        buf = copy;
-                    }
-                    have = chunk;
-                }
-                FC_T *partial = partials + c * partial_len;
-                int64_t co0, rows, ci0, cols;
-                block_of(cog, ntr, tr, &co0, &rows);
-                block_of(cig, ntc, tc, &ci0, &cols);
-                co0 += grp * cog;
-                ci0 += grp * cig;
-                const int64_t i = tap / p->kw, j = tap - i * p->kw, col = j * p->dilation_w;
-                for (int r = 0; r < R; ++r)
-                    a[r] = dy + ((img0 * p->c_out + co0 + min64(r, rows - 1)) * pixels);
-                for (int q = 0; q < C; ++q)
-                    b[q] = buf + (((ci0 + min64(q, cols - 1)) * L.hp + i * p->dilation_h) * L.s +
-                                  col % L.s) * L.wq + col / L.s;
-                FCN(fc_dot_args) args;
-                args.a = a;
-                args.a_ld = p->out_w;
-                args.a_bs = p->c_out * pixels;
-                args.b = b;
-                args.b_ld = p->stride_h * L.s * L.wq;
-                args.b_bs = L.img_stride;
-                args.nrows = p->out_h;
-                args.len = p->out_w;
-                args.out = partial + (co0 * cig + (ci0 - grp * cig)) * taps + tap;
-                args.out_rs = cig * taps;
-                args.out_cs = taps;
-                args.rows = (int)rows;
-                args.cols = (int)cols;
-                args.accumulate = 0;
-                /* the chunk holding dy's last plane: its last image apart */
-                const int at_end = img0 + nimg == p->n && co0 + rows == p->c_out;
-                args.nblocks = nimg - at_end;
-                if (args.nblocks > 0)
-                    t->dot(&args);
-                if (at_end) {
-                    for (int r = 0; r < R; ++r) {
-                        a[r] += (nimg - 1) * args.a_bs;
-                        if (a[r] == dy_last)
-                            a[r] = last_plane;
-                    }
-                    for (int q = 0; q < C; ++q)
-                        b[q] += (nimg - 1) * args.b_bs;
-                    args.nblocks = 1;
-                    args.accumulate = nimg > 1;
-                    t->dot(&args);
-                }
-                if (tc == 0 && tap == 0)
-                    for (int64_t r = 0; r < rows; ++r) {
-                        FC_T sum = 0;
-                        for (int64_t k = 0; k < nimg; ++k) {
-                            const FC_T *plane = dy + ((img0 + k) * p->c_out + co0 + r) * pixels;
-                            for (int64_t q = 0; q < pixels; ++q)
-                                sum += plane[q];
+                const int64_t cw = item / per_chunk, img = first + cw;
+                int64_t rest = item - cw * per_chunk;
+                const int64_t grp = rest / (ntr * npanel * taps);
+                rest -= grp * ntr * npanel * taps;
+                const int64_t tr = rest / (npanel * taps);
+                rest -= tr * npanel * taps;
+                const int64_t panel = rest / taps, tap = rest - panel * taps;
+                FC_T *partial = partials + cw * partial_len;
+                if (img != have) {
+                    for (int64_t ci = 0; ci < p->c_in; ++ci) {
+                        const FC_T *plane = x + (img * p->c_in + ci) * p->h * p->w;
+                        for (int64_t r = 0; r < rows_in; ++r) {
+                            FC_T *dst = xt + ((r + p->pad_top) * wp + p->pad_left) * cpad + ci;
+                            const FC_T *src = plane + r * p->w;
+                            for (int64_t col = 0; col < cols_in; ++col)
+                                dst[col * cpad] = src[col];
                         }
+                    }
+                    have = img;
+                }
+                int64_t co0, rows;
+                block_of(cog, ntr, tr, &co0, &rows);
+                co0 += grp * cog;
+                const int64_t key = (cw * groups + grp) * ntr + tr;
+                if (key != a_key) {   /* the tile's dy rows, one "tap" per output row */
+                    for (int64_t oh = 0; oh < p->out_h; ++oh)
+                        for (int64_t r = 0; r < rows; ++r)
+                            a[oh * rows + r] = dy + ((img * p->c_out + co0 + r) * p->out_h + oh) *
+                                                        p->out_w;
+                    a_key = key;
+                }
+                const int64_t ci0 = panel * nr_panel, nr = min64(nr_panel, cig - ci0);
+                const int64_t i = tap / p->kw, j = tap - i * p->kw;
+                for (int64_t oh = 0; oh < p->out_h; ++oh)
+                    b[oh] = xt + ((oh * p->stride_h + i * p->dilation_h) * wp +
+                                  j * p->dilation_w) * cpad + grp * cig + ci0;
+                for (int64_t r = 0; r < rows; ++r)
+                    c[r] = partial + ((co0 + r) * taps + tap) * cig + ci0;
+                const int nv = (int)ceil_div(nr, t->vl);
+                FCN(fc_igemm_args) args;
+                args.ntaps = p->out_h;
+                args.kc = p->out_w;
+                args.a = a;
+                args.b = b;
+                args.ldb = p->stride_w * cpad;
+                args.nr = nr;
+                args.bias = NULL;
+                args.bias_rows = 0;
+                args.c = c;
+                args.mr = (int)rows;
+                args.nv = nv;
+                args.accumulate = 0;
+                args.relu = 0;
+                FCN(igemm_for)(t, (int)rows, nv, nr % t->vl != 0)(&args);
+                if (panel == 0 && tap == 0)
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const FC_T *plane = dy + (img * p->c_out + co0 + r) * pixels;
+                        FC_T sum = 0;
+                        for (int64_t q = 0; q < pixels; ++q)
+                            sum += plane[q];
                         partial[dk_len + co0 + r] = sum;
                     }
             }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+            /* Fold the wave's partials in image order. */
             int64_t e0, e1;
             fc_thread_range(partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
-            for (int64_t c = 0; c < nwave; ++c) {
-                const FC_T *src = partials + c * partial_len;
-                const int first_chunk = first + c == 0;
-                FCN(fc_fold)(dkernel, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
+            for (int64_t cw = 0; cw < nwave; ++cw) {
+                const FC_T *src = partials + cw * partial_len;
+                const int first_chunk = first + cw == 0;
+                FCN(fc_fold)(sum, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
                 if (dbias != NULL)
                     FCN(fc_fold)(dbias, src + dk_len, max64(e0, dk_len) - dk_len, e1 - dk_len,
                                  first_chunk);
@@ -724,138 +829,19 @@ static int FCN(nchw_wgrad_direct)(const fc_conv2d_params *p, const FCN(fc_kernel
 #pragma omp barrier
 #endif
         }
+        /* [co][tap][ci] -> OIHW [co][ci][tap] */
+        int64_t r0, r1;
+        fc_thread_range(p->c_out, FC_TEAM_SIZE(), tid, &r0, &r1);
+        for (int64_t co = r0; co < r1; ++co)
+            for (int64_t tap = 0; tap < taps; ++tap)
+                for (int64_t ci = 0; ci < cig; ++ci)
+                    dkernel[(co * cig + ci) * taps + tap] = sum[(co * taps + tap) * cig + ci];
         fc_fpmode_leave(fp);
     }
-    fc_free(bufs);
+    fc_free(xts);
+    fc_free(ptrs);
     fc_free(partials);
-    fc_free(last_plane);
+    fc_free(sum);
     return FC_OK;
 }
 
-/*
- * Weight gradient of a channels-first layer: chunks are (image, block of at
- * most FC_WGRAD_CHUNK_PIXELS output pixels), fixed by the shape; a chunk's
- * partial dW and dbias are one thread's, and partials are added in chunk
- * order, so results do not depend on the thread count. Within a chunk, per
- * group and per panel of K columns, colsT (pixels x K) is packed and
- * multiplied from the left by the chunk's dy rows, the pixels being the
- * GEMM's reduction.
- */
-static int FCN(nchw_backward_kernel)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
-                                     const FC_T *dy, const FC_T *x, FC_T *dkernel, FC_T *dbias)
-{
-    const int64_t groups = groups_of(p), taps = p->kh * p->kw;
-    const int64_t cig = p->c_in / groups, cog = p->c_out / groups;
-    const int64_t nk = cig * taps;                    /* dW columns per row */
-    const int64_t dk_len = p->c_out * nk;
-    const int64_t pixels = p->out_h * p->out_w;
-    const int64_t chunk_px = min64(pixels, FC_WGRAD_CHUNK_PIXELS);
-    const int64_t per_img = ceil_div(pixels, chunk_px);
-    const int64_t nchunks = p->n * per_img;
-    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
-    const int mr = t->igemm_mr[t->nv_max];
-    const int64_t partial_len = dk_len + p->c_out;
-    const double work = (double)p->n * (double)pixels * (double)dk_len;
-    const int nthreads = fc_pick_threads(p->n_threads, work, nchunks);
-    int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (partial_len * (int64_t)sizeof(FC_T)));
-    wave = min64(wave, nchunks);
-    /* colsT of one panel: chunk_px rows of nr_panel values (+ a vector) */
-    const int64_t cols_len = fc_mul(chunk_px, nr_panel) + t->vl;
-    FC_T *cols = (FC_T *)fc_calloc(fc_mul(cols_len, nthreads), sizeof(FC_T));
-    FC_T *partials = (FC_T *)fc_malloc(fc_mul(wave, partial_len), sizeof(FC_T));
-    if (cols == NULL || partials == NULL) {
-        fc_free(cols);
-        fc_free(partials);
-        return FC_ERR_NOMEM;
-    }
-    /* pixels per K block: a block of colsT rows within L1 */
-    const int64_t kc = FCN(nchw_kc)(chunk_px, nr_panel);
-
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-#endif
-    {
-        const int tid = FC_THREAD_ID();
-        const unsigned fp = fc_fpmode_enter();
-        FC_T *panel = cols + cols_len * tid;
-        const FC_T *a_rows[FC_MAX_MR];
-        FC_T *c_rows[FC_MAX_MR];
-        for (int64_t first = 0; first < nchunks; first += wave) {
-            const int64_t nwave = min64(wave, nchunks - first);
-            int64_t c0, c1;
-            fc_thread_range(nwave, FC_TEAM_SIZE(), tid, &c0, &c1);
-            for (int64_t c = c0; c < c1; ++c) {
-                const int64_t chunk = first + c;
-                const int64_t img = chunk / per_img;
-                const int64_t p0 = (chunk - img * per_img) * chunk_px;
-                const int64_t np = min64(chunk_px, pixels - p0);
-                FC_T *partial = partials + c * partial_len;
-                for (int64_t co = 0; co < p->c_out; ++co) {
-                    const FC_T *row = dy + (img * p->c_out + co) * pixels + p0;
-                    FC_T sum = 0;
-                    for (int64_t q = 0; q < np; ++q)
-                        sum += row[q];
-                    partial[dk_len + co] = sum;
-                }
-                for (int64_t grp = 0; grp < groups; ++grp)
-                    for (int64_t k0 = 0; k0 < nk; k0 += nr_panel) {
-                        const int64_t nr = min64(nr_panel, nk - k0);
-                        FCN(nchw_pack_cols)(p, x, img, grp * cig, k0, nr, p0, np, panel, 1,
-                                            nr_panel);
-                        const int nv = (int)ceil_div(nr, t->vl);
-                        const int tail = nr % t->vl != 0;
-                        const int64_t ntile = ceil_div(cog, mr);
-                        for (int64_t q0 = 0; q0 < np; q0 += kc) {
-                            const int64_t kn = min64(kc, np - q0);
-                            const FC_T *b = panel + q0 * nr_panel;
-                            for (int64_t tile = 0; tile < ntile; ++tile) {
-                                int64_t r0, rows;
-                                block_of(cog, ntile, tile, &r0, &rows);
-                                for (int64_t r = 0; r < rows; ++r) {
-                                    const int64_t co = grp * cog + r0 + r;
-                                    a_rows[r] = dy + (img * p->c_out + co) * pixels + p0 + q0;
-                                    c_rows[r] = partial + co * nk + k0;
-                                }
-                                FCN(fc_igemm_args) args;
-                                args.ntaps = 1;
-                                args.kc = kn;
-                                args.a = a_rows;
-                                args.b = &b;
-                                args.ldb = nr_panel;
-                                args.nr = nr;
-                                args.bias = NULL;
-                                args.bias_rows = 0;
-                                args.c = c_rows;
-                                args.mr = (int)rows;
-                                args.nv = nv;
-                                args.accumulate = q0 > 0;
-                                args.relu = 0;
-                                FCN(igemm_for)(t, (int)rows, nv, tail)(&args);
-                            }
-                        }
-                    }
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            /* Fold this wave's partials into the outputs, in chunk order. */
-            int64_t e0, e1;
-            fc_thread_range(partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
-            for (int64_t c = 0; c < nwave; ++c) {
-                const FC_T *src = partials + c * partial_len;
-                const int first_chunk = first + c == 0;
-                FCN(fc_fold)(dkernel, src, max64(e0, 0), min64(e1, dk_len), first_chunk);
-                if (dbias != NULL)
-                    FCN(fc_fold)(dbias, src + dk_len, max64(e0, dk_len) - dk_len, e1 - dk_len,
-                                 first_chunk);
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        }
-        fc_fpmode_leave(fp);
-    }
-    fc_free(cols);
-    fc_free(partials);
-    return FC_OK;
-}

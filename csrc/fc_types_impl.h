@@ -48,27 +48,6 @@ typedef struct FCN(fc_wgrad_args) {
     int accumulate;           /* add to OUT instead of overwriting it */
 } FCN(fc_wgrad_args);
 
-/*
- * Dot-product tile (channels-first weight gradients, where both operands
- * are pixel-contiguous): OUT[r * out_rs + c * out_cs] (+)= the sum over
- * blocks k < nblocks, rows q < nrows and lanes l < len of
- * A_r[k * a_bs + q * a_ld + l] * B_c[k * b_bs + q * b_ld + l], for r < rows
- * and c < cols (at most the table's dot_r x dot_c; the kernel computes the
- * whole tile, so every A_r and B_c pointer must be valid: callers repeat
- * one). Whole vectors are read, past len too (those lanes count for nothing).
- */
-typedef struct FCN(fc_dot_args) {
-    const FC_T *const *a;
-    int64_t a_ld, a_bs;
-    const FC_T *const *b;
-    int64_t b_ld, b_bs;
-    int64_t nblocks, nrows, len;
-    FC_T *out;
-    int64_t out_rs, out_cs;
-    int rows, cols;
-    int accumulate;
-} FCN(fc_dot_args);
-
 typedef void (*FCN(fc_igemm_fn))(const FCN(fc_igemm_args) *);
 typedef void (*FCN(fc_wgrad_fn))(const FCN(fc_wgrad_args) *);
 
@@ -189,8 +168,6 @@ typedef struct FCN(fc_kernel_table) {
      * input channels; the tables as in kernels_impl.h */
     void (*dx_few)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel, FC_T *dx,
                    const int64_t *row_tab, const int64_t *col_tab, int64_t r0, int64_t r1);
-    int dot_r, dot_c;                     /* the dot tile's shape */
-    void (*dot)(const FCN(fc_dot_args) *);
 #if !FC_IS_F64
     float (*fma_probe)(int64_t iters);    /* iters * 12 * vl multiply-adds */
     /* Winograd F(2x2, 3x3) tile transforms (kernels_impl.h), float32 only */

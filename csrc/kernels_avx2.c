@@ -67,9 +67,6 @@ static inline double fc_hsum256d(__m256d v)
 #define VEQ(a, b) _mm256_cmp_ps((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm256_blendv_ps((a), (b), (pred))
 #define VHSUM(v) fc_hsum256(v)
-#define VKEEP(v, m) _mm256_and_ps((v), _mm256_castsi256_ps(m))
-#define FC_DOT_R 3
-#define FC_DOT_C 3
 /* 16 registers: 2 accumulators per input channel in dx_few_body */
 #define FC_DXF_VECS 2
 /* float64 accumulation of float32 data (kernels_batchnorm_impl.h) */
@@ -128,9 +125,6 @@ static inline double fc_hsum256d(__m256d v)
 #define VEQ(a, b) _mm256_cmp_pd((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm256_blendv_pd((a), (b), (pred))
 #define VHSUM(v) fc_hsum256d(v)
-#define VKEEP(v, m) _mm256_and_pd((v), _mm256_castsi256_pd(m))
-#define FC_DOT_R 3
-#define FC_DOT_C 3
 #define FC_DXF_VECS 2
 /* float64 accumulation: the vectors above */
 #define fc_wvec __m256d

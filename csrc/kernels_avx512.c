@@ -51,9 +51,6 @@
 #define VEQ(a, b) _mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm512_mask_blend_ps((pred), (a), (b))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
-#define VKEEP(v, m) _mm512_maskz_mov_ps((m), (v))
-#define FC_DOT_R 4
-#define FC_DOT_C 4
 /* float64 accumulation of float32 data (kernels_batchnorm_impl.h) */
 #define fc_wvec __m512d
 #define fc_wmask __mmask8
@@ -108,9 +105,6 @@
 #define VEQ(a, b) _mm512_cmp_pd_mask((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm512_mask_blend_pd((pred), (a), (b))
 #define VHSUM(v) _mm512_reduce_add_pd(v)
-#define VKEEP(v, m) _mm512_maskz_mov_pd((m), (v))
-#define FC_DOT_R 4
-#define FC_DOT_C 4
 /* float64 accumulation: the vectors above */
 #define fc_wvec __m512d
 #define fc_wmask __mmask8

@@ -30,9 +30,6 @@
 #define VEQ(a, b) ((a) == (b))
 #define VSEL(pred, a, b) ((pred) ? (b) : (a))
 #define VHSUM(v) (v)
-#define VKEEP(v, m) ((void)(m), (v))
-#define FC_DOT_R 4
-#define FC_DOT_C 4
 /* float64 accumulation (kernels_batchnorm_impl.h): one double */
 #define fc_wvec double
 #define fc_wmask int
@@ -63,9 +60,6 @@
         .maxpool_bwd = FCN(maxpool_bwd_rows), \
         .colsum = FCN(colsum_rows), \
         .dx_few = FCN(dx_few_rows), \
-        .dot_r = FC_DOT_R, \
-        .dot_c = FC_DOT_C, \
-        .dot = FCN(dot_tile), \
         FC_BN_TABLE_ENTRIES \
         FC_GENERIC_F32_ONLY \
         .dw_v_max = FC_DW_MAX_V, \

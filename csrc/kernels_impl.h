@@ -19,8 +19,6 @@
  *                                     not); a == b
  *   VSEL(pred, a, b)                  pred ? b : a, per lane
  *   VHSUM(v)                          the sum of v's lanes, an FC_T
- *   VKEEP(v, m)                       v in the lanes of mask m, 0 elsewhere
- *   FC_DOT_R, FC_DOT_C                the dot tile's shape (dot_tile)
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
  *
  * The bodies are always-inline functions whose tile shape (MR rows, NV
@@ -281,67 +279,6 @@ static void FCN(dx_few_rows)(const fc_conv2d_params *p, const FC_T *dy, const FC
     case 4: FCN(dx_few_body)(p, dy, kernel, dx, row_tab, col_tab, r0, r1, 4); break;
     default: break;   /* the caller sends 1 to 4 input channels only */
     }
-}
-
-/* ---------------------------------------------------------------------------
- * Dot-product tile (fc_dot_args): FC_DOT_R x FC_DOT_C accumulator vectors,
- * each pixel vector: R + C loads, R * C FMAs; the lanes past len of the last
- * vector of a row are zeroed (VKEEP, a register operation: a masked load in
- * this loop would make GCC store the accumulators on every iteration), so
- * whatever they read (the next row, NaN) counts for nothing.
- */
-static void FCN(dot_tile)(const FCN(fc_dot_args) *FC_RESTRICT p)
-{
-    fc_vec acc[FC_DOT_R][FC_DOT_C];
-    const FC_T *a[FC_DOT_R], *b[FC_DOT_C];
-    for (int r = 0; r < FC_DOT_R; ++r) {
-        a[r] = p->a[r];
-        for (int c = 0; c < FC_DOT_C; ++c)
-            acc[r][c] = VZERO();
-    }
-    for (int c = 0; c < FC_DOT_C; ++c)
-        b[c] = p->b[c];
-    const int64_t full = p->len / FC_VL, rest = p->len - full * FC_VL;
-    const fc_mask mask = FC_MAKE_MASK(rest > 0 ? (int)rest : FC_VL);
-    (void)mask;
-    for (int64_t blk = 0; blk < p->nblocks; ++blk) {
-        for (int64_t q = 0; q < p->nrows; ++q) {
-            for (int64_t v = 0; v < full; ++v) {
-                fc_vec av[FC_DOT_R], bv[FC_DOT_C];
-                for (int r = 0; r < FC_DOT_R; ++r)
-                    av[r] = VLOAD(a[r] + v * FC_VL);
-                for (int c = 0; c < FC_DOT_C; ++c)
-                    bv[c] = VLOAD(b[c] + v * FC_VL);
-                for (int r = 0; r < FC_DOT_R; ++r)
-                    for (int c = 0; c < FC_DOT_C; ++c)
-                        acc[r][c] = VFMA(av[r], bv[c], acc[r][c]);
-            }
-            if (rest > 0) {
-                fc_vec av[FC_DOT_R], bv[FC_DOT_C];
-                for (int r = 0; r < FC_DOT_R; ++r)
-                    av[r] = VKEEP(VLOAD(a[r] + full * FC_VL), mask);
-                for (int c = 0; c < FC_DOT_C; ++c)
-                    bv[c] = VKEEP(VLOAD(b[c] + full * FC_VL), mask);
-                for (int r = 0; r < FC_DOT_R; ++r)
-                    for (int c = 0; c < FC_DOT_C; ++c)
-                        acc[r][c] = VFMA(av[r], bv[c], acc[r][c]);
-            }
-            /* the next row, or the first row of the next block */
-            const int next_block = q == p->nrows - 1;
-            const int64_t da = next_block ? p->a_bs - (p->nrows - 1) * p->a_ld : p->a_ld;
-            const int64_t db = next_block ? p->b_bs - (p->nrows - 1) * p->b_ld : p->b_ld;
-            for (int r = 0; r < FC_DOT_R; ++r)
-                a[r] += da;
-            for (int c = 0; c < FC_DOT_C; ++c)
-                b[c] += db;
-        }
-    }
-    for (int r = 0; r < p->rows; ++r)
-        for (int c = 0; c < p->cols; ++c) {
-            const FC_T sum = VHSUM(acc[r][c]);
-            FC_T *o = p->out + r * p->out_rs + c * p->out_cs;
-            *o = p->accumulate ? *o + sum : sum;
-        }
 }
 
 /* ---------------------------------------------------------------------------

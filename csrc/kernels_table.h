@@ -37,9 +37,6 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .maxpool_bwd = FCN(maxpool_bwd_rows),
     .colsum = FCN(colsum_rows),
     .dx_few = FCN(dx_few_rows),
-    .dot_r = FC_DOT_R,
-    .dot_c = FC_DOT_C,
-    .dot = FCN(dot_tile),
 #if !FC_IS_F64
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,

@@ -30,9 +30,6 @@
 #undef VEQ
 #undef VSEL
 #undef VHSUM
-#undef VKEEP
-#undef FC_DOT_R
-#undef FC_DOT_C
 #undef fc_wvec
 #undef fc_wmask
 #undef FC_WL

@@ -133,8 +133,8 @@ def test_bitwise_identical_for_any_thread_count(rng, channels_first, groups):
 
 
 def test_nchw_weight_gradient_keeps_nan_where_the_reference_does(rng):
-    """The dot tiles read whole vectors past each row: those lanes are zeroed,
-    so a NaN there reaches no tap whose windows do not hold it."""
+    """A NaN in the input reaches exactly the taps whose windows hold it (no
+    lane the kernels compute past a row's end may carry it into another)."""
     x_shape, c_out = (2, 9, 20, 4), 3   # 'valid' 3x3: out_w 18, one vector + a tail
     g = shapes.conv2d_geometry(x_shape, (3, 3), c_out, (1, 1), "valid")
     x = rng.standard_normal((2, 4, 9, 20))
