@@ -14,7 +14,8 @@ from .convolutional import Conv2D, Convolution2D
 from .core import Activation, Dense, Flatten
 from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
-from .merge import Add, Concatenate
+from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
+                    average, concatenate, maximum, minimum, multiply, subtract)
 from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                       GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
                       GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
@@ -32,4 +33,7 @@ __all__ = [
     "GlobalAvgPool1D",
     # reshaping
     "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Reshape", "Permute",
+    # merging, and the functional forms
+    "Subtract", "Multiply", "Average", "Maximum", "Minimum", "add", "subtract", "multiply",
+    "average", "maximum", "minimum", "concatenate",
 ]
