@@ -11,7 +11,7 @@ Layers compute through :mod:`fastconv.ops`, so both compute backends
 from . import experimental
 from .base import InputSpec, Layer, Node, Variable
 from .convolutional import Conv2D, Convolution2D
-from .core import Activation, Dense, Flatten
+from .core import Activation, Dense, Flatten, Lambda
 from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
 from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
@@ -36,4 +36,6 @@ __all__ = [
     # merging, and the functional forms
     "Subtract", "Multiply", "Average", "Maximum", "Minimum", "add", "subtract", "multiply",
     "average", "maximum", "minimum", "concatenate",
+    # core
+    "Lambda",
 ]
