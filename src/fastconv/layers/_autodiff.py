@@ -43,7 +43,8 @@ class NotTraceable(TypeError):
 
 
 def sum_to_shape(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
-    """The gradient of a value of ``shape`` that NumPy broadcast to ``grad.shape``:
+    """The gradient of a value of ``shape`` that NumPy broadcast to ``grad.shape``
+    (here and in the merge layers):
     ``grad`` summed over the leading axes broadcasting added and over the axes
     where ``shape`` has size 1."""
     if grad.shape == tuple(shape):

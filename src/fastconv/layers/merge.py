@@ -23,6 +23,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._autodiff import sum_to_shape
 from .base import Layer
 
 __all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
@@ -67,14 +68,6 @@ def _same_rank(arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
     ndim = max(a.ndim for a in arrays)
     return [a.reshape(a.shape[:1] + (1,) * (ndim - a.ndim) + a.shape[1:]) if a.ndim < ndim
             else a for a in arrays]
-
-
-def _unbroadcast(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
-    """``grad`` (of the broadcast shape) summed back to ``shape`` (the rank-matched input's)."""
-    if grad.shape == shape:
-        return grad
-    axes = tuple(i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1)
-    return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 def _fold(ufunc: np.ufunc, arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -144,7 +137,7 @@ class _Merge(Layer):
             return None, []
         dy = np.asarray(d_outputs, dtype=self._dtype)
         grads = self._merge_backward(dy, cache)
-        return [_unbroadcast(np.broadcast_to(g, dy.shape), x.shape).reshape(shape)
+        return [sum_to_shape(np.broadcast_to(g, dy.shape), x.shape).reshape(shape)
                 for g, x, shape in zip(grads, cache.inputs, cache.input_shapes)], []
 
     def _merge(self, arrays: List[np.ndarray]) -> np.ndarray:
