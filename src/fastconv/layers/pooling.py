@@ -35,11 +35,10 @@ class _PoolCache(NamedTuple):
 class _Pooling(Layer):
     """Window pooling over ``_rank - 2`` spatial axes (Keras' ``Pooling1D``/``Pooling2D``).
 
-    Subclasses name the op pair (``_forward_op``, ``_backward_op``: the
-    :mod:`fastconv.ops` functions, called as ``op(x, pool_size, strides,
-    padding, data_format=...)`` and ``op(dy, x, pool_size, ...)``, as
-    staticmethods) and
-    TensorFlow's op type for the output's name.
+    Subclasses name the op pair, as staticmethods (``_forward_op``,
+    ``_backward_op``: the :mod:`fastconv.ops` functions, called as ``op(x,
+    pool_size, strides, padding, data_format=...)`` and ``op(dy, x,
+    pool_size, ...)``), and TensorFlow's op type for the output's name.
     """
 
     _rank = 4
