@@ -4,13 +4,17 @@ tf.keras 2.4 builds every module's ``serialize``/``deserialize`` on
 ``serialize_keras_object``/``deserialize_keras_object``
 (``utils/generic_utils.py``); these two functions are that rule, with its
 messages, for the fastconv modules that follow it
-(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`).
+(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`); ``func_dump``
+and ``func_load`` are its form of a Python function (``Lambda`` layers).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Union
+import codecs
+import marshal
+import types
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["serialize", "deserialize"]
+__all__ = ["serialize", "deserialize", "func_dump", "func_load"]
 
 
 def serialize(instance: Any) -> Union[Dict[str, Any], str]:
@@ -56,3 +60,28 @@ def deserialize(config: Any, known: Mapping[str, Any],
             raise ValueError(f"Unknown {what}: {config}")
         return found() if isinstance(found, type) else found
     raise ValueError(f"Could not interpret serialized {what}: {config!r}")
+
+
+def func_dump(function: Any) -> Tuple[str, Any, Any]:
+    """Keras 2.4's ``generic_utils.func_dump``: ``(code, defaults, closure)``,
+    the code as base64 of its marshalled bytecode.
+
+    Bytecode is specific to the Python version, and loading it runs whatever
+    it holds: load only what you dumped yourself (as Keras warns).
+    """
+    code = codecs.encode(marshal.dumps(function.__code__), "base64").decode("ascii")
+    closure = (tuple(cell.cell_contents for cell in function.__closure__)
+               if function.__closure__ else None)
+    return code, function.__defaults__, closure
+
+
+def func_load(dumped: Sequence[Any], globs: Optional[Dict[str, Any]] = None) -> Any:
+    """The function :func:`func_dump` described, with ``globs`` as its globals."""
+    code, defaults, closure = dumped
+    if isinstance(defaults, list):  # a JSON round trip makes tuples lists
+        defaults = tuple(defaults)
+    cells = None if closure is None else tuple(types.CellType(v) for v in closure)
+    raw = codecs.decode(code.encode("ascii"), "base64")
+    bytecode = marshal.loads(raw)
+    return types.FunctionType(bytecode, globs if globs is not None else {}, bytecode.co_name,
+                              defaults, cells)

@@ -11,14 +11,31 @@ Layers compute through :mod:`fastconv.ops`, so both compute backends
 from . import experimental
 from .base import InputSpec, Layer, Node, Variable
 from .convolutional import Conv2D, Convolution2D
-from .core import Activation, Dense, Flatten
+from .core import Activation, Dense, Flatten, Lambda
 from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
-from .merge import Add, Concatenate
-from .pooling import MaxPool2D, MaxPooling2D
+from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
+                    average, concatenate, maximum, minimum, multiply, subtract)
+from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                      GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
+                      GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
+                      GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
     "KerasTensor", "TensorShape", "TensorSpec", "experimental",
+    # pooling
+    "AveragePooling2D", "AvgPool2D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D",
+    "AvgPool1D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "GlobalAveragePooling2D",
+    "GlobalAvgPool2D", "GlobalMaxPooling1D", "GlobalMaxPool1D", "GlobalAveragePooling1D",
+    "GlobalAvgPool1D",
+    # reshaping
+    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Reshape", "Permute",
+    # merging, and the functional forms
+    "Subtract", "Multiply", "Average", "Maximum", "Minimum", "add", "subtract", "multiply",
+    "average", "maximum", "minimum", "concatenate",
+    # core
+    "Lambda",
 ]

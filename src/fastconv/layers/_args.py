@@ -39,15 +39,22 @@ def normalize_padding(value: Any) -> str:
     return shapes.normalize_padding(value, "padding")
 
 
-def normalize_data_format(value: Optional[str], layer: str) -> str:
-    """``'channels_last'``; ``'channels_first'`` is refused with the reason."""
+def normalize_data_format(value: Optional[str], layer: str,
+                          allow_channels_first: bool = False) -> str:
+    """``'channels_last'`` or ``'channels_first'`` (case-insensitive; None: the
+    backend's ``image_data_format()``), as Keras' ``conv_utils``.
+
+    Layers whose ops do not compute channels-first yet leave
+    ``allow_channels_first`` False: ``'channels_first'`` is then refused with
+    the reason.
+    """
     if value is None:
-        return backend.image_data_format()
+        value = backend.image_data_format()
     if not isinstance(value, str) or value.lower() not in ("channels_last", "channels_first"):
         raise ValueError('The `data_format` argument must be one of "channels_first", '
                          f'"channels_last". Received: {value}')
     value = value.lower()
-    if value == "channels_first":
+    if value == "channels_first" and not allow_channels_first:
         raise ValueError(
             f"{layer}: data_format='channels_first' (NCHW) is not supported; fastconv "
             "computes in channels_last (NHWC), Keras' default. Transpose your data with "

@@ -390,6 +390,15 @@ class Layer:
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
+    def input_gradient_error(self) -> Optional[str]:
+        """Why :meth:`backward` cannot send gradients to the inputs; None when it can.
+
+        Training refuses a model where such a layer lies between a trainable
+        weight and the output (a ``Lambda`` over a function fastconv cannot
+        differentiate).
+        """
+        return None
+
     def call(self, inputs: ArrayOrList, training: Optional[bool] = None) -> np.ndarray:
         """The forward computation on arrays, without keeping a cache."""
         return self.forward(inputs, bool(training))[0]
@@ -410,6 +419,11 @@ class Layer:
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = self._batch_input_shape
         return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Layer":
+        """A new layer from :meth:`get_config`'s dict (Keras: ``cls(**config)``)."""
+        return cls(**config)
 
     # ------------------------------------------------------------------
     # Calling

@@ -1,16 +1,21 @@
-"""``Dense``, ``Flatten`` and ``Activation``."""
+"""``Dense``, ``Flatten``, ``Activation`` and ``Lambda``."""
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Tuple
+import inspect
+import sys
+import types
+import warnings
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .. import activations, ops
+from .. import _serialization, activations, ops
+from . import _autodiff
 from ._activated import ActivatedMixin
 from ._args import reject_unsupported
 from .base import InputSpec, Layer
 
-__all__ = ["Dense", "Flatten", "Activation"]
+__all__ = ["Dense", "Flatten", "Activation", "Lambda"]
 
 
 class _DenseCache(NamedTuple):
@@ -218,3 +223,260 @@ class Activation(ActivatedMixin, Layer):
         config = super().get_config()
         config["activation"] = activations.serialize(self.activation)
         return config
+
+
+class _LambdaCache(NamedTuple):
+    record: Optional[_autodiff.Trace]           # None: the call was not traced
+    traced: Optional[List[_autodiff.Traced]]
+    result: Any
+    not_traced_because: Optional[str]
+
+
+class Lambda(Layer):
+    """Wraps a Python function of arrays as a layer.
+
+    Parameters
+    ----------
+    function : callable
+        Called as ``function(x, **arguments)`` on NumPy arrays (a list of
+        them when the layer is called on a list), plus ``training=`` if its
+        signature has that parameter. It must return one array whose first
+        axis is the batch.
+    output_shape : tuple, callable or None
+        The output shape without the batch axis, or a function of the full
+        input shape returning the full output shape. None: found by calling
+        ``function`` on zeros of the input's shape, twice with different
+        sizes in place of unknown (``None``) ones, so the sizes that follow
+        them come out unknown too.
+    mask : None
+        fastconv has no masking; only None is accepted.
+    arguments : dict, optional
+        Keyword arguments for ``function``.
+
+    Gradients: fastconv cannot differentiate an arbitrary Python function,
+    but it differentiates exactly the common safe kind -- element-wise
+    arithmetic, NumPy ufuncs such as ``np.exp``/``np.maximum``, comparisons
+    and indexing (:mod:`fastconv.layers._autodiff` lists what is followed,
+    with TensorFlow's derivative rules). A Lambda of that kind trains like
+    any layer. Any other Lambda computes in inference and wherever no
+    gradient has to pass through it (right after the model input, or after
+    layers without trainable weights); ``compile``/``fit`` of a model that
+    would need its gradient raise ``ValueError`` naming the layer and what
+    its function does.
+
+    ``get_config`` serializes the function as Keras 2.4 does (the bytecode of
+    a Python function, the name of any other callable); :meth:`from_config`
+    runs that bytecode, so load only configs you trust.
+    """
+
+    def __init__(self, function: Any, output_shape: Any = None, mask: Any = None,
+                 arguments: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        what = f"Layer {self.name} (Lambda)"
+        if not callable(function):
+            raise TypeError(f"{what}: `function` must be callable, got "
+                            f"{type(function).__name__} {function!r}")
+        if output_shape is not None and not callable(output_shape) and not isinstance(
+                output_shape, (tuple, list)):
+            raise TypeError(f"{what}: `output_shape` must be a tuple, a function of the input "
+                            f"shape or None, got {type(output_shape).__name__} "
+                            f"{output_shape!r}")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(f"{what}: `arguments` must be a dict of keyword arguments for "
+                            f"`function`, got {type(arguments).__name__}")
+        reject_unsupported(what, mask=mask)
+        self.function = function
+        self._output_shape = output_shape
+        self.mask = None
+        self.arguments = dict(arguments or {})
+        try:
+            self._fn_expects_training_arg = "training" in inspect.signature(function).parameters
+        except (TypeError, ValueError):  # builtins and ufuncs without a signature
+            self._fn_expects_training_arg = False
+        # Set by build(): why tracing the function failed (None: it can be traced).
+        self._trace_error: Optional[str] = None
+        self._inferred_shapes: Dict[str, Tuple[Optional[int], ...]] = {}  # by input shape
+
+    def __call__(self, inputs: Any, training: Optional[bool] = None, **kwargs: Any) -> Any:
+        as_list = isinstance(inputs, (list, tuple))
+        if self._inbound_nodes and as_list != self._takes_list:
+            raise ValueError(f"Layer {self.name} (Lambda) was first called on "
+                             f"{'a list of inputs' if self._takes_list else 'one input'}; "
+                             "call it the same way every time")
+        self._takes_list = as_list
+        return super().__call__(inputs, training, **kwargs)
+
+    # -- running the function ----------------------------------------------
+    def _keyword_arguments(self, training: bool) -> Dict[str, Any]:
+        kwargs = dict(self.arguments)
+        if self._fn_expects_training_arg:
+            kwargs["training"] = training
+        return kwargs
+
+    def _as_output(self, result: Any) -> np.ndarray:
+        if isinstance(result, _autodiff.Traced):
+            result = result.value
+        if isinstance(result, (list, tuple, dict)):
+            raise TypeError(f"Layer {self.name} (Lambda): `function` returned a "
+                            f"{type(result).__name__}; fastconv layers have one output, an "
+                            "array")
+        y = np.asarray(result, dtype=self._dtype)
+        if y.ndim == 0:
+            raise ValueError(f"Layer {self.name} (Lambda): `function` returned a scalar; it "
+                             "must return an array whose first axis is the batch")
+        return y
+
+    def _probe_inputs(self, input_shape: Any, unknown_size: int) -> List[np.ndarray]:
+        shapes = list(input_shape) if self._takes_list else [input_shape]
+        return [np.zeros(tuple(unknown_size if d is None else d for d in s), self._dtype)
+                for s in shapes]
+
+    def _call_function(self, arrays: List[np.ndarray], training: bool) -> Any:
+        return self.function(arrays if self._takes_list else arrays[0],
+                             **self._keyword_arguments(training))
+
+    # -- the layer contract ---------------------------------------------------
+    def compute_output_shape(self, input_shape: Any) -> Tuple[Optional[int], ...]:
+        """From ``output_shape``, or by running the function on zeros."""
+        if callable(self._output_shape):
+            return tuple(self._output_shape(input_shape))
+        first = (list(input_shape) if self._takes_list else [input_shape])[0]
+        if self._output_shape is not None:
+            return (tuple(first)[0],) + tuple(self._output_shape)
+        key = repr(input_shape)
+        if key not in self._inferred_shapes:
+            self._inferred_shapes[key] = self._infer_output_shape(input_shape)
+        return self._inferred_shapes[key]
+
+    def _infer_output_shape(self, input_shape: Any) -> Tuple[Optional[int], ...]:
+        flat = [d for shape in (input_shape if self._takes_list else [input_shape])
+                for d in shape]
+        probes = []
+        for unknown_size in ((2, 3) if None in flat else (2,)):
+            arrays = self._probe_inputs(input_shape, unknown_size)
+            try:
+                with np.errstate(all="ignore"):  # zeros: log(0), 0 / 0 are fine here
+                    result = self._call_function(arrays, False)
+            except Exception as exc:
+                raise ValueError(
+                    f"Layer {self.name} (Lambda) could not infer its output shape by calling "
+                    f"its function on zeros of shape {[a.shape for a in arrays]}: "
+                    f"{type(exc).__name__}: {exc}. Pass `output_shape`.") from exc
+            probes.append(self._as_output(result).shape)
+        if len({len(p) for p in probes}) != 1:
+            raise ValueError(f"Layer {self.name} (Lambda): the rank of the function's output "
+                             f"depends on the input's unknown sizes ({probes[0]} and "
+                             f"{probes[1]}); pass `output_shape`")
+        return tuple(a if all(p[i] == a for p in probes) else None
+                     for i, a in enumerate(probes[0]))
+
+    def build(self, input_shape: Any) -> None:
+        """Find out, on zeros of the input's shape, whether the function can be traced."""
+        arrays = self._probe_inputs(input_shape, 2)
+        try:
+            with np.errstate(all="ignore"):
+                _, _, result = _autodiff.trace(self.function, arrays,
+                                               **self._keyword_arguments(True))
+            self._as_output(result)
+            self._trace_error = None
+        except Exception as exc:  # whatever stops the trace, the function stays opaque
+            self._trace_error = (str(exc) if isinstance(exc, _autodiff.NotTraceable)
+                                 else f"{type(exc).__name__}: {exc}")
+        self.built = True
+
+    def input_gradient_error(self) -> Optional[str]:
+        """Why this Lambda cannot pass gradients back (None: it can)."""
+        if self._trace_error is None:
+            return None
+        return (f"fastconv cannot differentiate the function of Lambda layer {self.name}: it "
+                f"uses {self._trace_error}, which fastconv does not follow (it "
+                "differentiates element-wise arithmetic, NumPy ufuncs such as np.exp, "
+                "comparisons and indexing)")
+
+    def forward(self, inputs: Any, training: bool = False) -> Tuple[np.ndarray, _LambdaCache]:
+        """The function's result; in training, traced for the backward pass when it can be."""
+        arrays = [np.asarray(x, dtype=self._dtype) for x in
+                  (inputs if self._takes_list else [inputs])]
+        reason = self._trace_error or "inference"
+        if training and self._trace_error is None:
+            try:
+                record, traced, result = _autodiff.trace(
+                    self.function, arrays, **self._keyword_arguments(True))
+            except _autodiff.NotTraceable as exc:  # a branch the probe did not take
+                reason = str(exc)
+            else:
+                return self._as_output(result), _LambdaCache(record, traced, result, None)
+        y = self._as_output(self._call_function(arrays, training))
+        return y, _LambdaCache(None, None, None, reason)
+
+    def backward(self, d_outputs: np.ndarray, cache: _LambdaCache, compute_dx: bool = True
+                 ) -> Tuple[Any, List[np.ndarray]]:
+        """The traced derivative; ``ValueError`` when the call could not be traced."""
+        if not compute_dx:
+            return None, []
+        if cache.record is None or cache.traced is None:
+            if cache.not_traced_because == "inference":
+                raise ValueError(f"Layer {self.name} (Lambda): backward() needs a forward "
+                                 "pass with training=True (only those are traced)")
+            raise ValueError(f"Layer {self.name} (Lambda): fastconv cannot differentiate "
+                             f"this call of its function: it uses "
+                             f"{cache.not_traced_because}")
+        grads = _autodiff.gradients(cache.record, cache.traced, cache.result,
+                                    np.asarray(d_outputs, dtype=self._dtype))
+        return (grads if self._takes_list else grads[0]), []
+
+    # -- serialization (Keras 2.4's) -----------------------------------------
+    @staticmethod
+    def _serialize_function(value: Any, allow_raw: bool = False) -> Tuple[Any, str, Any]:
+        if isinstance(value, types.FunctionType):  # Keras' LambdaType: every def too
+            return _serialization.func_dump(value), "lambda", value.__module__
+        if callable(value):
+            return value.__name__, "function", getattr(value, "__module__", None)
+        if allow_raw:
+            return value, "raw", None
+        raise ValueError(f"Invalid input for serialization, type: {type(value)} ")
+
+    def get_config(self):
+        config = super().get_config()
+        function, function_type, module = self._serialize_function(self.function)
+        shape, shape_type, shape_module = self._serialize_function(self._output_shape,
+                                                                   allow_raw=True)
+        config.update({"function": function, "function_type": function_type, "module": module,
+                       "output_shape": shape, "output_shape_type": shape_type,
+                       "output_shape_module": shape_module, "arguments": self.arguments})
+        return config
+
+    @staticmethod
+    def _parse_function(config: Dict[str, Any], custom_objects: Optional[Dict[str, Any]],
+                        key: str, module_key: str, type_key: str) -> Any:
+        module = config.pop(module_key, None)
+        globs: Dict[str, Any] = {}
+        if module in sys.modules:
+            globs.update(vars(sys.modules[module]))
+        elif module is not None:
+            warnings.warn(f"{module} is not loaded, but a Lambda layer uses it. It may cause "
+                          "errors.", UserWarning, stacklevel=3)
+        globs.update(custom_objects or {})
+        kind = config.pop(type_key)
+        if kind == "function":
+            if config[key] not in globs:
+                raise ValueError(f"Unknown function in Lambda layer: {config[key]}")
+            return globs[config[key]]
+        if kind == "lambda":
+            return _serialization.func_load(config[key], globs=globs)
+        if kind == "raw":
+            value = config[key]
+            return tuple(value) if isinstance(value, list) else value
+        raise TypeError(f"Unknown function type: {kind}")
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any],
+                    custom_objects: Optional[Dict[str, Any]] = None) -> "Lambda":
+        """The layer :meth:`get_config` described (runs serialized bytecode)."""
+        config = dict(config)
+        config["function"] = cls._parse_function(config, custom_objects, "function", "module",
+                                                 "function_type")
+        config["output_shape"] = cls._parse_function(config, custom_objects, "output_shape",
+                                                     "output_shape_module",
+                                                     "output_shape_type")
+        return cls(**config)

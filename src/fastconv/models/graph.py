@@ -288,6 +288,30 @@ class Graph:
                                      f"{layer.name} is also read by other layers of the model")
         return tensor_grads
 
+    def _gradient_carriers(self, variables: Sequence[Variable], input_gradients: bool
+                           ) -> set:
+        """``id`` of every tensor whose value depends on a weight of ``variables``
+        (or, with ``input_gradients``, on a model input): where gradients must reach."""
+        wanted = {id(v) for v in variables}
+        carriers = {id(t) for t in self.inputs} if input_gradients else set()
+        for node in self.execution:
+            if any(id(t) in carriers for t in node.inbound) or any(
+                    id(v) in wanted for v in node.layer._variables):
+                carriers.add(id(node.output))
+        return carriers
+
+    def gradient_blockers(self, variables: Sequence[Variable]) -> List[Tuple[Layer, str]]:
+        """``(layer, why)`` for each layer call that would have to pass gradients of
+        ``variables`` back but cannot (:meth:`Layer.input_gradient_error`)."""
+        carriers = self._gradient_carriers(variables, False)
+        blockers = []
+        for node in self.execution:
+            if any(id(t) in carriers for t in node.inbound):
+                why = node.layer.input_gradient_error()
+                if why is not None:
+                    blockers.append((node.layer, why))
+        return blockers
+
     def backpropagate(self, tape: Tape, tensor_grads: Dict[int, np.ndarray],
                       variables: Sequence[Variable], pre_activation: bool,
                       input_gradients: bool) -> Any:
@@ -296,17 +320,19 @@ class Graph:
         Returns gradients aligned with ``variables`` (zeros for a weight the
         outputs do not depend on; the sum for a weight used by several
         calls); with ``input_gradients`` the pair ``(weight_grads,
-        input_grads)``. A layer reading only Inputs computes no input
-        gradient unless ``input_gradients`` asks for it.
+        input_grads)``. A layer computes an input gradient only
+        where one is needed: for an input that depends on a weight of
+        ``variables`` (or on a model input, with ``input_gradients``).
         """
         output_nodes = {id(t.node) for t in self.outputs}
+        carriers = self._gradient_carriers(variables, input_gradients)
         weight_grads: Dict[int, np.ndarray] = {}
         for node, cache in reversed(tape.calls):
             dy = tensor_grads.pop(id(node.output), None)
             if dy is None:
                 continue  # nothing downstream depends on this call
             layer = node.layer
-            compute_dx = input_gradients or any(not t.node.is_input for t in node.inbound)
+            compute_dx = any(id(t) in carriers for t in node.inbound)
             if pre_activation and id(node) in output_nodes:
                 dx, grads = layer.backward_pre_activation(dy, cache, compute_dx)
             else:

@@ -205,6 +205,7 @@ class TrainingMixin:
         output_names = None
         if self.built:
             self._require_single_output("compile")
+            self._check_gradients_reach_weights()
             output_names = self.output_names
         optimizer_obj = optimizers_module.get(optimizer)
         loss_obj = losses_module.get(_single_entry(loss, "loss", output_names))
@@ -266,6 +267,19 @@ class TrainingMixin:
             raise ValueError("No loss found. You may have forgotten to provide a `loss` "
                              "argument in the `compile()` method.")
         return self._compiled
+
+    def _check_gradients_reach_weights(self) -> None:
+        """Refuse to train when a layer between the trainable weights and the output
+        cannot pass gradients back (a Lambda over a function fastconv cannot
+        differentiate): before any step, naming the layer."""
+        blockers = self._graph.gradient_blockers(self.trainable_weights)
+        if blockers:
+            layer, why = blockers[0]
+            raise ValueError(
+                f"Model {self.name} cannot be trained: layer {layer.name} "
+                f"({type(layer).__name__}) lies between trainable weights and the output. "
+                f"{why}. Compute that step with fastconv layers, or freeze the layers before "
+                "it (trainable=False).")
 
     def _require_single_output(self, method: str) -> None:
         if len(self._outputs) != 1:
@@ -509,6 +523,7 @@ class TrainingMixin:
 
         self._build_for_data(x)
         self._require_single_output("fit")
+        self._check_gradients_reach_weights()
         xs, y, weights, n = self._prepare_xy(x, y, sample_weight, ("x", "y", "sample_weight"))
         validation = None
         if validation_data is not None:
@@ -645,6 +660,7 @@ class TrainingMixin:
         ``*_on_batch`` calls.
         """
         compiled, xs, y, weights = self._on_batch_data(x, y, sample_weight)
+        self._check_gradients_reach_weights()
         if class_weight is not None:
             weights = training_utils.class_weight_to_sample_weight(
                 class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
