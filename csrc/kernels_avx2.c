@@ -66,6 +66,12 @@ static inline double fc_hsum256d(__m256d v)
                                _mm256_cmp_ps((m), (m), _CMP_ORD_Q)))
 #define VEQ(a, b) _mm256_cmp_ps((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm256_blendv_ps((a), (b), (pred))
+/* pairs of lanes: see kernels_avx512.c */
+#define VPAIRSWAP(v) _mm256_permute_ps((v), 0xB1)
+#define FC_ODD_LANES _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1))
+#define VDUPHALF(p) \
+    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), \
+                             _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
 #define VHSUM(v) fc_hsum256(v)
 /* 16 registers: 2 accumulators per input channel in dx_few_body */
 #define FC_DXF_VECS 2
@@ -124,6 +130,9 @@ static inline double fc_hsum256d(__m256d v)
                                _mm256_cmp_pd((m), (m), _CMP_ORD_Q)))
 #define VEQ(a, b) _mm256_cmp_pd((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm256_blendv_pd((a), (b), (pred))
+#define VPAIRSWAP(v) _mm256_permute_pd((v), 0x5)
+#define FC_ODD_LANES _mm256_castsi256_pd(_mm256_setr_epi64x(0, -1, 0, -1))
+#define VDUPHALF(p) _mm256_permute4x64_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), 0x50)
 #define VHSUM(v) fc_hsum256d(v)
 #define FC_DXF_VECS 2
 /* float64 accumulation: the vectors above */

@@ -50,6 +50,13 @@
      (_mm512_cmp_ps_mask((v), (v), _CMP_UNORD_Q) & _mm512_cmp_ps_mask((m), (m), _CMP_ORD_Q)))
 #define VEQ(a, b) _mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm512_mask_blend_ps((pred), (a), (b))
+/* pairs of lanes (2-wide windows along a row): swap each pair, the odd
+ * lanes, and the first FC_VL / 2 values at p, each in two lanes */
+#define VPAIRSWAP(v) _mm512_permute_ps((v), 0xB1)
+#define FC_ODD_LANES ((__mmask16)0xAAAA)
+#define VDUPHALF(p) \
+    _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), \
+                          _mm512_castps256_ps512(_mm256_loadu_ps(p)))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 /* float64 accumulation of float32 data (kernels_batchnorm_impl.h) */
 #define fc_wvec __m512d
@@ -104,6 +111,11 @@
      (_mm512_cmp_pd_mask((v), (v), _CMP_UNORD_Q) & _mm512_cmp_pd_mask((m), (m), _CMP_ORD_Q)))
 #define VEQ(a, b) _mm512_cmp_pd_mask((a), (b), _CMP_EQ_OQ)
 #define VSEL(pred, a, b) _mm512_mask_blend_pd((pred), (a), (b))
+#define VPAIRSWAP(v) _mm512_permute_pd((v), 0x55)
+#define FC_ODD_LANES ((__mmask8)0xAA)
+#define VDUPHALF(p) \
+    _mm512_permutexvar_pd(_mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), \
+                          _mm512_castpd256_pd512(_mm256_loadu_pd(p)))
 #define VHSUM(v) _mm512_reduce_add_pd(v)
 /* float64 accumulation: the vectors above */
 #define fc_wvec __m512d

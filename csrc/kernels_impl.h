@@ -18,6 +18,8 @@
  *   fc_cmp VTAKE(v, m) VEQ(a, b)      lane predicates: v > m or (v NaN and m
  *                                     not); a == b
  *   VSEL(pred, a, b)                  pred ? b : a, per lane
+ *   VPAIRSWAP(v) FC_ODD_LANES         (FC_VL >= 2 only) lanes 2i and 2i+1 swapped; the
+ *   VDUPHALF(p)                       odd lanes (an fc_cmp); p[i] in lanes 2i, 2i+1
  *   VHSUM(v)                          the sum of v's lanes, an FC_T
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
  *

@@ -386,12 +386,38 @@ static void FCN(nchw_argmax_op)(const FC_T *src, FC_T *best, FC_T *win, int64_t 
 }
 
 /* 2x2 windows at stride 2 with both rows real, pool == stride: the winner of
- * each column pair of rows a, b, and dy or 0 stored to all four cells. */
+ * each column pair of rows a, b, and dy or 0 stored to all four cells.
+ * Vectors hold FC_VL / 2 windows: both lanes of a column pair find the
+ * pair's winner (cells in window order: a even, a odd, b even, b odd, the
+ * pair's other lane brought in by VPAIRSWAP), and each keeps dy where the
+ * winner is its own cell. */
 static void FCN(nchw_pair_bwd)(const FC_T *FC_RESTRICT a, const FC_T *FC_RESTRICT b,
                                const FC_T *FC_RESTRICT g, FC_T *FC_RESTRICT da,
                                FC_T *FC_RESTRICT db, int64_t n)
 {
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+#if FC_VL >= 2
+    const fc_cmp odd = FC_ODD_LANES;
+    const fc_vec own_a = VSEL(odd, VSET1(0), VSET1(1)), own_b = VSEL(odd, VSET1(2), VSET1(3));
+    for (; i + FC_VL / 2 <= n; i += FC_VL / 2) {
+        const fc_vec ra = VLOAD(a + 2 * i), rb = VLOAD(b + 2 * i);
+        const fc_vec sa = VPAIRSWAP(ra), sb = VPAIRSWAP(rb);
+        const fc_vec c1 = VSEL(odd, sa, ra), c2 = VSEL(odd, rb, sb), c3 = VSEL(odd, sb, rb);
+        fc_vec m = VSEL(odd, ra, sa), k = VZERO();
+        fc_cmp take = VTAKE(c1, m);
+        m = VSEL(take, m, c1);
+        k = VSEL(take, k, VSET1(1));
+        take = VTAKE(c2, m);
+        m = VSEL(take, m, c2);
+        k = VSEL(take, k, VSET1(2));
+        take = VTAKE(c3, m);
+        k = VSEL(take, k, VSET1(3));
+        const fc_vec grad = VDUPHALF(g + i);
+        VSTORE(da + 2 * i, VSEL(VEQ(k, own_a), VZERO(), grad));
+        VSTORE(db + 2 * i, VSEL(VEQ(k, own_b), VZERO(), grad));
+    }
+#endif
+    for (; i < n; ++i) {
         FC_T m = a[2 * i], k = 0, v;
         int take;
         v = a[2 * i + 1];

@@ -29,6 +29,9 @@
 #undef VTAKE
 #undef VEQ
 #undef VSEL
+#undef VPAIRSWAP
+#undef FC_ODD_LANES
+#undef VDUPHALF
 #undef VHSUM
 #undef fc_wvec
 #undef fc_wmask
