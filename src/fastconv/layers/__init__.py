@@ -10,7 +10,9 @@ Layers compute through :mod:`fastconv.ops`, so both compute backends
 """
 from . import experimental
 from .base import InputSpec, Layer, Node, Variable
-from .convolutional import Conv2D, Convolution2D
+from .convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D, Convolution2D,
+                            Convolution2DTranspose, DepthwiseConv2D, SeparableConv2D,
+                            SeparableConvolution2D)
 from .core import Activation, Dense, Flatten
 from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
@@ -21,4 +23,6 @@ __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
     "KerasTensor", "TensorShape", "TensorSpec", "experimental",
+    "Conv1D", "Convolution1D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
+    "Conv2DTranspose", "Convolution2DTranspose",
 ]
