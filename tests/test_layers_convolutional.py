@@ -14,7 +14,7 @@ import pytest
 
 from fastconv import backend, constraints, ops, regularizers
 from fastconv.layers import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D, Convolution2D,
-                             Convolution2DTranspose, DepthwiseConv2D, Flatten, Input, Layer,
+                             Convolution2DTranspose, DepthwiseConv2D, Flatten, Input,
                              SeparableConv2D, SeparableConvolution2D)
 from fastconv.models import Model, Sequential
 

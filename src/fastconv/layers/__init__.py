@@ -14,6 +14,7 @@ from .convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D, Conv
                             Convolution2DTranspose, DepthwiseConv2D, SeparableConv2D,
                             SeparableConvolution2D)
 from .core import Activation, Dense, Flatten
+from .embeddings import Embedding
 from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
 from .merge import Add, Concatenate
@@ -24,5 +25,5 @@ __all__ = [
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
     "KerasTensor", "TensorShape", "TensorSpec", "experimental",
     "Conv1D", "Convolution1D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
-    "Conv2DTranspose", "Convolution2DTranspose",
+    "Conv2DTranspose", "Convolution2DTranspose", "Embedding",
 ]
