@@ -584,3 +584,18 @@ def test_summary_rows_for_a_sequential_1d_stack():
         "conv1d_1 (Conv1D)            (None, 9, 4)              52        ", "=" * 65,
         "Total params: 700",
     ]
+
+
+def test_macs_of_the_conv_family():
+    inputs = Input((16, 16, 3))
+    x = Conv2D(8, 3, padding="same")(inputs)                  # 16*16 * 8 * 9 * 3
+    x = DepthwiseConv2D(3, depth_multiplier=2)(x)             # 14*14 * 16 * 9
+    x = SeparableConv2D(12, 3, strides=2, padding="same")(x)  # 7*7 * 16 * (9 + 12)
+    x = Conv2DTranspose(4, 3, strides=2, padding="same")(x)   # 7*7 * 12 * 9 * 4
+    x = Conv2D(6, 1, groups=2)(x)                             # 14*14 * 6 * 1 * 2
+    x = Conv2D(2, 3, data_format=CF)(x)                       # 12*4 * 2 * 9 * 14
+    assert Model(inputs, x).count_macs() == (55296 + 28224 + 16464 + 21168 + 2352 + 12096)
+    sequence = Input((20, 4))
+    assert Model(sequence, Conv1D(6, 5, groups=2, padding="causal")(sequence)).count_macs() \
+        == 20 * 6 * 5 * 2
+    assert Conv2D(2, 3).count_macs((None, None, 8, 1), (None, None, 6, 2)) is None
