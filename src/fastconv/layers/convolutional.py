@@ -68,10 +68,12 @@ def _no_groups(what: str, kwargs: Dict[str, Any]) -> None:
 class _Conv(ActivatedMixin, Layer):
     """The arguments and rules every convolution shares (Keras' ``Conv``).
 
-    ``rank`` is the number of spatial axes (1 or 2). ``filters`` is None for
-    ``DepthwiseConv2D``, whose output channels follow from its input.
-    Subclasses create their weights in ``build`` and compute in ``forward``.
+    ``rank`` is the number of spatial axes (1 or 2). Subclasses create their
+    weights in ``build`` and compute in ``forward``.
     """
+
+    # DepthwiseConv2D: the output channels follow from the input (filters=None).
+    _filters_from_input = False
 
     def __init__(self, rank: int, filters: Optional[int], kernel_size: Any, strides: Any = 1,
                  padding: str = "valid", data_format: Optional[str] = None,
@@ -84,7 +86,7 @@ class _Conv(ActivatedMixin, Layer):
         super().__init__(**kwargs)
         what = self._what()
         self.rank = rank
-        self.filters = (None if filters is None else
+        self.filters = (None if self._filters_from_input else
                         _positive_int(filters, "filters", what, truncate_float=True))
         self.groups = 1 if groups is None else _positive_int(groups, "groups", what)
         if self.filters is not None and self.filters % self.groups:
@@ -381,6 +383,8 @@ class DepthwiseConv2D(Conv2D):
     viewed as HWIO ``(kh, kw, 1, in_channels * depth_multiplier)`` (a
     reshape, no copy).
     """
+
+    _filters_from_input = True
 
     def __init__(self, kernel_size: Any, strides: Any = (1, 1), padding: str = "valid",
                  depth_multiplier: int = 1, data_format: Optional[str] = None,
