@@ -57,9 +57,21 @@ def _positive_int(value: Any, name: str, what: str, truncate_float: bool = False
     return result
 
 
-def _no_groups(what: str, kwargs: Dict[str, Any]) -> None:
+def _depthwise_op_args(layer: Any) -> Dict[str, Any]:
+    """The ``ops.conv2d`` arguments of a depthwise step (DepthwiseConv2D,
+    SeparableConv2D): Keras' kernel ``(kh, kw, in, mult)`` viewed as the HWIO
+    kernel ``(kh, kw, 1, in * mult)`` of a convolution with ``groups = in``
+    (no copy), whose flat output channel ``c * mult + m`` is filter ``m`` of
+    input channel ``c``: TensorFlow's depthwise output order."""
+    kh, kw, channels, mult = layer.depthwise_kernel.value.shape
+    return dict(kernel=layer.depthwise_kernel.value.reshape(kh, kw, 1, channels * mult),
+                strides=layer.strides, padding=layer.padding,
+                dilation_rate=layer.dilation_rate, groups=channels,
+                data_format=layer.data_format)
+
+
+def _check_no_groups(what: str, groups: Any) -> None:
     """Accept Keras' inert ``groups=1`` (it is in their configs); refuse others."""
-    groups = kwargs.pop("groups", 1)
     if groups not in (None, 1):
         raise ValueError(f"{what}: `groups` must be 1 (the layer has no grouped form in "
                          f"Keras), got {groups!r}")
@@ -380,8 +392,7 @@ class DepthwiseConv2D(Conv2D):
     and ``bias`` ``(in_channels * depth_multiplier,)`` (Keras 2.4's names;
     Keras 3 calls the first one ``kernel``, same shape and meaning).
     Computed as a convolution with ``groups = in_channels`` on the kernel
-    viewed as HWIO ``(kh, kw, 1, in_channels * depth_multiplier)`` (a
-    reshape, no copy).
+    viewed as HWIO ``(kh, kw, 1, in_channels * depth_multiplier)`` (no copy).
     """
 
     _filters_from_input = True
@@ -394,13 +405,13 @@ class DepthwiseConv2D(Conv2D):
                  bias_regularizer: Any = None, activity_regularizer: Any = None,
                  depthwise_constraint: Any = None, bias_constraint: Any = None,
                  **kwargs: Any) -> None:
-        groups_given = {"groups": kwargs.pop("groups")} if "groups" in kwargs else {}
+        groups = kwargs.pop("groups", 1)
         super().__init__(None, kernel_size, strides, padding, data_format, dilation_rate,
                          activation=activation, use_bias=use_bias,
                          bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
                          activity_regularizer=activity_regularizer,
                          bias_constraint=bias_constraint, **kwargs)
-        _no_groups(self._what(), groups_given)
+        _check_no_groups(self._what(), groups)
         self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier",
                                               self._what())
         self.depthwise_initializer = initializers.get(depthwise_initializer)
@@ -426,30 +437,19 @@ class DepthwiseConv2D(Conv2D):
         return self._with_channels(batch_spatial,
                                    None if channels is None else channels * self.depth_multiplier)
 
-    def _hwio_kernel(self) -> np.ndarray:
-        """``(kh, kw, in, mult)`` viewed as the grouped op's ``(kh, kw, 1, in * mult)``:
-        flat channel ``c * mult + m`` is exactly TensorFlow's depthwise output order."""
-        kh, kw, channels, mult = self.depthwise_kernel.value.shape
-        return self.depthwise_kernel.value.reshape(kh, kw, 1, channels * mult)
-
-    def _op_args(self) -> Dict[str, Any]:
-        return dict(strides=self.strides, padding=self.padding,
-                    dilation_rate=self.dilation_rate,
-                    groups=self.depthwise_kernel.value.shape[2], data_format=self.data_format)
-
     def forward(self, inputs: np.ndarray, training: bool = False) -> Tuple[np.ndarray, _ConvCache]:
         """Depthwise convolution, bias and activation; caches input and output."""
         x = np.asarray(inputs, dtype=self._dtype)
-        z = ops.conv2d(x, self._hwio_kernel(), self._bias_value(),
-                       activation=self._fused_op_activation(), **self._op_args())
+        z = ops.conv2d(x, bias=self._bias_value(), activation=self._fused_op_activation(),
+                       **_depthwise_op_args(self))
         y, z_cached = self._apply_activation(z)
         return y, _ConvCache(x, z_cached, y)
 
     def _backward_pre_activation(self, dz: np.ndarray, cache: _ConvCache, compute_dx: bool
                                  ) -> Tuple[Optional[np.ndarray], List[np.ndarray]]:
         dx, dkernel, dbias = ops.conv2d_backward(
-            np.asarray(dz, dtype=self._dtype), cache.x, self._hwio_kernel(),
-            compute_dx=compute_dx, compute_dbias=self.use_bias, **self._op_args())
+            np.asarray(dz, dtype=self._dtype), cache.x, compute_dx=compute_dx,
+            compute_dbias=self.use_bias, **_depthwise_op_args(self))
         dkernel = dkernel.reshape(self.depthwise_kernel.value.shape)
         return dx, self._with_bias_grad([dkernel], dbias)
 
@@ -552,18 +552,11 @@ class SeparableConv2D(_Conv):
         """The depthwise step's spatial sizes, ``filters`` channels."""
         return self._with_channels(self._batch_and_spatial(input_shape), self.filters)
 
-    def _depthwise_args(self) -> Dict[str, Any]:
-        kh, kw, channels, mult = self.depthwise_kernel.value.shape
-        return dict(kernel=self.depthwise_kernel.value.reshape(kh, kw, 1, channels * mult),
-                    strides=self.strides, padding=self.padding,
-                    dilation_rate=self.dilation_rate, groups=channels,
-                    data_format=self.data_format)
-
     def forward(self, inputs: np.ndarray, training: bool = False) -> Tuple[np.ndarray, _ConvCache]:
         """Depthwise, then pointwise with the bias and ReLU fused; caches
         the input, the depthwise output and the output."""
         x = np.asarray(inputs, dtype=self._dtype)
-        mid = ops.conv2d(x, **self._depthwise_args())
+        mid = ops.conv2d(x, **_depthwise_op_args(self))
         z = ops.conv2d(mid, self.pointwise_kernel.value, self._bias_value(),
                        activation=self._fused_op_activation(), data_format=self.data_format)
         y, z_cached = self._apply_activation(z)
@@ -575,7 +568,7 @@ class SeparableConv2D(_Conv):
             np.asarray(dz, dtype=self._dtype), cache.mid, self.pointwise_kernel.value,
             data_format=self.data_format, compute_dbias=self.use_bias)
         dx, ddepthwise, _ = ops.conv2d_backward(dmid, cache.x, compute_dx=compute_dx,
-                                                compute_dbias=False, **self._depthwise_args())
+                                                compute_dbias=False, **_depthwise_op_args(self))
         ddepthwise = ddepthwise.reshape(self.depthwise_kernel.value.shape)
         return dx, self._with_bias_grad([ddepthwise, dpointwise], dbias)
 
@@ -651,7 +644,7 @@ class Conv2DTranspose(Conv2D):
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
                  activity_regularizer: Any = None, kernel_constraint: Any = None,
                  bias_constraint: Any = None, **kwargs: Any) -> None:
-        groups_given = {"groups": kwargs.pop("groups")} if "groups" in kwargs else {}
+        groups = kwargs.pop("groups", 1)
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          activation=activation, use_bias=use_bias,
                          kernel_initializer=kernel_initializer,
@@ -661,7 +654,7 @@ class Conv2DTranspose(Conv2D):
                          activity_regularizer=activity_regularizer,
                          kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
                          **kwargs)
-        _no_groups(self._what(), groups_given)
+        _check_no_groups(self._what(), groups)
         self.output_padding = shapes.normalize_output_padding(output_padding, self.strides)
 
     def build(self, input_shape: Shape) -> None:
