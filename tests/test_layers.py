@@ -210,11 +210,24 @@ def test_unknown_activation():
         Dense(1, activation="gelu2")
 
 
-def test_channels_first_refused_clearly():
-    with pytest.raises(ValueError, match="channels_first.*not supported.*channels_last"):
-        Conv2D(1, 3, data_format="channels_first")
-    with pytest.raises(ValueError, match="data_format"):
-        MaxPooling2D(data_format="nchw")
+def test_unknown_data_format_refused_clearly():
+    for layer in (MaxPooling2D, Flatten):
+        with pytest.raises(ValueError, match="data_format"):
+            layer(data_format="nchw")
+
+
+def test_flatten_channels_first_moves_channels_last_first():
+    """tf.keras 2.4's Flatten(data_format='channels_first') flattens in
+    (height, width, channel) order, so one Dense weight serves both layouts."""
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)      # NCHW
+    nhwc = x.transpose(0, 2, 3, 1)
+    first = Flatten(data_format="channels_first")
+    y, cache = first.forward(x)
+    np.testing.assert_array_equal(y, nhwc.reshape(2, -1))
+    d = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+    dx, _ = first.backward(d, cache)
+    np.testing.assert_array_equal(dx, d.reshape(nhwc.shape).transpose(0, 3, 1, 2))
+    assert first.get_config()["data_format"] == "channels_first"
 
 
 def test_wrong_rank_messages():
@@ -287,8 +300,6 @@ def test_bad_conv_arguments(kwargs):
 
 
 def test_unsupported_keras_options_refused():
-    with pytest.raises(NotImplementedError, match="groups"):
-        Conv2D(4, 3, groups=2)
     with pytest.raises(NotImplementedError, match="kernel_regularizer"):
         Dense(4, kernel_regularizer="l2")
 

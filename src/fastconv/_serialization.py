@@ -4,8 +4,9 @@ tf.keras 2.4 builds every module's ``serialize``/``deserialize`` on
 ``serialize_keras_object``/``deserialize_keras_object``
 (``utils/generic_utils.py``); these two functions are that rule, with its
 messages, for the fastconv modules that follow it
-(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`); ``func_dump``
-and ``func_load`` are its form of a Python function (``Lambda`` layers).
+(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`,
+:func:`fastconv.initializers.serialize`); ``func_dump`` and ``func_load``
+are its form of a Python function (``Lambda`` layers).
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 __all__ = ["serialize", "deserialize", "func_dump", "func_load"]
 
 
-def serialize(instance: Any) -> Union[Dict[str, Any], str]:
+def serialize(instance: Any) -> Union[None, Dict[str, Any], str]:
     """``{'class_name', 'config'}`` for an object with ``get_config``; a
-    function's (or class's) name otherwise."""
+    function's (or class's) name otherwise; ``None`` for ``None`` (an unset
+    regularizer or constraint, as Keras)."""
+    if instance is None:
+        return None
     if hasattr(instance, "get_config") and not isinstance(instance, type):
         return {"class_name": type(instance).__name__, "config": instance.get_config()}
     if hasattr(instance, "__name__"):

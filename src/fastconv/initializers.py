@@ -16,12 +16,13 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import backend
+from . import _serialization, backend
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
     "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
-    "LecunUniform", "LecunNormal", "zeros", "ones", "glorot_uniform", "get", "compute_fans",
+    "LecunUniform", "LecunNormal", "zeros", "ones", "glorot_uniform", "get", "serialize",
+    "compute_fans",
 ]
 
 Shape = Tuple[int, ...]
@@ -328,3 +329,11 @@ def get(identifier: InitializerLike) -> Callable[..., np.ndarray]:
     if callable(identifier):
         return identifier
     raise TypeError(f"Could not interpret initializer identifier: {identifier!r}")
+
+
+def serialize(initializer: Any) -> Union[None, str, Dict[str, Any]]:
+    """Keras' serialized form, as layers' ``get_config`` give it:
+    ``{'class_name': 'GlorotUniform', 'config': {'seed': None}}`` for an
+    :class:`Initializer` (pass it through :func:`get` first: a name is not
+    serialized), a plain function's name otherwise."""
+    return _serialization.serialize(initializer)

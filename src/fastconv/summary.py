@@ -11,7 +11,9 @@ the full width.
 multiply-accumulate operations of the forward pass for **one sample**
 (batch size 1), summed over the layer's calls in the model:
 
-* Conv2D: ``out_h * out_w * filters * kh * kw * in_channels``;
+* Conv2D: ``out_h * out_w * filters * kh * kw * in_channels``; Conv1D alike;
+  grouped: divided by ``groups``; DepthwiseConv2D, SeparableConv2D and
+  Conv2DTranspose: see their ``count_macs``;
 * Dense: ``in_features * units`` (times the positions for rank > 2 input);
 * everything else (pooling, flatten, activations, merges, inputs): 0 --
   comparisons, additions and copies are not multiply-adds, and neither are

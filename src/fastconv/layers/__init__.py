@@ -10,8 +10,11 @@ Layers compute through :mod:`fastconv.ops`, so both compute backends
 """
 from . import experimental
 from .base import InputSpec, Layer, Node, Variable
-from .convolutional import Conv2D, Convolution2D
+from .convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D, Convolution2D,
+                            Convolution2DTranspose, DepthwiseConv2D, SeparableConv2D,
+                            SeparableConvolution2D)
 from .core import Activation, Dense, Flatten, Lambda
+from .embeddings import Embedding
 from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
 from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
@@ -38,4 +41,7 @@ __all__ = [
     "average", "maximum", "minimum", "concatenate",
     # core
     "Lambda",
+    # convolutional
+    "Conv1D", "Convolution1D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
+    "Conv2DTranspose", "Convolution2DTranspose", "Embedding",
 ]

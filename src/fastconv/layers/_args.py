@@ -17,10 +17,10 @@ __all__ = ["normalize_kernel_size", "normalize_padding", "normalize_data_format"
            "window_output_shape", "reject_unsupported"]
 
 
-def normalize_kernel_size(value: Any, name: str) -> Tuple[int, int]:
-    """An int or a pair of positive ints, with Keras' message for zeros."""
+def normalize_kernel_size(value: Any, name: str, rank: int = 2) -> Tuple[int, ...]:
+    """An int or a tuple of ``rank`` positive ints, with Keras' message for zeros."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        items: Optional[Sequence[Any]] = (value, value)
+        items: Optional[Sequence[Any]] = (value,) * rank
     elif isinstance(value, (list, tuple)):
         items = value
     else:
@@ -29,7 +29,7 @@ def normalize_kernel_size(value: Any, name: str) -> Tuple[int, int]:
                                  and v == 0 for v in items):
         raise ValueError(f"The argument `{name}` cannot contain 0(s). "
                          f"Received: {tuple(int(v) for v in items)}")
-    return shapes.normalize_pair(value, name)
+    return shapes.normalize_tuple(value, rank, name)
 
 
 def normalize_padding(value: Any) -> str:
@@ -71,27 +71,36 @@ def reject_unsupported(layer: str, **arguments: Any) -> None:
 
 
 def window_output_shape(layer_name: str, layer_class: str,
-                        input_shape: Sequence[Optional[int]], kernel: Tuple[int, int],
-                        strides: Tuple[int, int], padding: str,
-                        dilation: Tuple[int, int] = (1, 1)) -> Tuple[Optional[int], ...]:
-    """``(batch, out_h, out_w)`` of a 2-D window op on NHWC ``input_shape``.
+                        input_shape: Sequence[Optional[int]], kernel: Tuple[int, ...],
+                        strides: Tuple[int, ...], padding: str,
+                        dilation: Optional[Tuple[int, ...]] = None, *,
+                        channels_first: bool = False) -> Tuple[Optional[int], ...]:
+    """``(batch, *spatial_out)`` of a window op (1-D or 2-D, by ``len(kernel)``).
 
-    Unknown (``None``) sizes stay unknown. An input too small for the kernel
-    raises the :mod:`fastconv.shapes` error, prefixed with the layer.
+    ``input_shape`` is ``(batch, *spatial, channels)``, or
+    ``(batch, channels, *spatial)`` with ``channels_first``; ``padding`` is
+    ``'valid'``, ``'same'`` or (1-D) ``'causal'``. Unknown (``None``) sizes
+    stay unknown. An input too small for the kernel raises the
+    :mod:`fastconv.shapes` error, prefixed with the layer.
     """
     input_shape = tuple(input_shape)
-    if len(input_shape) != 4:
-        raise ValueError(f"Layer {layer_name} ({layer_class}) takes rank-4 input (batch, "
-                         f"height, width, channels); received shape {input_shape}")
+    rank = len(kernel)
+    dilation = dilation or (1,) * rank
+    if len(input_shape) != rank + 2:
+        names = ("width",) if rank == 1 else ("height", "width")
+        axes = ("channels",) + names if channels_first else names + ("channels",)
+        raise ValueError(f"Layer {layer_name} ({layer_class}) takes rank-{rank + 2} input "
+                         f"(batch, {', '.join(axes)}); received shape {input_shape}")
+    spatial = input_shape[2:] if channels_first else input_shape[1:-1]
+    what = ("input width",) if rank == 1 else ("input height", "input width")
     out = [input_shape[0]]
-    for axis, what in ((1, "input height"), (2, "input width")):
-        size = input_shape[axis]
+    for size, k, s, d, name in zip(spatial, kernel, strides, dilation, what):
         if size is None:
             out.append(None)
             continue
+        pad = shapes.causal_padding(k, d) if padding == "causal" else padding
         try:
-            out.append(shapes.resolve_padding(size, kernel[axis - 1], strides[axis - 1],
-                                              padding, dilation[axis - 1], what=what).out)
+            out.append(shapes.resolve_padding(size, k, s, pad, d, what=name).out)
         except ValueError as exc:
             raise ValueError(f"Layer {layer_name} ({layer_class}) cannot be applied to input "
                              f"shape {input_shape}: {exc}") from exc

@@ -124,7 +124,7 @@ class InputSpec:
 
 
 def as_input_array(value: Any, dtype: Any, owner: str, name: str = "x") -> np.ndarray:
-    """``value`` as an array of ``dtype``; only numbers are converted.
+    """``value`` as an array of ``dtype`` (None: its own); only numbers are converted.
 
     Booleans, integers and floats are cast; strings, bytes, objects,
     datetimes and complex numbers are refused (NumPy would parse, count
@@ -254,6 +254,11 @@ class Layer:
 
     # Layers taking a list of inputs (merge layers) set this.
     _takes_list = False
+    # False: array inputs keep their dtype instead of being cast to the layer's
+    # (Keras' ``autocast``; Embedding takes integer indices, which float32 rounds).
+    _autocast = True
+    # The kinds of dtype a layer may compute in (an InputLayer also holds integers).
+    _dtype_kinds = "f"
 
     def __init__(self, trainable: bool = True, name: Optional[str] = None,
                  dtype: Any = None, **kwargs: Any) -> None:
@@ -265,8 +270,9 @@ class Layer:
         self._name = name or backend.unique_object_name(
             backend.to_snake_case(type(self).__name__))
         compute_dtype = np.dtype(backend.floatx() if dtype is None else dtype)
-        if compute_dtype.kind != "f":
-            raise TypeError(f"Layer {self._name}: `dtype` must be a floating-point type, "
+        if compute_dtype.kind not in self._dtype_kinds:
+            kinds = "a floating-point" if self._dtype_kinds == "f" else "a numeric"
+            raise TypeError(f"Layer {self._name}: `dtype` must be {kinds} type, "
                             f"got {compute_dtype}")
         self._dtype = compute_dtype
         self._trainable = bool(trainable)
@@ -469,7 +475,8 @@ class Layer:
             return self._call_symbolic(items)
         if any(symbolic):
             raise TypeError(f"Layer {self.name}: inputs mix symbolic KerasTensors and arrays")
-        arrays = [as_input_array(x, self._dtype, f"layer {self.name}", "inputs") for x in items]
+        dtype = self._dtype if self._autocast else None
+        arrays = [as_input_array(x, dtype, f"layer {self.name}", "inputs") for x in items]
         self._check_and_build([a.shape for a in arrays])
         return self.call(arrays if self._takes_list else arrays[0], training)
 

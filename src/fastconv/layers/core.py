@@ -12,7 +12,7 @@ import numpy as np
 from .. import _serialization, activations, ops
 from . import _autodiff
 from ._activated import ActivatedMixin
-from ._args import reject_unsupported
+from ._args import normalize_data_format, reject_unsupported
 from .base import InputSpec, Layer
 
 __all__ = ["Dense", "Flatten", "Activation", "Lambda"]
@@ -137,16 +137,19 @@ class Flatten(Layer):
     """Flattens each sample: ``(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)``.
 
     NHWC input is flattened in row-major (height, width, channel) order, the
-    order Keras uses with ``channels_last``, so Dense weights carry over.
+    order Keras uses with ``channels_last``, so Dense weights carry over. With
+    ``data_format='channels_first'`` the channel axis is moved last first (one
+    copy), as tf.keras 2.4 does, so the same Dense weights serve both layouts.
     """
 
     def __init__(self, data_format: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if data_format is not None and str(data_format).lower() != "channels_last":
-            raise ValueError(f"Layer {self.name} (Flatten): only data_format='channels_last' "
-                             f"(or None) is supported, got {data_format!r}")
-        self.data_format = "channels_last"
+        self.data_format = normalize_data_format(data_format, f"Layer {self.name} (Flatten)",
+                                                 allow_channels_first=True)
         self.input_spec = InputSpec(min_ndim=1)
+
+    def _channels_moved(self, ndim: int) -> bool:
+        return self.data_format == "channels_first" and ndim >= 3
 
     def compute_output_shape(self, input_shape: Any) -> Tuple[Optional[int], ...]:
         """``(batch, product of the other dims)``; None if any is unknown."""
@@ -158,14 +161,23 @@ class Flatten(Layer):
         return (tuple(input_shape)[0], int(np.prod(dims, dtype=np.int64)))
 
     def forward(self, inputs: np.ndarray, training: bool = False) -> Tuple[np.ndarray, _ShapeCache]:
-        """A reshape (a view when the input is contiguous)."""
+        """A reshape (a view when the input is contiguous and channels last)."""
         x = np.asarray(inputs, dtype=self._dtype)
-        return x.reshape(x.shape[0], -1), _ShapeCache(x.shape)
+        shape = x.shape
+        if self._channels_moved(x.ndim):
+            x = np.moveaxis(x, 1, -1)
+        return x.reshape(x.shape[0], -1), _ShapeCache(shape)
 
     def backward(self, d_outputs: np.ndarray, cache: _ShapeCache, compute_dx: bool = True
                  ) -> Tuple[Optional[np.ndarray], List[np.ndarray]]:
         """The gradient reshaped back to the input's shape."""
-        return (np.reshape(d_outputs, cache.input_shape) if compute_dx else None), []
+        if not compute_dx:
+            return None, []
+        shape = cache.input_shape
+        if not self._channels_moved(len(shape)):
+            return np.reshape(d_outputs, shape), []
+        moved = (shape[0],) + tuple(shape[2:]) + (shape[1],)
+        return np.ascontiguousarray(np.moveaxis(np.reshape(d_outputs, moved), -1, 1)), []
 
     def _output_op_name(self, input_shape: Any) -> str:
         return "Reshape"

@@ -34,12 +34,15 @@ class InputLayer(Layer):
         Shape without the batch dimension.
     batch_size : int, optional
     dtype : optional
-        ``'float32'`` by default.
+        ``'float32'`` by default; integer and bool dtypes are accepted too.
     name : str, optional
         Default ``input_<n>``, one-based, with its own counter.
     batch_input_shape : tuple, optional
         Full shape including the batch dimension (instead of ``input_shape``).
     """
+
+    # Integer inputs feed Embedding layers (``Input((10,), dtype='int32')``).
+    _dtype_kinds = "biuf"
 
     def __init__(self, input_shape: Optional[Sequence[Optional[int]]] = None,
                  batch_size: Optional[int] = None, dtype: Any = None,
@@ -106,7 +109,8 @@ def Input(shape: Union[None, int, Sequence[Optional[int]]] = None,
         Default ``input_1``, ``input_2``, ... (reset by
         :func:`fastconv.backend.clear_session`).
     dtype : optional
-        ``'float32'`` by default.
+        ``'float32'`` by default; integers (``'int32'``) for indices into an
+        :class:`~fastconv.layers.Embedding`.
     batch_shape : tuple, optional
         Full shape including the batch dimension, instead of ``shape``.
 
