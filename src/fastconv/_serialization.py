@@ -4,7 +4,8 @@ tf.keras 2.4 builds every module's ``serialize``/``deserialize`` on
 ``serialize_keras_object``/``deserialize_keras_object``
 (``utils/generic_utils.py``); these two functions are that rule, with its
 messages, for the fastconv modules that follow it
-(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`).
+(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`,
+:func:`fastconv.initializers.serialize`).
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import Any, Dict, Mapping, Optional, Union
 __all__ = ["serialize", "deserialize"]
 
 
-def serialize(instance: Any) -> Union[Dict[str, Any], str]:
+def serialize(instance: Any) -> Union[None, Dict[str, Any], str]:
     """``{'class_name', 'config'}`` for an object with ``get_config``; a
-    function's (or class's) name otherwise."""
+    function's (or class's) name otherwise; None for None (an unset
+    ``*_regularizer`` or ``*_constraint``)."""
+    if instance is None:
+        return None
     if hasattr(instance, "get_config") and not isinstance(instance, type):
         return {"class_name": type(instance).__name__, "config": instance.get_config()}
     if hasattr(instance, "__name__"):

@@ -16,12 +16,13 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import backend
+from . import _serialization, backend
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
     "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
-    "LecunUniform", "LecunNormal", "zeros", "ones", "glorot_uniform", "get", "compute_fans",
+    "LecunUniform", "LecunNormal", "zeros", "ones", "glorot_uniform", "get", "serialize",
+    "compute_fans",
 ]
 
 Shape = Tuple[int, ...]
@@ -328,3 +329,10 @@ def get(identifier: InitializerLike) -> Callable[..., np.ndarray]:
     if callable(identifier):
         return identifier
     raise TypeError(f"Could not interpret initializer identifier: {identifier!r}")
+
+
+def serialize(initializer: Any) -> Union[Dict[str, Any], str]:
+    """Keras 2.4's form in a layer's ``get_config``: ``{'class_name': 'Zeros',
+    'config': {}}`` for an initializer object (a plain function gives its
+    name); :func:`get` takes it back."""
+    return _serialization.serialize(initializer)

@@ -403,6 +403,12 @@ class Layer:
         """TensorFlow op type that names this layer's output (``'Relu'``...)."""
         return None
 
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Layer":
+        """A new layer from :meth:`get_config`'s dict (Keras' ``cls(**config)``;
+        weights are not part of a config)."""
+        return cls(**config)
+
     def get_config(self) -> Dict[str, Any]:
         """Keras-style configuration dict."""
         config: Dict[str, Any] = {"name": self.name, "trainable": self.trainable,
