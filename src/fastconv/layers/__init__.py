@@ -16,9 +16,11 @@ from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
 from .merge import Add, Concatenate
 from .pooling import MaxPool2D, MaxPooling2D
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 
 __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
     "KerasTensor", "TensorShape", "TensorSpec", "experimental",
+    "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
 ]
