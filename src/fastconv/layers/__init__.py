@@ -16,11 +16,14 @@ from .input_layer import Input, InputLayer
 from .keras_tensor import KerasTensor, TensorShape, TensorSpec
 from .merge import Add, Concatenate
 from .pooling import MaxPool2D, MaxPooling2D
+from .regularization import (Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                             SpatialDropout2D, SpatialDropout3D)
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 
 __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
     "KerasTensor", "TensorShape", "TensorSpec", "experimental",
-    "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
 ]
