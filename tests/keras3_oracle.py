@@ -3,7 +3,8 @@
 ``keras3()`` imports it (skipping the test cleanly when Keras or PyTorch is
 missing); :func:`run` evaluates a Keras model on NumPy data and, given an
 output gradient ``dy``, returns torch autograd's gradients of ``sum(y * dy)``
-with respect to the input and the trainable weights.
+with respect to the input and the trainable weights; :func:`numpy_of`
+reads a Keras variable.
 """
 from __future__ import annotations
 
@@ -39,3 +40,8 @@ def run(model, x: np.ndarray, dy: Optional[np.ndarray] = None, training: bool = 
     (y * torch.tensor(np.ascontiguousarray(dy))).sum().backward()
     grads: List[np.ndarray] = [w.grad.detach().cpu().numpy() for w in weights]
     return y.detach().cpu().numpy(), xt.grad.detach().cpu().numpy(), grads
+
+
+def numpy_of(variable) -> np.ndarray:
+    """A Keras variable's values (its own ``numpy()`` warns under NumPy 2)."""
+    return variable.value.detach().cpu().numpy()

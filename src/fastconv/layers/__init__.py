@@ -18,6 +18,7 @@ from .merge import Add, Concatenate
 from .pooling import MaxPool2D, MaxPooling2D
 from .regularization import (Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
                              SpatialDropout2D, SpatialDropout3D)
+from .normalization import BatchNormalization
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 
 __all__ = [
@@ -25,5 +26,5 @@ __all__ = [
     "Flatten", "Dense", "Activation", "Add", "Concatenate", "InputSpec", "Node", "Variable",
     "KerasTensor", "TensorShape", "TensorSpec", "experimental",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-    "GaussianDropout", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "GaussianDropout", "BatchNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
 ]
