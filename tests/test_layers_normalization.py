@@ -62,6 +62,7 @@ LAYOUTS = [  # (input shape, axis, tf.keras 2.4's fused path)
     ((4, 3, 5, 6), 1, True),
     ((4, 5, 6, 3), -3, True),
     ((4, 5, 6, 3), 2, False),   # moved last with one copy
+    ((3, 4, 5, 2, 3), 2, False),  # moved last, a permutation that is not its own inverse
     ((6, 7), -1, False),
     ((4, 5, 3), -1, False),
     ((4, 5, 3), 1, False),      # channels_first on the ops, not fused in Keras (3-D)
