@@ -344,8 +344,8 @@ def test_sequential_trains_through_every_activation(rng):
     # alpha starts at 0.25: with Keras' zeros every negative unit would sit on
     # the next ReLU's kink, whose derivative is 0 (as in TensorFlow).
     model = Sequential([Dense(8, input_shape=(6,)),
-                        PReLU(alpha_initializer=initializers.Constant(0.25)), LeakyReLU(0.1), ELU(),
-                        ReLU(max_value=6.0, negative_slope=0.05), Dense(3), Softmax()])
+                        PReLU(alpha_initializer=initializers.Constant(0.25)), LeakyReLU(0.1),
+                        ELU(), ReLU(max_value=6.0, negative_slope=0.05), Dense(3), Softmax()])
     model.compile("sgd", "categorical_crossentropy")
     before = model.get_weights()[2].copy()
     assert before.shape == (8,)

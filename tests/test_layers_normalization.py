@@ -274,9 +274,9 @@ def test_fused_path_raises_small_epsilons_like_tf24(rng):
 
 
 def test_path_choice_follows_tf24():
-    cases = [({}, (4, 4, 3), True), ({"axis": 1}, (3, 4, 4), True), ({"axis": 2}, (4, 4, 3), False),
-             ({}, (4, 3), False), ({"fused": False}, (4, 4, 3), False),
-             ({"dtype": "float64"}, (4, 4, 3), False)]
+    cases = [({}, (4, 4, 3), True), ({"axis": 1}, (3, 4, 4), True),
+             ({"axis": 2}, (4, 4, 3), False), ({}, (4, 3), False),
+             ({"fused": False}, (4, 4, 3), False), ({"dtype": "float64"}, (4, 4, 3), False)]
     for kwargs, shape, fused in cases:
         layer = BatchNormalization(**kwargs)
         layer(Input(shape, dtype=kwargs.get("dtype")))

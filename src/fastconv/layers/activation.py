@@ -4,11 +4,10 @@
 Forward and backward passes are vectorised NumPy expressions that follow
 the TensorFlow ops Keras composes (``K.relu``, ``nn.leaky_relu``, ``K.elu``,
 ``nn.softmax``), including the derivative each op defines at its kinks:
-ReLU's is 0 at the threshold, leaky ReLU's is ``alpha`` at 0, ``relu6`` and
-a ``max_value`` clip pass the gradient at the clip value only for the clip
-(inclusive), not for relu6 (exclusive). NaN inputs give what NumPy's
-``maximum``/``where`` give: NaN out, and a gradient of 0 where a comparison
-with NaN decides.
+ReLU's is 0 at the threshold, leaky ReLU's is ``alpha`` at 0, ``relu6``'s
+is 0 at 0 and 6, and a ``max_value`` clip passes the gradient at the clip
+value itself. NaN inputs give what NumPy's ``maximum``/``where`` give: NaN
+out, and a gradient of 0 where a comparison with NaN decides.
 
 Scalar arguments are stored as tf.keras 2.4 stores them, rounded to float32
 (``K.cast_to_floatx``); ``get_config`` returns them as Python floats where

@@ -3,8 +3,9 @@
 
 They change their input only in training (``training=True``, which ``fit``
 passes); in inference they return it unchanged. Each training call draws its
-noise as one vectorised array and keeps it in the cache, so the backward pass
-multiplies the gradient by the very mask the forward pass used.
+noise as one vectorised array; a multiplicative one (the dropout masks,
+GaussianDropout's noise) stays in the cache, so the backward pass multiplies
+the gradient by the very mask the forward pass used.
 
 Random numbers: a ``Dropout`` given ``seed=`` owns a generator seeded with it,
 so a fresh layer replays the same sequence of masks (successive calls still
