@@ -24,6 +24,10 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                       GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                       GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
+from .regularization import (Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                             SpatialDropout2D, SpatialDropout3D)
+from .normalization import BatchNormalization
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 
 __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
@@ -44,4 +48,7 @@ __all__ = [
     # convolutional
     "Conv1D", "Convolution1D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
     "Conv2DTranspose", "Convolution2DTranspose", "Embedding",
+    # regularization, normalization, activations
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "BatchNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
 ]
