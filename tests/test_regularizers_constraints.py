@@ -51,10 +51,10 @@ def test_get_by_class_name():
 
 
 @pytest.mark.parametrize("module,what,name", [
-    (regularizers, "regularizer", "l2"),
-    (constraints, "constraint", "max_norm"),
+    (regularizers, "regularizer", "l3"),
+    (constraints, "constraint", "max_norms"),
 ])
-def test_names_fastconv_does_not_have_yet_are_unknown(module, what, name):
+def test_unknown_names(module, what, name):
     with pytest.raises(ValueError, match=f"Unknown {what}: {name}"):
         module.get(name)
 

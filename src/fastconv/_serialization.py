@@ -13,9 +13,12 @@ from typing import Any, Dict, Mapping, Optional, Union
 __all__ = ["serialize", "deserialize"]
 
 
-def serialize(instance: Any) -> Union[Dict[str, Any], str]:
+def serialize(instance: Any) -> Union[None, Dict[str, Any], str]:
     """``{'class_name', 'config'}`` for an object with ``get_config``; a
-    function's (or class's) name otherwise."""
+    function's (or class's) name otherwise; ``None`` for ``None`` (a layer
+    argument left unset)."""
+    if instance is None:
+        return None
     if hasattr(instance, "get_config") and not isinstance(instance, type):
         return {"class_name": type(instance).__name__, "config": instance.get_config()}
     if hasattr(instance, "__name__"):
