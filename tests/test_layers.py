@@ -289,8 +289,6 @@ def test_bad_conv_arguments(kwargs):
 def test_unsupported_keras_options_refused():
     with pytest.raises(NotImplementedError, match="groups"):
         Conv2D(4, 3, groups=2)
-    with pytest.raises(NotImplementedError, match="kernel_regularizer"):
-        Dense(4, kernel_regularizer="l2")
 
 
 def test_merge_errors():
