@@ -174,6 +174,15 @@ def test_call_is_traced_for_each_training_value():
     model.fit(x, np.zeros((4, 3), np.float32), verbose=0)
     assert not all(np.array_equal(a, b) for a, b in zip(before, model.extra.get_weights()))
 
+    # Nested in a functional model, its training branch's layer trains from the first step.
+    nested = Branchy()
+    inputs = Input((5,))
+    outer = Model(inputs, nested(inputs))
+    assert not nested.extra.built
+    outer.compile(optimizers.SGD(0.1), "mse")
+    outer.train_on_batch(x, np.zeros((4, 3), np.float32))
+    assert not np.array_equal(nested.extra.kernel.numpy(), np.ones((3, 3)))  # it was trained
+
 
 class _Scale(Layer):
     """A custom layer computing with NumPy/fastconv.ops: y = relu(x) * w."""

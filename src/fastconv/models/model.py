@@ -261,6 +261,16 @@ class Model(TrainingMixin, Layer):
         graph = self._traces.get(bool(training))
         return graph if graph is not None else self._trace(bool(training))[0]
 
+    def _training_graph(self) -> Graph:
+        """``_graph_for(True)``, with the training traces of nested subclassed
+        models made too: a layer only their ``training=True`` branch calls
+        gets its weights before the trained weights are read."""
+        graph = self._graph_for(True)
+        for layer in self._all_layers():
+            if isinstance(layer, Model) and layer.built:
+                layer._graph_for(True)
+        return graph
+
     # ------------------------------------------------------------------
     # Structure
 

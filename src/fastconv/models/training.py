@@ -411,7 +411,7 @@ class TrainingMixin:
         cannot split: after any interruption the model holds the weights of
         a whole number of steps.
         """
-        graph = self._graph_for(True)  # first: a subclassed model's trace may build layers
+        graph = self._training_graph()  # first: a subclassed model's trace may build layers
         variables = self._variables_to_train()
         activity: List[float] = []
         outputs, tape = graph.run(xs, True, record=True, losses=activity)
