@@ -244,7 +244,7 @@ class Model(TrainingMixin, Layer):
         graph = Graph(self._inputs, items, self.name)
         tracked = {id(layer) for layer in self.layers}
         for layer in graph.layers:
-            if layer._variables and id(layer) not in tracked:
+            if layer.weights and id(layer) not in tracked:
                 raise ValueError(
                     f"Model {self.name}: call() uses layer {layer.name}, which has weights but "
                     "is not an attribute of the model, so they would never be trained: create "
