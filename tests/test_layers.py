@@ -300,8 +300,9 @@ def test_bad_conv_arguments(kwargs):
 
 
 def test_unsupported_keras_options_refused():
-    with pytest.raises(NotImplementedError, match="kernel_regularizer"):
-        Dense(4, kernel_regularizer="l2")
+    from fastconv.layers import BatchNormalization
+    with pytest.raises(ValueError, match="renorm"):
+        BatchNormalization(renorm=True)
 
 
 def test_merge_errors():

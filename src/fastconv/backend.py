@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = [
     "clear_session", "get_uid", "unique_object_name", "reset_uids", "to_snake_case",
-    "floatx", "image_data_format", "set_random_seed",
+    "floatx", "epsilon", "image_data_format", "set_random_seed",
 ]
 
 # Two separate counters, as in Keras: layer/model names count from zero
@@ -40,6 +40,11 @@ _global_rng: np.random.Generator = np.random.default_rng()
 def floatx() -> str:
     """The default float type of layers and inputs: ``'float32'``."""
     return _FLOATX
+
+
+def epsilon() -> float:
+    """Keras' fuzz factor, ``1e-7`` (e.g. in the norm constraints' denominators)."""
+    return 1e-7
 
 
 def image_data_format() -> str:

@@ -171,7 +171,9 @@ class Optimizer:
             without a gradient). Parameters must be writeable float arrays,
             or objects whose ``numpy()`` returns the live array (fastconv's
             ``Variable``, so ``zip(grads, model.trainable_weights)`` works);
-            each gradient must have its parameter's shape.
+            each gradient must have its parameter's shape. A parameter with a
+            ``constraint`` (a Variable made with ``add_weight(constraint=...)``)
+            is projected with it right after its update, as in Keras.
 
         Raises
         ------
@@ -182,6 +184,7 @@ class Optimizer:
             If a parameter is not a writeable floating-point ndarray.
         """
         pairs: List[Tuple[np.ndarray, np.ndarray]] = []
+        constrained: List[Tuple[Any, np.ndarray]] = []
         for index, pair in enumerate(grads_and_vars):
             try:
                 grad, param = pair
@@ -189,10 +192,13 @@ class Optimizer:
                 raise TypeError(
                     f"grads_and_vars[{index}] must be a (gradient, parameter) pair, "
                     f"got {type(pair).__name__}") from None
+            constraint = getattr(param, "constraint", None)
             param = self._check_param(param, index)
             if grad is None:
                 continue
             pairs.append((self._check_grad(grad, param, index), param))
+            if constraint is not None:
+                constrained.append((constraint, param))
         if not pairs:
             raise ValueError("No gradients provided for any parameter: every gradient "
                              "in `grads_and_vars` is None (or the sequence is empty)")
@@ -200,7 +206,19 @@ class Optimizer:
         lr = self.current_learning_rate()
         for grad, (_, param) in zip(grads, pairs):
             self._update_param(param, grad, self._slots_for(param), lr)
+        for constraint, param in constrained:
+            self._project(constraint, param)
         self.iterations += 1
+
+    @staticmethod
+    def _project(constraint: Callable[[np.ndarray], Any], param: np.ndarray) -> None:
+        """``param[...] = constraint(param)``: Keras applies a variable's
+        constraint right after the optimizer updates it."""
+        projected = np.asarray(constraint(param))
+        if projected.shape != param.shape:
+            raise ValueError(f"The constraint {constraint!r} returned shape {projected.shape} "
+                             f"for a weight of shape {param.shape}")
+        param[...] = projected
 
     def apply(self, params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]]) -> None:
         """Same as ``apply_gradients(zip(grads, params))``, with a length check."""

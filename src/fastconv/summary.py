@@ -20,6 +20,15 @@ multiply-accumulate operations of the forward pass for **one sample**
   bias additions or activations inside Conv2D/Dense.
 
 One MAC is two FLOPs. ``?`` marks a layer whose spatial size is unknown.
+
+Nested and subclassed models follow TF 2.4's rules too. A model used as a
+layer is one row: its class name (``Functional``, ``Sequential`` or the
+subclass), its own output shape and its parameter count. A subclassed
+model's table is laid out as a sequence of the layers it tracks, each
+shown with ``multiple`` as its output shape (TF 2.4 runs ``call`` without
+recording layer calls, so its layers have no shapes of their own; fastconv's
+traces are not counted either), and ``0 (unused)`` as the parameters of a
+layer that ``call`` never built.
 """
 from __future__ import annotations
 
@@ -67,12 +76,17 @@ class SummarizedModel(Protocol):
     @property
     def non_trainable_weights(self) -> List[Any]: ...
 
+    # False for a subclassed model, whose ``_traced_node_ids`` are the layer
+    # calls its traces recorded.
+    _is_graph_network: bool
+    _traced_node_ids: set
+
 
 def is_sequential_like(model: SummarizedModel) -> bool:
-    """TF 2.4's test: a Sequential, or a graph with one single-input node per
-    depth and no layer called twice."""
+    """TF 2.4's test: a Sequential, a subclassed model, or a graph with one
+    single-input node per depth and no layer called twice."""
     # By class name, as TF 2.4 does (and without importing the models).
-    if type(model).__name__ == "Sequential":
+    if type(model).__name__ == "Sequential" or not model._is_graph_network:
         return True
     nodes = []
     for depth_nodes in model._nodes_by_depth.values():
@@ -97,6 +111,24 @@ def _format_row(fields: Sequence[object], positions: Sequence[int]) -> str:
         line = line[:positions[i]]
         line += " " * (positions[i] - len(line))
     return line
+
+
+def _output_shape(layer, hidden_node_ids) -> object:
+    """TF 2.4's column: ``layer.output_shape``, ``multiple`` when the layer
+    has no single one (``AttributeError``), ``?`` on ``RuntimeError``. The
+    calls in ``hidden_node_ids`` (a subclassed model's traces) are not
+    counted: a graph network's shape is its own, other layers' come from
+    their other calls."""
+    if hidden_node_ids and not getattr(layer, "_is_graph_network", False):
+        shapes = [node.output_shapes for node in layer._inbound_nodes
+                  if id(node) not in hidden_node_ids]
+        return shapes[0] if shapes and all(s == shapes[0] for s in shapes) else "multiple"
+    try:
+        return layer.output_shape
+    except AttributeError:
+        return "multiple"
+    except RuntimeError:
+        return "?"
 
 
 def _layer_macs(layer, network_node_ids) -> Optional[int]:
@@ -165,15 +197,13 @@ def summary_lines(model: SummarizedModel, line_length: Optional[int] = None,
     layers = model.layers
     total_macs = 0
     macs_known = True
+    hidden_node_ids = model._traced_node_ids
     for i, layer in enumerate(layers):
-        try:
-            output_shape = layer.output_shape
-        except AttributeError:
-            output_shape = "multiple"
-        except RuntimeError:
-            output_shape = "?"
-        fields: List[object] = [f"{layer.name} ({type(layer).__name__})", output_shape,
-                                layer.count_params()]
+        # A layer a subclassed model's call never reached has no weights yet.
+        params: object = (layer.count_params() if layer.built or
+                          getattr(layer, "_is_graph_network", False) else "0 (unused)")
+        fields: List[object] = [f"{layer.name} ({type(layer).__name__})",
+                                _output_shape(layer, hidden_node_ids), params]
         if show_macs:
             macs = _layer_macs(layer, network_node_ids)
             if macs is None:

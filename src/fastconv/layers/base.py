@@ -17,6 +17,13 @@ several calls in one graph keeps one cache per call. ``weight_grads`` is
 aligned with ``layer.weights`` (``[kernel, bias]``). ``d_inputs`` is an array
 (a list for merge layers) or ``None`` when ``compute_dx=False`` (a first layer
 needs no input gradient).
+
+Regularization is the engine's business, not the layer's: a weight made with
+``add_weight(regularizer=..., constraint=...)`` carries both
+(``variable.regularizer``, ``variable.constraint``), a layer's
+``activity_regularizer`` attribute (``None`` by default, settable on any
+layer as in Keras) is applied by the model to each call's output, and the
+layer's ``backward`` never sees either (see :mod:`fastconv.models.graph`).
 """
 from __future__ import annotations
 
@@ -26,9 +33,10 @@ import numpy as np
 
 from .. import backend
 from .. import initializers as initializers_module
+from .. import regularizers as regularizers_module
 from .keras_tensor import KerasHistory, KerasTensor, TensorShape, as_dtype, shape_tuple
 
-__all__ = ["Layer", "Variable", "InputSpec", "Node"]
+__all__ = ["Layer", "Variable", "InputSpec", "Node", "regularization_penalties"]
 
 Shape = Tuple[Optional[int], ...]
 ArrayOrList = Union[np.ndarray, List[np.ndarray]]
@@ -185,13 +193,20 @@ class Node:
     output : KerasTensor
     index : int
         Position in ``layer._inbound_nodes``.
+    training : bool or None
+        The ``training=`` given to this call (``layer(x, training=False)``):
+        it overrides the mode the model runs in, as in Keras (a frozen base
+        model kept in inference mode while the head trains). ``None``
+        follows the model.
     """
 
-    def __init__(self, layer: "Layer", inbound: List[KerasTensor]) -> None:
+    def __init__(self, layer: "Layer", inbound: List[KerasTensor],
+                 training: Optional[bool] = None) -> None:
         self.layer = layer
         self.inbound = list(inbound)
         self.index = len(layer._inbound_nodes)
         self.output: Optional[KerasTensor] = None
+        self.training = None if training is None else bool(training)
         layer._inbound_nodes.append(self)
 
     @property
@@ -227,7 +242,8 @@ class Node:
         return f"<Node {self.layer.name}[{self.index}]>"
 
 
-_BASE_KWARGS = ("input_shape", "batch_input_shape", "batch_size", "weights", "dynamic")
+_BASE_KWARGS = ("input_shape", "batch_input_shape", "batch_size", "weights", "dynamic",
+                "activity_regularizer")
 
 
 class Layer:
@@ -247,6 +263,9 @@ class Layer:
     input_shape, batch_size, batch_input_shape
         On the first layer of a :class:`~fastconv.models.Sequential`, create
         its input (``input_shape`` excludes the batch dimension).
+    activity_regularizer : optional
+        A :mod:`fastconv.regularizers` identifier: ``regularizer(output) /
+        batch_size`` is added to the training loss for each call.
 
     Subclasses implement :meth:`build`, :meth:`compute_output_shape`,
     :meth:`forward` and :meth:`backward` (see the module docstring).
@@ -259,6 +278,9 @@ class Layer:
     _autocast = True
     # The kinds of dtype a layer may compute in (an InputLayer also holds integers).
     _dtype_kinds = "f"
+    # Keras lets any layer have one (a settable attribute); layers whose
+    # constructor takes the argument set it with regularizers.get.
+    activity_regularizer: Any = None
 
     def __init__(self, trainable: bool = True, name: Optional[str] = None,
                  dtype: Any = None, **kwargs: Any) -> None:
@@ -289,6 +311,10 @@ class Layer:
                 input_shape = (input_shape,)
             self._batch_input_shape = (kwargs.get("batch_size"),) + tuple(input_shape)
         self._initial_weights = kwargs.get("weights")
+        if kwargs.get("activity_regularizer") is not None:
+            self.activity_regularizer = regularizers_module.get(kwargs["activity_regularizer"])
+        # The activity penalty of the last call on arrays (Keras' eager losses).
+        self._activity_losses: List[float] = []
 
     # ------------------------------------------------------------------
     # Identity and weights
@@ -363,6 +389,12 @@ class Layer:
         """
         set_weight_values(self.name, self.weights, weights)
 
+    @property
+    def losses(self) -> List[float]:
+        """Keras' ``layer.losses``: the activity penalty of the last call on
+        arrays, then the regularization penalty of each weight (evaluated now)."""
+        return list(self._activity_losses) + regularization_penalties(self._variables)
+
     def count_params(self) -> int:
         """Number of scalars in the weights (the layer must be built)."""
         if not self.built:
@@ -408,6 +440,23 @@ class Layer:
     def call(self, inputs: ArrayOrList, training: Optional[bool] = None) -> np.ndarray:
         """The forward computation on arrays, without keeping a cache."""
         return self.forward(inputs, bool(training))[0]
+
+    # How a model's graph runs one call of this layer. A model nested as a
+    # layer overrides both to run its own graph; other layers keep these.
+
+    def _forward_node(self, inputs: ArrayOrList, training: bool, record: bool,
+                      losses: Optional[List[float]]) -> Tuple[Any, Any]:
+        """``(outputs, cache)``; ``record``: the cache will be kept for a
+        backward pass; ``losses``: where a nested graph adds its activity penalties."""
+        return self.forward(inputs, training)
+
+    def _backward_node(self, d_outputs: Any, cache: Any, compute_dx: bool,
+                       regularization: bool) -> Tuple[Any, List[Tuple[Variable, np.ndarray]]]:
+        """``(d_inputs, [(variable, gradient), ...])`` for one recorded call;
+        ``regularization``: include the gradients of activity penalties
+        inside a nested graph."""
+        d_inputs, grads = self.backward(d_outputs, cache, compute_dx)
+        return d_inputs, list(zip(self._variables, grads))
 
     def count_macs(self, input_shape: Any, output_shape: Shape) -> Optional[int]:
         """Multiply-accumulates of one call for one sample (0 for layers that
@@ -472,17 +521,21 @@ class Layer:
             raise ValueError(f"Layer {self.name} expects 1 input(s), but it received "
                              f"{len(items)} input tensors.")
         if all(symbolic):
-            return self._call_symbolic(items)
+            return self._call_symbolic(items, training)
         if any(symbolic):
             raise TypeError(f"Layer {self.name}: inputs mix symbolic KerasTensors and arrays")
         dtype = self._dtype if self._autocast else None
         arrays = [as_input_array(x, dtype, f"layer {self.name}", "inputs") for x in items]
         self._check_and_build([a.shape for a in arrays])
-        return self.call(arrays if self._takes_list else arrays[0], training)
+        outputs = self.call(arrays if self._takes_list else arrays[0], training)
+        self._activity_losses = [] if self.activity_regularizer is None else [
+            activity_penalty(self.activity_regularizer, outputs)]
+        return outputs
 
-    def _call_symbolic(self, tensors: List[KerasTensor]) -> KerasTensor:
+    def _call_symbolic(self, tensors: List[KerasTensor],
+                       training: Optional[bool] = None) -> KerasTensor:
         output_shape = self._check_and_build([shape_tuple(t.shape) for t in tensors])
-        node = Node(self, tensors)
+        node = Node(self, tensors, training)
         op = self._output_op_name(node.input_shapes)
         # TF names a layer output after its last op; an op-less layer (linear
         # Activation) returns the scratch graph's placeholder, hence the quirk.
@@ -494,27 +547,23 @@ class Layer:
     # ------------------------------------------------------------------
     # Graph introspection (Keras' layer.input / output / *_shape)
 
-    def _single_node_attribute(self, attribute: str, what: str) -> Any:
-        if not self._inbound_nodes:
-            raise AttributeError(f"Layer {self.name} is not connected, no {what} to return.")
-        if len(self._inbound_nodes) > 1:
-            raise AttributeError(
-                f"Layer {self.name} has multiple inbound nodes, hence the notion of "
-                f"\"layer {what}\" is ill-defined. Use `get_{what.replace(' ', '_')}_at"
-                "(node_index)` instead.")
-        return getattr(self._inbound_nodes[0], attribute)
-
     @property
     def input(self) -> Any:
-        """The symbolic input (one node only)."""
-        node_inputs = self._single_node_attribute("inbound", "input")
-        return node_inputs if self._takes_list else (node_inputs[0] if node_inputs else
-                                                     self._inbound_nodes[0].output)
+        """The symbolic input of the layer's first call (TF 2.4 reads node 0,
+        whatever the later calls)."""
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name} is not connected, no input to return.")
+        node = self._inbound_nodes[0]
+        if node.is_input:
+            return node.output
+        return list(node.inbound) if self._takes_list else node.inbound[0]
 
     @property
     def output(self) -> KerasTensor:
-        """The symbolic output (one node only)."""
-        return self._single_node_attribute("output", "output")
+        """The symbolic output of the layer's first call (node 0, as TF 2.4)."""
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name} has no inbound nodes.")
+        return self._inbound_nodes[0].output
 
     def _shape_over_nodes(self, attribute: str, what: str) -> Any:
         if not self._inbound_nodes:
@@ -541,6 +590,17 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__name__} name={self.name!r}>"
+
+
+def regularization_penalties(variables: Sequence[Variable]) -> List[float]:
+    """``regularizer(weight)`` for each variable that has a regularizer."""
+    return [float(v.regularizer(v.numpy())) for v in variables if v.regularizer is not None]
+
+
+def activity_penalty(regularizer: Any, output: np.ndarray) -> float:
+    """Keras' activity penalty of one call: ``regularizer(output) / batch_size``
+    (so its weight against the weight penalties does not depend on the batch size)."""
+    return float(regularizer(output)) / max(output.shape[0], 1)
 
 
 def set_weight_values(owner_name: str, variables: Sequence[Variable],

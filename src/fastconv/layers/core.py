@@ -9,7 +9,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .. import _serialization, activations, ops
+from .. import _serialization, activations, constraints, ops, regularizers
 from . import _autodiff
 from ._activated import ActivatedMixin
 from ._args import normalize_data_format, reject_unsupported
@@ -35,9 +35,14 @@ class Dense(ActivatedMixin, Layer):
         'relu' is fused into the op.
     use_bias : bool
     kernel_initializer, bias_initializer : str, dict or callable
+    kernel_regularizer, bias_regularizer, activity_regularizer : optional
+        :mod:`fastconv.regularizers` identifiers (``regularizers.l2(1e-4)``,
+        ``'l1'``, ...); their penalties join the training loss.
+    kernel_constraint, bias_constraint : optional
+        :mod:`fastconv.constraints` identifiers, applied after each update.
     **kwargs
         ``name``, ``dtype``, ``trainable``, ``input_shape``, ``input_dim``,
-        ``batch_size``; ``None`` regularizers/constraints are accepted.
+        ``batch_size``.
 
     Weights: ``kernel`` of shape ``(in_features, units)`` and ``bias`` of
     shape ``(units,)``. Inputs of rank > 2 are multiplied on their last axis
@@ -52,12 +57,8 @@ class Dense(ActivatedMixin, Layer):
         if "input_shape" not in kwargs and kwargs.get("input_dim") is not None:
             kwargs["input_shape"] = (kwargs.pop("input_dim"),)
         kwargs.pop("input_dim", None)
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         what = f"Layer {self.name} (Dense)"
-        reject_unsupported(what, kernel_regularizer=kernel_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         try:
             units = int(units)
         except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
@@ -70,6 +71,10 @@ class Dense(ActivatedMixin, Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = None
         self.bias = None
         self.input_spec = InputSpec(min_ndim=2)
@@ -80,9 +85,13 @@ class Dense(ActivatedMixin, Layer):
         if last_dim is None:
             raise ValueError("The last dimension of the inputs to `Dense` should be defined. "
                              "Found `None`.")
-        self.kernel = self.add_weight("kernel", (last_dim, self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (last_dim, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: last_dim})
         self.built = True
 
@@ -123,9 +132,16 @@ class Dense(ActivatedMixin, Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"units": self.units, "activation": activations.serialize(self.activation),
-                       "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                       "bias_initializer": self.bias_initializer})
+        config.update({
+            "units": self.units, "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+            "bias_initializer": self.bias_initializer,
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+        })
         return config
 
 

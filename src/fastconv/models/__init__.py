@@ -28,6 +28,9 @@ Training interface (what compile/fit/train_on_batch build on)
     an output without loss), shaped like the forward outputs. Returns
     gradients aligned with ``model.trainable_weights`` (same shapes and
     dtypes; a weight used by several calls gets the sum). Consumes the tape.
+    ``regularization=True`` adds the gradient of ``sum(model.losses)`` (the
+    weights' regularization penalties and the forward pass's activity
+    penalties), which ``fit`` adds to the loss.
     ``pre_activation=True`` says ``d_outputs`` is already the gradient of the
     output layers' *pre-activation* (logits) -- e.g. ``(softmax - onehot) / n``
     for softmax + categorical cross-entropy -- so the final activation's
@@ -66,16 +69,28 @@ Other API: ``model(x)`` / ``predict(x, batch_size=32)`` (no tape),
 ``count_macs()``, ``save_weights(path)`` / ``load_weights(path)`` (``.npz``,
 written atomically), ``get_layer(name)``, ``layers``, ``inputs``, ``outputs``.
 
-Not supported: subclassed models (``class Net(Model)`` with ``call``),
-nesting a model inside another as a layer, layers with several outputs,
-training models with several outputs, ``fit`` on datasets/generators or with
-``steps_per_epoch``.
+Models are layers: a Model or Sequential called on a KerasTensor is one node
+of another model (its weights are that model's; ``trainable = False`` on it
+freezes them, read when training is set up: see ``Model.trainable``), and a
+model built from another model's tensors (``Model(base.input,
+base.get_layer(name).output)``) shares its layers. Subclassed models
+(``class Net(Model)`` with layers made in ``__init__`` and a ``call``) are
+traced into the same graph machinery; :mod:`fastconv.models.model` says
+what ``call`` may do. Weight and activity regularizers join the loss and its
+gradient, and constraints are applied after each update
+(:mod:`fastconv.regularizers`, :mod:`fastconv.constraints`).
+
+Not supported: layers with several outputs (so nesting models with several
+outputs), training models with several outputs, ``fit`` on
+datasets/generators or with ``steps_per_epoch``.
 
 Where things live (Keras' engine split)
 ---------------------------------------
 ``graph.py``           the functional graph: mapping it from the outputs back,
                        running it forward and backward, the tape
-``functional.py``      :class:`Model`: structure, weights, calls, summary
+``model.py``           :class:`Model`: structure, weights, calls, summary, nesting
+                       as a layer, subclassed models and their traces
+``functional.py``      ``Model(inputs, outputs)``, a ``Functional``
 ``sequential.py``      :class:`Sequential`
 ``training.py``        compile / fit / evaluate / predict / ``*_on_batch``,
                        loss and metrics bookkeeping (a mixin of Model)
@@ -85,7 +100,7 @@ Where things live (Keras' engine split)
 """
 from __future__ import annotations
 
-from .functional import Model
+from .model import Model
 from .sequential import Sequential
 
 __all__ = ["Model", "Sequential"]

@@ -9,19 +9,36 @@ names), orders the nodes, and then runs them on arrays:
   a :class:`Tape`, each layer call's cache in execution order;
 * :meth:`Graph.output_gradients` checks the gradients given for the outputs
   and :meth:`Graph.backpropagate` walks the tape backwards, handing each
-  layer its output gradient and collecting the weight (and input) gradients.
+  layer its output gradient and collecting the weight (and input) gradients;
+* :meth:`Graph.output_shapes` and :meth:`Graph.count_macs` follow new input
+  shapes through the nodes (a model called on other shapes than its own).
+
+A layer runs through its ``_forward_node`` / ``_backward_node`` hooks
+(:class:`~fastconv.layers.Layer`: ``forward`` / ``backward``). A model nested
+as a layer overrides them to run its own graph, its tape being the node's
+cache, so nesting needs nothing else here. A node's ``training`` (the
+``training=`` its layer was called with) overrides the mode of the run.
+
+Activity regularization happens here, because it belongs to a layer call:
+after a node whose layer has an ``activity_regularizer``, the run appends
+``regularizer(output) / batch_size`` to the ``losses`` list it was given and,
+when recording, keeps that output; with ``regularization=True`` the backward
+pass adds ``regularizer.gradient(output) / batch_size`` to the gradient
+flowing into it. Weight penalties belong to the model (each weight counted
+once, however many calls use it).
 
 Nothing here knows about models, training or files:
 :class:`fastconv.models.Model` owns a graph and its last tape.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..layers.base import Layer, Node, Variable
-from ..layers.keras_tensor import KerasTensor
+from .. import regularizers as regularizers_module
+from ..layers.base import Layer, Node, Variable, activity_penalty
+from ..layers.keras_tensor import KerasTensor, shape_tuple
 
 __all__ = ["Graph", "Tape", "as_list"]
 
@@ -47,19 +64,25 @@ class Tape:
 
     Attributes
     ----------
+    graph : Graph
+        The graph that ran.
     calls : list of (Node, cache)
         Each layer call and the cache its ``forward`` returned, in execution order.
     input_shapes, output_shapes : list of tuple
         Shapes of the arrays the pass started from and ended with.
+    activity_outputs : dict
+        ``{id(node): output}`` for the calls of layers with an activity regularizer.
     """
 
-    __slots__ = ("calls", "input_shapes", "output_shapes")
+    __slots__ = ("graph", "calls", "input_shapes", "output_shapes", "activity_outputs")
 
-    def __init__(self, calls: List[Tuple[Node, Any]], input_shapes: List[Shape],
-                 output_shapes: List[Shape]) -> None:
+    def __init__(self, graph: "Graph", calls: List[Tuple[Node, Any]], input_shapes: List[Shape],
+                 output_shapes: List[Shape], activity_outputs: Dict[int, np.ndarray]) -> None:
+        self.graph = graph
         self.calls = calls
         self.input_shapes = input_shapes
         self.output_shapes = output_shapes
+        self.activity_outputs = activity_outputs
 
 
 def _map_graph(inputs: List[KerasTensor], outputs: List[KerasTensor]
@@ -219,26 +242,36 @@ class Graph:
     # ------------------------------------------------------------------
     # Forward
 
-    def run(self, arrays: List[np.ndarray], training: bool, record: bool
-            ) -> Tuple[List[np.ndarray], Optional[Tape]]:
+    def run(self, arrays: List[np.ndarray], training: bool, record: bool,
+            losses: Optional[List[float]] = None) -> Tuple[List[np.ndarray], Optional[Tape]]:
         """The outputs for one array per input, and the tape when ``record``.
 
         Without a tape, intermediate arrays are dropped as soon as no later
-        layer call reads them.
+        layer call reads them. ``losses``, when given, receives the activity
+        penalty of every call whose layer has an activity regularizer
+        (nested models' calls included).
         """
         values: Dict[int, np.ndarray] = {id(t): a for t, a in zip(self.inputs, arrays)}
         remaining = dict(self._readers)
         calls: List[Tuple[Node, Any]] = []
+        activity_outputs: Dict[int, np.ndarray] = {}
         for node in self.execution:
             layer = node.layer
             node_inputs = [values[id(t)] for t in node.inbound]
+            node_training = training if node.training is None else node.training
             try:
-                y, cache = layer.forward(node_inputs if layer._takes_list else node_inputs[0],
-                                         training)
+                y, cache = layer._forward_node(
+                    node_inputs if layer._takes_list else node_inputs[0], node_training,
+                    record, losses)
             except ValueError as exc:
                 raise ValueError(f"Layer {layer.name} ({type(layer).__name__}) of model "
                                  f"{self.owner}: {exc}") from exc
             values[id(node.output)] = y
+            if layer.activity_regularizer is not None:
+                if losses is not None:
+                    losses.append(activity_penalty(layer.activity_regularizer, y))
+                if record:
+                    activity_outputs[id(node)] = y
             if record:
                 calls.append((node, cache))
             else:
@@ -249,7 +282,8 @@ class Graph:
         outputs = [values[id(t)] for t in self.outputs]
         if not record:
             return outputs, None
-        return outputs, Tape(calls, [a.shape for a in arrays], [o.shape for o in outputs])
+        return outputs, Tape(self, calls, [a.shape for a in arrays], [o.shape for o in outputs],
+                             activity_outputs)
 
     # ------------------------------------------------------------------
     # Backward
@@ -288,22 +322,21 @@ class Graph:
                                      f"{layer.name} is also read by other layers of the model")
         return tensor_grads
 
-    def _gradient_carriers(self, variables: Sequence[Variable], input_gradients: bool
-                           ) -> set:
-        """``id`` of every tensor whose value depends on a weight of ``variables``
-        (or, with ``input_gradients``, on a model input): where gradients must reach."""
-        wanted = {id(v) for v in variables}
+    def _gradient_carriers(self, wanted: Optional[Set[int]], input_gradients: bool) -> set:
+        """``id`` of every tensor whose value depends on a weight whose id is in
+        ``wanted`` (``None``: any weight), or, with ``input_gradients``, on a
+        graph input: where gradients must reach."""
         carriers = {id(t) for t in self.inputs} if input_gradients else set()
         for node in self.execution:
             if any(id(t) in carriers for t in node.inbound) or any(
-                    id(v) in wanted for v in node.layer._variables):
+                    wanted is None or id(v) in wanted for v in node.layer.weights):
                 carriers.add(id(node.output))
         return carriers
 
     def gradient_blockers(self, variables: Sequence[Variable]) -> List[Tuple[Layer, str]]:
         """``(layer, why)`` for each layer call that would have to pass gradients of
         ``variables`` back but cannot (:meth:`Layer.input_gradient_error`)."""
-        carriers = self._gradient_carriers(variables, False)
+        carriers = self._gradient_carriers({id(v) for v in variables}, False)
         blockers = []
         for node in self.execution:
             if any(id(t) in carriers for t in node.inbound):
@@ -313,32 +346,53 @@ class Graph:
         return blockers
 
     def backpropagate(self, tape: Tape, tensor_grads: Dict[int, np.ndarray],
-                      variables: Sequence[Variable], pre_activation: bool,
-                      input_gradients: bool) -> Any:
+                      pre_activation: bool, input_gradients: bool, regularization: bool,
+                      wanted: Optional[Set[int]] = None
+                      ) -> Tuple[Dict[int, Tuple[Variable, np.ndarray]],
+                                 Optional[List[np.ndarray]]]:
         """Walk ``tape`` backwards from :meth:`output_gradients`' result.
 
-        Returns gradients aligned with ``variables`` (zeros for a weight the
-        outputs do not depend on; the sum for a weight used by several
-        calls); with ``input_gradients`` the pair ``(weight_grads,
-        input_grads)``. A layer computes an input gradient only
-        where one is needed: for an input that depends on a weight of
-        ``variables`` (or on a model input, with ``input_gradients``).
+        Returns ``({id(variable): (variable, gradient)}, input_grads)``: the
+        gradient of every weight the outputs depend on (the sum for a weight
+        used by several calls), and with ``input_gradients`` dL/d(input) for
+        every graph input (else ``None``). A layer computes an input gradient
+        only where one is needed: for an input that depends on a weight of
+        ``wanted`` (or on a graph input, with ``input_gradients``).
+        ``regularization`` adds the gradients of the activity penalties the
+        recorded run reported (in nested graphs too). ``wanted``, the ids of
+        the weights whose gradients are needed (``None``: all), lets calls
+        that need neither an input gradient nor one of those weights be
+        skipped (a frozen base model right after the Input).
         """
         output_nodes = {id(t.node) for t in self.outputs}
-        carriers = self._gradient_carriers(variables, input_gradients)
-        weight_grads: Dict[int, np.ndarray] = {}
+        carriers = self._gradient_carriers(wanted, input_gradients)
+        weight_grads: Dict[int, Tuple[Variable, np.ndarray]] = {}
         for node, cache in reversed(tape.calls):
             dy = tensor_grads.pop(id(node.output), None)
+            layer = node.layer
+            fused = pre_activation and id(node) in output_nodes
+            if regularization and id(node) in tape.activity_outputs:
+                if fused:
+                    raise ValueError(f"pre_activation=True cannot add the activity "
+                                     f"regularizer's gradient of output layer {layer.name}, "
+                                     "which is taken after the activation")
+                d_penalty = _activity_gradient(layer, tape.activity_outputs[id(node)])
+                dy = d_penalty if dy is None else dy + d_penalty
             if dy is None:
                 continue  # nothing downstream depends on this call
-            layer = node.layer
             compute_dx = any(id(t) in carriers for t in node.inbound)
-            if pre_activation and id(node) in output_nodes:
+            if not compute_dx and wanted is not None and \
+                    not any(id(v) in wanted for v in layer.weights):
+                continue
+            if fused:
                 dx, grads = layer.backward_pre_activation(dy, cache, compute_dx)
+                pairs: Sequence[Tuple[Variable, np.ndarray]] = list(zip(layer._variables, grads))
             else:
-                dx, grads = layer.backward(dy, cache, compute_dx)
-            for variable, grad in zip(layer._variables, grads):
-                _accumulate(weight_grads, id(variable), grad)
+                dx, pairs = layer._backward_node(dy, cache, compute_dx, regularization)
+            for variable, grad in pairs:
+                previous = weight_grads.get(id(variable))
+                weight_grads[id(variable)] = (variable, grad if previous is None
+                                              else previous[1] + grad)
             if dx is None:
                 continue
             for tensor, grad in zip(node.inbound, dx if layer._takes_list else [dx]):
@@ -346,9 +400,59 @@ class Graph:
                     continue
                 _accumulate(tensor_grads, id(tensor), grad)
 
-        result = [weight_grads.get(id(v), np.zeros_like(v.numpy())) for v in variables]
         if not input_gradients:
-            return result
+            return weight_grads, None
         input_grads = [tensor_grads.get(id(t), np.zeros(shape, dtype=t.dtype.as_numpy_dtype))
                        for t, shape in zip(self.inputs, tape.input_shapes)]
-        return result, input_grads
+        return weight_grads, input_grads
+
+    # ------------------------------------------------------------------
+    # Shapes for other inputs
+
+    def tensor_shapes(self, input_shapes: Sequence[Sequence[Optional[int]]]
+                      ) -> Dict[int, Tuple[Optional[int], ...]]:
+        """``{id(tensor): shape}`` when the inputs have ``input_shapes``
+        (Keras' ``compute_output_shape`` walk over the nodes); a layer that
+        cannot take its new input shape raises its ``ValueError``."""
+        input_shapes = [shape_tuple(shape) for shape in input_shapes]
+        if input_shapes == [shape_tuple(t.shape) for t in self.inputs]:
+            shapes = {id(t): shape_tuple(t.shape) for t in self.inputs}
+            shapes.update({id(node.output): shape_tuple(node.output.shape)
+                           for node in self.execution})
+            return shapes
+        shapes = {id(t): shape for t, shape in zip(self.inputs, input_shapes)}
+        for node in self.execution:
+            layer = node.layer
+            node_inputs = [shapes[id(t)] for t in node.inbound]
+            shapes[id(node.output)] = shape_tuple(layer.compute_output_shape(
+                node_inputs if layer._takes_list else node_inputs[0]))
+        return shapes
+
+    def output_shapes(self, input_shapes: Sequence[Sequence[Optional[int]]]
+                      ) -> List[Tuple[Optional[int], ...]]:
+        """The outputs' shapes when the inputs have ``input_shapes``."""
+        shapes = self.tensor_shapes(input_shapes)
+        return [shapes[id(t)] for t in self.outputs]
+
+    def count_macs(self, input_shapes: Sequence[Sequence[Optional[int]]]) -> Optional[int]:
+        """Forward multiply-accumulates per sample for inputs of ``input_shapes``
+        (``None`` if some layer's count needs an unknown size)."""
+        shapes = self.tensor_shapes(input_shapes)
+        total = 0
+        for node in self.execution:
+            layer = node.layer
+            node_inputs = [shapes[id(t)] for t in node.inbound]
+            macs = layer.count_macs(node_inputs if layer._takes_list else node_inputs[0],
+                                    shapes[id(node.output)])
+            if macs is None:
+                return None
+            total += macs
+        return total
+
+
+def _activity_gradient(layer: Layer, output: np.ndarray) -> np.ndarray:
+    """d(activity penalty)/d(output): the regularizer's gradient over the batch size."""
+    gradient = regularizers_module.gradient_of(layer.activity_regularizer,
+                                               f"the activity of layer {layer.name}")
+    grad = np.asarray(gradient(output), dtype=output.dtype)
+    return grad / output.dtype.type(max(output.shape[0], 1))

@@ -1,26 +1,26 @@
-"""``Sequential``: a linear stack of layers, built on the functional :class:`Model`.
+"""``Sequential``: a linear stack of layers, a :class:`~fastconv.models.functional.Functional`.
 
-Keras semantics: layers added with ``input_shape=`` on the first one build
-the model at once; otherwise it is built on :meth:`Sequential.build`, the
-first call on data, ``fit`` or ``predict``. Each build records the layer
-calls on an ``Input`` and hands the result to the functional graph, so
-running, training and saving are the functional model's.
+Keras semantics: layers added with ``input_shape=`` on the first one (or a
+built model as the first layer) build the model at once; otherwise it is
+built on :meth:`Sequential.build`, the first call on data or on a
+KerasTensor, ``fit`` or ``predict``. Each build records the layer calls on
+an ``Input`` and hands the result to the functional graph, so running,
+training and saving are the functional model's. A model is a layer, so it
+may be one of the stack (``Sequential([base_model, Dense(10)])``).
 """
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from ..layers.base import Layer
 from ..layers.input_layer import Input, InputLayer
 from ..layers.keras_tensor import KerasTensor, shape_tuple
-from .functional import Model
+from .functional import Functional
 
 __all__ = ["Sequential"]
 
 
-class Sequential(Model):
+class Sequential(Functional):
     """A linear stack of layers, as ``tf.keras.Sequential``.
 
     Parameters
@@ -40,7 +40,9 @@ class Sequential(Model):
                  **kwargs: Any) -> None:
         if kwargs:
             raise TypeError(f"Keyword argument not understood: {next(iter(kwargs))}")
-        self._init_common(name, True)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a string, got {type(name).__name__}")
+        self._init_model(name, True)
         self._stack: List[Layer] = []
         self._input_tensor: Optional[KerasTensor] = None
         self._stack_outputs: List[KerasTensor] = []
@@ -65,8 +67,6 @@ class Sequential(Model):
                 raise TypeError("Sequential.add accepts Input() tensors, not intermediate "
                                 "symbolic tensors")
             layer = layer.node.layer
-        if isinstance(layer, Model):
-            raise NotImplementedError("fastconv cannot nest a model inside a Sequential")
         if not isinstance(layer, Layer):
             raise TypeError(f"The added layer must be an instance of class Layer. Found: {layer}")
         if isinstance(layer, InputLayer):
@@ -112,7 +112,7 @@ class Sequential(Model):
         if not self._stack:
             if not self._explicit_input:
                 self._input_tensor = None
-            self._graph = None
+            self._set_graph(None)
             self._stack_outputs = []
         elif self._stack_outputs:
             self._init_graph(self._input_tensor, self._stack_outputs[-1])
@@ -125,9 +125,14 @@ class Sequential(Model):
             if self._input_tensor is None:
                 raise ValueError("You must provide an `input_shape` argument.")
             input_shape = shape_tuple(self._input_tensor.shape)
+        self._build_for_shapes([tuple(input_shape)], False)
+
+    def _build_for_shapes(self, shapes: Any, as_list: bool) -> None:
         if not self._stack:
             raise ValueError(f"Sequential model {self.name} has no layers to build")
-        self._build_graph(tuple(input_shape))
+        if len(shapes) != 1:
+            raise ValueError(f"Sequential model {self.name} takes one input, got {len(shapes)}")
+        self._build_graph(tuple(shapes[0]))
 
     def _build_graph(self, batch_shape: Tuple[Optional[int], ...]) -> None:
         first = self._stack[0]
@@ -142,16 +147,3 @@ class Sequential(Model):
         self._input_tensor = input_tensor
         self._stack_outputs = outputs
         self._init_graph(input_tensor, tensor)
-
-    def _build_for_data(self, inputs: Any) -> None:
-        if self.built:
-            return
-        if not self._stack:
-            raise ValueError(f"Sequential model {self.name} has no layers")
-        sample = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
-        shape = np.shape(sample)
-        if len(shape) < 1:
-            raise ValueError(f"Sequential model {self.name} needs batched input data, got "
-                             f"shape {shape}")
-        # The batch dim stays unknown, so the model runs on any batch size.
-        self._build_graph((None,) + tuple(shape[1:]))

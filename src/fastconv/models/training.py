@@ -5,15 +5,27 @@
 (Keras keeps them in ``engine/training.py``). It drives the model only
 through what a model is made of:
 
-* ``self._graph`` (:class:`~fastconv.models.graph.Graph`): ``run`` and
-  ``is_read_by_layers``; ``self._outputs`` and ``self.output_names``;
+* ``self._graph_for(training)``: the :class:`~fastconv.models.graph.Graph`
+  a run goes through (``run``, ``is_read_by_layers``); ``self._outputs`` and
+  ``self.output_names``;
 * ``self._build_for_data(x)``, ``self._prepare_inputs(x, argname)`` and
   ``self._pack_outputs(outputs)``;
-* ``self.trainable_weights``, and ``self.backward`` on the tape it stores in
-  ``self._tape``.
+* ``self.trainable_weights``, ``self.weights``, ``self._check_regularizers()``
+  and ``self._gradients`` (the backward pass over a tape).
 
 A step: ``Graph.run(..., record=True)`` -> loss value and gradient ->
-``Model.backward`` -> ``optimizer.apply_gradients``. A softmax (sigmoid)
+``Model._gradients`` -> ``optimizer.apply_gradients``. The loss is the
+compiled loss (times ``loss_weights``) plus ``sum(model.losses)``: each
+weight's regularization penalty and the activity penalties of this batch,
+in training as in ``evaluate``, as tf.keras 2.4 adds them; their gradients
+join the weights' gradients, and the optimizer projects weights that carry
+a constraint after updating them.
+
+The weights a step trains are read once per ``compile``, at the first
+training step after it, as tf.keras 2.4 reads them when it makes its train
+function: changing ``trainable`` after that takes effect at the next
+``compile`` (``compile(run_eagerly=True)`` reads them at every step, as
+Keras' eager mode does). A softmax (sigmoid)
 output trained with a (sparse) categorical (binary) cross-entropy takes the
 fused, numerically stable gradient with respect to the logits
 (``backward(..., pre_activation=True)``). The weights change only inside the
@@ -88,6 +100,9 @@ class TrainingMixin:
         self._accumulate_batch_metrics = False
         self.stop_training = False
         self.history: Optional[callbacks_module.History] = None
+        # What the train steps update, read at the first one after compile().
+        self._train_variables: Optional[List[Any]] = None
+        self._run_eagerly = False
 
     # ------------------------------------------------------------------
     # Inference in batches
@@ -118,6 +133,7 @@ class TrainingMixin:
         if n == 0:
             raise ValueError("Expect x to be a non-empty array or dataset.")
         slices = training_utils.batch_slices(n, batch_size, steps)
+        graph = self._graph_for(False)
         hooks = None
         if verbose or callbacks:
             hooks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
@@ -126,7 +142,7 @@ class TrainingMixin:
         if len(slices) == 1:  # one batch: hand out the arrays the last layers made
             if hooks is not None:
                 hooks.on_predict_batch_begin(0)
-            outputs, _ = self._graph.run([a[slices[0]] for a in arrays], False, record=False)
+            outputs, _ = graph.run([a[slices[0]] for a in arrays], False, record=False)
             # A layer such as Flatten may return a view of the caller's input.
             results = [o.copy() if any(np.may_share_memory(o, a) for a in arrays) else o
                        for o in outputs]
@@ -138,7 +154,7 @@ class TrainingMixin:
             for step, batch in enumerate(slices):
                 if hooks is not None:
                     hooks.on_predict_batch_begin(step)
-                outputs, _ = self._graph.run([a[batch] for a in arrays], False, record=False)
+                outputs, _ = graph.run([a[batch] for a in arrays], False, record=False)
                 if not results:
                     results = [np.empty((total,) + o.shape[1:], dtype=o.dtype) for o in outputs]
                 for store, out in zip(results, outputs):
@@ -187,7 +203,9 @@ class TrainingMixin:
             Metrics that take ``sample_weight``/``class_weight`` into account
             (named ``weighted_<name>`` if the name is taken).
         run_eagerly : bool, optional
-            Accepted; fastconv always runs eagerly.
+            fastconv always runs eagerly; ``True`` also makes every training
+            step read :attr:`trainable_weights` anew (Keras' eager mode),
+            where by default the first step after ``compile`` fixes them.
         steps_per_execution : int, optional
             Accepted; each batch is one step and gets its callbacks.
 
@@ -225,11 +243,15 @@ class TrainingMixin:
             if metric.name in taken:
                 metric.name = f"weighted_{metric.name}"
             taken.add(metric.name)
+        if self.built:
+            self._check_regularizers()
         self.optimizer = optimizer_obj
         self.loss = loss
         self._compiled = _Compiled(loss_obj, float(loss_weight), metric_objs, weighted_objs)
         self._accumulate_batch_metrics = False
         self.stop_training = False
+        self._train_variables = None
+        self._run_eagerly = bool(run_eagerly)
 
     @staticmethod
     def _resolve_metrics(identifiers: Any, what: str, output_names: Optional[List[str]]
@@ -292,18 +314,34 @@ class TrainingMixin:
         Softmax + (sparse) categorical cross-entropy and sigmoid + binary
         cross-entropy: the step then feeds ``dL/d(logits)``, computed from
         the probabilities without the activation's Jacobian, to
-        ``backward(..., pre_activation=True)``.
+        ``backward(..., pre_activation=True)``. Not when the output layer has
+        an activity regularizer (its gradient is taken after the activation).
         """
         loss = self._compiled.loss if self._compiled is not None else None
         if loss is None or loss.logits_activation is None or loss.from_logits:
             return False
-        tensor = self._outputs[0]
+        graph = self._graph_for(True)
+        tensor = graph.outputs[0]
         layer = tensor.node.layer
         activation = getattr(layer, "activation", None)
         return (activation is not None
                 and activation is activations_module.get(loss.logits_activation)
                 and hasattr(layer, "backward_pre_activation")
-                and not self._graph.is_read_by_layers(tensor))
+                and layer.activity_regularizer is None
+                and not graph.is_read_by_layers(tensor))
+
+    def _variables_to_train(self) -> List[Any]:
+        """The weights the train steps update (see the module docstring for when
+        they are read); checks that every regularizer gives a gradient."""
+        if self._train_variables is None or self._run_eagerly:
+            self._check_regularizers()
+            self._train_variables = self.trainable_weights
+        return self._train_variables
+
+    def _regularization_loss(self, activity_losses: List[float]) -> float:
+        """``sum(model.losses)`` for a run that reported ``activity_losses``."""
+        self._activity_losses = activity_losses
+        return float(sum(self.losses))
 
     def _prepare_targets(self, y: Any, argname: str) -> np.ndarray:
         if y is None:
@@ -387,7 +425,10 @@ class TrainingMixin:
         cannot split: after any interruption the model holds the weights of
         a whole number of steps.
         """
-        outputs, tape = self._graph.run(xs, True, record=True)
+        graph = self._training_graph()  # first: a subclassed model's trace may build layers
+        variables = self._variables_to_train()
+        activity: List[float] = []
+        outputs, tape = graph.run(xs, True, record=True, losses=activity)
         y_pred = outputs[0]
         if fused:
             value, grad = compiled.loss.value_and_logits_gradient(y, y_pred, sample_weight)
@@ -396,10 +437,12 @@ class TrainingMixin:
         if compiled.loss_weight != 1.0:
             value *= compiled.loss_weight
             grad = grad * grad.dtype.type(compiled.loss_weight)
-        variables = self.trainable_weights
+        # The penalties of the weights as they are before this step's update.
+        value += self._regularization_loss(activity)
         if variables:
-            self._tape = tape
-            grads = self.backward(grad, pre_activation=fused)
+            grads = self._gradients(tape, graph.output_gradients(tape, grad, fused), variables,
+                                    fused, False, True)
+            # Variables, not arrays: the optimizer applies their constraints.
             with training_utils.defer_keyboard_interrupt():
                 self.optimizer.apply_gradients(zip(grads, variables))
         self._update_metrics(compiled, value, y, y_pred, sample_weight)
@@ -409,15 +452,18 @@ class TrainingMixin:
                    sample_weight: Optional[np.ndarray], batch_size: int, steps: Optional[int],
                    hooks: callbacks_module.CallbackList) -> Dict[str, float]:
         slices = training_utils.batch_slices(len(y), batch_size, steps)
+        graph = self._graph_for(False)
         self.reset_metrics()
         hooks.on_test_begin()
         logs: Dict[str, float] = {}
         for step, batch in enumerate(slices):
             hooks.on_test_batch_begin(step)
-            outputs, _ = self._graph.run([a[batch] for a in xs], False, record=False)
+            activity: List[float] = []
+            outputs, _ = graph.run([a[batch] for a in xs], False, record=False, losses=activity)
             batch_y = y[batch]
             batch_w = None if sample_weight is None else sample_weight[batch]
             value = compiled.loss(batch_y, outputs[0], batch_w)[0] * compiled.loss_weight
+            value += self._regularization_loss(activity)
             self._update_metrics(compiled, value, batch_y, outputs[0], batch_w)
             logs = self._current_logs(compiled)
             hooks.on_test_batch_end(step, logs)
@@ -677,8 +723,10 @@ class TrainingMixin:
                       reset_metrics: bool = True, return_dict: bool = False) -> Any:
         """Loss (and metrics) of one batch, without training."""
         compiled, xs, y, weights = self._on_batch_data(x, y, sample_weight)
-        outputs, _ = self._graph.run(xs, False, record=False)
+        activity: List[float] = []
+        outputs, _ = self._graph_for(False).run(xs, False, record=False, losses=activity)
         value = compiled.loss(y, outputs[0], weights)[0] * compiled.loss_weight
+        value += self._regularization_loss(activity)
         self._update_metrics(compiled, value, y, outputs[0], weights)
         logs = self._current_logs(compiled)
         self._after_batch(reset_metrics)
