@@ -11,7 +11,7 @@ autograd on its model.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -42,10 +42,15 @@ def assert_close(actual: Any, expected: Any, rtol: float = 1e-5, what: str = "")
     assert error <= rtol, f"{what}: relative error {error:.3g} > {rtol}"
 
 
-def keras_weights(model: Any) -> Arrays:
-    """``model.get_weights()`` without Keras' ``Variable.numpy`` (whose
+def numpy_of(variable: Any) -> np.ndarray:
+    """A Keras variable's values, without its ``numpy()`` (whose
     ``np.array(variable)`` NumPy 2 flags with a DeprecationWarning)."""
-    return [v.value.detach().cpu().numpy().copy() for v in model.weights]
+    return variable.value.detach().cpu().numpy().copy()
+
+
+def keras_weights(model: Any) -> Arrays:
+    """``model.get_weights()``, through :func:`numpy_of`."""
+    return [numpy_of(v) for v in model.weights]
 
 
 def keras_step(model: Any, inputs: Sequence[np.ndarray], upstream: np.ndarray,
@@ -60,6 +65,17 @@ def keras_step(model: Any, inputs: Sequence[np.ndarray], upstream: np.ndarray,
     as_numpy = [np.zeros(t.shape, np.float32) if g is None else g.detach().numpy()
                 for g, t in zip(grads, xs + weights)]
     return y.detach().numpy(), as_numpy[:len(xs)], as_numpy[len(xs):]
+
+
+def run(model: Any, x: np.ndarray, dy: Optional[np.ndarray] = None, training: bool = False):
+    """Keras' ``model(x)`` as NumPy; with ``dy`` the triple ``(y, dL/dx,
+    [dL/dw ...])`` of :func:`keras_step` for one input."""
+    x = np.ascontiguousarray(x)
+    if dy is None:
+        import torch
+        return model(torch.tensor(x), training=training).detach().cpu().numpy()
+    y, input_grads, weight_grads = keras_step(model, [x], np.ascontiguousarray(dy), training)
+    return y, input_grads[0], weight_grads
 
 
 def fastconv_step(model: Any, inputs: Sequence[np.ndarray], upstream: np.ndarray

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from keras3_oracle import keras3, run
+from keras_compare import import_keras as keras3, run
 from fastconv import backend, initializers
 from fastconv.layers import (ELU, Dense, Input, LeakyReLU, PReLU, ReLU, Softmax)
 from fastconv.models import Model, Sequential

@@ -23,7 +23,7 @@ import pytest
 
 import fastconv as fc
 from conftest import assert_close
-from keras3_oracle import keras3, numpy_of, run
+from keras_compare import import_keras as keras3, numpy_of, run
 from fastconv import backend
 from fastconv.layers import Add, BatchNormalization, Conv2D, Dense, Flatten, Input, ReLU
 from fastconv.models import Model, Sequential

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from keras3_oracle import keras3, run
+from keras_compare import import_keras as keras3, run
 from fastconv import backend
 from fastconv.layers import (Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, Input,
                              SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
