@@ -391,32 +391,56 @@ static void FCN(nchw_argmax_op)(const FC_T *src, FC_T *best, FC_T *win, int64_t 
  * pair's winner (cells in window order: a even, a odd, b even, b odd, the
  * pair's other lane brought in by VPAIRSWAP), and each keeps dy where the
  * winner is its own cell. */
+#if FC_VL >= 2
+/* FC_VL / 2 windows of nchw_pair_bwd: rows ra, rb, their dy duplicated
+ * per pair of lanes; the dx rows to store. */
+static inline void FCN(nchw_pair_bwd_vec)(fc_vec ra, fc_vec rb, fc_vec grad, fc_vec *da,
+                                          fc_vec *db)
+{
+    const fc_cmp odd = FC_ODD_LANES;
+    const fc_vec own_a = VSEL(odd, VSET1(0), VSET1(1)), own_b = VSEL(odd, VSET1(2), VSET1(3));
+    const fc_vec sa = VPAIRSWAP(ra), sb = VPAIRSWAP(rb);
+    const fc_vec c1 = VSEL(odd, sa, ra), c2 = VSEL(odd, rb, sb), c3 = VSEL(odd, sb, rb);
+    fc_vec m = VSEL(odd, ra, sa), k = VZERO();
+    fc_cmp take = VTAKE(c1, m);
+    m = VSEL(take, m, c1);
+    k = VSEL(take, k, VSET1(1));
+    take = VTAKE(c2, m);
+    m = VSEL(take, m, c2);
+    k = VSEL(take, k, VSET1(2));
+    take = VTAKE(c3, m);
+    k = VSEL(take, k, VSET1(3));
+    *da = VSEL(VEQ(k, own_a), VZERO(), grad);
+    *db = VSEL(VEQ(k, own_b), VZERO(), grad);
+}
+#endif
+
 static void FCN(nchw_pair_bwd)(const FC_T *FC_RESTRICT a, const FC_T *FC_RESTRICT b,
                                const FC_T *FC_RESTRICT g, FC_T *FC_RESTRICT da,
                                FC_T *FC_RESTRICT db, int64_t n)
 {
     int64_t i = 0;
 #if FC_VL >= 2
-    const fc_cmp odd = FC_ODD_LANES;
-    const fc_vec own_a = VSEL(odd, VSET1(0), VSET1(1)), own_b = VSEL(odd, VSET1(2), VSET1(3));
+    fc_vec va, vb;
     for (; i + FC_VL / 2 <= n; i += FC_VL / 2) {
-        const fc_vec ra = VLOAD(a + 2 * i), rb = VLOAD(b + 2 * i);
-        const fc_vec sa = VPAIRSWAP(ra), sb = VPAIRSWAP(rb);
-        const fc_vec c1 = VSEL(odd, sa, ra), c2 = VSEL(odd, rb, sb), c3 = VSEL(odd, sb, rb);
-        fc_vec m = VSEL(odd, ra, sa), k = VZERO();
-        fc_cmp take = VTAKE(c1, m);
-        m = VSEL(take, m, c1);
-        k = VSEL(take, k, VSET1(1));
-        take = VTAKE(c2, m);
-        m = VSEL(take, m, c2);
-        k = VSEL(take, k, VSET1(2));
-        take = VTAKE(c3, m);
-        k = VSEL(take, k, VSET1(3));
-        const fc_vec grad = VDUPHALF(g + i);
-        VSTORE(da + 2 * i, VSEL(VEQ(k, own_a), VZERO(), grad));
-        VSTORE(db + 2 * i, VSEL(VEQ(k, own_b), VZERO(), grad));
+        FCN(nchw_pair_bwd_vec)(VLOAD(a + 2 * i), VLOAD(b + 2 * i), VDUPHALF(g + i), &va, &vb);
+        VSTORE(da + 2 * i, va);
+        VSTORE(db + 2 * i, vb);
     }
-#endif
+    if (i < n) {
+        /* The last windows by masked vectors (the seed's 13 windows a row
+         * leave 5 after 8 on AVX-512; a scalar window cost about a vector). */
+        const int64_t left = n - i;
+        const fc_mask mask = FC_MAKE_MASK((int)(2 * left));
+        FC_T tg[FC_VL / 2] = {0};
+        for (int64_t j = 0; j < left; ++j)
+            tg[j] = g[i + j];
+        FCN(nchw_pair_bwd_vec)(VLOAD_M(a + 2 * i, mask), VLOAD_M(b + 2 * i, mask), VDUPHALF(tg),
+                               &va, &vb);
+        VSTORE_M(da + 2 * i, va, mask);
+        VSTORE_M(db + 2 * i, vb, mask);
+    }
+#else
     for (; i < n; ++i) {
         FC_T m = a[2 * i], k = 0, v;
         int take;
@@ -437,6 +461,7 @@ static void FCN(nchw_pair_bwd)(const FC_T *FC_RESTRICT a, const FC_T *FC_RESTRIC
         db[2 * i] = k == 2 ? gi : 0;
         db[2 * i + 1] = k == 3 ? gi : 0;
     }
+#endif
 }
 
 /* The winner of one border output: its offset in the plane. */
@@ -478,8 +503,9 @@ static void FCN(maxpool_bwd_nchw_rows)(const fc_pool2d_params *p, const FC_T *dy
         if (tiled && pw == 2 && pad == 0 && h_hi - h_lo == 2) {
             FCN(nchw_pair_bwd)(xp + h_lo * w, xp + (h_lo + 1) * w, g, dp + h_lo * w,
                                dp + (h_lo + 1) * w, vb);
-            for (int64_t ih = h_lo; ih < h_hi; ++ih)
-                memset(dp + ih * w + 2 * vb, 0, (size_t)(w - 2 * vb) * sizeof(FC_T));
+            if (w > 2 * vb)  /* a right column no window covers */
+                for (int64_t ih = h_lo; ih < h_hi; ++ih)
+                    memset(dp + ih * w + 2 * vb, 0, (size_t)(w - 2 * vb) * sizeof(FC_T));
             if (own_hi > h_hi)
                 memset(dp + h_hi * w, 0, (size_t)((own_hi - h_hi) * w) * sizeof(FC_T));
             done = vb;
