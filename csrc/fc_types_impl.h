@@ -77,7 +77,9 @@ typedef void (*FCN(fc_maxpool_bwd_fn))(const fc_pool2d_params *p, const FC_T *dy
  * kernel, bias (NULL: zero) and dst point at the block's first channel,
  * src_off includes it. With tail > 0 (v == 1 only) the vector holds tail
  * channels, else whole vectors. Forward: the taps of a window inside the
- * input; backward-input: the taps of the transposed problem.
+ * input; backward-input: the taps of the transposed problem. col_src and
+ * col_k are arithmetic progressions (consecutive kernel columns, or those of
+ * one stride phase): the 3 x 3 kernels step through them.
  */
 typedef struct FCN(fc_dw_block_args) {
     const FC_T *const *row_src;

@@ -79,6 +79,42 @@ FC_ALWAYS_INLINE void FCN(dw_block_body)(const FCN(fc_dw_block_args) *FC_RESTRIC
     }
 }
 
+/* A full block of 3 x 3 taps (nrows == ncols == 3, no tail): the taps
+ * unrolled, stepping through the column progressions, where the loops over
+ * the row and column lists keep their offsets in memory. Measured (AVX-512,
+ * 2 threads, 32x56x56x64 stride 1, ratios to PyTorch in one run): forward
+ * 0.90 -> 0.81, input gradient 1.26 -> 1.15; a block of 4 pixels x 4
+ * vectors in L1 alone runs 1.3-1.6x faster. */
+FC_ALWAYS_INLINE void FCN(dw_block3x3_body)(const FCN(fc_dw_block_args) *FC_RESTRICT a,
+                                            const int P, const int V)
+{
+    fc_vec acc[FC_DW_MAX_P][FC_DW_MAX_V];
+    for (int v = 0; v < V; ++v) {
+        const fc_vec init = a->bias == NULL ? VZERO() : VLOAD(a->bias + v * FC_VL);
+        for (int p = 0; p < P; ++p)
+            acc[p][v] = init;
+    }
+    const int64_t ss = a->src_step, cs = a->col_src[1] - a->col_src[0];
+    const int64_t ck = a->col_k[1] - a->col_k[0], off = a->src_off + a->col_src[0];
+    for (int r = 0; r < 3; ++r) {
+        const FC_T *s = a->row_src[r] + off;
+        const FC_T *k = a->kernel + a->row_k[r] + a->col_k[0];
+        for (int c = 0; c < 3; ++c, s += cs, k += ck) {
+            fc_vec kv[FC_DW_MAX_V];
+            for (int v = 0; v < V; ++v)
+                kv[v] = VLOAD(k + v * FC_VL);
+            for (int p = 0; p < P; ++p)
+                for (int v = 0; v < V; ++v)
+                    acc[p][v] = VFMA(VLOAD(s + p * ss + v * FC_VL), kv[v], acc[p][v]);
+        }
+    }
+    for (int p = 0; p < P; ++p) {
+        FC_T *d = a->dst + p * a->dst_step;
+        for (int v = 0; v < V; ++v)
+            VSTORE(d + v * FC_VL, a->relu ? VRELU(acc[p][v]) : acc[p][v]);
+    }
+}
+
 /* ---------------------------------------------------------------------------
  * Channels-last weight-gradient tile (fc_dw_wgrad_args).
  */
@@ -156,6 +192,16 @@ FC_DW_WGRAD_LIST(FC_DW_DEFINE_WGRAD)
 FC_DW_SHAPES4(FC_DW_DEFINE_BLOCK_TAIL, 1)
 FC_DW_SHAPES5(FC_DW_DEFINE_WGRAD_TAIL, 1)
 
+#define FC_DW_DEFINE_BLOCK3X3(V) \
+    static void FCN(dw_block3x3_##V)(const FCN(fc_dw_block_args) *a) \
+    { FCN(dw_block3x3_body)(a, FC_DW_MAX_P, V); }
+FC_DW_DEFINE_BLOCK3X3(1)
+FC_DW_DEFINE_BLOCK3X3(2)
+#if FC_ACC_VECS >= 4
+FC_DW_DEFINE_BLOCK3X3(3)
+FC_DW_DEFINE_BLOCK3X3(4)
+#endif
+
 #define FC_DW_SLOT(P, V) [P][V] = FCN(dw_block_##P##x##V),
 #define FC_DW_WSLOT(T, V) [T][V] = FCN(dw_wgrad_##T##x##V),
 #define FC_DW_TSLOT(P, V) [P] = FCN(dw_block_tail_##P),
@@ -167,7 +213,17 @@ static void FCN(dw_block)(const FCN(fc_dw_block_args) *a)
     typedef void (*block_fn)(const FCN(fc_dw_block_args) *);
     static const block_fn full[FC_DW_MAX_P + 1][FC_DW_MAX_V + 1] = {FC_DW_BLOCK_LIST(FC_DW_SLOT)};
     static const block_fn tail[FC_DW_MAX_P + 1] = {FC_DW_SHAPES4(FC_DW_TSLOT, 1)};
-    (a->tail ? tail[a->p] : full[a->p][a->v])(a);
+#if FC_ACC_VECS >= 4
+    static const block_fn full3x3[FC_DW_MAX_V + 1] = {
+        NULL, FCN(dw_block3x3_1), FCN(dw_block3x3_2), FCN(dw_block3x3_3), FCN(dw_block3x3_4)};
+#else
+    static const block_fn full3x3[FC_DW_MAX_V + 1] = {
+        NULL, FCN(dw_block3x3_1), FCN(dw_block3x3_2), NULL, NULL};
+#endif
+    if (!a->tail && a->p == FC_DW_MAX_P && a->nrows == 3 && a->ncols == 3)
+        full3x3[a->v](a);
+    else
+        (a->tail ? tail[a->p] : full[a->p][a->v])(a);
 }
 
 /* a->t in 1 .. FC_DW_MAX_T, a->v as in dw_block */
