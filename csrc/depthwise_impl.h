@@ -418,32 +418,55 @@ static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit,
     a.tap_step = dw * cx;
     a.ldo = C;
     const int64_t nseg = (kw + FC_DW_MAX_T - 1) / FC_DW_MAX_T;
+    /* The interior pixels (all T columns of a segment inside the input) row
+     * by row, every kernel row of an output row in turn: the rows an output
+     * row reads stay in L1 between the kernel rows, where a pass over the
+     * chunk per kernel row streamed it from memory kh times. The block's taps
+     * start at zero and every call accumulates. */
+    for (int64_t j = 0; j < p->kh * kw; ++j)
+        memset(dk + j * C + ch, 0, (size_t)width * sizeof(FC_T));
+    a.accumulate = 1;
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+        const FC_T *drow = ctx->dy + ((img * p->out_h + oh) * out_w) * C + ch;
+        for (int64_t i = 0; i < p->kh; ++i) {
+            const int64_t ih = oh * sh - p->pad_top + i * p->dilation_h;
+            if (ih < 0 || ih >= p->h)
+                continue;
+            const FC_T *xrow = src + (ih - row0) * w * cx + choff;
+            for (int64_t s = 0; s < nseg; ++s) {
+                int64_t j0, T;
+                block_of(kw, nseg, s, &j0, &T);
+                const int64_t lo = clamp64(ceil_div(pl - j0 * dw, sw), 0, out_w);
+                const int64_t hi =
+                    clamp64(floor_div(w - 1 + pl - (j0 + T - 1) * dw, sw) + 1, lo, out_w);
+                if (hi == lo)
+                    continue;
+                xs[0] = xrow + (lo * sw - pl + j0 * dw) * cx;
+                ds[0] = drow + lo * C;
+                count[0] = hi - lo;
+                a.nruns = 1;
+                a.t = (int)T;
+                a.out = dk + (i * kw + j0) * C + ch;
+                ctx->t->dw_wgrad(&a);
+            }
+        }
+        if (db != NULL) {   /* the bias gradient while the dy row is in L1 */
+            FC_T row_sum[FC_DW_MAX_V * 16];   /* width <= dw_v_max * vl, vl <= 16 */
+            ctx->t->colsum(drow, out_w, C, width, oh == oh0 ? db + ch : row_sum);
+            if (oh > oh0)
+                for (int64_t e = 0; e < width; ++e)
+                    db[ch + e] += row_sum[e];
+        }
+    }
+    /* The edge columns, kernel row by kernel row: each adds the segment's
+     * columns inside the input (the same ones in every row), one run of one
+     * pixel per row. */
     for (int64_t i = 0; i < p->kh; ++i) {
         for (int64_t s = 0; s < nseg; ++s) {
             int64_t j0, T;
             block_of(kw, nseg, s, &j0, &T);
-            /* the pixels for which all T columns from j0 fall inside: [lo, hi) */
             const int64_t lo = clamp64(ceil_div(pl - j0 * dw, sw), 0, out_w);
             const int64_t hi = clamp64(floor_div(w - 1 + pl - (j0 + T - 1) * dw, sw) + 1, lo, out_w);
-            a.nruns = 0;
-            for (int64_t oh = oh0; oh < oh1 && hi > lo; ++oh) {
-                const int64_t ih = oh * sh - p->pad_top + i * p->dilation_h;
-                if (ih < 0 || ih >= p->h)
-                    continue;
-                xs[a.nruns] = src + (ih - row0) * w * cx + ((lo * sw - pl + j0 * dw) * cx + choff);
-                ds[a.nruns] = ctx->dy + ((img * p->out_h + oh) * out_w + lo) * C + ch;
-                count[a.nruns] = hi - lo;
-                ++a.nruns;
-            }
-            a.t = (int)T;
-            a.accumulate = 0;
-            a.out = dk + (i * kw + j0) * C + ch;
-            ctx->t->dw_wgrad(&a);
-            if (lo == 0 && hi == out_w)
-                continue;
-            /* each edge column adds the segment's columns inside the input
-             * (the same ones in every row), one run of one pixel per row */
-            a.accumulate = 1;
             for (int side = 0; side < 2; ++side) {
                 const int64_t from = side ? hi : 0, to = side ? out_w : lo;
                 for (int64_t ow = from; ow < to; ++ow) {
@@ -472,9 +495,6 @@ static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit,
             }
         }
     }
-    if (db != NULL)
-        ctx->t->colsum(ctx->dy + ((img * p->out_h + oh0) * out_w) * C + ch, (oh1 - oh0) * out_w,
-                       C, width, db + ch);
 }
 
 static int FCN(dw_backward_kernel_cl)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *x,

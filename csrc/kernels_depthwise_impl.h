@@ -11,7 +11,9 @@
  *             source vectors (forward and backward-input).
  *   dw_wgrad  T taps of one kernel row x V channel vectors in registers,
  *             summed over runs of pixels: per pixel, V dy vectors and T x V
- *             source vectors (weight gradient).
+ *             source vectors (weight gradient); with 3 taps and stride ==
+ *             dilation, a window of 3 x V source vectors slides along the
+ *             row, one new source vector per dy vector.
  * Channels first, the output width in vectors:
  *   dw_rows   up to 4 vectors of one output row; per tap one broadcast weight
  *             and one contiguous (unaligned) source load per vector.
@@ -161,6 +163,84 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRIC
     }
 }
 
+/* Keeps v in a register: GCC otherwise folds a vector used by several FMAs
+ * into each of them as a memory operand, one load per use. */
+#ifndef FC_DW_IN_REGISTER
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#ifdef __AVX512F__
+#define FC_DW_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define FC_DW_IN_REGISTER(v) __asm__("" : "+x"(v))
+#endif
+#else
+#define FC_DW_IN_REGISTER(v) ((void)0)
+#endif
+#endif
+
+/* dw_wgrad_body for t == 3 and x_step == tap_step (stride == dilation): tap
+ * t of pixel q + 1 reads tap t + 1 of pixel q, so three windows of source
+ * vectors rotate through their roles (unrolled by 3, no moves) and each
+ * pixel loads one new source vector and one dy vector per channel vector:
+ * 2 loads per 3 FMAs where the general loop needs 2 per 1, the loads being
+ * what bounds it. */
+FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRICT a,
+                                               const int V, const int TAIL)
+{
+    fc_vec acc[3][FC_DW_MAX_V];
+    const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
+    (void)mask;
+#define FC_DW_LD(p) (TAIL ? VLOAD_M((p), mask) : VLOAD(p))
+    for (int t = 0; t < 3; ++t)
+        for (int v = 0; v < V; ++v)
+            acc[t][v] = !a->accumulate ? VZERO() : FC_DW_LD(a->out + t * a->ldo + v * FC_VL);
+    const int64_t xs = a->x_step, ds = a->d_step;
+    for (int64_t i = 0; i < a->nruns; ++i) {
+        const FC_T *x = a->x[i];
+        const FC_T *d = a->d[i];
+        fc_vec w0[FC_DW_MAX_V], w1[FC_DW_MAX_V], w2[FC_DW_MAX_V];
+        for (int v = 0; v < V; ++v) {
+            w0[v] = FC_DW_LD(x + v * FC_VL);
+            w1[v] = FC_DW_LD(x + xs + v * FC_VL);
+        }
+        x += 2 * xs;
+        /* one pixel: taps 0, 1, 2 in A, B, C; C newly loaded */
+#define FC_DW_SLIDE_STEP(A, B, C) \
+        for (int v = 0; v < V; ++v) { \
+            C[v] = FC_DW_LD(x + v * FC_VL); \
+            fc_vec dv = FC_DW_LD(d + v * FC_VL); \
+            FC_DW_IN_REGISTER(dv); \
+            acc[0][v] = VFMA(A[v], dv, acc[0][v]); \
+            acc[1][v] = VFMA(B[v], dv, acc[1][v]); \
+            acc[2][v] = VFMA(C[v], dv, acc[2][v]); \
+        } \
+        x += xs; \
+        d += ds;
+        int64_t q = a->count[i];
+        for (; q >= 3; q -= 3) {
+            FC_DW_SLIDE_STEP(w0, w1, w2)
+            FC_DW_SLIDE_STEP(w1, w2, w0)
+            FC_DW_SLIDE_STEP(w2, w0, w1)
+        }
+        if (q >= 1) {
+            FC_DW_SLIDE_STEP(w0, w1, w2)
+        }
+        if (q >= 2) {
+            FC_DW_SLIDE_STEP(w1, w2, w0)
+        }
+#undef FC_DW_SLIDE_STEP
+    }
+    for (int t = 0; t < 3; ++t) {
+        FC_T *o = a->out + t * a->ldo;
+        for (int v = 0; v < V; ++v) {
+            if (TAIL)
+                VSTORE_M(o + v * FC_VL, acc[t][v], mask);
+            else
+                VSTORE(o + v * FC_VL, acc[t][v]);
+        }
+    }
+#undef FC_DW_LD
+}
+
 /* The instantiations: P (T) = 1 .. 4 (5) with V = 1 .. FC_DW_MAX_V vectors
  * where the registers allow it, plus the one-vector tails. */
 #define FC_DW_SHAPES4(X, V) X(1, V) X(2, V) X(3, V) X(4, V)
@@ -191,6 +271,20 @@ FC_DW_BLOCK_LIST(FC_DW_DEFINE_BLOCK)
 FC_DW_WGRAD_LIST(FC_DW_DEFINE_WGRAD)
 FC_DW_SHAPES4(FC_DW_DEFINE_BLOCK_TAIL, 1)
 FC_DW_SHAPES5(FC_DW_DEFINE_WGRAD_TAIL, 1)
+
+#define FC_DW_DEFINE_WGRAD_SLIDE(V) \
+    static void FCN(dw_wgrad_slide_##V)(const FCN(fc_dw_wgrad_args) *a) \
+    { FCN(dw_wgrad_slide_body)(a, V, 0); }
+FC_DW_DEFINE_WGRAD_SLIDE(1)
+FC_DW_DEFINE_WGRAD_SLIDE(2)
+#if FC_ACC_VECS >= 4
+FC_DW_DEFINE_WGRAD_SLIDE(3)
+FC_DW_DEFINE_WGRAD_SLIDE(4)
+#endif
+static void FCN(dw_wgrad_slide_tail)(const FCN(fc_dw_wgrad_args) *a)
+{
+    FCN(dw_wgrad_slide_body)(a, 1, 1);
+}
 
 #define FC_DW_DEFINE_BLOCK3X3(V) \
     static void FCN(dw_block3x3_##V)(const FCN(fc_dw_block_args) *a) \
@@ -232,7 +326,18 @@ static void FCN(dw_wgrad)(const FCN(fc_dw_wgrad_args) *a)
     typedef void (*wgrad_fn)(const FCN(fc_dw_wgrad_args) *);
     static const wgrad_fn full[FC_DW_MAX_T + 1][FC_DW_MAX_V + 1] = {FC_DW_WGRAD_LIST(FC_DW_WSLOT)};
     static const wgrad_fn tail[FC_DW_MAX_T + 1] = {FC_DW_SHAPES5(FC_DW_WTSLOT, 1)};
-    (a->tail ? tail[a->t] : full[a->t][a->v])(a);
+#if FC_ACC_VECS >= 4
+    static const wgrad_fn slide[FC_DW_MAX_V + 1] = {
+        NULL, FCN(dw_wgrad_slide_1), FCN(dw_wgrad_slide_2), FCN(dw_wgrad_slide_3),
+        FCN(dw_wgrad_slide_4)};
+#else
+    static const wgrad_fn slide[FC_DW_MAX_V + 1] = {
+        NULL, FCN(dw_wgrad_slide_1), FCN(dw_wgrad_slide_2), NULL, NULL};
+#endif
+    if (a->t == 3 && a->x_step == a->tap_step)
+        (a->tail ? FCN(dw_wgrad_slide_tail) : slide[a->v])(a);
+    else
+        (a->tail ? tail[a->t] : full[a->t][a->v])(a);
 }
 
 /* ---------------------------------------------------------------------------

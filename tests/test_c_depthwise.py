@@ -182,6 +182,12 @@ CASES = [
     ((1, 12, 12, 1), 5, 5, 1, (3, 2), (1, 1), (2, 1, 1, 0)),
     ((1, 3, 3, 4), 3, 3, 1, (3, 3), (1, 1), (2, 0, 2, 0)),      # one output row and column
     ((2, 4, 5, 3), 3, 3, 2, (1, 1), (1, 1), (1, 4, 0, 3)),      # outputs that see no input
+    # the sliding 3-tap weight-gradient window: runs of every length mod 3,
+    # stride == dilation 2, and a 3-tap segment of a wide kernel
+    ((1, 4, 24, 33), 3, 3, 1, (1, 1), (1, 1), "same"),
+    ((1, 4, 25, 33), 3, 3, 1, (1, 1), (1, 1), "same"),
+    ((1, 9, 14, 20), 3, 3, 1, (2, 2), (2, 2), "same"),
+    ((1, 9, 14, 18), 7, 7, 1, (1, 1), (1, 1), "same"),
 ]
 CASE_IDS = [f"{s[0]}-{s[1]}x{s[2]}-M{s[3]}-s{s[4]}-d{s[5]}-{s[6]}" for s in CASES]
 
