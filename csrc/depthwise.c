@@ -16,10 +16,13 @@
  *     races): the dx pixels of one column phase (iw + pad_left) mod stride
  *     see the same tap columns, reading consecutive dy pixels, so they run
  *     through the same block kernel.
- *   weight gradient: fixed chunks of output rows; per chunk, per channel
- *     block and kernel row, the taps of up to 5 kernel columns accumulate in
- *     registers over the chunk's pixels (the edge pixels add their clipped
- *     taps afterwards); dbias is the column sum of the chunk's dy rows.
+ *   weight gradient: fixed chunks of output rows; per chunk and channel
+ *     block, each output row in turn meets every kernel row (its input rows
+ *     stay in L1 meanwhile), the taps of up to 5 kernel columns accumulating
+ *     in registers over the row's interior pixels (a window of source vectors
+ *     slides along the row when stride == 1 or 2 x dilation); the edge pixels
+ *     add their clipped taps afterwards; dbias sums each dy row after its
+ *     kernel rows.
  *   M > 1: the forward and the weight gradient read the input through rows
  *     expanded to c_out channels (x[.., o / M]), per band of rows, and the
  *     backward-input gathers the c_out products of a dx row into a staging

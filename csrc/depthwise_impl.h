@@ -421,8 +421,8 @@ static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit,
     /* The interior pixels (all T columns of a segment inside the input) row
      * by row, every kernel row of an output row in turn: the rows an output
      * row reads stay in L1 between the kernel rows, where a pass over the
-     * chunk per kernel row streamed it from memory kh times. The block's taps
-     * start at zero and every call accumulates. */
+     * chunk per kernel row read it kh times from L2. The block's taps start
+     * at zero and every call accumulates. */
     for (int64_t j = 0; j < p->kh * kw; ++j)
         memset(dk + j * C + ch, 0, (size_t)width * sizeof(FC_T));
     a.accumulate = 1;

@@ -12,8 +12,8 @@
  *   dw_wgrad  T taps of one kernel row x V channel vectors in registers,
  *             summed over runs of pixels: per pixel, V dy vectors and T x V
  *             source vectors (weight gradient); with 3 taps and stride ==
- *             dilation, a window of 3 x V source vectors slides along the
- *             row, one new source vector per dy vector.
+ *             1 or 2 x dilation, a window of source vectors slides along
+ *             the row, 1 or 2 new source vectors per dy vector.
  * Channels first, the output width in vectors:
  *   dw_rows   up to 4 vectors of one output row; per tap one broadcast weight
  *             and one contiguous (unaligned) source load per vector.
@@ -177,14 +177,16 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRIC
 #endif
 #endif
 
-/* dw_wgrad_body for t == 3 and x_step == tap_step (stride == dilation): tap
- * t of pixel q + 1 reads tap t + 1 of pixel q, so three windows of source
- * vectors rotate through their roles (unrolled by 3, no moves) and each
- * pixel loads one new source vector and one dy vector per channel vector:
- * 2 loads per 3 FMAs where the general loop needs 2 per 1, the loads being
- * what bounds it. */
+/* dw_wgrad_body for t == 3 and x_step == S * tap_step (stride == S x
+ * dilation, S = 1 or 2). S == 1: tap t of pixel q + 1 reads tap t + 1 of
+ * pixel q, so three windows of source vectors rotate through their roles
+ * (unrolled by 3, no moves) and each pixel loads one new source vector and
+ * one dy vector per channel vector: 2 loads per 3 FMAs where the general
+ * loop needs 2 per 1 (GCC folds the dy vector into each FMA), the loads
+ * being what bounds it. S == 2: tap 0 of pixel q + 1 is tap 2 of pixel q,
+ * 3 loads per 3 FMAs. */
 FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRICT a,
-                                               const int V, const int TAIL)
+                                               const int V, const int TAIL, const int S)
 {
     fc_vec acc[3][FC_DW_MAX_V];
     const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
@@ -193,8 +195,37 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_R
     for (int t = 0; t < 3; ++t)
         for (int v = 0; v < V; ++v)
             acc[t][v] = !a->accumulate ? VZERO() : FC_DW_LD(a->out + t * a->ldo + v * FC_VL);
-    const int64_t xs = a->x_step, ds = a->d_step;
-    for (int64_t i = 0; i < a->nruns; ++i) {
+    const int64_t xs = a->x_step, ds = a->d_step, ts = a->tap_step;
+    for (int64_t i = 0; S == 2 && i < a->nruns; ++i) {
+        const FC_T *x = a->x[i];
+        const FC_T *d = a->d[i];
+        fc_vec w0[FC_DW_MAX_V], w2[FC_DW_MAX_V];
+        for (int v = 0; v < V; ++v)
+            w0[v] = FC_DW_LD(x + v * FC_VL);
+        /* one pixel: tap 0 in A (carried), taps 1 and 2 loaded, tap 2 in C */
+#define FC_DW_SLIDE2_STEP(A, C) \
+        for (int v = 0; v < V; ++v) { \
+            const fc_vec b = FC_DW_LD(x + ts + v * FC_VL); \
+            C[v] = FC_DW_LD(x + 2 * ts + v * FC_VL); \
+            fc_vec dv = FC_DW_LD(d + v * FC_VL); \
+            FC_DW_IN_REGISTER(dv); \
+            acc[0][v] = VFMA(A[v], dv, acc[0][v]); \
+            acc[1][v] = VFMA(b, dv, acc[1][v]); \
+            acc[2][v] = VFMA(C[v], dv, acc[2][v]); \
+        } \
+        x += xs; \
+        d += ds;
+        int64_t q = a->count[i];
+        for (; q >= 2; q -= 2) {
+            FC_DW_SLIDE2_STEP(w0, w2)
+            FC_DW_SLIDE2_STEP(w2, w0)
+        }
+        if (q == 1) {
+            FC_DW_SLIDE2_STEP(w0, w2)
+        }
+#undef FC_DW_SLIDE2_STEP
+    }
+    for (int64_t i = 0; S == 1 && i < a->nruns; ++i) {
         const FC_T *x = a->x[i];
         const FC_T *d = a->d[i];
         fc_vec w0[FC_DW_MAX_V], w1[FC_DW_MAX_V], w2[FC_DW_MAX_V];
@@ -272,19 +303,21 @@ FC_DW_WGRAD_LIST(FC_DW_DEFINE_WGRAD)
 FC_DW_SHAPES4(FC_DW_DEFINE_BLOCK_TAIL, 1)
 FC_DW_SHAPES5(FC_DW_DEFINE_WGRAD_TAIL, 1)
 
-#define FC_DW_DEFINE_WGRAD_SLIDE(V) \
-    static void FCN(dw_wgrad_slide_##V)(const FCN(fc_dw_wgrad_args) *a) \
-    { FCN(dw_wgrad_slide_body)(a, V, 0); }
-FC_DW_DEFINE_WGRAD_SLIDE(1)
-FC_DW_DEFINE_WGRAD_SLIDE(2)
+#define FC_DW_DEFINE_WGRAD_SLIDE(V, S) \
+    static void FCN(dw_wgrad_slide##S##_##V)(const FCN(fc_dw_wgrad_args) *a) \
+    { FCN(dw_wgrad_slide_body)(a, V, 0, S); }
+#define FC_DW_DEFINE_WGRAD_SLIDES(S) \
+    FC_DW_DEFINE_WGRAD_SLIDE(1, S) FC_DW_DEFINE_WGRAD_SLIDE(2, S) \
+    static void FCN(dw_wgrad_slide##S##_tail)(const FCN(fc_dw_wgrad_args) *a) \
+    { FCN(dw_wgrad_slide_body)(a, 1, 1, S); }
+FC_DW_DEFINE_WGRAD_SLIDES(1)
+FC_DW_DEFINE_WGRAD_SLIDES(2)
 #if FC_ACC_VECS >= 4
-FC_DW_DEFINE_WGRAD_SLIDE(3)
-FC_DW_DEFINE_WGRAD_SLIDE(4)
+FC_DW_DEFINE_WGRAD_SLIDE(3, 1)
+FC_DW_DEFINE_WGRAD_SLIDE(4, 1)
+FC_DW_DEFINE_WGRAD_SLIDE(3, 2)
+FC_DW_DEFINE_WGRAD_SLIDE(4, 2)
 #endif
-static void FCN(dw_wgrad_slide_tail)(const FCN(fc_dw_wgrad_args) *a)
-{
-    FCN(dw_wgrad_slide_body)(a, 1, 1);
-}
 
 #define FC_DW_DEFINE_BLOCK3X3(V) \
     static void FCN(dw_block3x3_##V)(const FCN(fc_dw_block_args) *a) \
@@ -327,15 +360,22 @@ static void FCN(dw_wgrad)(const FCN(fc_dw_wgrad_args) *a)
     static const wgrad_fn full[FC_DW_MAX_T + 1][FC_DW_MAX_V + 1] = {FC_DW_WGRAD_LIST(FC_DW_WSLOT)};
     static const wgrad_fn tail[FC_DW_MAX_T + 1] = {FC_DW_SHAPES5(FC_DW_WTSLOT, 1)};
 #if FC_ACC_VECS >= 4
-    static const wgrad_fn slide[FC_DW_MAX_V + 1] = {
-        NULL, FCN(dw_wgrad_slide_1), FCN(dw_wgrad_slide_2), FCN(dw_wgrad_slide_3),
-        FCN(dw_wgrad_slide_4)};
+    static const wgrad_fn slide[3][FC_DW_MAX_V + 1] = {
+        {NULL},
+        {FCN(dw_wgrad_slide1_tail), FCN(dw_wgrad_slide1_1), FCN(dw_wgrad_slide1_2),
+         FCN(dw_wgrad_slide1_3), FCN(dw_wgrad_slide1_4)},
+        {FCN(dw_wgrad_slide2_tail), FCN(dw_wgrad_slide2_1), FCN(dw_wgrad_slide2_2),
+         FCN(dw_wgrad_slide2_3), FCN(dw_wgrad_slide2_4)}};
 #else
-    static const wgrad_fn slide[FC_DW_MAX_V + 1] = {
-        NULL, FCN(dw_wgrad_slide_1), FCN(dw_wgrad_slide_2), NULL, NULL};
+    static const wgrad_fn slide[3][FC_DW_MAX_V + 1] = {
+        {NULL},
+        {FCN(dw_wgrad_slide1_tail), FCN(dw_wgrad_slide1_1), FCN(dw_wgrad_slide1_2), NULL, NULL},
+        {FCN(dw_wgrad_slide2_tail), FCN(dw_wgrad_slide2_1), FCN(dw_wgrad_slide2_2), NULL, NULL}};
 #endif
-    if (a->t == 3 && a->x_step == a->tap_step)
-        (a->tail ? FCN(dw_wgrad_slide_tail) : slide[a->v])(a);
+    /* the sliding windows (index 0: the tail) for 3 taps, stride = 1 or 2 x dilation */
+    const int S = a->x_step == a->tap_step ? 1 : a->x_step == 2 * a->tap_step ? 2 : 0;
+    if (a->t == 3 && S > 0)
+        slide[S][a->tail ? 0 : a->v](a);
     else
         (a->tail ? tail[a->t] : full[a->t][a->v])(a);
 }
