@@ -767,9 +767,9 @@ int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T 
         return FC_ERR_ARG;
 #if !FC_IS_F64
     if (fc_winograd_applies(p, 0)) {
-        status = fc_winograd_conv3x3(p->n, p->h, p->w, p->c_in, p->out_h, p->out_w, p->c_out,
-                                     p->pad_top, p->pad_left, x, kernel, 0, bias, p->relu, y,
-                                     p->n_threads);
+        status = (p->channels_first ? fc_winograd_conv3x3_nchw : fc_winograd_conv3x3)(
+            p->n, p->h, p->w, p->c_in, p->out_h, p->out_w, p->c_out, p->pad_top, p->pad_left, x,
+            kernel, 0, bias, p->relu, y, p->n_threads);
         if (status != FC_WINO_NONFINITE)
             return status;
     }
@@ -899,9 +899,9 @@ static int FCN(backward_input)(const fc_conv2d_params *p, const FC_T *dy, const 
 #if !FC_IS_F64
     if (fc_winograd_applies(p, 1)) {
         /* dx = dy correlated with the flipped, transposed kernel, pads 2 - p. */
-        status = fc_winograd_conv3x3(p->n, p->out_h, p->out_w, p->c_out, p->h, p->w, p->c_in,
-                                     2 - p->pad_top, 2 - p->pad_left, dy, kernel, 1, bias, relu,
-                                     dx, p->n_threads);
+        status = (p->channels_first ? fc_winograd_conv3x3_nchw : fc_winograd_conv3x3)(
+            p->n, p->out_h, p->out_w, p->c_out, p->h, p->w, p->c_in, 2 - p->pad_top,
+            2 - p->pad_left, dy, kernel, 1, bias, relu, dx, p->n_threads);
         if (status != FC_WINO_NONFINITE)
             return status;
     }
@@ -1225,7 +1225,7 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     if (dy == NULL || (x == NULL && p->c_in > 0))
         return FC_ERR_ARG;
 #if !FC_IS_F64
-    if (fc_winograd_applies(p, 0))
+    if (!p->channels_first && fc_winograd_applies(p, 0))
         return fc_winograd_wgrad3x3(p, dy, x, dkernel, dbias);
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();

@@ -15,7 +15,9 @@
  *                    interleaved into dx (nchw_backward_input)
  *   backward-kernel  dW_tap[co][ci] = dy[co][pixels] . x_tap[pixels][ci], over a
  *                    pixel-major packed copy of each image (nchw_wgrad_gemm)
- * per group. The kernel is packed per call ([group][tap][co][ci]).
+ * per group. The kernel is packed per call ([group][tap][co][ci]). 3x3
+ * stride-1 layers with 16+ channels run forward and backward-input by
+ * Winograd instead (winograd.c), as in channels-last.
  */
 
 #ifndef FC_NCHW_NV

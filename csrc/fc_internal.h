@@ -83,7 +83,8 @@ enum { FC_POOL_MAX = 0, FC_POOL_AVG = 1, FC_POOL_SUM = 2 };
 /* --- Winograd F(2x2, 3x3) (winograd.c) --- */
 
 /* Whether fc_conv2d_forward (backward = 0) or fc_conv2d_backward_input
- * (backward = 1) of this layer runs through Winograd. */
+ * (backward = 1) of this layer runs through Winograd, in either layout (the
+ * weight gradient only in channels-last). */
 int fc_winograd_applies(const fc_conv2d_params *p, int backward);
 /* FC_OK, an error, or FC_WINO_NONFINITE: an output was NaN or infinite and
  * the caller must recompute with the direct algorithm (y is then garbage). */
@@ -92,6 +93,12 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
                         int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
                         const float *x, const float *kernel, int transpose, const float *bias,
                         int relu, float *y, int n_threads);
+/* The same for NCHW x / y and an OIHW kernel (with transpose: of the layer
+ * whose backward-input this is); same return values. */
+int fc_winograd_conv3x3_nchw(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
+                             int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
+                             const float *x, const float *kernel, int transpose,
+                             const float *bias, int relu, float *y, int n_threads);
 
 /* dkernel (and dbias unless NULL) of a layer for which fc_winograd_applies
  * (p, 0), by F(3x3, 2x2); chunked and folded in a fixed order like the direct

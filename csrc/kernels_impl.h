@@ -471,6 +471,91 @@ static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64
         }
     }
 }
+
+/* Channels first: the transforms of a row of tiles, tiles in the vector
+ * lanes. rows[r] (r < 4) is input row r of the tile row, staged
+ * deinterleaved: padded column 2k at rows[r][k], column 2k + 1 at
+ * rows[r][lw + k], so tile tx's columns 2tx .. 2tx + 3 are four unit-stride
+ * vectors. Writes V[e] of tiles 0 .. n - 1 at v + e * v_stride + tx. Whole
+ * vectors are read: each half readable to n rounded up to FC_VL, plus 1. */
+static void wino_input_row_cf(const float *const *rows, int64_t lw, int64_t n, float *v,
+                              int64_t v_stride)
+{
+    for (int64_t tx = 0; tx < n; tx += FC_VL) {
+        const int tail = n - tx < FC_VL;
+        const fc_mask mask = FC_MAKE_MASK(tail ? (int)(n - tx) : FC_VL);
+        (void)mask;
+        fc_vec d[16], t[16];
+        for (int r = 0; r < 4; ++r) {
+            const float *even = rows[r] + tx, *odd = rows[r] + lw + tx;
+            d[4 * r + 0] = VLOAD(even);
+            d[4 * r + 1] = VLOAD(odd);
+            d[4 * r + 2] = VLOAD(even + 1);
+            d[4 * r + 3] = VLOAD(odd + 1);
+        }
+        for (int col = 0; col < 4; ++col) {          /* B^T d, as wino_input_tile */
+            t[0 + col] = VSUB(d[0 + col], d[8 + col]);
+            t[4 + col] = VADD(d[4 + col], d[8 + col]);
+            t[8 + col] = VSUB(d[8 + col], d[4 + col]);
+            t[12 + col] = VSUB(d[4 + col], d[12 + col]);
+        }
+        for (int row = 0; row < 16; row += 4) {      /* (B^T d) B */
+            d[row + 0] = VSUB(t[row + 0], t[row + 2]);
+            d[row + 1] = VADD(t[row + 1], t[row + 2]);
+            d[row + 2] = VSUB(t[row + 2], t[row + 1]);
+            d[row + 3] = VSUB(t[row + 1], t[row + 3]);
+        }
+        /* one pointer stepped through the 16 rows, hidden from the
+         * compiler's induction-variable pass, which would otherwise keep 16
+         * row pointers across iterations and spill them to the stack */
+        float *o = v + tx;
+#if defined(__GNUC__)
+        __asm__("" : "+r"(o));
+#endif
+        for (int e = 0; e < 16; ++e, o += v_stride) {
+            if (tail)
+                VSTORE_M(o, d[e], mask);
+            else
+                VSTORE(o, d[e]);
+        }
+    }
+}
+
+/* m: M[e] of tiles 0 .. n - 1 at m + e * m_stride + tx (readable to n rounded
+ * up to FC_VL). Writes the tiles' outputs + bias, then ReLU if asked,
+ * deinterleaved: output row r, column 2 tx + c at out[2 r + c][tx], n
+ * rounded up to FC_VL values each (lanes past n are scratch). Returns
+ * nonzero when an output lane is NaN or infinite (see wino_output_tile). */
+static int wino_output_row_cf(const float *m, int64_t m_stride, int64_t n, float bias, int relu,
+                              float *const *out)
+{
+    fc_vec check = VZERO();
+    const fc_vec b = VSET1(bias);
+    for (int64_t tx = 0; tx < n; tx += FC_VL) {
+        fc_vec v[16], s[8], y[4];
+        for (int e = 0; e < 16; ++e)
+            v[e] = VLOAD(m + e * m_stride + tx);
+        for (int col = 0; col < 4; ++col) {          /* A^T M */
+            s[col] = VADD(VADD(v[0 + col], v[4 + col]), v[8 + col]);
+            s[4 + col] = VSUB(VSUB(v[4 + col], v[8 + col]), v[12 + col]);
+        }
+        for (int row = 0; row < 2; ++row) {          /* (A^T M) A */
+            y[2 * row + 0] = VADD(VADD(s[4 * row + 0], s[4 * row + 1]), s[4 * row + 2]);
+            y[2 * row + 1] = VSUB(VSUB(s[4 * row + 1], s[4 * row + 2]), s[4 * row + 3]);
+        }
+        for (int q = 0; q < 4; ++q) {
+            fc_vec r = VADD(y[q], b);
+            check = VADD(check, VSUB(r, r));
+            VSTORE(out[q] + tx, relu ? VRELU(r) : r);
+        }
+    }
+    float lanes[FC_VL];
+    VSTORE(lanes, check);
+    float sum = 0.0f;
+    for (int i = 0; i < FC_VL; ++i)
+        sum += lanes[i];
+    return sum != 0.0f;   /* NaN != 0 too */
+}
 #endif /* !FC_IS_F64 */
 
 #include "kernels_depthwise_impl.h"

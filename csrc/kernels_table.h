@@ -42,6 +42,8 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
     .wino_dy = wino_dy_tile,
+    .wino_input_cf = wino_input_row_cf,
+    .wino_output_cf = wino_output_row_cf,
 #endif
     .dw_v_max = FC_ACC_VECS < FC_DW_MAX_V ? FC_ACC_VECS : FC_DW_MAX_V,
     .dw_block = FCN(dw_block),

@@ -14,6 +14,10 @@
  * recomputed by the direct algorithm: NaN and Inf then propagate exactly as
  * in the reference.
  *
+ * Both layouts: channels last with the channels in the vector lanes (below),
+ * channels first with the tiles in them (fc_winograd_conv3x3_nchw); the
+ * weight gradient (F(3x3, 2x2), at the end) is channels-last only.
+ *
  * Work: blocks of T output tiles (T fixed by the problem, not the thread
  * count, so results do not depend on it). Per block: transform T input
  * patches into V[16][T][c_in], run the 16 GEMMs M[e] = V[e] U[e] with the
@@ -48,7 +52,7 @@ int fc_winograd_applies(const fc_conv2d_params *p, int backward)
 {
     const int64_t c_a = backward ? p->c_out : p->c_in;   /* channels read */
     const int64_t c_b = backward ? p->c_in : p->c_out;   /* channels written */
-    return winograd_on && p->groups <= 1 && !p->channels_first && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+    return winograd_on && p->groups <= 1 && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
            p->dilation_h == 1 && p->dilation_w == 1 && c_a >= FC_WINO_MIN_CHANNELS &&
            c_b >= FC_WINO_MIN_CHANNELS;
 }
@@ -281,6 +285,273 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
             const int64_t tile0 = blk * q.block;
             nonfinite |= run_block(&q, t, tile0, min64(q.block, q.ntiles - tile0), v, m);
         }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(scratch);
+    fc_free(u);
+    return nonfinite ? FC_WINO_NONFINITE : FC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Channels first (NCHW activations, OIHW kernels), F(2x2, 3x3).             */
+
+/* The transposed GEMMs of the NCHW direct path: per tile e, M[e] (c_out x
+ * tiles) = U[e] (c_out x c_in) V[e] (c_in x tiles), tiles in the vector
+ * lanes (rows of A broadcast, as nchw_direct does with its kernel rows). A
+ * work item is a band of tile rows of one image (sized from the shape only):
+ * its input rows are staged per channel zero-padded and split into even and
+ * odd columns, so each of a tile row's 16 cells is a unit-stride vector
+ * (wino_input_cf); the outputs come back split the same way and are
+ * interleaved into y's rows. */
+typedef struct wino_cf {
+    int64_t n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left;
+    const float *x, *u, *bias;
+    int relu;
+    float *y;
+    int64_t tiles_w, tiles_h, band, nbands;
+    int64_t lw;          /* staged half-row length */
+    int64_t ld;          /* lanes of a V or M row: the band's tiles, padded */
+    int64_t v_e, m_e;    /* V[e] and M[e] apart: a cache line more than their
+                            rows, so the 16 streams of a transform do not
+                            share cache sets (ld is a multiple of 64 B) */
+    int64_t stage_len;   /* one channel's staged rows */
+} wino_cf;
+
+/* The input rows band `item` stages, per channel one contiguous run of x:
+ * rows [*ih0, *ih1) of each plane. */
+static void band_rows_cf(const wino_cf *q, int64_t item, int64_t *img, int64_t *ih0,
+                         int64_t *ih1)
+{
+    *img = item / q->nbands;
+    const int64_t ty0 = (item - *img * q->nbands) * q->band;
+    const int64_t ty1 = min64(ty0 + q->band, q->tiles_h);
+    *ih0 = max64(0, 2 * ty0 - q->pad_top);
+    *ih1 = max64(*ih0, min64(q->h, 2 * ty1 + 2 - q->pad_top));
+}
+
+/* Returns nonzero when an output of the band is not finite. `next`: the band
+ * this thread runs next (-1: none), whose input is prefetched meanwhile. */
+static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item, int64_t next,
+                       float *v, float *m, float *stage, float *ystage)
+{
+    const int64_t img = item / q->nbands, ty0 = (item - img * q->nbands) * q->band;
+    const int64_t ty1 = min64(ty0 + q->band, q->tiles_h), rows = 2 * (ty1 - ty0) + 2;
+    const int64_t tw = q->tiles_w, lw = q->lw, ld = q->ld;
+    const int64_t count = (ty1 - ty0) * tw, lanes = ceil_div(count, t->vl) * t->vl;
+    /* stage padded rows 2 ty0 .. 2 ty1 + 1 of every channel, split */
+    for (int64_t ci = 0; ci < q->c_in; ++ci) {
+        const float *plane = q->x + (img * q->c_in + ci) * q->h * q->w;
+        for (int64_t r = 0; r < rows; ++r) {
+            float *even = stage + ci * q->stage_len + r * 2 * lw, *odd = even + lw;
+            const int64_t ih = 2 * ty0 + r - q->pad_top;
+            if (ih < 0 || ih >= q->h) {
+                memset(even, 0, (size_t)(2 * lw) * sizeof(float));
+                continue;
+            }
+            /* input column iw is padded column iw + pad_left; columns
+             * past the row stay zero (pad_left may be negative) */
+            const float *src = plane + ih * q->w;
+            memset(even, 0, (size_t)(2 * lw) * sizeof(float));
+            const int64_t lo = max64(0, -q->pad_left);
+            const int64_t hi = min64(q->w, 2 * lw - q->pad_left);
+            for (int parity = 0; parity < 2; ++parity) {
+                /* the first column from lo whose padded column has this parity */
+                const int64_t first = lo + (((lo + q->pad_left) & 1) != parity);
+                float *FC_RESTRICT dst = (parity ? odd : even) + (first + q->pad_left) / 2;
+                const float *FC_RESTRICT from = src + first;
+                const int64_t len = first < hi ? (hi - first + 1) / 2 : 0;
+                for (int64_t k = 0; k < len; ++k)
+                    dst[k] = from[2 * k];
+            }
+        }
+    }
+    /* V[e][ci][tile] */
+    for (int64_t ci = 0; ci < q->c_in; ++ci)
+        for (int64_t ty = ty0; ty < ty1; ++ty) {
+            const float *cells[4];
+            for (int r = 0; r < 4; ++r)
+                cells[r] = stage + ci * q->stage_len + (2 * (ty - ty0) + r) * 2 * lw;
+            t->wino_input_cf(cells, lw, tw, v + ci * ld + (ty - ty0) * tw, q->v_e);
+        }
+    /* M[e][co][tile]: panels of tile lanes, tiles of output-channel rows */
+    /* panels of balanced widths: 5 vectors as 3 + 2, not 4 + 1, whose
+     * one-vector tiles load a broadcast per multiply-add */
+    const int64_t vecs = lanes / t->vl, npanels = ceil_div(vecs, t->nv_max);
+    const float *a[FC_MAX_MR];
+    float *c[FC_MAX_MR];
+    const float *b[1];
+    /* The next band's input, a sixteenth of its channels per e (c_in >= 16):
+     * its first read (staging)
+     * otherwise waits on memory, each channel's run too short for the
+     * hardware prefetcher to get ahead. */
+    int64_t pf_img = 0, pf_ih0 = 0, pf_ih1 = 0;
+    if (next >= 0)
+        band_rows_cf(q, next, &pf_img, &pf_ih0, &pf_ih1);
+    const int64_t pf_lines = ceil_div((pf_ih1 - pf_ih0) * q->w * (int64_t)sizeof(float), 64);
+    const int64_t plane_bytes = q->h * q->w * (int64_t)sizeof(float);
+    const char *pf_first =
+        (const char *)(q->x + ((pf_img * q->c_in) * q->h + pf_ih0) * q->w);
+    for (int e = 0; e < 16; ++e) {
+        /* channels [e c_in / 16, (e + 1) c_in / 16), every line of each run */
+        for (int64_t ci = e * q->c_in / 16; ci < (e + 1) * q->c_in / 16; ++ci) {
+            const char *run = pf_first + ci * plane_bytes;
+            for (int64_t l = 0; l < pf_lines; ++l)
+                FC_PREFETCH(run + l * 64);
+        }
+        for (int64_t panel = 0; panel < npanels; ++panel) {
+            const int64_t v0 = panel * vecs / npanels, col0 = v0 * t->vl;
+            const int nv = (int)((panel + 1) * vecs / npanels - v0);
+            const int mr = t->igemm_mr[nv];
+            for (int64_t co0 = 0; co0 < q->c_out; co0 += mr) {
+                const int nrows = (int)min64(mr, q->c_out - co0);
+                for (int64_t k0 = 0; k0 < q->c_in; k0 += 512) {
+                    const int64_t kc = min64(512, q->c_in - k0);
+                    for (int r = 0; r < nrows; ++r) {
+                        a[r] = q->u + (e * q->c_out + co0 + r) * q->c_in + k0;
+                        c[r] = m + e * q->m_e + (co0 + r) * ld + col0;
+                    }
+                    b[0] = v + e * q->v_e + k0 * ld + col0;
+                    fc_igemm_args args;
+                    args.ntaps = 1;
+                    args.kc = kc;
+                    args.a = a;
+                    args.b = b;
+                    args.ldb = ld;
+                    args.nr = (int64_t)nv * t->vl;
+                    args.bias = NULL;
+                    args.bias_rows = 0;
+                    args.c = c;
+                    args.mr = nrows;
+                    args.nv = nv;
+                    args.accumulate = k0 > 0;
+                    args.relu = 0;
+                    fc_igemm_fn fn = t->igemm[nrows][nv][0];
+                    (fn ? fn : t->igemm_any)(&args);
+                }
+            }
+        }
+    }
+    /* y rows 2 ty, 2 ty + 1 of each output channel, interleaved */
+    int nonfinite = 0;
+    for (int64_t co = 0; co < q->c_out; ++co) {
+        const float bias = q->bias != NULL ? q->bias[co] : 0.0f;
+        float *plane = q->y + (img * q->c_out + co) * q->out_h * q->out_w;
+        float *out[4];   /* the band's tiles in a row, as M */
+        for (int i = 0; i < 4; ++i)
+            out[i] = ystage + i * ld;
+        nonfinite |= t->wino_output_cf(m + co * ld, q->m_e, count, bias, q->relu, out);
+        for (int64_t ty = ty0; ty < ty1; ++ty) {
+            for (int r = 0; r < 2 && 2 * ty + r < q->out_h; ++r) {
+                float *dst = plane + (2 * ty + r) * q->out_w;
+                const float *even = out[2 * r] + (ty - ty0) * tw;
+                const float *odd = out[2 * r + 1] + (ty - ty0) * tw;
+                const int64_t pairs = q->out_w / 2;
+                for (int64_t k = 0; k < pairs; ++k) {
+                    dst[2 * k] = even[k];
+                    dst[2 * k + 1] = odd[k];
+                }
+                if (q->out_w & 1)
+                    dst[2 * pairs] = even[pairs];
+            }
+        }
+    }
+    return nonfinite;
+}
+
+/*
+ * y (n, c_out, out_h, out_w) = 3x3 stride-1 correlation of x (n, c_in, h, w)
+ * with pads (pad_top, pad_left); the kernel is OIHW `kernel` (c_out, c_in, 3,
+ * 3) itself, or with `transpose`, the backward-input kernel of a layer whose
+ * OIHW kernel is (c_in, c_out, 3, 3): flipped in space, channels swapped.
+ */
+int fc_winograd_conv3x3_nchw(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
+                             int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
+                             const float *x, const float *kernel, int transpose,
+                             const float *bias, int relu, float *y, int n_threads)
+{
+    const fc_kernel_table *t = fc_active_kernels();
+    wino_cf q;
+    memset(&q, 0, sizeof q);
+    q.n = n;
+    q.h = h;
+    q.w = w;
+    q.c_in = c_in;
+    q.out_h = out_h;
+    q.out_w = out_w;
+    q.c_out = c_out;
+    q.pad_top = pad_top;
+    q.pad_left = pad_left;
+    q.x = x;
+    q.bias = bias;
+    q.relu = relu;
+    q.y = y;
+    q.tiles_w = ceil_div(out_w, 2);
+    q.tiles_h = ceil_div(out_h, 2);
+    /* Tile rows per band: the GEMMs run over the band's tiles rounded up to
+     * whole vectors, so of the bands whose V and M fit twice
+     * FC_WINO_BLOCK_BYTES (L2 holds them), the one that wastes the fewest
+     * lanes per tile (13 tiles a row: 6 rows fill 80 lanes to 97%, 4 rows
+     * 64 lanes to 81%), the larger on a tie. */
+    const int64_t per_tile = 16 * (c_in + c_out) * (int64_t)sizeof(float);
+    const int64_t band_max =
+        max64(1, min64(q.tiles_h, 2 * FC_WINO_BLOCK_BYTES / per_tile / q.tiles_w));
+    q.band = 1;
+    for (int64_t b = 2; b <= band_max; ++b) {
+        /* vectors per tile row of b rows vs the best so far, cross-multiplied */
+        const int64_t vecs_b = ceil_div(b * q.tiles_w, t->vl);
+        const int64_t vecs_best = ceil_div(q.band * q.tiles_w, t->vl);
+        if (vecs_b * q.band <= vecs_best * b)
+            q.band = b;
+    }
+    q.nbands = ceil_div(q.tiles_h, q.band);
+    /* whole-vector reads of a half row go up to tiles_w rounded up, + 1 */
+    q.lw = ceil_div(q.tiles_w + 1, t->vl) * t->vl + t->vl;
+    q.ld = ceil_div(q.band * q.tiles_w, t->vl) * t->vl + t->vl;
+    q.stage_len = (2 * q.band + 2) * 2 * q.lw;
+    q.v_e = c_in * q.ld + 16;
+    q.m_e = c_out * q.ld + 16;
+
+    /* U[e][co][ci] */
+    float *u = (float *)fc_malloc(fc_mul(16, fc_mul(c_out, c_in)) + 16, sizeof(float));
+    if (u == NULL)
+        return FC_ERR_NOMEM;
+    for (int64_t co = 0; co < c_out; ++co) {
+        if (!transpose)   /* W[co][ci][tap]: kernels 9 apart */
+            transform_kernels(kernel + co * c_in * 9, 1, 9, u + co * c_in, c_out * c_in, 1,
+                              c_in);
+        else              /* W[ci][co][2 - i][2 - j]: kernels 9 c_out apart */
+            transform_kernels(kernel + co * 9 + 8, -1, 9 * c_out, u + co * c_in, c_out * c_in,
+                              1, c_in);
+    }
+    q.u = u;
+
+    const int64_t items = n * q.nbands;
+    const double work = (double)n * (double)q.tiles_h * (double)q.tiles_w * 16.0 *
+                        (double)c_in * (double)c_out;
+    const int nthreads = fc_pick_threads(n_threads, work, items);
+    const int64_t v_len = 16 * q.v_e, m_len = 16 * q.m_e;
+    const int64_t per_thread = v_len + m_len + c_in * q.stage_len + 4 * q.ld + 64;
+    /* zeroed: V and M lanes past a band's tiles are read, never used */
+    float *scratch = (float *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(float));
+    if (scratch == NULL) {
+        fc_free(u);
+        return FC_ERR_NOMEM;
+    }
+
+    int nonfinite = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : nonfinite)
+#endif
+    {
+        const int tid = FC_THREAD_ID();
+        const unsigned fp = fc_fpmode_enter();
+        float *v = scratch + per_thread * tid, *m = v + v_len, *stage = m + m_len;
+        float *ystage = stage + c_in * q.stage_len;
+        int64_t i0, i1;
+        fc_thread_range(items, FC_TEAM_SIZE(), tid, &i0, &i1);
+        for (int64_t item = i0; item < i1; ++item)
+            nonfinite |= run_band_cf(&q, t, item, item + 1 < i1 ? item + 1 : -1, v, m, stage,
+                                     ystage);
         fc_fpmode_leave(fp);
     }
     fc_free(scratch);

@@ -199,7 +199,20 @@ WINOGRAD_CASES = [
     ((2, 2, 3, 33), (3, 3, 33, 65), "same"),
     ((1, 3, 3, 16), (3, 3, 16, 16), "valid"),
     ((2, 12, 10, 130), (3, 3, 130, 18), "same"),
+    ((1, 8, 9, 16), (3, 3, 16, 24), ((2, 0), (1, 3))),   # explicit, uneven pads
+    ((2, 9, 12, 20), (3, 3, 20, 17), ((3, 1), (0, 3))),  # a pad past the kernel
+    ((1, 30, 37, 16), (3, 3, 16, 16), "same"),           # rows of several vectors
 ]
+
+
+def _as_layout(layout, x, kernel, kw):
+    """The NHWC/HWIO case as given, or in NCHW/OIHW with its formats named
+    (each layout has its own Winograd transforms)."""
+    if layout == "nhwc":
+        return x, kernel, kw
+    kw = dict(kw, data_format="channels_first", kernel_format="OIHW")
+    return (np.ascontiguousarray(x.transpose(0, 3, 1, 2)),
+            np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), kw)
 
 
 @pytest.fixture(params=[True, False], ids=["winograd", "direct"])
@@ -211,9 +224,11 @@ def winograd(request):
     _kernels.set_winograd(previous)
 
 
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
 @pytest.mark.parametrize("x_shape,k_shape,padding", WINOGRAD_CASES)
-def test_3x3_stride1_both_algorithms(simd, winograd, rng, x_shape, k_shape, padding):
+def test_3x3_stride1_both_algorithms(simd, winograd, rng, x_shape, k_shape, padding, layout):
     x, kernel, bias, kw = _conv_case(rng, x_shape, k_shape, 1, 1, padding)
+    x, kernel, kw = _as_layout(layout, x, kernel, kw)
     linear = numpy_backend(fc.conv2d, x, kernel, bias, **kw)
     scale = float(np.abs(linear).max())
     assert_close(fc.conv2d(x, kernel, bias, **kw), linear, FWD_RTOL, "forward")
@@ -227,16 +242,18 @@ def test_3x3_stride1_both_algorithms(simd, winograd, rng, x_shape, k_shape, padd
         assert_close(a, e, tol, name)
 
 
-def test_winograd_layers_propagate_nonfinite_x_like_the_reference(simd, winograd, rng):
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_winograd_layers_propagate_nonfinite_x_like_the_reference(simd, winograd, rng, layout):
     """Winograd's transforms mix a tile's 16 cells: a call with a non-finite
     output is recomputed directly, so NaN/Inf land exactly where they do in
     the reference (forward, and backward-input for NaN/Inf in dy)."""
     x = rng.standard_normal((2, 10, 9, 32)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 32, 20)).astype(np.float32)
     x[0, 4, 4, 3], x[1, 2, 7, 0] = np.inf, np.nan
+    x, kernel, kw = _as_layout(layout, x, kernel, dict(padding="same"))
     with np.errstate(invalid="ignore", over="ignore"):
-        want = numpy_backend(fc.conv2d, x, kernel, padding="same")
-    got = fc.conv2d(x, kernel, padding="same")
+        want = numpy_backend(fc.conv2d, x, kernel, **kw)
+    got = fc.conv2d(x, kernel, **kw)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     finite = np.isfinite(want)
@@ -244,7 +261,7 @@ def test_winograd_layers_propagate_nonfinite_x_like_the_reference(simd, winograd
     dy = rng.standard_normal(want.shape).astype(np.float32)
     dy[1, 5, 5, 2] = -np.inf
     with np.errstate(invalid="ignore", over="ignore"):
-        dx_want = numpy_backend(fc.conv2d_backward, dy, x, kernel, padding="same")[0]
-    dx = fc.conv2d_backward(dy, x, kernel, padding="same")[0]
+        dx_want = numpy_backend(fc.conv2d_backward, dy, x, kernel, **kw)[0]
+    dx = fc.conv2d_backward(dy, x, kernel, **kw)[0]
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_want))
     np.testing.assert_array_equal(np.isinf(dx), np.isinf(dx_want))
