@@ -33,6 +33,8 @@
 #define FC_WINO_MIN_CHANNELS 16
 /* Bytes of a block's V and M together (thread-local, L2-resident). */
 #define FC_WINO_BLOCK_BYTES (320 * 1024)
+/* Channels first: the most V and M of one tile row may take. */
+#define FC_WINO_CF_MAX_ROW_BYTES (4.0 * 1024 * 1024)
 
 static int winograd_on = 1;
 
@@ -52,9 +54,18 @@ int fc_winograd_applies(const fc_conv2d_params *p, int backward)
 {
     const int64_t c_a = backward ? p->c_out : p->c_in;   /* channels read */
     const int64_t c_b = backward ? p->c_in : p->c_out;   /* channels written */
-    return winograd_on && p->groups <= 1 && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
-           p->dilation_h == 1 && p->dilation_w == 1 && c_a >= FC_WINO_MIN_CHANNELS &&
-           c_b >= FC_WINO_MIN_CHANNELS;
+    if (!(winograd_on && p->groups <= 1 && p->kh == 3 && p->kw == 3 && p->stride_h == 1 &&
+          p->stride_w == 1 && p->dilation_h == 1 && p->dilation_w == 1 &&
+          c_a >= FC_WINO_MIN_CHANNELS && c_b >= FC_WINO_MIN_CHANNELS))
+        return 0;
+    if (!p->channels_first)
+        return 1;
+    /* channels first: a band is whole tile rows, so its scratch (V and M)
+     * grows with the width; rows too wide for FC_WINO_CF_MAX_ROW_BYTES run
+     * directly */
+    const int64_t width = backward ? p->w : p->out_w;
+    const double row_bytes = (double)((width + 1) / 2) * 16.0 * (double)(c_a + c_b) * 4.0;
+    return row_bytes <= FC_WINO_CF_MAX_ROW_BYTES;
 }
 
 /*

@@ -202,6 +202,7 @@ WINOGRAD_CASES = [
     ((1, 8, 9, 16), (3, 3, 16, 24), ((2, 0), (1, 3))),   # explicit, uneven pads
     ((2, 9, 12, 20), (3, 3, 20, 17), ((3, 1), (0, 3))),  # a pad past the kernel
     ((1, 30, 37, 16), (3, 3, 16, 16), "same"),           # rows of several vectors
+    ((1, 3, 4100, 16), (3, 3, 16, 16), "same"),          # NCHW: a tile row too wide
 ]
 
 
@@ -265,3 +266,29 @@ def test_winograd_layers_propagate_nonfinite_x_like_the_reference(simd, winograd
     dx = fc.conv2d_backward(dy, x, kernel, **kw)[0]
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_want))
     np.testing.assert_array_equal(np.isinf(dx), np.isinf(dx_want))
+
+
+def test_nchw_winograd_leaves_rows_too_wide_for_its_scratch_to_the_direct_path(rng):
+    """A channels-first band is whole tile rows, so its scratch grows with the
+    width: a row past the bound runs directly (bitwise the direct result),
+    a narrower one by Winograd (a different rounding)."""
+    from fastconv import _kernels
+    kernel = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    kw = dict(padding="same", data_format="channels_first", kernel_format="OIHW")
+
+    def both(x):
+        previous = _kernels.get_winograd()
+        try:
+            _kernels.set_winograd(True)
+            on = fc.conv2d(x, kernel, **kw)
+            _kernels.set_winograd(False)
+            return on, fc.conv2d(x, kernel, **kw)
+        finally:
+            _kernels.set_winograd(previous)
+
+    wide = rng.standard_normal((1, 16, 3, 4100)).astype(np.float32)
+    on, off = both(wide)
+    np.testing.assert_array_equal(on, off)
+    on, off = both(np.ascontiguousarray(wide[..., :200]))
+    assert not np.array_equal(on, off)
+    assert_close(on, off, FWD_RTOL)
