@@ -322,9 +322,10 @@ typedef struct wino_cf {
     int64_t tiles_w, tiles_h, band, nbands;
     int64_t lw;          /* staged half-row length */
     int64_t ld;          /* lanes of a V or M row: the band's tiles, padded */
-    int64_t v_e, m_e;    /* V[e] and M[e] apart: a cache line more than their
+    int64_t v_e, m_e;    /* V[e] and M[e] apart: 16 values more than their
                             rows, so the 16 streams of a transform do not
-                            share cache sets (ld is a multiple of 64 B) */
+                            share cache sets when c x ld lands on a multiple
+                            of 4 KiB */
     int64_t stage_len;   /* one channel's staged rows */
 } wino_cf;
 
@@ -355,14 +356,12 @@ static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item,
         for (int64_t r = 0; r < rows; ++r) {
             float *even = stage + ci * q->stage_len + r * 2 * lw, *odd = even + lw;
             const int64_t ih = 2 * ty0 + r - q->pad_top;
-            if (ih < 0 || ih >= q->h) {
-                memset(even, 0, (size_t)(2 * lw) * sizeof(float));
+            memset(even, 0, (size_t)(2 * lw) * sizeof(float));
+            if (ih < 0 || ih >= q->h)
                 continue;
-            }
             /* input column iw is padded column iw + pad_left; columns
              * past the row stay zero (pad_left may be negative) */
             const float *src = plane + ih * q->w;
-            memset(even, 0, (size_t)(2 * lw) * sizeof(float));
             const int64_t lo = max64(0, -q->pad_left);
             const int64_t hi = min64(q->w, 2 * lw - q->pad_left);
             for (int parity = 0; parity < 2; ++parity) {
@@ -384,17 +383,16 @@ static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item,
                 cells[r] = stage + ci * q->stage_len + (2 * (ty - ty0) + r) * 2 * lw;
             t->wino_input_cf(cells, lw, tw, v + ci * ld + (ty - ty0) * tw, q->v_e);
         }
-    /* M[e][co][tile]: panels of tile lanes, tiles of output-channel rows */
-    /* panels of balanced widths: 5 vectors as 3 + 2, not 4 + 1, whose
-     * one-vector tiles load a broadcast per multiply-add */
+    /* M[e][co][tile]: panels of tile lanes of balanced widths (5 vectors as
+     * 3 + 2, not 4 + 1, whose one-vector tiles load a broadcast per
+     * multiply-add), tiles of output-channel rows */
     const int64_t vecs = lanes / t->vl, npanels = ceil_div(vecs, t->nv_max);
     const float *a[FC_MAX_MR];
     float *c[FC_MAX_MR];
     const float *b[1];
     /* The next band's input, a sixteenth of its channels per e (c_in >= 16):
-     * its first read (staging)
-     * otherwise waits on memory, each channel's run too short for the
-     * hardware prefetcher to get ahead. */
+     * its first read (staging) otherwise waits on memory, each channel's run
+     * too short for the hardware prefetcher to get ahead. */
     int64_t pf_img = 0, pf_ih0 = 0, pf_ih1 = 0;
     if (next >= 0)
         band_rows_cf(q, next, &pf_img, &pf_ih0, &pf_ih1);
