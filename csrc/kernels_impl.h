@@ -350,6 +350,50 @@ static float fma_probe(int64_t iters)
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
  */
 
+/* d (the patch, row-major) := B^T d B, in place */
+FC_ALWAYS_INLINE void wino_input_transform(fc_vec *d)
+{
+    fc_vec t[16];
+    for (int col = 0; col < 4; ++col) {          /* B^T d */
+        t[0 + col] = VSUB(d[0 + col], d[8 + col]);
+        t[4 + col] = VADD(d[4 + col], d[8 + col]);
+        t[8 + col] = VSUB(d[8 + col], d[4 + col]);
+        t[12 + col] = VSUB(d[4 + col], d[12 + col]);
+    }
+    for (int row = 0; row < 16; row += 4) {      /* (B^T d) B */
+        d[row + 0] = VSUB(t[row + 0], t[row + 2]);
+        d[row + 1] = VADD(t[row + 1], t[row + 2]);
+        d[row + 2] = VSUB(t[row + 2], t[row + 1]);
+        d[row + 3] = VSUB(t[row + 1], t[row + 3]);
+    }
+}
+
+/* y (the 2x2 output, row-major) = A^T m A */
+FC_ALWAYS_INLINE void wino_output_transform(const fc_vec *m, fc_vec *y)
+{
+    fc_vec s[8];
+    for (int col = 0; col < 4; ++col) {          /* A^T M */
+        s[col] = VADD(VADD(m[0 + col], m[4 + col]), m[8 + col]);
+        s[4 + col] = VSUB(VSUB(m[4 + col], m[8 + col]), m[12 + col]);
+    }
+    for (int row = 0; row < 2; ++row) {          /* (A^T M) A */
+        y[2 * row + 0] = VADD(VADD(s[4 * row + 0], s[4 * row + 1]), s[4 * row + 2]);
+        y[2 * row + 1] = VSUB(VSUB(s[4 * row + 1], s[4 * row + 2]), s[4 * row + 3]);
+    }
+}
+
+/* Whether a sum of (r - r) terms saw a NaN or an infinity: its lanes are 0
+ * while every r was finite. */
+static int wino_any_nonfinite(fc_vec check)
+{
+    float lanes[FC_VL];
+    VSTORE(lanes, check);
+    float sum = 0.0f;
+    for (int i = 0; i < FC_VL; ++i)
+        sum += lanes[i];
+    return sum != 0.0f;   /* NaN != 0 too */
+}
+
 /* cells: the 16 input pixels of the patch, row-major, NULL where padding;
  * writes V[e] at v + e * v_stride, c channels each. */
 static void wino_input_tile(const float *const *cells, int64_t c, float *v, int64_t v_stride)
@@ -358,23 +402,12 @@ static void wino_input_tile(const float *const *cells, int64_t c, float *v, int6
         const int tail = c - ch < FC_VL;
         const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
         (void)mask;
-        fc_vec d[16], t[16];
+        fc_vec d[16];
         for (int i = 0; i < 16; ++i)
             d[i] = cells[i] == NULL ? VZERO()
                    : tail           ? VLOAD_M(cells[i] + ch, mask)
                                     : VLOAD(cells[i] + ch);
-        for (int col = 0; col < 4; ++col) {          /* B^T d */
-            t[0 + col] = VSUB(d[0 + col], d[8 + col]);
-            t[4 + col] = VADD(d[4 + col], d[8 + col]);
-            t[8 + col] = VSUB(d[8 + col], d[4 + col]);
-            t[12 + col] = VSUB(d[4 + col], d[12 + col]);
-        }
-        for (int row = 0; row < 16; row += 4) {      /* (B^T d) B */
-            d[row + 0] = VSUB(t[row + 0], t[row + 2]);
-            d[row + 1] = VADD(t[row + 1], t[row + 2]);
-            d[row + 2] = VSUB(t[row + 2], t[row + 1]);
-            d[row + 3] = VSUB(t[row + 1], t[row + 3]);
-        }
+        wino_input_transform(d);
         for (int e = 0; e < 16; ++e) {
             if (tail)
                 VSTORE_M(v + e * v_stride + ch, d[e], mask);
@@ -398,18 +431,10 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
         const int tail = c - ch < FC_VL;
         const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
         (void)mask;
-        fc_vec v[16], s[8];
+        fc_vec v[16], y[4];
         for (int e = 0; e < 16; ++e)
             v[e] = tail ? VLOAD_M(m + e * m_stride + ch, mask) : VLOAD(m + e * m_stride + ch);
-        for (int col = 0; col < 4; ++col) {          /* A^T M */
-            s[col] = VADD(VADD(v[0 + col], v[4 + col]), v[8 + col]);
-            s[4 + col] = VSUB(VSUB(v[4 + col], v[8 + col]), v[12 + col]);
-        }
-        fc_vec y[4];
-        for (int row = 0; row < 2; ++row) {          /* (A^T M) A */
-            y[2 * row + 0] = VADD(VADD(s[4 * row + 0], s[4 * row + 1]), s[4 * row + 2]);
-            y[2 * row + 1] = VSUB(VSUB(s[4 * row + 1], s[4 * row + 2]), s[4 * row + 3]);
-        }
+        wino_output_transform(v, y);
         const fc_vec b = bias == NULL ? VZERO()
                          : tail       ? VLOAD_M(bias + ch, mask)
                                       : VLOAD(bias + ch);
@@ -426,12 +451,7 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
                 VSTORE(out[q] + ch, r);
         }
     }
-    float lanes[FC_VL];
-    VSTORE(lanes, check);
-    float sum = 0.0f;
-    for (int i = 0; i < FC_VL; ++i)
-        sum += lanes[i];
-    return sum != 0.0f;   /* NaN != 0 too */
+    return wino_any_nonfinite(check);
 }
 
 /* Weight gradient by F(3x3, 2x2), the transpose of F(2x2, 3x3):
@@ -485,7 +505,7 @@ static void wino_input_row_cf(const float *const *rows, int64_t lw, int64_t n, f
         const int tail = n - tx < FC_VL;
         const fc_mask mask = FC_MAKE_MASK(tail ? (int)(n - tx) : FC_VL);
         (void)mask;
-        fc_vec d[16], t[16];
+        fc_vec d[16];
         for (int r = 0; r < 4; ++r) {
             const float *even = rows[r] + tx, *odd = rows[r] + lw + tx;
             d[4 * r + 0] = VLOAD(even);
@@ -493,18 +513,7 @@ static void wino_input_row_cf(const float *const *rows, int64_t lw, int64_t n, f
             d[4 * r + 2] = VLOAD(even + 1);
             d[4 * r + 3] = VLOAD(odd + 1);
         }
-        for (int col = 0; col < 4; ++col) {          /* B^T d, as wino_input_tile */
-            t[0 + col] = VSUB(d[0 + col], d[8 + col]);
-            t[4 + col] = VADD(d[4 + col], d[8 + col]);
-            t[8 + col] = VSUB(d[8 + col], d[4 + col]);
-            t[12 + col] = VSUB(d[4 + col], d[12 + col]);
-        }
-        for (int row = 0; row < 16; row += 4) {      /* (B^T d) B */
-            d[row + 0] = VSUB(t[row + 0], t[row + 2]);
-            d[row + 1] = VADD(t[row + 1], t[row + 2]);
-            d[row + 2] = VSUB(t[row + 2], t[row + 1]);
-            d[row + 3] = VSUB(t[row + 1], t[row + 3]);
-        }
+        wino_input_transform(d);
         /* one pointer stepped through the 16 rows, hidden from the
          * compiler's induction-variable pass, which would otherwise keep 16
          * row pointers across iterations and spill them to the stack */
@@ -532,29 +541,17 @@ static int wino_output_row_cf(const float *m, int64_t m_stride, int64_t n, float
     fc_vec check = VZERO();
     const fc_vec b = VSET1(bias);
     for (int64_t tx = 0; tx < n; tx += FC_VL) {
-        fc_vec v[16], s[8], y[4];
+        fc_vec v[16], y[4];
         for (int e = 0; e < 16; ++e)
             v[e] = VLOAD(m + e * m_stride + tx);
-        for (int col = 0; col < 4; ++col) {          /* A^T M */
-            s[col] = VADD(VADD(v[0 + col], v[4 + col]), v[8 + col]);
-            s[4 + col] = VSUB(VSUB(v[4 + col], v[8 + col]), v[12 + col]);
-        }
-        for (int row = 0; row < 2; ++row) {          /* (A^T M) A */
-            y[2 * row + 0] = VADD(VADD(s[4 * row + 0], s[4 * row + 1]), s[4 * row + 2]);
-            y[2 * row + 1] = VSUB(VSUB(s[4 * row + 1], s[4 * row + 2]), s[4 * row + 3]);
-        }
+        wino_output_transform(v, y);
         for (int q = 0; q < 4; ++q) {
             fc_vec r = VADD(y[q], b);
             check = VADD(check, VSUB(r, r));
             VSTORE(out[q] + tx, relu ? VRELU(r) : r);
         }
     }
-    float lanes[FC_VL];
-    VSTORE(lanes, check);
-    float sum = 0.0f;
-    for (int i = 0; i < FC_VL; ++i)
-        sum += lanes[i];
-    return sum != 0.0f;   /* NaN != 0 too */
+    return wino_any_nonfinite(check);
 }
 #endif /* !FC_IS_F64 */
 
