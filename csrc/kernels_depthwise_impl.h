@@ -30,10 +30,17 @@
 
 /* ---------------------------------------------------------------------------
  * Channels-last block (fc_dw_block_args). A masked load in the tap loop only
- * in the tail instantiations (P x 1 vector), where it costs little.
+ * in the tail instantiations (P x 1 vector), where it costs little. THREE
+ * (nrows == ncols == 3, no tail): the 9 taps unrolled, stepping through the
+ * column progressions, where the loops over the row and column lists keep
+ * their offsets in memory. Measured (AVX-512, 2 threads, 32x56x56x64 stride
+ * 1, ratios to PyTorch in one run): forward 0.90 -> 0.81, input gradient
+ * 1.26 -> 1.15; a block of 4 pixels x 4 vectors in L1 alone runs 1.3-1.6x
+ * faster.
  */
 FC_ALWAYS_INLINE void FCN(dw_block_body)(const FCN(fc_dw_block_args) *FC_RESTRICT a,
-                                         const int P, const int V, const int TAIL)
+                                         const int P, const int V, const int TAIL,
+                                         const int THREE)
 {
     fc_vec acc[FC_DW_MAX_P][FC_DW_MAX_V];
     const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
@@ -53,7 +60,22 @@ FC_ALWAYS_INLINE void FCN(dw_block_body)(const FCN(fc_dw_block_args) *FC_RESTRIC
                 acc[p][v] = init[v];
     }
     const int64_t ss = a->src_step, off = a->src_off, ncols = a->ncols;
-    for (int64_t r = 0; r < a->nrows; ++r) {
+    if (THREE) {
+        const int64_t cs = a->col_src[1] - a->col_src[0], ck = a->col_k[1] - a->col_k[0];
+        for (int r = 0; r < 3; ++r) {
+            const FC_T *s = a->row_src[r] + off + a->col_src[0];
+            const FC_T *k = a->kernel + a->row_k[r] + a->col_k[0];
+            for (int c = 0; c < 3; ++c, s += cs, k += ck) {
+                fc_vec kv[FC_DW_MAX_V];
+                for (int v = 0; v < V; ++v)
+                    kv[v] = VLOAD(k + v * FC_VL);
+                for (int p = 0; p < P; ++p)
+                    for (int v = 0; v < V; ++v)
+                        acc[p][v] = VFMA(VLOAD(s + p * ss + v * FC_VL), kv[v], acc[p][v]);
+            }
+        }
+    }
+    for (int64_t r = 0; !THREE && r < a->nrows; ++r) {
         const FC_T *row = a->row_src[r];
         const FC_T *krow = a->kernel + a->row_k[r];
         for (int64_t c = 0; c < ncols; ++c) {
@@ -81,47 +103,33 @@ FC_ALWAYS_INLINE void FCN(dw_block_body)(const FCN(fc_dw_block_args) *FC_RESTRIC
     }
 }
 
-/* A full block of 3 x 3 taps (nrows == ncols == 3, no tail): the taps
- * unrolled, stepping through the column progressions, where the loops over
- * the row and column lists keep their offsets in memory. Measured (AVX-512,
- * 2 threads, 32x56x56x64 stride 1, ratios to PyTorch in one run): forward
- * 0.90 -> 0.81, input gradient 1.26 -> 1.15; a block of 4 pixels x 4
- * vectors in L1 alone runs 1.3-1.6x faster. */
-FC_ALWAYS_INLINE void FCN(dw_block3x3_body)(const FCN(fc_dw_block_args) *FC_RESTRICT a,
-                                            const int P, const int V)
-{
-    fc_vec acc[FC_DW_MAX_P][FC_DW_MAX_V];
-    for (int v = 0; v < V; ++v) {
-        const fc_vec init = a->bias == NULL ? VZERO() : VLOAD(a->bias + v * FC_VL);
-        for (int p = 0; p < P; ++p)
-            acc[p][v] = init;
-    }
-    const int64_t ss = a->src_step, cs = a->col_src[1] - a->col_src[0];
-    const int64_t ck = a->col_k[1] - a->col_k[0], off = a->src_off + a->col_src[0];
-    for (int r = 0; r < 3; ++r) {
-        const FC_T *s = a->row_src[r] + off;
-        const FC_T *k = a->kernel + a->row_k[r] + a->col_k[0];
-        for (int c = 0; c < 3; ++c, s += cs, k += ck) {
-            fc_vec kv[FC_DW_MAX_V];
-            for (int v = 0; v < V; ++v)
-                kv[v] = VLOAD(k + v * FC_VL);
-            for (int p = 0; p < P; ++p)
-                for (int v = 0; v < V; ++v)
-                    acc[p][v] = VFMA(VLOAD(s + p * ss + v * FC_VL), kv[v], acc[p][v]);
-        }
-    }
-    for (int p = 0; p < P; ++p) {
-        FC_T *d = a->dst + p * a->dst_step;
-        for (int v = 0; v < V; ++v)
-            VSTORE(d + v * FC_VL, a->relu ? VRELU(acc[p][v]) : acc[p][v]);
-    }
-}
-
 /* ---------------------------------------------------------------------------
- * Channels-last weight-gradient tile (fc_dw_wgrad_args).
+ * Channels-last weight-gradient tile (fc_dw_wgrad_args). S > 0 (t == 3,
+ * x_step == S * tap_step: stride == S x dilation, S = 1 or 2) slides a
+ * window along the run. S == 1: tap t of pixel q + 1 reads tap t + 1 of
+ * pixel q, so three windows of source vectors rotate through their roles
+ * (unrolled by 3, no moves) and each pixel loads one new source vector and
+ * one dy vector per channel vector: 2 loads per 3 FMAs where the general
+ * loop needs 2 per 1 (GCC folds the dy vector into each FMA), the loads
+ * being what bounds it. S == 2: tap 0 of pixel q + 1 is tap 2 of pixel q,
+ * 3 loads per 3 FMAs.
  */
+/* Keeps v in a register: GCC otherwise folds a vector used by several FMAs
+ * into each of them as a memory operand, one load per use. */
+#ifndef FC_DW_IN_REGISTER
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#ifdef __AVX512F__
+#define FC_DW_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define FC_DW_IN_REGISTER(v) __asm__("" : "+x"(v))
+#endif
+#else
+#define FC_DW_IN_REGISTER(v) ((void)0)
+#endif
+#endif
+
 FC_ALWAYS_INLINE void FCN(dw_wgrad_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRICT a,
-                                         const int T, const int V, const int TAIL)
+                                         const int T, const int V, const int TAIL, const int S)
 {
     fc_vec acc[FC_DW_MAX_T][FC_DW_MAX_V];
     const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
@@ -138,64 +146,7 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRIC
         }
     }
     const int64_t xs = a->x_step, ds = a->d_step, ts = a->tap_step;
-    for (int64_t i = 0; i < a->nruns; ++i) {
-        const FC_T *x = a->x[i];
-        const FC_T *d = a->d[i];
-        for (int64_t q = a->count[i]; q > 0; --q, x += xs, d += ds) {
-            fc_vec dv[FC_DW_MAX_V];
-            for (int v = 0; v < V; ++v)
-                dv[v] = TAIL ? VLOAD_M(d + v * FC_VL, mask) : VLOAD(d + v * FC_VL);
-            for (int t = 0; t < T; ++t)
-                for (int v = 0; v < V; ++v) {
-                    const FC_T *xp = x + t * ts + v * FC_VL;
-                    acc[t][v] = VFMA(TAIL ? VLOAD_M(xp, mask) : VLOAD(xp), dv[v], acc[t][v]);
-                }
-        }
-    }
-    for (int t = 0; t < T; ++t) {
-        FC_T *o = a->out + t * a->ldo;
-        for (int v = 0; v < V; ++v) {
-            if (TAIL)
-                VSTORE_M(o + v * FC_VL, acc[t][v], mask);
-            else
-                VSTORE(o + v * FC_VL, acc[t][v]);
-        }
-    }
-}
-
-/* Keeps v in a register: GCC otherwise folds a vector used by several FMAs
- * into each of them as a memory operand, one load per use. */
-#ifndef FC_DW_IN_REGISTER
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#ifdef __AVX512F__
-#define FC_DW_IN_REGISTER(v) __asm__("" : "+v"(v))
-#else
-#define FC_DW_IN_REGISTER(v) __asm__("" : "+x"(v))
-#endif
-#else
-#define FC_DW_IN_REGISTER(v) ((void)0)
-#endif
-#endif
-
-/* dw_wgrad_body for t == 3 and x_step == S * tap_step (stride == S x
- * dilation, S = 1 or 2). S == 1: tap t of pixel q + 1 reads tap t + 1 of
- * pixel q, so three windows of source vectors rotate through their roles
- * (unrolled by 3, no moves) and each pixel loads one new source vector and
- * one dy vector per channel vector: 2 loads per 3 FMAs where the general
- * loop needs 2 per 1 (GCC folds the dy vector into each FMA), the loads
- * being what bounds it. S == 2: tap 0 of pixel q + 1 is tap 2 of pixel q,
- * 3 loads per 3 FMAs. */
-FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_RESTRICT a,
-                                               const int V, const int TAIL, const int S)
-{
-    fc_vec acc[3][FC_DW_MAX_V];
-    const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
-    (void)mask;
 #define FC_DW_LD(p) (TAIL ? VLOAD_M((p), mask) : VLOAD(p))
-    for (int t = 0; t < 3; ++t)
-        for (int v = 0; v < V; ++v)
-            acc[t][v] = !a->accumulate ? VZERO() : FC_DW_LD(a->out + t * a->ldo + v * FC_VL);
-    const int64_t xs = a->x_step, ds = a->d_step, ts = a->tap_step;
     for (int64_t i = 0; S == 2 && i < a->nruns; ++i) {
         const FC_T *x = a->x[i];
         const FC_T *d = a->d[i];
@@ -260,7 +211,22 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_R
         }
 #undef FC_DW_SLIDE_STEP
     }
-    for (int t = 0; t < 3; ++t) {
+#undef FC_DW_LD
+    for (int64_t i = 0; S == 0 && i < a->nruns; ++i) {
+        const FC_T *x = a->x[i];
+        const FC_T *d = a->d[i];
+        for (int64_t q = a->count[i]; q > 0; --q, x += xs, d += ds) {
+            fc_vec dv[FC_DW_MAX_V];
+            for (int v = 0; v < V; ++v)
+                dv[v] = TAIL ? VLOAD_M(d + v * FC_VL, mask) : VLOAD(d + v * FC_VL);
+            for (int t = 0; t < T; ++t)
+                for (int v = 0; v < V; ++v) {
+                    const FC_T *xp = x + t * ts + v * FC_VL;
+                    acc[t][v] = VFMA(TAIL ? VLOAD_M(xp, mask) : VLOAD(xp), dv[v], acc[t][v]);
+                }
+        }
+    }
+    for (int t = 0; t < T; ++t) {
         FC_T *o = a->out + t * a->ldo;
         for (int v = 0; v < V; ++v) {
             if (TAIL)
@@ -269,7 +235,6 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_R
                 VSTORE(o + v * FC_VL, acc[t][v]);
         }
     }
-#undef FC_DW_LD
 }
 
 /* The instantiations: P (T) = 1 .. 4 (5) with V = 1 .. FC_DW_MAX_V vectors
@@ -288,16 +253,16 @@ FC_ALWAYS_INLINE void FCN(dw_wgrad_slide_body)(const FCN(fc_dw_wgrad_args) *FC_R
 
 #define FC_DW_DEFINE_BLOCK(P, V) \
     static void FCN(dw_block_##P##x##V)(const FCN(fc_dw_block_args) *a) \
-    { FCN(dw_block_body)(a, P, V, 0); }
+    { FCN(dw_block_body)(a, P, V, 0, 0); }
 #define FC_DW_DEFINE_WGRAD(T, V) \
     static void FCN(dw_wgrad_##T##x##V)(const FCN(fc_dw_wgrad_args) *a) \
-    { FCN(dw_wgrad_body)(a, T, V, 0); }
+    { FCN(dw_wgrad_body)(a, T, V, 0, 0); }
 #define FC_DW_DEFINE_BLOCK_TAIL(P, V) \
     static void FCN(dw_block_tail_##P)(const FCN(fc_dw_block_args) *a) \
-    { FCN(dw_block_body)(a, P, 1, 1); }
+    { FCN(dw_block_body)(a, P, 1, 1, 0); }
 #define FC_DW_DEFINE_WGRAD_TAIL(T, V) \
     static void FCN(dw_wgrad_tail_##T)(const FCN(fc_dw_wgrad_args) *a) \
-    { FCN(dw_wgrad_body)(a, T, 1, 1); }
+    { FCN(dw_wgrad_body)(a, T, 1, 1, 0); }
 FC_DW_BLOCK_LIST(FC_DW_DEFINE_BLOCK)
 FC_DW_WGRAD_LIST(FC_DW_DEFINE_WGRAD)
 FC_DW_SHAPES4(FC_DW_DEFINE_BLOCK_TAIL, 1)
@@ -305,11 +270,11 @@ FC_DW_SHAPES5(FC_DW_DEFINE_WGRAD_TAIL, 1)
 
 #define FC_DW_DEFINE_WGRAD_SLIDE(V, S) \
     static void FCN(dw_wgrad_slide##S##_##V)(const FCN(fc_dw_wgrad_args) *a) \
-    { FCN(dw_wgrad_slide_body)(a, V, 0, S); }
+    { FCN(dw_wgrad_body)(a, 3, V, 0, S); }
 #define FC_DW_DEFINE_WGRAD_SLIDES(S) \
     FC_DW_DEFINE_WGRAD_SLIDE(1, S) FC_DW_DEFINE_WGRAD_SLIDE(2, S) \
     static void FCN(dw_wgrad_slide##S##_tail)(const FCN(fc_dw_wgrad_args) *a) \
-    { FCN(dw_wgrad_slide_body)(a, 1, 1, S); }
+    { FCN(dw_wgrad_body)(a, 3, 1, 1, S); }
 FC_DW_DEFINE_WGRAD_SLIDES(1)
 FC_DW_DEFINE_WGRAD_SLIDES(2)
 #if FC_ACC_VECS >= 4
@@ -321,7 +286,7 @@ FC_DW_DEFINE_WGRAD_SLIDE(4, 2)
 
 #define FC_DW_DEFINE_BLOCK3X3(V) \
     static void FCN(dw_block3x3_##V)(const FCN(fc_dw_block_args) *a) \
-    { FCN(dw_block3x3_body)(a, FC_DW_MAX_P, V); }
+    { FCN(dw_block_body)(a, FC_DW_MAX_P, V, 0, 1); }
 FC_DW_DEFINE_BLOCK3X3(1)
 FC_DW_DEFINE_BLOCK3X3(2)
 #if FC_ACC_VECS >= 4
