@@ -376,6 +376,17 @@ typedef struct FCN(dw_wgrad_cl) {
     int64_t stage_words;
 } FCN(dw_wgrad_cl);
 
+/* Segment s of nseg of a kernel row: its columns [j0, j0 + T) and the
+ * output pixels [lo, hi) for which all of them fall inside the input. */
+static void FCN(dw_wgrad_segment)(const fc_conv2d_params *p, int64_t nseg, int64_t s,
+                                  int64_t *j0, int64_t *T, int64_t *lo, int64_t *hi)
+{
+    const int64_t sw = p->stride_w, dw = p->dilation_w, pl = p->pad_left;
+    block_of(p->kw, nseg, s, j0, T);
+    *lo = clamp64(ceil_div(pl - *j0 * dw, sw), 0, p->out_w);
+    *hi = clamp64(floor_div(p->w - 1 + pl - (*j0 + *T - 1) * dw, sw) + 1, *lo, p->out_w);
+}
+
 /* Chunk `chunk`, channel block `unit`: dk (HWIO) and db of its channels. */
 static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit, FC_T *dk,
                                   FC_T *db, void *scratch)
@@ -434,11 +445,8 @@ static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit,
                 continue;
             const FC_T *xrow = src + (ih - row0) * w * cx + choff;
             for (int64_t s = 0; s < nseg; ++s) {
-                int64_t j0, T;
-                block_of(kw, nseg, s, &j0, &T);
-                const int64_t lo = clamp64(ceil_div(pl - j0 * dw, sw), 0, out_w);
-                const int64_t hi =
-                    clamp64(floor_div(w - 1 + pl - (j0 + T - 1) * dw, sw) + 1, lo, out_w);
+                int64_t j0, T, lo, hi;
+                FCN(dw_wgrad_segment)(p, nseg, s, &j0, &T, &lo, &hi);
                 if (hi == lo)
                     continue;
                 xs[0] = xrow + (lo * sw - pl + j0 * dw) * cx;
@@ -463,10 +471,8 @@ static void FCN(dw_wgrad_cl_item)(const void *vctx, int64_t chunk, int64_t unit,
      * pixel per row. */
     for (int64_t i = 0; i < p->kh; ++i) {
         for (int64_t s = 0; s < nseg; ++s) {
-            int64_t j0, T;
-            block_of(kw, nseg, s, &j0, &T);
-            const int64_t lo = clamp64(ceil_div(pl - j0 * dw, sw), 0, out_w);
-            const int64_t hi = clamp64(floor_div(w - 1 + pl - (j0 + T - 1) * dw, sw) + 1, lo, out_w);
+            int64_t j0, T, lo, hi;
+            FCN(dw_wgrad_segment)(p, nseg, s, &j0, &T, &lo, &hi);
             for (int side = 0; side < 2; ++side) {
                 const int64_t from = side ? hi : 0, to = side ? out_w : lo;
                 for (int64_t ow = from; ow < to; ++ow) {
