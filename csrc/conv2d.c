@@ -105,6 +105,9 @@ static void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, int64_t *
 
 /* Tiles whose C stays in L2 while every K block passes over them. */
 #define FC_TILES_PER_PASS 64
+/* A strided input gradient takes half-full row tiles when a tap's B block
+ * holds at most this many values (plan_row_tiles). */
+#define FC_ROW_TILES_B_VALUES 2048
 /* Bytes of B a K block may hold: most of a 48 KiB L1 (measured: 40 KiB beat
  * 16-32 KiB on 3x3 layers with 32-64 input channels). */
 #ifndef FC_B_BLOCK_BYTES

@@ -141,10 +141,11 @@ typedef struct FCN(igemm_problem) {
     int64_t tap_group, ngroups;
     int64_t kc, nkc;
     const int64_t *w_order;  /* backward: input columns in stride-phase order */
-    /* backward, flat tiles: an image's pixels (row * w + col) in order of
-     * their stride phase (rh, rw), then row, then column, so that a tile of
-     * consecutive GEMM rows reaches the same taps (mixing phases, a tile
-     * would multiply the union of their taps, mostly by zero rows) */
+    /* backward, flat tiles: an image's pixels as (row, col) pairs (a
+     * division per pixel cost a tenth of a call), in order of their stride
+     * phase (rh, rw), then row, then column, so that a tile of consecutive
+     * GEMM rows reaches the same taps (mixing phases, a tile would multiply
+     * the union of their taps, mostly by zero rows) */
     const int64_t *pix_order;
     /* backward: i * dilation_h = tq_h[i] * stride_h + tr_h[i], same for j */
     const int64_t *tq_h, *tr_h, *tq_w, *tr_w;
@@ -196,8 +197,7 @@ static void FCN(pixels_of)(const FCN(igemm_problem) *g, int64_t m0, int64_t coun
     int64_t img = m0 / (hh * ww), rem = m0 - img * hh * ww;
     if (g->pix_order != NULL) {
         for (int64_t i = 0; i < count; ++i, ++px) {
-            const int64_t at = g->pix_order[rem], row = at / ww;
-            FCN(set_pixel)(g, px, img, row, at - row * ww);
+            FCN(set_pixel)(g, px, img, g->pix_order[2 * rem], g->pix_order[2 * rem + 1]);
             px->valid = m0 + i < g->m;
             if (++rem == hh * ww) {
                 rem = 0;
@@ -243,7 +243,8 @@ static int FCN(tile_pixels)(const FCN(igemm_problem) *g, int64_t tile, pixel *px
 /* Row-aligned tiling when it fills tiles well: each segment (an output row
  * forward; a stride phase of an input row backward) is cut into balanced
  * tiles. Returns the number of tiles per row written to q0/width, or 0 for
- * flat tiling (average tile under 3/4 of mr). */
+ * flat tiling (average tile under 3/4 of mr, or under 1/2 for a strided
+ * input gradient with a small B per tap). */
 static int64_t FCN(plan_row_tiles)(const FCN(igemm_problem) *g, int mr, int64_t *q0, int64_t *width)
 {
     const fc_conv2d_params *p = g->p;
@@ -259,7 +260,21 @@ static int64_t FCN(plan_row_tiles)(const FCN(igemm_problem) *g, int mr, int64_t 
         }
         start += len;
     }
-    return 4 * g->out_w >= 3 * mr * ntiles ? ntiles : 0;
+    if (4 * g->out_w >= 3 * mr * ntiles)
+        return ntiles;
+    /* A strided input gradient's flat tiles (pix_order) read a whole
+     * image's dy per stride phase, from L2, while a row's tiles read the
+     * few dy rows it meets and get the cheaper pointers of runs. With a
+     * small B block per tap (little work per pointer) that outweighs tiles
+     * half full. Measured, 3x3 stride-2 transposed convolutions, batch 32,
+     * 1 thread, row / flat time: 14x14x64 -> 28x28x32 0.93, 14x14x32 ->
+     * 28x28x32 0.85, 28x28x32 -> 56x56x16 0.94; 7x7x64 -> 14x14x64 1.03,
+     * 7x7x128 -> 14x14x64 1.09, 14x14x128 -> 28x28x128 1.03. */
+    const int strided = p->stride_h > 1 || p->stride_w > 1;
+    if (g->backward && strided && 2 * g->out_w >= mr * ntiles &&
+        g->k_row * g->n_cols <= FC_ROW_TILES_B_VALUES)
+        return ntiles;
+    return 0;
 }
 
 /* A row pointer for tap (i, j) of a pixel, or NULL where it is padding. */
@@ -345,14 +360,35 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
         }
         return live;
     }
-    for (int64_t tap = t0; tap < t1; ++tap) {
-        const int64_t i = tap / p->kw, j = tap - i * p->kw;
+    /* Backward, a tile of one stride phase (pix_order keeps each phase's
+     * pixels together) reaches only that phase's taps: the others are
+     * dropped before any pixel is looked at, and the live ones need no
+     * phase test per pixel. */
+    int one_phase = g->backward;
+    for (int r = 1; r < mr && one_phase; ++r)
+        one_phase = !px[r].valid || (px[r].rh == px[0].rh && px[r].rw == px[0].rw);
+    int64_t i = t0 / p->kw, j = t0 - i * p->kw;
+    for (int64_t tap = t0; tap < t1; ++tap, j = j + 1 == p->kw ? (++i, 0) : j + 1) {
         int any = 0;
         const FC_T **a = s->a + live * mr;
-        for (int r = 0; r < mr; ++r) {
-            const FC_T *src = FCN(tap_row)(g, &px[r], i, j);
-            any |= src != NULL;
-            a[r] = src ? src + k0 : g->zero;
+        if (one_phase) {
+            if (g->tr_h[i] != px[0].rh || g->tr_w[j] != px[0].rw)
+                continue;
+            const int64_t dh = g->tq_h[i], dw = g->tq_w[j];
+            for (int r = 0; r < mr; ++r) {
+                const int64_t oh = px[r].qh - dh, ow = px[r].qw - dw;
+                const int inside = px[r].valid && (uint64_t)oh < (uint64_t)p->out_h &&
+                                   (uint64_t)ow < (uint64_t)p->out_w;
+                any |= inside;
+                const int64_t at = (px[r].img * p->out_h + oh) * p->out_w + ow;
+                a[r] = inside ? g->a_src + at * g->a_ch + k0 : g->zero;
+            }
+        } else {
+            for (int r = 0; r < mr; ++r) {
+                const FC_T *src = FCN(tap_row)(g, &px[r], i, j);
+                any |= src != NULL;
+                a[r] = src ? src + k0 : g->zero;
+            }
         }
         if (any)
             s->tap[live++] = tap;
@@ -939,7 +975,7 @@ static int FCN(backward_input)(const fc_conv2d_params *p, const FC_T *dy, const 
     const int strided = p->stride_h > 1 || p->stride_w > 1;
     int64_t *w_order =
         (int64_t *)fc_calloc(3 * p->w + 2 * p->h + 2 * (p->kh + p->kw), sizeof(int64_t));
-    int64_t *pix_order = strided ? (int64_t *)fc_malloc(fc_mul(p->h, p->w), sizeof(int64_t))
+    int64_t *pix_order = strided ? (int64_t *)fc_malloc(fc_mul(2 * p->h, p->w), sizeof(int64_t))
                                  : NULL;
     FC_T *zero = (FC_T *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(FC_T));
     if (w_order == NULL || zero == NULL || (strided && pix_order == NULL)) {
@@ -978,8 +1014,10 @@ static int FCN(backward_input)(const fc_conv2d_params *p, const FC_T *dy, const 
             for (int64_t rw = 0; rw < p->stride_w; ++rw)
                 for (int64_t row = 0; row < p->h; ++row)
                     for (int64_t col = 0; col < p->w && row_r[row] == rh; ++col)
-                        if (col_r[col] == rw)
-                            pix_order[at++] = row * p->w + col;
+                        if (col_r[col] == rw) {
+                            pix_order[at++] = row;
+                            pix_order[at++] = col;
+                        }
     }
     g.tq_h = tq_h;
     g.tr_h = tr_h;

@@ -149,6 +149,9 @@ TRANSPOSE_CASES = [
     ((2, 4, 3, 3), (3, 2, 17, 3), dict(strides=(1, 2), padding=(1, 1), output_padding=(0, 1))),
     ((1, 5, 5, 16), (3, 3, 20, 16), dict(padding="same")),                 # stride 1, 3x3
     ((2, 3, 3, 2), (2, 3, 5, 2), dict(strides=3, padding="valid", dilation_rate=(2, 1))),
+    # rows wide enough for half-full row tiles (plan_row_tiles), a channel tail
+    ((2, 14, 13, 8), (3, 3, 17, 8), dict(strides=2, padding="same")),
+    ((1, 11, 12, 16), (3, 3, 32, 16), dict(strides=2, padding=(2, 1), dilation_rate=2)),
 ]
 
 
