@@ -47,19 +47,6 @@
 /* Element-wise passes in runs mode: values per unit of the thread split. */
 #define FC_BN_ELEM_BLOCK 4096
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t gcd64(int64_t a, int64_t b)
-{
-    while (b != 0) {
-        const int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 static int check_params(const fc_norm_params *p)
 {
     if (p == NULL || p->outer < 0 || p->c < 0 || p->inner < 0)

@@ -45,10 +45,6 @@
 /* Memory for weight-gradient partials held at once. */
 #define FC_WGRAD_PARTIAL_BYTES (64ll << 20)
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
 /* Groups of a layer: 0 and 1 both mean one. */
 static int64_t groups_of(const fc_conv2d_params *p) { return p->groups > 1 ? p->groups : 1; }
 
@@ -95,14 +91,6 @@ typedef struct pixel {
     int valid;
 } pixel;
 
-/* Start and size of balanced row block b of n rows in nb blocks. */
-static void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, int64_t *size)
-{
-    const int64_t base = n / nb, extra = n % nb;
-    *start = b * base + min64(b, extra);
-    *size = base + (b < extra ? 1 : 0);
-}
-
 /* Tiles whose C stays in L2 while every K block passes over them. */
 #define FC_TILES_PER_PASS 64
 /* A strided input gradient takes half-full row tiles when a tap's B block
@@ -113,16 +101,6 @@ static void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, int64_t *
 #ifndef FC_B_BLOCK_BYTES
 #define FC_B_BLOCK_BYTES (40 * 1024)
 #endif
-
-static int64_t gcd64(int64_t a, int64_t b)
-{
-    while (b != 0) {
-        const int64_t r = a % b;
-        a = b;
-        b = r;
-    }
-    return a;
-}
 
 /* The taps along one axis that reach the input positions of phase r (those
  * congruent to r modulo the stride): tap i reaches them when r + pad - i * d

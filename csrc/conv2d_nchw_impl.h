@@ -759,15 +759,15 @@ static int FCN(nchw_wgrad_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_t
                 const int64_t panel = rest / taps, tap = rest - panel * taps;
                 FC_T *partial = partials + cw * partial_len;
                 if (img != have) {
-                    for (int64_t ci = 0; ci < p->c_in; ++ci) {
-                        const FC_T *plane = x + (img * p->c_in + ci) * p->h * p->w;
-                        for (int64_t r = 0; r < rows_in; ++r) {
+                    /* row by row, so that the row of xt being written stays
+                     * in L1 while each channel's values land in it */
+                    for (int64_t r = 0; r < rows_in; ++r)
+                        for (int64_t ci = 0; ci < p->c_in; ++ci) {
                             FC_T *dst = xt + ((r + p->pad_top) * wp + p->pad_left) * cpad + ci;
-                            const FC_T *src = plane + r * p->w;
+                            const FC_T *src = x + ((img * p->c_in + ci) * p->h + r) * p->w;
                             for (int64_t col = 0; col < cols_in; ++col)
                                 dst[col * cpad] = src[col];
                         }
-                    }
                     have = img;
                 }
                 int64_t co0, rows;
@@ -804,14 +804,10 @@ static int FCN(nchw_wgrad_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_t
                 args.accumulate = 0;
                 args.relu = 0;
                 FCN(igemm_for)(t, (int)rows, nv, nr % t->vl != 0)(&args);
-                if (panel == 0 && tap == 0)
-                    for (int64_t r = 0; r < rows; ++r) {
-                        const FC_T *plane = dy + (img * p->c_out + co0 + r) * pixels;
-                        FC_T sum = 0;
-                        for (int64_t q = 0; q < pixels; ++q)
-                            sum += plane[q];
-                        partial[dk_len + co0 + r] = sum;
-                    }
+                if (dbias != NULL && panel == 0 && tap == 0)
+                    for (int64_t r = 0; r < rows; ++r)
+                        partial[dk_len + co0 + r] =
+                            (FC_T)t->plane_sum(dy + (img * p->c_out + co0 + r) * pixels, pixels);
             }
 #ifdef _OPENMP
 #pragma omp barrier

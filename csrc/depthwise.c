@@ -63,21 +63,6 @@
 /* Input channels per channels-first weight-gradient work item. */
 #define FC_DW_CF_GROUP 4
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-/* floor(a / b) and ceil(a / b) for b > 0 and any a */
-static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-static int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
-static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* Start and size of balanced block b of n items in nb blocks. */
-static void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, int64_t *size)
-{
-    const int64_t base = n / nb, extra = n % nb;
-    *start = b * base + min64(b, extra);
-    *size = base + (b < extra ? 1 : 0);
-}
-
 static int check_params(const fc_conv2d_params *p)
 {
     if (p == NULL)

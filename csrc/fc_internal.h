@@ -33,6 +33,36 @@
 #define FC_PREFETCH(p) ((void)(p))
 #endif
 
+/* Integer arithmetic of the drivers' index computations. */
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+/* floor(a / b) and ceil(a / b) for b > 0 and any a */
+static inline int64_t floor_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+static inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+static inline int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b != 0) {
+        const int64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+/* Start and size of balanced block b of n items in nb blocks. */
+static inline void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, int64_t *size)
+{
+    const int64_t base = n / nb, extra = n % nb;
+    *start = b * base + min64(b, extra);
+    *size = base + (b < extra ? 1 : 0);
+}
+
 /* Largest register tiles any ISA uses; the generic path uses the table
  * sizes at run time. */
 #define FC_MAX_MR 12  /* rows (pixels or input channels) of a tile   */

@@ -178,7 +178,7 @@ typedef struct FCN(fc_kernel_table) {
                        int relu, float *const *out);   /* nonzero: a non-finite output */
     void (*wino_dy)(const float *const *cells, int64_t c, float *out, int64_t stride);
     /* the channels-first transforms of a row of tiles (tiles in the lanes) */
-    void (*wino_input_cf)(const float *const *rows, int64_t lw, int64_t n, float *v,
+    void (*wino_input_cf)(const float *const *rows, int64_t n, float *v,
                           int64_t v_stride);
     int (*wino_output_cf)(const float *m, int64_t m_stride, int64_t n, float bias, int relu,
                           float *const *out);

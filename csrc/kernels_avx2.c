@@ -72,6 +72,14 @@ static inline double fc_hsum256d(__m256d v)
 #define VDUPHALF(p) \
     _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), \
                              _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
+/* the even and the odd values of 16 at p: shuffle_ps picks them per 128-bit
+ * half (lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6), the 64-bit permute orders them */
+#define FC_DEINTERLEAVE(p, sel) \
+    _mm256_castpd_ps(_mm256_permute4x64_pd( \
+        _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps((p) + 8), (sel))), \
+        0xD8))
+#define VLOAD_EVEN(p) FC_DEINTERLEAVE((p), 0x88)
+#define VLOAD_ODD(p) FC_DEINTERLEAVE((p), 0xDD)
 #define VHSUM(v) fc_hsum256(v)
 /* 16 registers: 2 accumulators per input channel in dx_few_body */
 #define FC_DXF_VECS 2

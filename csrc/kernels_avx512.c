@@ -57,6 +57,17 @@
 #define VDUPHALF(p) \
     _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), \
                           _mm512_castps256_ps512(_mm256_loadu_ps(p)))
+/* the even and the odd values of 32 at p (one two-source permute each) */
+#define VLOAD_EVEN(p) \
+    _mm512_permutex2var_ps(_mm512_loadu_ps(p), \
+                           _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, \
+                                             28, 30), \
+                           _mm512_loadu_ps((p) + 16))
+#define VLOAD_ODD(p) \
+    _mm512_permutex2var_ps(_mm512_loadu_ps(p), \
+                           _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, \
+                                             29, 31), \
+                           _mm512_loadu_ps((p) + 16))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 /* float64 accumulation of float32 data (kernels_batchnorm_impl.h) */
 #define fc_wvec __m512d

@@ -30,6 +30,8 @@
 #define VEQ(a, b) ((a) == (b))
 #define VSEL(pred, a, b) ((pred) ? (b) : (a))
 #define VHSUM(v) (v)
+#define VLOAD_EVEN(p) (*(p))
+#define VLOAD_ODD(p) (*((p) + 1))
 /* float64 accumulation (kernels_batchnorm_impl.h): one double */
 #define fc_wvec double
 #define fc_wmask int

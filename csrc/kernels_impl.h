@@ -21,6 +21,8 @@
  *   VPAIRSWAP(v) FC_ODD_LANES         (FC_VL >= 2 only) lanes 2i and 2i+1 swapped; the
  *   VDUPHALF(p)                       odd lanes (an fc_cmp); p[i] in lanes 2i, 2i+1
  *   VHSUM(v)                          the sum of v's lanes, an FC_T
+ *   VLOAD_EVEN(p) VLOAD_ODD(p)        (float only) p[2i], p[2i + 1] in lane i: the
+ *                                     even and odd values of 2 FC_VL at p
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
  *
  * The bodies are always-inline functions whose tile shape (MR rows, NV
@@ -493,13 +495,12 @@ static void wino_dy_tile(const float *const *cells, int64_t c, float *out, int64
 }
 
 /* Channels first: the transforms of a row of tiles, tiles in the vector
- * lanes. rows[r] (r < 4) is input row r of the tile row, staged
- * deinterleaved: padded column 2k at rows[r][k], column 2k + 1 at
- * rows[r][lw + k], so tile tx's columns 2tx .. 2tx + 3 are four unit-stride
- * vectors. Writes V[e] of tiles 0 .. n - 1 at v + e * v_stride + tx. Whole
- * vectors are read: each half readable to n rounded up to FC_VL, plus 1. */
-static void wino_input_row_cf(const float *const *rows, int64_t lw, int64_t n, float *v,
-                              int64_t v_stride)
+ * lanes. rows[r] (r < 4) is input row r of the tile row, padded: tile tx
+ * reads columns 2tx .. 2tx + 3, split into even and odd values in
+ * registers, so each of its 16 cells is one lane of a vector. Writes V[e]
+ * of tiles 0 .. n - 1 at v + e * v_stride + tx. Whole vectors are read:
+ * each row readable to twice n rounded up to FC_VL, plus 2. */
+static void wino_input_row_cf(const float *const *rows, int64_t n, float *v, int64_t v_stride)
 {
     for (int64_t tx = 0; tx < n; tx += FC_VL) {
         const int tail = n - tx < FC_VL;
@@ -507,11 +508,11 @@ static void wino_input_row_cf(const float *const *rows, int64_t lw, int64_t n, f
         (void)mask;
         fc_vec d[16];
         for (int r = 0; r < 4; ++r) {
-            const float *even = rows[r] + tx, *odd = rows[r] + lw + tx;
-            d[4 * r + 0] = VLOAD(even);
-            d[4 * r + 1] = VLOAD(odd);
-            d[4 * r + 2] = VLOAD(even + 1);
-            d[4 * r + 3] = VLOAD(odd + 1);
+            const float *cols = rows[r] + 2 * tx;
+            d[4 * r + 0] = VLOAD_EVEN(cols);
+            d[4 * r + 1] = VLOAD_ODD(cols);
+            d[4 * r + 2] = VLOAD_EVEN(cols + 2);
+            d[4 * r + 3] = VLOAD_ODD(cols + 2);
         }
         wino_input_transform(d);
         /* one pointer stepped through the 16 rows, hidden from the

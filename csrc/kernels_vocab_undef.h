@@ -32,6 +32,8 @@
 #undef VPAIRSWAP
 #undef FC_ODD_LANES
 #undef VDUPHALF
+#undef VLOAD_EVEN
+#undef VLOAD_ODD
 #undef VHSUM
 #undef fc_wvec
 #undef fc_wmask

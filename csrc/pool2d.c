@@ -24,8 +24,6 @@
 
 #include "fc_internal.h"
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 static int check_params(const fc_pool2d_params *p)
 {
     if (p == NULL)

@@ -46,10 +46,6 @@ int fc_set_winograd(int enabled)
 
 int fc_get_winograd(void) { return winograd_on; }
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
 int fc_winograd_applies(const fc_conv2d_params *p, int backward)
 {
     const int64_t c_a = backward ? p->c_out : p->c_in;   /* channels read */
@@ -310,17 +306,17 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
  * tiles) = U[e] (c_out x c_in) V[e] (c_in x tiles), tiles in the vector
  * lanes (rows of A broadcast, as nchw_direct does with its kernel rows). A
  * work item is a band of tile rows of one image (sized from the shape only):
- * its input rows are staged per channel zero-padded and split into even and
- * odd columns, so each of a tile row's 16 cells is a unit-stride vector
- * (wino_input_cf); the outputs come back split the same way and are
- * interleaved into y's rows. */
+ * its input rows are staged per channel zero-padded, and the transform
+ * splits them into even and odd columns in registers, so each of a tile
+ * row's 16 cells is a vector (wino_input_cf); the outputs come back split
+ * into even and odd columns and are interleaved into y's rows. */
 typedef struct wino_cf {
     int64_t n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left;
     const float *x, *u, *bias;
     int relu;
     float *y;
     int64_t tiles_w, tiles_h, band, nbands;
-    int64_t lw;          /* staged half-row length */
+    int64_t lp;          /* staged row length */
     int64_t ld;          /* lanes of a V or M row: the band's tiles, padded */
     int64_t v_e, m_e;    /* V[e] and M[e] apart: 16 values more than their
                             rows, so the 16 streams of a transform do not
@@ -348,31 +344,21 @@ static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item,
 {
     const int64_t img = item / q->nbands, ty0 = (item - img * q->nbands) * q->band;
     const int64_t ty1 = min64(ty0 + q->band, q->tiles_h), rows = 2 * (ty1 - ty0) + 2;
-    const int64_t tw = q->tiles_w, lw = q->lw, ld = q->ld;
+    const int64_t tw = q->tiles_w, lp = q->lp, ld = q->ld;
     const int64_t count = (ty1 - ty0) * tw, lanes = ceil_div(count, t->vl) * t->vl;
-    /* stage padded rows 2 ty0 .. 2 ty1 + 1 of every channel, split */
+    /* stage padded rows 2 ty0 .. 2 ty1 + 1 of every channel: input column
+     * iw is padded column iw + pad_left; columns past the staged row are
+     * dropped (pad_left may be negative) */
+    const int64_t lo = max64(0, -q->pad_left), hi = min64(q->w, lp - q->pad_left);
     for (int64_t ci = 0; ci < q->c_in; ++ci) {
         const float *plane = q->x + (img * q->c_in + ci) * q->h * q->w;
         for (int64_t r = 0; r < rows; ++r) {
-            float *even = stage + ci * q->stage_len + r * 2 * lw, *odd = even + lw;
+            float *row = stage + ci * q->stage_len + r * lp;
             const int64_t ih = 2 * ty0 + r - q->pad_top;
-            memset(even, 0, (size_t)(2 * lw) * sizeof(float));
-            if (ih < 0 || ih >= q->h)
-                continue;
-            /* input column iw is padded column iw + pad_left; columns
-             * past the row stay zero (pad_left may be negative) */
-            const float *src = plane + ih * q->w;
-            const int64_t lo = max64(0, -q->pad_left);
-            const int64_t hi = min64(q->w, 2 * lw - q->pad_left);
-            for (int parity = 0; parity < 2; ++parity) {
-                /* the first column from lo whose padded column has this parity */
-                const int64_t first = lo + (((lo + q->pad_left) & 1) != parity);
-                float *FC_RESTRICT dst = (parity ? odd : even) + (first + q->pad_left) / 2;
-                const float *FC_RESTRICT from = src + first;
-                const int64_t len = first < hi ? (hi - first + 1) / 2 : 0;
-                for (int64_t k = 0; k < len; ++k)
-                    dst[k] = from[2 * k];
-            }
+            memset(row, 0, (size_t)lp * sizeof(float));
+            if (ih >= 0 && ih < q->h && hi > lo)
+                memcpy(row + lo + q->pad_left, plane + ih * q->w + lo,
+                       (size_t)(hi - lo) * sizeof(float));
         }
     }
     /* V[e][ci][tile] */
@@ -380,8 +366,8 @@ static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item,
         for (int64_t ty = ty0; ty < ty1; ++ty) {
             const float *cells[4];
             for (int r = 0; r < 4; ++r)
-                cells[r] = stage + ci * q->stage_len + (2 * (ty - ty0) + r) * 2 * lw;
-            t->wino_input_cf(cells, lw, tw, v + ci * ld + (ty - ty0) * tw, q->v_e);
+                cells[r] = stage + ci * q->stage_len + (2 * (ty - ty0) + r) * lp;
+            t->wino_input_cf(cells, tw, v + ci * ld + (ty - ty0) * tw, q->v_e);
         }
     /* M[e][co][tile]: panels of tile lanes of balanced widths (5 vectors as
      * 3 + 2, not 4 + 1, whose one-vector tiles load a broadcast per
@@ -410,9 +396,12 @@ static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item,
         for (int64_t panel = 0; panel < npanels; ++panel) {
             const int64_t v0 = panel * vecs / npanels, col0 = v0 * t->vl;
             const int nv = (int)((panel + 1) * vecs / npanels - v0);
-            const int mr = t->igemm_mr[nv];
-            for (int64_t co0 = 0; co0 < q->c_out; co0 += mr) {
-                const int nrows = (int)min64(mr, q->c_out - co0);
+            /* balanced tiles of rows (32 rows by 6: 6 6 5 5 5 5, not 6 x 5 + 2) */
+            const int64_t ntr = ceil_div(q->c_out, t->igemm_mr[nv]);
+            for (int64_t tr = 0; tr < ntr; ++tr) {
+                int64_t co0, rows;
+                block_of(q->c_out, ntr, tr, &co0, &rows);
+                const int nrows = (int)rows;
                 for (int64_t k0 = 0; k0 < q->c_in; k0 += 512) {
                     const int64_t kc = min64(512, q->c_in - k0);
                     for (int r = 0; r < nrows; ++r) {
@@ -513,10 +502,10 @@ int fc_winograd_conv3x3_nchw(int64_t n, int64_t h, int64_t w, int64_t c_in, int6
             q.band = b;
     }
     q.nbands = ceil_div(q.tiles_h, q.band);
-    /* whole-vector reads of a half row go up to tiles_w rounded up, + 1 */
-    q.lw = ceil_div(q.tiles_w + 1, t->vl) * t->vl + t->vl;
+    /* whole-vector reads of a row go up to twice tiles_w rounded up, + 2 */
+    q.lp = 2 * ceil_div(q.tiles_w, t->vl) * t->vl + 2 * t->vl;
     q.ld = ceil_div(q.band * q.tiles_w, t->vl) * t->vl + t->vl;
-    q.stage_len = (2 * q.band + 2) * 2 * q.lw;
+    q.stage_len = (2 * q.band + 2) * q.lp;
     q.v_e = c_in * q.ld + 16;
     q.m_e = c_out * q.ld + 16;
 
