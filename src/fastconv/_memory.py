@@ -59,9 +59,16 @@ def with_cached_allocations(method: F) -> F:
 
 def empty(shape: Any, dtype: Any) -> np.ndarray:
     """``np.empty`` from the caching allocator: the outputs of the C kernels,
-    so that calling ops in a loop does not fault fresh pages every call."""
-    with cached_allocations():
+    so that calling ops in a loop does not fault fresh pages every call.
+    (cached_allocations inlined: a generator context manager cost 5 us of a
+    17 us global-pooling call.)"""
+    if not _ENABLED:
         return np.empty(shape, dtype=dtype)
+    previous = _kernels.set_numpy_allocator(_kernels.ARENA_HANDLER)
+    try:
+        return np.empty(shape, dtype=dtype)
+    finally:
+        _kernels.set_numpy_allocator(previous)
 
 
 def release_cached_memory() -> None:
