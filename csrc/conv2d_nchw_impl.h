@@ -16,8 +16,8 @@
  *   backward-kernel  dW_tap[co][ci] = dy[co][pixels] . x_tap[pixels][ci], over a
  *                    pixel-major packed copy of each image (nchw_wgrad_gemm)
  * per group. The kernel is packed per call ([group][tap][co][ci]). 3x3
- * stride-1 layers with 16+ channels run forward and backward-input by
- * Winograd instead (winograd.c), as in channels-last.
+ * stride-1 layers with 16+ channels run all three by Winograd instead
+ * (winograd.c), as in channels-last.
  */
 
 #ifndef FC_NCHW_NV
@@ -762,12 +762,9 @@ static int FCN(nchw_wgrad_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_t
                     /* row by row, so that the row of xt being written stays
                      * in L1 while each channel's values land in it */
                     for (int64_t r = 0; r < rows_in; ++r)
-                        for (int64_t ci = 0; ci < p->c_in; ++ci) {
-                            FC_T *dst = xt + ((r + p->pad_top) * wp + p->pad_left) * cpad + ci;
-                            const FC_T *src = x + ((img * p->c_in + ci) * p->h + r) * p->w;
-                            for (int64_t col = 0; col < cols_in; ++col)
-                                dst[col * cpad] = src[col];
-                        }
+                        t->to_pixels(x + (img * p->c_in * p->h + r) * p->w, p->h * p->w,
+                                     p->c_in, cols_in,
+                                     xt + ((r + p->pad_top) * wp + p->pad_left) * cpad, cpad);
                     have = img;
                 }
                 int64_t co0, rows;

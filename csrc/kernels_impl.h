@@ -286,6 +286,52 @@ static void FCN(dx_few_rows)(const fc_conv2d_params *p, const FC_T *dy, const FC
 }
 
 /* ---------------------------------------------------------------------------
+ * Channel planes to pixel-major rows (NCHW rows into an NHWC copy):
+ * dst[k * ld + ch] = src[ch * plane + k] for k < n, ch < c. Eight planes at
+ * a time: eight reads that stream, one contiguous run of stores per pixel;
+ * with AVX2, 8 x 8 blocks transposed in registers (a fifth of the
+ * instructions of eight scalar loads per pixel, the staging of the
+ * channels-first Winograd weight gradient).
+ */
+static void FCN(planes_to_pixels)(const FC_T *src, int64_t plane, int64_t c, int64_t n,
+                                  FC_T *FC_RESTRICT dst, int64_t ld)
+{
+    int64_t ch = 0;
+    for (; ch + 8 <= c; ch += 8) {
+        const FC_T *FC_RESTRICT s = src + ch * plane;
+        int64_t k = 0;
+#if !FC_IS_F64 && defined(__AVX2__)
+        for (; k + 8 <= n; k += 8) {
+            __m256 r[8], t[8], u[8];
+            for (int j = 0; j < 8; ++j)
+                r[j] = _mm256_loadu_ps(s + j * plane + k);
+            for (int j = 0; j < 8; j += 2) {
+                t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);     /* 0 0' 1 1' | 4 4' 5 5' */
+                t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]); /* 2 2' 3 3' | 6 6' 7 7' */
+            }
+            for (int j = 0; j < 8; j += 4) {
+                u[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);      /* pixels 0, 4 */
+                u[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);  /* 1, 5 */
+                u[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);  /* 2, 6 */
+                u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);  /* 3, 7 */
+            }
+            FC_T *d = dst + k * ld + ch;
+            for (int q = 0; q < 4; ++q) {
+                _mm256_storeu_ps(d + q * ld, _mm256_permute2f128_ps(u[q], u[q + 4], 0x20));
+                _mm256_storeu_ps(d + (q + 4) * ld, _mm256_permute2f128_ps(u[q], u[q + 4], 0x31));
+            }
+        }
+#endif
+        for (; k < n; ++k)
+            for (int j = 0; j < 8; ++j)
+                dst[k * ld + ch + j] = s[j * plane + k];
+    }
+    for (; ch < c; ++ch)
+        for (int64_t k = 0; k < n; ++k)
+            dst[k * ld + ch] = src[ch * plane + k];
+}
+
+/* ---------------------------------------------------------------------------
  * Column sums (the bias gradient): out[ch] = sum of d[r * ld + ch] over rows
  * r = 0 .. n - 1, in row order, the running sums held in registers.
  */

@@ -16,7 +16,8 @@
  *
  * Both layouts: channels last with the channels in the vector lanes (below),
  * channels first with the tiles in them (fc_winograd_conv3x3_nchw); the
- * weight gradient (F(3x3, 2x2), at the end) is channels-last only.
+ * weight gradient (F(3x3, 2x2), at the end) reads channels-first layers a
+ * tile row at a time through a pixel-major copy of the rows it needs.
  *
  * Work: blocks of T output tiles (T fixed by the problem, not the thread
  * count, so results do not depend on it). Per block: transform T input
@@ -574,7 +575,29 @@ typedef struct wgrad_wino {
     int64_t mat;          /* 16 * c_in * c_out: the summed products M */
     int64_t partial_len;  /* mat + c_out (dbias) */
     int64_t nr_panel, nblocks;
+    int64_t stage_len;    /* channels first: a tile row's x and dy rows, pixel-major */
 } wgrad_wino;
+
+/* Channels first: rows 2 ty - pad_top .. + 3 of image img's x to
+ * xs[r][iw][ci] (rows outside x are not written: their cells are NULL) and
+ * dy rows 2 ty, 2 ty + 1 to ds[a][ow][co], the layout of a channels-last
+ * tile row. A staged row of 28 pixels x 64 channels is 7 KiB: it stays in
+ * L1 while the transforms read it. */
+static void stage_tile_row_cf(const wgrad_wino *w, const fc_kernel_table *t, int64_t img,
+                              int64_t ty, float *xs, float *ds)
+{
+    const fc_conv2d_params *p = w->p;
+    const int64_t cin = p->c_in, cout = p->c_out;
+    for (int r = 0; r < 4; ++r) {
+        const int64_t ih = 2 * ty - p->pad_top + r;
+        if ((uint64_t)ih < (uint64_t)p->h)   /* other rows' cells stay NULL */
+            t->to_pixels(w->x + (img * cin * p->h + ih) * p->w, p->h * p->w, cin, p->w,
+                         xs + r * p->w * cin, cin);
+    }
+    for (int a = 0; a < 2 && 2 * ty + a < p->out_h; ++a)
+        t->to_pixels(w->dy + (img * cout * p->out_h + 2 * ty + a) * p->out_w,
+                     p->out_h * p->out_w, cout, p->out_w, ds + a * p->out_w * cout, cout);
+}
 
 static void tile_coords(const wgrad_wino *w, int64_t tile, int64_t *img, int64_t *ty,
                         int64_t *tx)
@@ -588,23 +611,42 @@ static void tile_coords(const wgrad_wino *w, int64_t tile, int64_t *img, int64_t
 /* Adds the products of tiles [tile0, tile0 + count) to the partial sums
  * (count <= w->sub; accumulate = 0 starts them). */
 static void wgrad_sub_block(const wgrad_wino *w, const fc_kernel_table *t, int64_t tile0,
-                            int64_t count, int accumulate, float *partial, float *v, float *d)
+                            int64_t count, int accumulate, float *partial, float *v, float *d,
+                            float *stage)
 {
     const fc_conv2d_params *p = w->p;
     const int64_t cin = p->c_in, cout = p->c_out, T = w->sub;
     float *db = partial + w->mat;
     if (!accumulate)
         memset(db, 0, (size_t)cout * sizeof(float));
+    /* channels first: the staged tile row (xs, ds) stands in for the image */
+    float *xs = stage, *ds = stage + 4 * p->w * cin;
+    int64_t staged = -1;   /* img * tiles_h + ty of the staged tile row */
     for (int64_t i = 0; i < count; ++i) {
         int64_t img, ty, tx;
         tile_coords(w, tile0 + i, &img, &ty, &tx);
-        const float *cells[16];
         const int64_t r0 = 2 * ty - p->pad_top, c0 = 2 * tx - p->pad_left;
+        /* the tile's rows: x row r0 + r at x_img row x_row0 + r, dy row
+         * 2 ty + a at dy_img row dy_row0 + a */
+        const float *x_img = w->x + img * p->h * p->w * cin;
+        const float *dy_img = w->dy + img * p->out_h * p->out_w * cout;
+        int64_t x_row0 = r0, dy_row0 = 2 * ty;
+        if (p->channels_first) {
+            const int64_t key = tile0 + i - tx;
+            if (key != staged) {
+                stage_tile_row_cf(w, t, img, ty, xs, ds);
+                staged = key;
+            }
+            x_img = xs;
+            dy_img = ds;
+            x_row0 = dy_row0 = 0;
+        }
+        const float *cells[16];
         for (int r = 0; r < 4; ++r)
             for (int c = 0; c < 4; ++c) {
                 const int64_t ih = r0 + r, iw = c0 + c;
                 cells[r * 4 + c] = ((uint64_t)ih < (uint64_t)p->h && (uint64_t)iw < (uint64_t)p->w)
-                                       ? w->x + ((img * p->h + ih) * p->w + iw) * cin
+                                       ? x_img + ((x_row0 + r) * p->w + iw) * cin
                                        : NULL;
             }
         t->wino_input(cells, cin, v + i * cin, T * cin);
@@ -613,7 +655,7 @@ static void wgrad_sub_block(const wgrad_wino *w, const fc_kernel_table *t, int64
             for (int b = 0; b < 2; ++b) {
                 const int64_t oh = 2 * ty + a, ow = 2 * tx + b;
                 g[a * 2 + b] = (oh < p->out_h && ow < p->out_w)
-                                   ? w->dy + ((img * p->out_h + oh) * p->out_w + ow) * cout
+                                   ? dy_img + ((dy_row0 + a) * p->out_w + ow) * cout
                                    : NULL;
                 if (g[a * 2 + b] != NULL)
                     for (int64_t ch = 0; ch < cout; ++ch)
@@ -656,11 +698,12 @@ static void wgrad_sub_block(const wgrad_wino *w, const fc_kernel_table *t, int64
 
 /* Partial sums of one chunk: its sub-blocks in order. */
 static void wgrad_chunk(const wgrad_wino *w, const fc_kernel_table *t, int64_t chunk,
-                        float *partial, float *v, float *d)
+                        float *partial, float *v, float *d, float *stage)
 {
     const int64_t first = chunk * w->chunk, end = min64(first + w->chunk, w->ntiles);
     for (int64_t tile0 = first; tile0 < end; tile0 += w->sub)
-        wgrad_sub_block(w, t, tile0, min64(w->sub, end - tile0), tile0 > first, partial, v, d);
+        wgrad_sub_block(w, t, tile0, min64(w->sub, end - tile0), tile0 > first, partial, v, d,
+                        stage);
 }
 
 int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float *x,
@@ -686,6 +729,7 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
     w.mat = 16 * cin * cout;
     w.partial_len = w.mat + cout;
     w.nr_panel = (int64_t)t->nv_max * t->vl;
+    w.stage_len = p->channels_first ? 4 * p->w * cin + 2 * p->out_w * cout : 0;
     {
         const int nv_full = (int)ceil_div(min64(cout, w.nr_panel), t->vl);
         w.nblocks = ceil_div(cin, t->wgrad_mr_max[nv_full]);
@@ -695,7 +739,7 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
     const int nthreads = fc_pick_threads(p->n_threads, work, w.nchunks);
     int64_t wave = max64(1, FC_WINO_PARTIAL_BYTES / (w.partial_len * 4));
     wave = min64(wave, w.nchunks);
-    const int64_t per_thread = 16 * w.sub * (cin + cout) + 64;
+    const int64_t per_thread = 16 * w.sub * (cin + cout) + w.stage_len + 64;
     float *scratch = (float *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(float));
     float *partials = (float *)fc_calloc(fc_mul(wave, w.partial_len), sizeof(float));
     float *sum = (float *)fc_calloc(w.partial_len, sizeof(float));
@@ -713,14 +757,14 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
         const int tid = FC_THREAD_ID();
         const unsigned fp = fc_fpmode_enter();
         float *v = scratch + per_thread * tid;
-        float *d = v + 16 * w.sub * cin;
+        float *d = v + 16 * w.sub * cin, *stage = d + 16 * w.sub * cout;
         for (int64_t first = 0; first < w.nchunks; first += wave) {
             const int64_t nwave = min64(wave, w.nchunks - first);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t c = 0; c < nwave; ++c)
-                wgrad_chunk(&w, t, first + c, partials + c * w.partial_len, v, d);
+                wgrad_chunk(&w, t, first + c, partials + c * w.partial_len, v, d, stage);
             /* Fold this wave's partials into the sum, in chunk order. */
             int64_t e0, e1;
             fc_thread_range(w.partial_len, FC_TEAM_SIZE(), tid, &e0, &e1);
@@ -731,7 +775,8 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
 #endif
         }
         /* dW[i][j][ci][co] = (G^T M G)[i][j], G = [1 0 0; .5 .5 .5; .5 -.5 .5;
-         * 0 0 1], for this thread's share of (ci, co). */
+         * 0 0 1], for this thread's share of (ci, co); HWIO, or OIHW for a
+         * channels-first layer. */
         static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
         int64_t q0, q1;
         fc_thread_range(cin * cout, FC_TEAM_SIZE(), tid, &q0, &q1);
@@ -743,9 +788,11 @@ int fc_winograd_wgrad3x3(const fc_conv2d_params *p, const float *dy, const float
                 for (int b = 0; b < 4; ++b)
                     tmp[i][b] = G[0][i] * m[0 * 4 + b] + G[1][i] * m[1 * 4 + b] +
                                 G[2][i] * m[2 * 4 + b] + G[3][i] * m[3 * 4 + b];
+            const int64_t ci = q / cout, co = q - ci * cout;
             for (int i = 0; i < 3; ++i)
                 for (int j = 0; j < 3; ++j)
-                    dkernel[(i * 3 + j) * cin * cout + q] =
+                    dkernel[p->channels_first ? (co * cin + ci) * 9 + i * 3 + j
+                                              : (i * 3 + j) * cin * cout + q] =
                         (float)(tmp[i][0] * G[0][j] + tmp[i][1] * G[1][j] +
                                 tmp[i][2] * G[2][j] + tmp[i][3] * G[3][j]);
         }
