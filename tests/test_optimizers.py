@@ -285,7 +285,7 @@ def test_get_unknown_names_raise_clear_errors():
     with pytest.raises(ValueError, match=r"Unknown optimizer: 'adamw'.*'sgd', 'adam', 'rmsprop'"):
         optimizers.get("adamw")
     with pytest.raises(ValueError, match="does not provide yet"):
-        optimizers.get("Adagrad")
+        optimizers.get("Ftrl")
     with pytest.raises(ValueError, match="Could not interpret"):
         optimizers.get(3)
 

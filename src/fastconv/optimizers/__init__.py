@@ -36,11 +36,39 @@ RMSprop (two code paths in TF, with epsilon in different places)::
                      mom = momentum * mom + lr * g / sqrt(d + epsilon)
                      w -= mom
 
-The slots start at zero (TF 2's RMSprop, unlike TF 1's, starts ``ms`` at 0).
-The learning rate may be a float or a callable ``schedule(iterations) ->
-float``; ``decay`` is Keras' legacy time-based decay,
-``lr / (1 + decay * iterations)``. Gradient clipping (``clipnorm``,
-``global_clipnorm``, ``clipvalue``) is applied in that order, as in Keras.
+Adagrad (``acc`` starts at ``initial_accumulator_value``)::
+
+    acc += g * g;  w -= lr * g / (sqrt(acc) + epsilon)
+
+Adadelta (``ResourceApplyAdadelta``)::
+
+    acc = rho * acc + (1 - rho) * g * g
+    update = sqrt(acc_delta + epsilon) / sqrt(acc + epsilon) * g
+    acc_delta = rho * acc_delta + (1 - rho) * update * update
+    w -= lr * update
+
+Adamax::
+
+    m = beta_1 * m + (1 - beta_1) * g;  u = max(beta_2 * u, |g|)
+    w -= lr / (1 - beta_1**t) * m / (u + epsilon)
+
+Nadam (momentum schedule ``mu_t = beta_1 * (1 - 0.5 * 0.96**(schedule_decay * t))``,
+``prod_t = mu_1 ... mu_t``)::
+
+    m = beta_1 * m + (1 - beta_1) * g;  v = beta_2 * v + (1 - beta_2) * g * g
+    m_bar = (1 - mu_t) * g / (1 - prod_t) + mu_{t+1} * m / (1 - prod_t * mu_{t+1})
+    w -= lr * m_bar / (sqrt(v / (1 - beta_2**t)) + epsilon)
+
+The slots start at zero (TF 2's RMSprop, unlike TF 1's, starts ``ms`` at 0)
+except Adagrad's. The learning rate may be a float, a callable
+``schedule(iterations) -> float`` or one of :mod:`fastconv.optimizers.schedules`;
+``decay`` is Keras' legacy time-based decay, ``lr / (1 + decay * iterations)``.
+Gradient clipping (``clipnorm``, ``global_clipnorm``, ``clipvalue``) is
+applied in that order, as in Keras.
+
+Where Keras 3 differs from tf.keras 2.4 (fastconv follows 2.4): Adagrad adds
+epsilon inside the square root there; Nadam's momentum schedule uses
+``0.96**t`` (``schedule_decay=1``) and accepts schedules.
 
 Examples
 --------
@@ -59,16 +87,19 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import ops
+from .. import ops
+from . import schedules
+from .schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "serialize", "deserialize"]
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam",
+           "schedules", "get", "serialize", "deserialize"]
 
 LearningRate = Union[float, Callable[[int], float]]
 _Slots = Dict[str, np.ndarray]
 
 # Keras optimizers fastconv does not implement, so an unknown-name error can
 # say "not provided yet" instead of "no such optimizer".
-_KERAS_ONLY = ("adadelta", "adagrad", "adamax", "nadam", "ftrl")
+_KERAS_ONLY = ("ftrl",)
 
 
 def _check_nonnegative(value: Any, name: str) -> float:
@@ -204,6 +235,10 @@ class Optimizer:
                              "in `grads_and_vars` is None (or the sequence is empty)")
         grads = self._clip([g for g, _ in pairs])
         lr = self.current_learning_rate()
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"the learning rate for step {self.iterations} is {lr!r}; it must "
+                             "be a finite number >= 0 (check the schedule)")
+        self._begin_step()
         for grad, (_, param) in zip(grads, pairs):
             self._update_param(param, grad, self._slots_for(param), lr)
         for constraint, param in constrained:
@@ -249,7 +284,9 @@ class Optimizer:
         for key in ("clipnorm", "global_clipnorm", "clipvalue"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
-        config["learning_rate"] = self._learning_rate
+        lr = self._learning_rate
+        config["learning_rate"] = (schedules.serialize(lr) if isinstance(lr, LearningRateSchedule)
+                                   else lr)
         config["decay"] = self.decay
         config.update(self._hyper_config())
         return config
@@ -259,6 +296,8 @@ class Optimizer:
         """Build an optimizer from :meth:`get_config`'s output."""
         config = dict(config)
         config.pop("name", None)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -276,11 +315,18 @@ class Optimizer:
                       lr: float) -> None:
         raise NotImplementedError
 
+    def _begin_step(self) -> None:
+        """Once per step, before the parameters: optimizer-wide state."""
+
+    def _initial_slot(self, name: str, param: np.ndarray) -> np.ndarray:
+        return np.zeros_like(param)
+
     # -- helpers -----------------------------------------------------------
     def _slots_for(self, param: np.ndarray) -> _Slots:
         entry = self._state.get(id(param))
         if entry is None or entry[0] is not param:
-            entry = (param, {name: np.zeros_like(param) for name in self._slot_names()})
+            entry = (param, {name: self._initial_slot(name, param)
+                             for name in self._slot_names()})
             self._state[id(param)] = entry
         return entry[1]
 
@@ -503,7 +549,214 @@ class RMSprop(Optimizer):
         param -= mom
 
 
-_OPTIMIZERS: Dict[str, type] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+def _check_fraction(value: Any, name: str, closed: bool = False) -> float:
+    """A decay rate in [0, 1) (or [0, 1] when ``closed``)."""
+    value = _check_nonnegative(value, name)
+    if value > 1 or (value == 1 and not closed):
+        upper = "1]" if closed else "1)"
+        raise ValueError(f"`{name}` must be in [0, {upper}, got {value!r}")
+    return value
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as ``tf.keras.optimizers.Adagrad`` (``ResourceApplyAdagradV2``).
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+    initial_accumulator_value : float, default 0.1
+        Starting value of the per-parameter sum of squared gradients (> 0).
+    epsilon : float, default 1e-7
+        Added to ``sqrt(accumulator)``; Keras 3 adds it inside the square
+        root instead (the two agree for ``epsilon=0``).
+    name : str, default 'Adagrad'
+    **kwargs
+        ``decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.001,
+                 initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 name: str = "Adagrad", **kwargs: Any) -> None:
+        super().__init__(name, learning_rate, **kwargs)
+        value = _check_nonnegative(initial_accumulator_value, "initial_accumulator_value")
+        if value == 0:
+            raise ValueError("`initial_accumulator_value` must be > 0 (as in Keras), got 0")
+        self.initial_accumulator_value = value
+        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        return ("accumulator",)
+
+    def _initial_slot(self, name: str, param: np.ndarray) -> np.ndarray:
+        return np.full_like(param, self.initial_accumulator_value)
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        acc = slots["accumulator"]
+        acc += grad * grad
+        param -= t(lr) * grad / (np.sqrt(acc) + t(self.epsilon))
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as ``tf.keras.optimizers.Adadelta`` (``ResourceApplyAdadelta``).
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+        tf.keras 2.4's default (the Adadelta paper uses 1.0).
+    rho : float, default 0.95
+        Decay rate of both running averages.
+    epsilon : float, default 1e-7
+    name : str, default 'Adadelta'
+    **kwargs
+        ``decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.001, rho: float = 0.95,
+                 epsilon: float = 1e-7, name: str = "Adadelta", **kwargs: Any) -> None:
+        super().__init__(name, learning_rate, **kwargs)
+        self.rho = _check_fraction(rho, "rho", closed=True)
+        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        return ("accum_grad", "accum_var")
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        rho, one_minus_rho, epsilon = t(self.rho), t(1) - t(self.rho), t(self.epsilon)
+        acc, acc_delta = slots["accum_grad"], slots["accum_var"]
+        acc *= rho
+        acc += grad * grad * one_minus_rho
+        update = np.sqrt(acc_delta + epsilon) / np.sqrt(acc + epsilon) * grad
+        acc_delta *= rho
+        acc_delta += update * update * one_minus_rho
+        param -= update * t(lr)
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), as ``tf.keras.optimizers.Adamax``.
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+    beta_1 : float, default 0.9
+    beta_2 : float, default 0.999
+        Decay of the running maximum of ``|g|``.
+    epsilon : float, default 1e-7
+    name : str, default 'Adamax'
+    **kwargs
+        ``decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, name: str = "Adamax",
+                 **kwargs: Any) -> None:
+        super().__init__(name, learning_rate, **kwargs)
+        self.beta_1 = _check_fraction(beta_1, "beta_1")
+        self.beta_2 = _check_fraction(beta_2, "beta_2")
+        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        return ("m", "v")
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        beta_1 = t(self.beta_1)
+        m, u = slots["m"], slots["v"]
+        m *= beta_1
+        m += (t(1) - beta_1) * grad
+        np.maximum(u * t(self.beta_2), np.abs(grad), out=u)
+        step_size = t(lr / (1.0 - self.beta_1 ** (self.iterations + 1)))
+        param -= step_size * m / (u + t(self.epsilon))
+
+
+class Nadam(Optimizer):
+    """Nadam (Adam with Nesterov momentum), as ``tf.keras.optimizers.Nadam``.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+        A float or a plain callable; tf.keras 2.4 refuses its
+        ``LearningRateSchedule`` objects here, and so does fastconv (Keras 3
+        accepts them).
+    beta_1 : float, default 0.9
+    beta_2 : float, default 0.999
+    epsilon : float, default 1e-7
+    schedule_decay : float, default 0.004
+        The momentum schedule ``mu_t = beta_1 * (1 - 0.5 * 0.96**(schedule_decay
+        * t))`` of tf.keras 2.4 (and Keras 1's Nadam). Its config calls it
+        ``decay``, as 2.4's does; the learning rate itself is not decayed.
+        Keras 3 uses ``0.96**t``, i.e. ``schedule_decay=1``.
+    name : str, default 'Nadam'
+    **kwargs
+        ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``lr``, and
+        ``decay`` as another name of ``schedule_decay``.
+    """
+
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, schedule_decay: float = 0.004,
+                 name: str = "Nadam", **kwargs: Any) -> None:
+        if "decay" in kwargs:   # the key of 2.4's config
+            schedule_decay = kwargs.pop("decay")
+        if isinstance(kwargs.get("lr", learning_rate), LearningRateSchedule):
+            raise ValueError("The Nadam optimizer does not support learning-rate schedules "
+                             "(tf.keras 2.4 refuses them too); pass a float or a callable")
+        super().__init__(name, learning_rate, **kwargs)
+        self.beta_1 = _check_fraction(beta_1, "beta_1")
+        self.beta_2 = _check_fraction(beta_2, "beta_2")
+        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.schedule_decay = _check_nonnegative(schedule_decay, "schedule_decay")
+        # mu_1 * ... * mu_t of the steps taken (TF's "momentum_cache")
+        self.momentum_cache = 1.0
+        self._mu = self._mu_next = self._prod = self._prod_next = 0.0
+
+    def _mu_at(self, step: int) -> float:
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** (self.schedule_decay * step))
+
+    def _begin_step(self) -> None:
+        step = self.iterations + 1
+        self._mu, self._mu_next = self._mu_at(step), self._mu_at(step + 1)
+        self.momentum_cache *= self._mu
+        self._prod, self._prod_next = self.momentum_cache, self.momentum_cache * self._mu_next
+
+    def _slot_names(self) -> Tuple[str, ...]:
+        return ("m", "v")
+
+    def _hyper_config(self) -> Dict[str, Any]:
+        return {"decay": self.schedule_decay, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+                      lr: float) -> None:
+        t = param.dtype.type
+        beta_1, beta_2 = t(self.beta_1), t(self.beta_2)
+        m, v = slots["m"], slots["v"]
+        m *= beta_1
+        m += (t(1) - beta_1) * grad
+        v *= beta_2
+        v += (t(1) - beta_2) * (grad * grad)
+        m_bar = (t(1.0 - self._mu) / t(1.0 - self._prod)) * grad + \
+            (t(self._mu_next) / t(1.0 - self._prod_next)) * m
+        v_hat = v / t(1.0 - self.beta_2 ** (self.iterations + 1))
+        param -= t(lr) * m_bar / (np.sqrt(v_hat) + t(self.epsilon))
+
+
+_OPTIMIZERS: Dict[str, type] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop,
+                                "adagrad": Adagrad, "adadelta": Adadelta, "adamax": Adamax,
+                                "nadam": Nadam}
 
 
 def serialize(optimizer: Optimizer) -> Dict[str, Any]:
