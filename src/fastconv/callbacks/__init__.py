@@ -1,0 +1,23 @@
+"""Training callbacks, as ``tf.keras.callbacks`` (Keras 2.4's hooks, logs
+and messages).
+
+* :mod:`.base`: :class:`Callback`, :class:`CallbackList`, :class:`History`,
+  :class:`EarlyStopping`, :class:`ModelCheckpoint`, the progress bar
+  (:class:`Progbar`, :class:`ProgbarLogger`);
+* :mod:`.learning_rate`: :class:`LearningRateScheduler`,
+  :class:`ReduceLROnPlateau`;
+* :mod:`.loggers`: :class:`CSVLogger`, :class:`TerminateOnNaN`,
+  :class:`LambdaCallback`.
+"""
+from __future__ import annotations
+
+from .base import (DEFAULT_LOG_INTERVAL, Callback, CallbackList, EarlyStopping, History,
+                   ModelCheckpoint, Progbar, ProgbarLogger)
+from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
+from .loggers import CSVLogger, LambdaCallback, TerminateOnNaN
+
+__all__ = [
+    "Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
+    "ProgbarLogger", "Progbar", "DEFAULT_LOG_INTERVAL", "LearningRateScheduler",
+    "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LambdaCallback",
+]
