@@ -3,10 +3,11 @@
 * :func:`to_categorical`, :func:`normalize`: Keras 2.4's array helpers;
 * :func:`set_random_seed`: seeds Python's ``random``, NumPy's global
   generator and fastconv's initializers at once;
+* :class:`Sequence`: the base class of batch datasets ``fit`` takes;
 * :class:`Progbar`: Keras 2.4's progress bar (:mod:`fastconv.callbacks`).
 
-The rest of ``tf.keras.utils`` (``plot_model``, ``get_file``, ``Sequence``,
-...) does not exist in fastconv yet.
+The rest of ``tf.keras.utils`` (``plot_model``, ``get_file``, ...) does not
+exist in fastconv yet.
 """
 from __future__ import annotations
 
@@ -19,7 +20,32 @@ import numpy as np
 from . import backend
 from .callbacks import Progbar
 
-__all__ = ["Progbar", "to_categorical", "normalize", "set_random_seed"]
+__all__ = ["Progbar", "Sequence", "to_categorical", "normalize", "set_random_seed"]
+
+
+class Sequence:
+    """Base class of a dataset of batches, as ``keras.utils.Sequence``.
+
+    Subclasses implement ``__getitem__(index)`` (batch ``index``: ``(x, y)``
+    or ``(x, y, sample_weight)``) and ``__len__()`` (batches per epoch), and
+    may implement ``on_epoch_end()``, which ``fit`` calls after every epoch
+    (to reshuffle, say). Batches are fetched by index, so ``fit(...,
+    workers=4)`` can fetch several at once in threads and still use them in
+    order.
+    """
+
+    def __getitem__(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def on_epoch_end(self) -> None:
+        """Called by ``fit`` at the end of every epoch."""
+
+    def __iter__(self) -> Any:
+        for index in range(len(self)):
+            yield self[index]
 
 
 def to_categorical(y: Any, num_classes: Optional[int] = None, dtype: Any = "float32"

@@ -34,7 +34,9 @@ interrupted ``fit`` leaves the model as it was after its last whole step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import contextlib
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,7 +49,7 @@ from .. import optimizers as optimizers_module
 from .._memory import with_cached_allocations
 from ..layers.base import ArrayOrList
 from ..layers.keras_tensor import shape_tuple
-from . import training_utils
+from . import data_adapter, training_utils
 
 __all__ = ["TrainingMixin"]
 
@@ -119,14 +121,18 @@ class TrainingMixin:
         Keras does. ``steps`` limits the number of batches. ``verbose=1``
         shows a progress bar and ``callbacks`` receive the predict hooks
         (the default, ``verbose=0`` and no callbacks, skips that machinery
-        entirely). ``max_queue_size``, ``workers`` and
-        ``use_multiprocessing`` are accepted and ignored.
+        entirely). ``x`` may be a source of batches (``x``, or ``(x, ...)``
+        whose other items are ignored), prepared ahead as in :meth:`fit`;
+        ``steps`` then defaults to its length.
         """
         batch_size = 32 if batch_size is None else training_utils.check_positive_int(
             batch_size, "batch_size")
         verbose = training_utils.check_verbose(verbose)
         if steps is not None:
             steps = training_utils.check_positive_int(steps, "steps")
+        if data_adapter.is_batch_source(x):
+            return self._predict_source(data_adapter.BatchSource(
+                x, steps, "steps", workers, max_queue_size), verbose, callbacks)
         self._build_for_data(x)
         arrays = self._prepare_inputs(x, "x")
         n = arrays[0].shape[0]
@@ -164,6 +170,53 @@ class TrainingMixin:
         if hooks is not None:
             hooks.on_predict_end()
         return self._pack_outputs(results)
+
+    def _predict_source(self, source: data_adapter.BatchSource, verbose: int,
+                        callbacks: Optional[Sequence[Any]]) -> ArrayOrList:
+        hooks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                              verbose=verbose, epochs=1, steps=source.steps)
+        hooks.on_predict_begin()
+        parts: List[List[np.ndarray]] = []
+        with contextlib.closing(source.epoch()) as items:
+            for step, item in enumerate(items):
+                hooks.on_predict_batch_begin(step)
+                batch_x = data_adapter.unpack_batch(item, f"batch {step} of x", False)[0]
+                self._build_for_data(batch_x)
+                arrays = self._prepare_inputs(batch_x, f"x of batch {step}")
+                outputs, _ = self._graph_for(False).run(arrays, False, record=False)
+                parts.append([o.copy() for o in outputs])   # layers may reuse buffers
+                hooks.on_predict_batch_end(step, {"outputs": self._pack_outputs(outputs)})
+        hooks.on_predict_end()
+        return self._pack_outputs([np.concatenate(column) for column in zip(*parts)])
+
+    def _source_batches(self, source: data_adapter.BatchSource, what: str,
+                        class_weight: Optional[Dict[int, float]] = None,
+                        on_first: Optional[Callable[[], None]] = None
+                        ) -> Iterator[Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]]:
+        """One epoch of a source's batches, checked and converted as arrays are."""
+        with contextlib.closing(source.epoch()) as items:
+            for step, item in enumerate(items):
+                where = f"batch {step} of {what}"
+                batch_x, batch_y, batch_w = data_adapter.unpack_batch(item, where, True)
+                self._build_for_data(batch_x)
+                if on_first is not None and step == 0:
+                    on_first()
+                xs, y, weights, _ = self._prepare_xy(
+                    batch_x, batch_y, batch_w, tuple(f"{part} of {where}" for part in
+                                                     ("x", "y", "sample_weight")))
+                self._check_targets(y, f"y of {where}")
+                if class_weight is not None:
+                    weights = training_utils.class_weight_to_sample_weight(
+                        class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
+                yield xs, y, weights
+
+    @staticmethod
+    def _array_batches(xs: List[np.ndarray], y: np.ndarray, weights: Optional[np.ndarray],
+                       slices: List[slice], order: Optional[np.ndarray] = None
+                       ) -> Iterator[Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]]:
+        for batch in slices:
+            index = batch if order is None else order[batch]
+            yield [a[index] for a in xs], y[index], None if weights is None else weights[index]
 
     @with_cached_allocations
     def predict_on_batch(self, x: Any) -> ArrayOrList:
@@ -448,20 +501,17 @@ class TrainingMixin:
         self._update_metrics(compiled, value, y, y_pred, sample_weight)
         return self._current_logs(compiled)
 
-    def _test_loop(self, compiled: _Compiled, xs: List[np.ndarray], y: np.ndarray,
-                   sample_weight: Optional[np.ndarray], batch_size: int, steps: Optional[int],
+    def _test_loop(self, compiled: _Compiled,
+                   batches: Iterator[Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]],
                    hooks: callbacks_module.CallbackList) -> Dict[str, float]:
-        slices = training_utils.batch_slices(len(y), batch_size, steps)
-        graph = self._graph_for(False)
         self.reset_metrics()
         hooks.on_test_begin()
         logs: Dict[str, float] = {}
-        for step, batch in enumerate(slices):
+        for step, (batch_x, batch_y, batch_w) in enumerate(batches):
             hooks.on_test_batch_begin(step)
             activity: List[float] = []
-            outputs, _ = graph.run([a[batch] for a in xs], False, record=False, losses=activity)
-            batch_y = y[batch]
-            batch_w = None if sample_weight is None else sample_weight[batch]
+            outputs, _ = self._graph_for(False).run(batch_x, False, record=False,
+                                                    losses=activity)
             value = compiled.loss(batch_y, outputs[0], batch_w)[0] * compiled.loss_weight
             value += self._regularization_loss(activity)
             self._update_metrics(compiled, value, batch_y, outputs[0], batch_w)
@@ -485,12 +535,17 @@ class TrainingMixin:
             validation_steps: Optional[int] = None, validation_batch_size: Optional[int] = None,
             validation_freq: Any = 1, max_queue_size: int = 10, workers: int = 1,
             use_multiprocessing: bool = False) -> callbacks_module.History:
-        """Train for ``epochs`` epochs on arrays (Keras 2.4's ``fit``).
+        """Train for ``epochs`` epochs on arrays or batches (Keras 2.4's ``fit``).
 
         Parameters
         ----------
-        x : array, or list/dict of arrays for several inputs
-            Converted once to the input dtype (float32).
+        x : array, list/dict of arrays for several inputs, or a source of batches
+            Arrays are converted once to the input dtype (float32). A
+            generator, iterator, ``Sequence`` or other iterable yields
+            ``(x, y)`` or ``(x, y, sample_weight)`` batches
+            (:mod:`fastconv.models.data_adapter`); ``y`` and
+            ``sample_weight`` are then not given, and ``shuffle`` and
+            ``batch_size`` do not apply (the source decides).
         y : array
             Targets: integer labels for ``sparse_categorical_crossentropy``,
             one-hot rows for ``categorical_crossentropy``, ...
@@ -510,8 +565,9 @@ class TrainingMixin:
         validation_split : float in [0, 1)
             Hold out the *last* fraction of ``x``/``y`` (taken before
             shuffling) and evaluate on it after every epoch.
-        validation_data : (x_val, y_val) or (x_val, y_val, sample_weight_val)
-            Overrides ``validation_split``.
+        validation_data : (x_val, y_val), (x_val, y_val, sample_weight_val) or a source
+            Overrides ``validation_split``. A source of batches is run for
+            ``validation_steps`` batches (default: its length) each time.
         shuffle : bool or 'batch', default True
             Reshuffle the samples before each epoch (with the generator
             :func:`fastconv.backend.set_random_seed` seeds); ``'batch'``
@@ -529,10 +585,15 @@ class TrainingMixin:
             Defaults to ``batch_size``.
         validation_freq : int or list of int, default 1
             Validate every that many epochs, or on the listed 1-based epochs.
-        steps_per_epoch : None
-            Only ``None`` (whole epochs over the arrays) is supported.
+        steps_per_epoch : int, optional
+            Batches per epoch from a source (default: its length; required
+            for an iterator without one). With arrays only ``None`` (whole
+            epochs) is supported.
         max_queue_size, workers, use_multiprocessing
-            Accepted and ignored (arrays need no input pipeline).
+            For a source: batches prepared ahead by a background thread
+            (``workers=0``: in this thread; a ``Sequence`` with ``workers >
+            1``: fetched by that many threads, used in order). Ignored for
+            arrays.
 
         Returns
         -------
@@ -556,9 +617,6 @@ class TrainingMixin:
         initial_epoch = training_utils.check_positive_int(initial_epoch, "initial_epoch",
                                                      allow_zero=True)
         verbose = training_utils.check_verbose(verbose)
-        if steps_per_epoch is not None:
-            raise NotImplementedError("`steps_per_epoch` is not supported: fastconv's fit "
-                                      "trains on arrays by whole epochs; pass None")
         if shuffle not in (True, False, "batch"):
             raise ValueError(f"`shuffle` must be True, False or 'batch', got {shuffle!r}")
         if validation_steps is not None:
@@ -567,44 +625,71 @@ class TrainingMixin:
             training_utils.check_positive_int(validation_batch_size, "validation_batch_size")
         training_utils.should_validate(0, validation_freq)  # checks its type
 
-        self._build_for_data(x)
-        self._require_single_output("fit")
-        self._check_gradients_reach_weights()
-        xs, y, weights, n = self._prepare_xy(x, y, sample_weight, ("x", "y", "sample_weight"))
-        validation = None
-        if validation_data is not None:
+        def first_checks() -> None:   # once the model is built
+            self._require_single_output("fit")
+            self._check_gradients_reach_weights()
+
+        def validation_arrays() -> Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]:
             if not isinstance(validation_data, (tuple, list)) or \
                     len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, "
-                                 f"y_val, val_sample_weight), got {type(validation_data).__name__}"
-                                 + (f" of length {len(validation_data)}"
-                                    if isinstance(validation_data, (tuple, list)) else ""))
+                raise ValueError(
+                    "`validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, "
+                    f"val_sample_weight) or a generator, got {type(validation_data).__name__}"
+                    + (f" of length {len(validation_data)}"
+                       if isinstance(validation_data, (tuple, list)) else ""))
             val_weights = validation_data[2] if len(validation_data) == 3 else None
             val_x, val_y, val_w, _ = self._prepare_xy(
                 validation_data[0], validation_data[1], val_weights,
                 ("validation_data[0]", "validation_data[1]", "validation_data[2]"))
             self._check_targets(val_y, "validation_data[1]")
-            validation = (val_x, val_y, val_w)
-        elif validation_split:
-            split_at = training_utils.split_last(n, validation_split)
-            validation = ([a[split_at:] for a in xs], y[split_at:],
-                          None if weights is None else weights[split_at:])
-            xs, y = [a[:split_at] for a in xs], y[:split_at]
-            weights = None if weights is None else weights[:split_at]
-            n = split_at
-        if class_weight is not None:
-            weights = training_utils.class_weight_to_sample_weight(
-                class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
-        self._check_targets(y, "y")
-        if not shuffle:
-            xs = [np.ascontiguousarray(a) for a in xs]  # batches are views, copied never
+            return val_x, val_y, val_w
 
-        fused = self._fused_output_activation()
-        slices = training_utils.batch_slices(n, batch_size)
+        source = val_source = None
+        validation = None
+        if data_adapter.is_batch_source(validation_data):
+            val_source = data_adapter.BatchSource(validation_data, validation_steps,
+                                                  "validation_steps", workers, max_queue_size)
+        if data_adapter.is_batch_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("`y` and `sample_weight` must not be given when `x` is a "
+                                 "generator, an iterator or a Sequence: its batches carry them")
+            if validation_split:
+                raise ValueError("`validation_split` needs array data; with a generator, pass "
+                                 "`validation_data`")
+            source = data_adapter.BatchSource(x, steps_per_epoch, "steps_per_epoch", workers,
+                                              max_queue_size)
+            steps = source.steps
+        else:
+            if steps_per_epoch is not None:
+                raise NotImplementedError("`steps_per_epoch` with arrays is not supported: fit "
+                                          "trains on arrays by whole epochs; pass None, or "
+                                          "pass the data as a generator or a Sequence")
+            self._build_for_data(x)
+            first_checks()
+            xs, y, weights, n = self._prepare_xy(x, y, sample_weight,
+                                                 ("x", "y", "sample_weight"))
+            if validation_data is not None and val_source is None:
+                validation = validation_arrays()
+            elif validation_split:
+                split_at = training_utils.split_last(n, validation_split)
+                validation = ([a[split_at:] for a in xs], y[split_at:],
+                              None if weights is None else weights[split_at:])
+                xs, y = [a[:split_at] for a in xs], y[:split_at]
+                weights = None if weights is None else weights[:split_at]
+                n = split_at
+            if class_weight is not None:
+                weights = training_utils.class_weight_to_sample_weight(
+                    class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
+            self._check_targets(y, "y")
+            if not shuffle:
+                xs = [np.ascontiguousarray(a) for a in xs]  # batches are views, copied never
+            slices = training_utils.batch_slices(n, batch_size)
+            steps = len(slices)
+
+        fused: Optional[bool] = None   # known once the model is built
         hooks = callbacks_module.CallbackList(callbacks, add_history=True,
                                               add_progbar=verbose != 0, model=self,
-                                              verbose=verbose, epochs=epochs,
-                                              steps=len(slices))
+                                              verbose=verbose, epochs=epochs, steps=steps)
         self._accumulate_batch_metrics = False
         self.stop_training = False
         rng = backend.global_rng()
@@ -614,30 +699,40 @@ class TrainingMixin:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 hooks.on_epoch_begin(epoch)
-                order = None
-                if shuffle is True:
-                    order = rng.permutation(n)
-                elif shuffle == "batch":
-                    order = np.concatenate([rng.permutation(np.arange(b.start, b.stop))
-                                            for b in slices])
+                if source is not None:
+                    batches = self._source_batches(source, "x", class_weight, first_checks)
+                else:
+                    order = None
+                    if shuffle is True:
+                        order = rng.permutation(n)
+                    elif shuffle == "batch":
+                        order = np.concatenate([rng.permutation(np.arange(b.start, b.stop))
+                                                for b in slices])
+                    batches = self._array_batches(xs, y, weights, slices, order)
                 logs: Dict[str, float] = {}
-                for step, batch in enumerate(slices):
-                    hooks.on_train_batch_begin(step)
-                    if order is None:
-                        batch_x, batch_y = [a[batch] for a in xs], y[batch]
-                        batch_w = None if weights is None else weights[batch]
-                    else:
-                        index = order[batch]
-                        batch_x, batch_y = [a[index] for a in xs], y[index]
-                        batch_w = None if weights is None else weights[index]
-                    logs = self._train_step(compiled, batch_x, batch_y, batch_w, fused)
-                    hooks.on_train_batch_end(step, logs)
-                    if self.stop_training:
-                        break
+                with contextlib.closing(batches):
+                    for step, (batch_x, batch_y, batch_w) in enumerate(batches):
+                        hooks.on_train_batch_begin(step)
+                        if fused is None:
+                            fused = self._fused_output_activation()
+                        logs = self._train_step(compiled, batch_x, batch_y, batch_w, fused)
+                        hooks.on_train_batch_end(step, logs)
+                        if self.stop_training:
+                            break
+                if source is not None and source.exhausted:
+                    self.stop_training = True   # Keras: "Your input ran out of data"
                 epoch_logs = dict(logs)
-                if validation is not None and training_utils.should_validate(epoch, validation_freq):
-                    val_logs = self._test_loop(compiled, *validation, validation_batch_size,
-                                               validation_steps, hooks)
+                validating = validation_data is not None or validation is not None
+                if validating and training_utils.should_validate(epoch, validation_freq):
+                    if validation is None and val_source is None:
+                        validation = validation_arrays()   # a source built the model
+                    if val_source is not None:
+                        val_batches = self._source_batches(val_source, "validation_data")
+                    else:
+                        val_batches = self._array_batches(*validation, training_utils.batch_slices(
+                            len(validation[1]), validation_batch_size, validation_steps))
+                    with contextlib.closing(val_batches):
+                        val_logs = self._test_loop(compiled, val_batches, hooks)
                     epoch_logs.update({"val_" + key: value for key, value in val_logs.items()})
                 hooks.on_epoch_end(epoch, epoch_logs)
                 training_logs = epoch_logs
@@ -666,6 +761,8 @@ class TrainingMixin:
             all samples (batch losses weighted by batch size).
 
         ``verbose=1`` shows one progress bar; ``steps`` limits the batches.
+        ``x`` may be a source of ``(x, y[, sample_weight])`` batches, as in
+        :meth:`fit` (``steps`` then defaults to its length).
         """
         compiled = self._require_compiled()
         batch_size = 32 if batch_size is None else training_utils.check_positive_int(
@@ -673,15 +770,28 @@ class TrainingMixin:
         verbose = training_utils.check_verbose(verbose)
         if steps is not None:
             steps = training_utils.check_positive_int(steps, "steps")
-        self._build_for_data(x)
-        self._require_single_output("evaluate")
-        xs, y, weights, n = self._prepare_xy(x, y, sample_weight, ("x", "y", "sample_weight"))
-        self._check_targets(y, "y")
+        if data_adapter.is_batch_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("`y` and `sample_weight` must not be given when `x` is a "
+                                 "generator, an iterator or a Sequence: its batches carry them")
+            source = data_adapter.BatchSource(x, steps, "steps", workers, max_queue_size)
+            batches = self._source_batches(source, "x", on_first=lambda:
+                                           self._require_single_output("evaluate"))
+            count = source.steps
+        else:
+            self._build_for_data(x)
+            self._require_single_output("evaluate")
+            xs, y, weights, n = self._prepare_xy(x, y, sample_weight,
+                                                 ("x", "y", "sample_weight"))
+            self._check_targets(y, "y")
+            slices = training_utils.batch_slices(n, batch_size, steps)
+            batches, count = self._array_batches(xs, y, weights, slices), len(slices)
         hooks = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
-            steps=len(training_utils.batch_slices(n, batch_size, steps)))
+            steps=count)
         self._accumulate_batch_metrics = False
-        logs = self._test_loop(compiled, xs, y, weights, batch_size, steps, hooks)
+        with contextlib.closing(batches):
+            logs = self._test_loop(compiled, batches, hooks)
         return self._format_results(logs, return_dict)
 
     def _on_batch_data(self, x: Any, y: Any, sample_weight: Any
@@ -731,6 +841,50 @@ class TrainingMixin:
         logs = self._current_logs(compiled)
         self._after_batch(reset_metrics)
         return self._format_results(logs, return_dict)
+
+    # Keras 2.4's deprecated generator methods: fit, evaluate and predict take generators.
+
+    def fit_generator(self, generator: Any, steps_per_epoch: Optional[int] = None,
+                      epochs: int = 1, verbose: Any = 1,
+                      callbacks: Optional[Sequence[Any]] = None, validation_data: Any = None,
+                      validation_steps: Optional[int] = None, validation_freq: Any = 1,
+                      class_weight: Optional[Dict[int, float]] = None, max_queue_size: int = 10,
+                      workers: int = 1, use_multiprocessing: bool = False, shuffle: bool = True,
+                      initial_epoch: int = 0) -> callbacks_module.History:
+        """Deprecated alias of :meth:`fit` for a generator, as in Keras 2.4."""
+        warnings.warn("`Model.fit_generator` is deprecated and will be removed in a future "
+                      "version. Please use `Model.fit`, which supports generators.",
+                      DeprecationWarning, stacklevel=2)
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, validation_freq=validation_freq,
+                        class_weight=class_weight, max_queue_size=max_queue_size,
+                        workers=workers, use_multiprocessing=use_multiprocessing,
+                        shuffle=shuffle, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator: Any, steps: Optional[int] = None,
+                           callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
+                           workers: int = 1, use_multiprocessing: bool = False,
+                           verbose: Any = 0) -> Any:
+        """Deprecated alias of :meth:`evaluate` for a generator, as in Keras 2.4."""
+        warnings.warn("`Model.evaluate_generator` is deprecated and will be removed in a "
+                      "future version. Please use `Model.evaluate`, which supports "
+                      "generators.", DeprecationWarning, stacklevel=2)
+        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose,
+                             max_queue_size=max_queue_size, workers=workers,
+                             use_multiprocessing=use_multiprocessing)
+
+    def predict_generator(self, generator: Any, steps: Optional[int] = None,
+                          callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
+                          workers: int = 1, use_multiprocessing: bool = False,
+                          verbose: Any = 0) -> ArrayOrList:
+        """Deprecated alias of :meth:`predict` for a generator, as in Keras 2.4."""
+        warnings.warn("`Model.predict_generator` is deprecated and will be removed in a "
+                      "future version. Please use `Model.predict`, which supports "
+                      "generators.", DeprecationWarning, stacklevel=2)
+        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose,
+                            max_queue_size=max_queue_size, workers=workers,
+                            use_multiprocessing=use_multiprocessing)
 
     def _after_batch(self, reset_metrics: bool) -> None:
         if reset_metrics:
