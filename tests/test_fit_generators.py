@@ -197,3 +197,19 @@ def test_stopping_early_releases_the_prefetch_thread():
         model.fit(_endless(x, y), steps_per_epoch=STEPS, epochs=2, verbose=0, callbacks=[stop],
                   max_queue_size=1)
     assert not [t for t in threading.enumerate() if t.name == "fastconv-batches"]
+
+
+def test_calls_on_arrays_return_arrays_with_numpy_and_models_expose_variables():
+    """Scripts written for TF eager write ``model(x).numpy()`` and iterate
+    ``model.trainable_variables``; predict keeps returning plain arrays."""
+    x, _ = _data()
+    model = _model()
+    out = model(x[:4])
+    assert isinstance(out, np.ndarray) and type(out.numpy()) is np.ndarray
+    np.testing.assert_array_equal(out.numpy(), model.predict(x[:4]))
+    assert type(model.predict(x[:4])) is np.ndarray
+    dense = model.layers[1]
+    assert type(dense(x[:2]).numpy()) is np.ndarray
+    assert [v.name for v in model.trainable_variables] == \
+        [v.name for v in model.trainable_weights]
+    assert model.variables == model.weights and dense.non_trainable_variables == []

@@ -42,6 +42,26 @@ Shape = Tuple[Optional[int], ...]
 ArrayOrList = Union[np.ndarray, List[np.ndarray]]
 
 
+class EagerArray(np.ndarray):
+    """What a layer or a model called on arrays returns: a NumPy array that
+    also has the ``numpy()`` of TF's eager tensors, so scripts that write
+    ``model(x).numpy()`` run unchanged. It is an ordinary ndarray in every
+    other respect (``predict`` returns plain ndarrays)."""
+
+    def numpy(self) -> np.ndarray:
+        """The values as a plain ndarray (a view, no copy)."""
+        return self.view(np.ndarray)
+
+
+def eager_result(value: Any) -> Any:
+    """``value`` (an array, or a list of arrays) viewed as :class:`EagerArray`."""
+    if isinstance(value, np.ndarray):
+        return value.view(EagerArray)
+    if isinstance(value, list):
+        return [eager_result(v) for v in value]
+    return value
+
+
 class Variable:
     """A named weight array that optimizers update in place.
 
@@ -378,6 +398,19 @@ class Layer:
             return list(self._variables)
         return [v for v in self._variables if not v.trainable]
 
+    # TF's names of the same lists (custom training loops use them)
+    @property
+    def trainable_variables(self) -> List[Variable]:
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> List[Variable]:
+        return self.non_trainable_weights
+
+    @property
+    def variables(self) -> List[Variable]:
+        return self.weights
+
     def get_weights(self) -> List[np.ndarray]:
         """Copies of the weights as NumPy arrays, in :attr:`weights` order."""
         return [np.array(v.numpy(), copy=True) for v in self.weights]
@@ -530,7 +563,7 @@ class Layer:
         outputs = self.call(arrays if self._takes_list else arrays[0], training)
         self._activity_losses = [] if self.activity_regularizer is None else [
             activity_penalty(self.activity_regularizer, outputs)]
-        return outputs
+        return eager_result(outputs)
 
     def _call_symbolic(self, tensors: List[KerasTensor],
                        training: Optional[bool] = None) -> KerasTensor:

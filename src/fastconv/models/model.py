@@ -49,7 +49,7 @@ from .. import regularizers as regularizers_module
 from .. import summary as summary_module
 from .._memory import with_cached_allocations
 from ..layers.base import ArrayOrList, InputSpec, Layer, Node, Variable, as_input_array, \
-    assert_input_compatibility, regularization_penalties, set_weight_values
+    assert_input_compatibility, eager_result, regularization_penalties, set_weight_values
 from ..layers.input_layer import Input
 from ..layers.keras_tensor import KerasTensor, shape_tuple
 from . import saving
@@ -538,7 +538,7 @@ class Model(TrainingMixin, Layer):
         outputs, _ = self._graph_for(bool(training)).run(
             self._prepare_inputs(inputs), bool(training), record=False, losses=activity)
         self._activity_losses = activity
-        return self._pack_outputs(outputs)
+        return eager_result(self._pack_outputs(outputs))
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         # What a layer called on a model (or np.asarray(model)) meets.
