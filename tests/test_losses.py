@@ -231,7 +231,7 @@ def test_binary_and_mse_errors():
     with pytest.raises(ValueError, match=r"y_true has shape \(3, 1\) but y_pred has shape \(2, 1\)"):
         mean_squared_error(np.zeros(3), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="no logits form"):
-        losses.MeanSquaredError()(np.zeros(2), np.zeros(2), from_logits=True)
+        losses.MeanSquaredError().value_and_gradient(np.zeros(2), np.zeros(2), from_logits=True)
 
 
 def test_argument_type_and_weight_errors():
@@ -253,6 +253,22 @@ def test_nan_predictions_give_a_nan_loss_not_an_error():
 
 
 # -- objects and get() -----------------------------------------------------------------
+
+
+def test_loss_objects_called_as_keras_return_the_scalar(rng):
+    """``loss(y_true, y_pred)`` is Keras' reduced loss, a float;
+    ``value_and_gradient`` is the pair the functional forms return."""
+    p = rng.dirichlet(np.ones(4), size=6)
+    labels = rng.integers(0, 4, 6)
+    for loss, targets in ((losses.SparseCategoricalCrossentropy(), labels),
+                          (losses.CategoricalCrossentropy(label_smoothing=0.1), np.eye(4)[labels]),
+                          (losses.MeanSquaredError(), np.eye(4)[labels])):
+        value = loss(targets, p)
+        assert isinstance(value, float)
+        pair = loss.value_and_gradient(targets, p)
+        assert value == pair[0] and pair[1].shape == p.shape
+    assert losses.sparse_categorical_crossentropy(labels, p)[0] == \
+        losses.SparseCategoricalCrossentropy()(labels, p)
 
 
 @pytest.mark.parametrize("name, cls", [
@@ -285,7 +301,7 @@ def test_get_other_identifiers():
 def test_loss_object_from_logits_override_and_per_sample():
     z = np.array([[3.0, 0.0], [0.0, 3.0]])
     loss = losses.get("sparse_categorical_crossentropy")
-    fused = loss([0, 0], z, from_logits=True)[0]
+    fused = loss.value_and_gradient([0, 0], z, from_logits=True)[0]
     expected = -(np.log(softmax(z))[0, 0] + np.log(softmax(z))[1, 0]) / 2
     assert fused == pytest.approx(expected, rel=1e-12)
     per_sample = loss.per_sample([0, 1], softmax(z))
@@ -299,7 +315,9 @@ def test_custom_loss_must_return_value_and_gradient():
 
     custom = losses.get(half_sum)
     assert custom.name == "half_sum"
-    assert custom(None, np.ones((2, 2)))[0] == 2.0
+    assert custom(None, np.ones((2, 2))) == 2.0          # called as Keras: the scalar
+    value, grad = custom.value_and_gradient(None, np.ones((2, 2)))
+    assert value == 2.0 and np.array_equal(grad, np.full((2, 2), 0.5))
     bad = losses.get(lambda y_true, y_pred: 1.0)
     with pytest.raises(TypeError, match="must return"):
         bad(None, np.ones(2))
@@ -326,7 +344,8 @@ def test_logits_gradient_from_probabilities_equals_fused_path(loss, targets, to_
     logits = to_logits(z) if to_logits else z
     weights = np.array([0.5, 1.0, 2.0, 1.5])
     value, grad = loss.value_and_logits_gradient(targets, activation(logits), sample_weight=weights)
-    fused_value, fused_grad = loss(targets, logits, sample_weight=weights, from_logits=True)
+    fused_value, fused_grad = loss.value_and_gradient(targets, logits, sample_weight=weights,
+                                                      from_logits=True)
     assert value == pytest.approx(fused_value, rel=value_rtol)
     np.testing.assert_allclose(grad, fused_grad, rtol=1e-9, atol=1e-15)
 

@@ -57,14 +57,14 @@ def test_softmax_regression_on_digits_learns_and_logs_like_keras():
             index = order[step * batch_size:(step + 1) * batch_size]
             x, y = x_train[index], y_train[index]
             logits = x @ kernel + bias
-            value, d_logits = loss(y, logits, from_logits=True)
+            value, d_logits = loss.value_and_gradient(y, logits, from_logits=True)
             optimizer.apply_gradients(zip([x.T @ d_logits, d_logits.sum(0)], [kernel, bias]))
             loss_tracker.update_state(value, sample_weight=len(x))
             accuracy.update_state(y, logits)
             callback_list.on_train_batch_end(step, {"loss": loss_tracker.result(),
                                                     "accuracy": accuracy.result()})
         test_logits = x_test @ kernel + bias
-        val_loss = loss(y_test, test_logits, from_logits=True)[0]
+        val_loss = loss.value_and_gradient(y_test, test_logits, from_logits=True)[0]
         val_accuracy = float(np.mean(np.argmax(test_logits, -1) == y_test))
         callback_list.on_epoch_end(epoch, {"loss": loss_tracker.result(),
                                            "accuracy": accuracy.result(),

@@ -3,7 +3,9 @@
 Every loss function here returns ``(loss, grad)``: the mean loss over the
 batch as a Python float, and the gradient of that mean with respect to
 ``y_pred`` (an array of ``y_pred``'s shape and floating dtype). That is what
-a NumPy training loop needs; there is no autodiff to derive it later.
+a NumPy training loop needs; there is no autodiff to derive it later. A loss
+*object* called as Keras calls one, ``loss(y_true, y_pred)``, returns the
+scalar alone; its :meth:`Loss.value_and_gradient` returns the pair.
 
 Values follow Keras 2 (tf.keras 2.4):
 
@@ -40,7 +42,7 @@ Values follow Keras 2 (tf.keras 2.4):
   cross-entropy, whatever ``from_logits`` says, because in graph mode it
   finds the logits behind the activation op. A model can do the same: when
   ``loss.logits_activation`` names its output activation, call
-  ``loss(y_true, z, from_logits=True)`` with the pre-activation ``z`` and
+  ``loss.value_and_gradient(y_true, z, from_logits=True)`` with the pre-activation ``z`` and
   skip the activation's backward pass; or, keeping only the activated
   output ``p``, call ``loss.value_and_logits_gradient(y_true, p)``, which
   computes the same logits gradient from ``p``. (Unclipped, the fused path can
@@ -310,8 +312,9 @@ def _squared_error_terms(y_true: np.ndarray, y_pred: np.ndarray,
 class Loss:
     """A loss that computes its mean value and its gradient.
 
-    Calling a loss, ``loss(y_true, y_pred, sample_weight=None)``, returns
-    ``(mean_loss, grad_wrt_y_pred)``.
+    Calling a loss, ``loss(y_true, y_pred, sample_weight=None)``, returns the
+    mean loss (a float), as a Keras loss object does;
+    :meth:`value_and_gradient` returns ``(mean_loss, grad_wrt_y_pred)``.
 
     Attributes
     ----------
@@ -331,8 +334,12 @@ class Loss:
         self.name = name
         self.from_logits = bool(from_logits)
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
-                 from_logits: Optional[bool] = None) -> LossAndGrad:
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+        """The mean loss over the batch (Keras' ``SUM_OVER_BATCH_SIZE``)."""
+        return self.value_and_gradient(y_true, y_pred, sample_weight)[0]
+
+    def value_and_gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
+                           from_logits: Optional[bool] = None) -> LossAndGrad:
         """Mean loss over the batch and its gradient with respect to ``y_pred``.
 
         Parameters
@@ -376,7 +383,7 @@ class Loss:
         onehot`` per sample for one-hot targets), ``(p - t) / (n * d)`` for
         sigmoid. Feed it to ``model.backward(grad, pre_activation=True)``.
 
-        The value equals ``loss(y_true, z, from_logits=True)[0]`` unless a
+        The value equals ``loss(y_true, z)`` of a ``from_logits=True`` loss unless a
         probability falls below the clip margin ``EPSILON``, where the clipped
         value is smaller (for binary cross-entropy Keras also adds ``EPSILON``
         inside the logs, a relative difference of about 1e-7); the gradient
@@ -554,11 +561,11 @@ class MeanSquaredError(Loss):
     def get_config(self) -> Dict[str, Any]:
         return {"name": self.name}
 
-    def __call__(self, y_true, y_pred, sample_weight=None, *, from_logits=None):
+    def value_and_gradient(self, y_true, y_pred, sample_weight=None, *, from_logits=None):
         if from_logits:
             raise ValueError("mean_squared_error has no logits form; from_logits must be "
                              "False or None")
-        return super().__call__(y_true, y_pred, sample_weight)
+        return super().value_and_gradient(y_true, y_pred, sample_weight)
 
     def _terms(self, y_true, y_pred, from_logits, need_grad, logits_grad=False):
         y_pred = _as_prediction(y_pred)
@@ -585,7 +592,7 @@ class FunctionLoss(Loss):
     def get_config(self) -> Dict[str, Any]:
         return {"name": self.name, "fn": self.fn}
 
-    def __call__(self, y_true, y_pred, sample_weight=None, *, from_logits=None):
+    def value_and_gradient(self, y_true, y_pred, sample_weight=None, *, from_logits=None):
         if from_logits:
             raise ValueError(f"custom loss {self.name!r} cannot be fused with an activation")
         if sample_weight is None:
@@ -640,7 +647,8 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
         looks like integer labels), targets leave ``[0, 1]``, or
         ``y_pred`` is not probabilities while ``from_logits=False``.
     """
-    return CategoricalCrossentropy(from_logits, label_smoothing)(y_true, y_pred, sample_weight)
+    return CategoricalCrossentropy(from_logits, label_smoothing).value_and_gradient(
+        y_true, y_pred, sample_weight)
 
 
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
@@ -669,7 +677,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
         If a label is out of range or non-integral, or ``y_true`` has the
         wrong shape (with a hint when it looks one-hot).
     """
-    return SparseCategoricalCrossentropy(from_logits)(y_true, y_pred, sample_weight)
+    return SparseCategoricalCrossentropy(from_logits).value_and_gradient(y_true, y_pred,
+                                                                  sample_weight)
 
 
 def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
@@ -691,7 +700,8 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
     loss : float
     grad : ndarray of y_pred's shape and dtype
     """
-    return BinaryCrossentropy(from_logits, label_smoothing)(y_true, y_pred, sample_weight)
+    return BinaryCrossentropy(from_logits, label_smoothing).value_and_gradient(
+        y_true, y_pred, sample_weight)
 
 
 def mean_squared_error(y_true: Any, y_pred: Any, sample_weight: Any = None) -> LossAndGrad:
@@ -700,7 +710,7 @@ def mean_squared_error(y_true: Any, y_pred: Any, sample_weight: Any = None) -> L
     The per-sample loss is the mean over the last axis; a 1-D ``y_pred``
     holds one value per sample.
     """
-    return MeanSquaredError()(y_true, y_pred, sample_weight)
+    return MeanSquaredError().value_and_gradient(y_true, y_pred, sample_weight)
 
 
 mse = MSE = mean_squared_error

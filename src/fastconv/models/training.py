@@ -486,7 +486,7 @@ class TrainingMixin:
         if fused:
             value, grad = compiled.loss.value_and_logits_gradient(y, y_pred, sample_weight)
         else:
-            value, grad = compiled.loss(y, y_pred, sample_weight)
+            value, grad = compiled.loss.value_and_gradient(y, y_pred, sample_weight)
         if compiled.loss_weight != 1.0:
             value *= compiled.loss_weight
             grad = grad * grad.dtype.type(compiled.loss_weight)
@@ -512,7 +512,7 @@ class TrainingMixin:
             activity: List[float] = []
             outputs, _ = self._graph_for(False).run(batch_x, False, record=False,
                                                     losses=activity)
-            value = compiled.loss(batch_y, outputs[0], batch_w)[0] * compiled.loss_weight
+            value = compiled.loss(batch_y, outputs[0], batch_w) * compiled.loss_weight
             value += self._regularization_loss(activity)
             self._update_metrics(compiled, value, batch_y, outputs[0], batch_w)
             logs = self._current_logs(compiled)
@@ -835,7 +835,7 @@ class TrainingMixin:
         compiled, xs, y, weights = self._on_batch_data(x, y, sample_weight)
         activity: List[float] = []
         outputs, _ = self._graph_for(False).run(xs, False, record=False, losses=activity)
-        value = compiled.loss(y, outputs[0], weights)[0] * compiled.loss_weight
+        value = compiled.loss(y, outputs[0], weights) * compiled.loss_weight
         value += self._regularization_loss(activity)
         self._update_metrics(compiled, value, y, outputs[0], weights)
         logs = self._current_logs(compiled)
