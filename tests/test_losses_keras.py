@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 
 from keras_compare import import_keras
+from test_losses import central_difference as _central_difference
 
 from fastconv import losses
-
-
-def _central_difference(f, y, h=1e-6):
-    grad = np.zeros_like(y)
-    for index in np.ndindex(y.shape):
-        up, down = y.copy(), y.copy()
-        up[index] += h
-        down[index] -= h
-        grad[index] = (f(up) - f(down)) / (2 * h)
-    return grad
 
 
 def _case(rng, name):
