@@ -33,12 +33,16 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import backend
 from . import losses as _losses
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "BinaryAccuracy", "CategoricalAccuracy",
-    "SparseCategoricalAccuracy", "binary_accuracy", "categorical_accuracy",
-    "sparse_categorical_accuracy", "mean_squared_error", "mean_absolute_error",
+    "SparseCategoricalAccuracy", "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy",
+    "MeanSquaredError", "MeanAbsoluteError", "Precision", "Recall",
+    "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+    "mean_squared_error", "mean_absolute_error",
     "resolve_accuracy", "resolve_crossentropy", "get",
 ]
 
@@ -129,11 +133,42 @@ def mean_squared_error(y_true: Any, y_pred: Any) -> np.ndarray:
 
 def mean_absolute_error(y_true: Any, y_pred: Any) -> np.ndarray:
     """Per-sample ``mean(|y_pred - y_true|, axis=-1)``."""
+    return _losses.MeanAbsoluteError().per_sample(y_true, y_pred)
+
+
+def _in_top_k(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """1 where ``labels``' score is among the ``k`` highest of its row; a tie
+    at the boundary counts as in, as ``tf.nn.in_top_k``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"`k` must be a positive int, got {k!r}")
+    n_classes = scores.shape[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must be in [0, {n_classes}), got values in "
+                         f"[{labels.min()}, {labels.max()}]")
+    target = np.take_along_axis(scores, labels[..., np.newaxis], axis=-1)
+    return (np.sum(scores > target, axis=-1) < k).astype(np.float32)
+
+
+def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> np.ndarray:
+    """Per sample 1 if the class of the one-hot ``y_true`` is among the ``k``
+    highest scores of ``y_pred``, else 0."""
     y_true, y_pred = _as_arrays(y_true, y_pred)
-    if y_pred.ndim == 1:
-        y_pred = y_pred[:, np.newaxis]
-    y_true = _losses._match_rank(y_true, y_pred, "mean_absolute_error")
-    return np.mean(np.abs(y_pred - y_true), axis=-1)
+    y_true = _losses._match_rank(y_true, y_pred, "top_k_categorical_accuracy")
+    return _in_top_k(y_pred, np.argmax(y_true, axis=-1), k)
+
+
+def sparse_top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> np.ndarray:
+    """As :func:`top_k_categorical_accuracy`, for integer labels."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    batch = y_pred.shape[:-1]
+    if y_true.shape == batch + (1,):
+        y_true = y_true[..., 0]
+    if y_true.shape != batch:
+        raise ValueError(f"sparse_top_k_categorical_accuracy: y_true must hold one label per "
+                         f"sample, shape {batch}, got {y_true.shape}")
+    if y_true.dtype.kind == "f" and np.any(y_true != np.round(y_true)):
+        raise ValueError("sparse_top_k_categorical_accuracy: y_true must hold integer labels")
+    return _in_top_k(y_pred, y_true.astype(np.int64), k)
 
 
 def _crossentropy_metric(loss: _losses.Loss) -> PerSampleFn:
@@ -363,6 +398,103 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
         super().__init__(sparse_categorical_accuracy, name)
 
 
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """Running :func:`top_k_categorical_accuracy`."""
+
+    def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy") -> None:
+        super().__init__(top_k_categorical_accuracy, name, k=k)
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """Running :func:`sparse_top_k_categorical_accuracy`."""
+
+    def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy") -> None:
+        super().__init__(sparse_top_k_categorical_accuracy, name, k=k)
+
+
+class MeanSquaredError(MeanMetricWrapper):
+    """Running :func:`mean_squared_error`."""
+
+    def __init__(self, name: str = "mean_squared_error") -> None:
+        super().__init__(mean_squared_error, name)
+
+
+class MeanAbsoluteError(MeanMetricWrapper):
+    """Running :func:`mean_absolute_error`."""
+
+    def __init__(self, name: str = "mean_absolute_error") -> None:
+        super().__init__(mean_absolute_error, name)
+
+
+class _Confusion(Metric):
+    """Weighted counts of true and false positives and false negatives over
+    every element (``y_pred > thresholds`` against ``y_true != 0``), or over
+    column ``class_id`` only, as ``tf.keras.metrics.Precision`` / ``Recall``
+    count them. One threshold; ``top_k`` is not supported. Without a
+    ``name``, instances are named as tf.keras 2.4 names them: ``precision``,
+    ``precision_1``, ... (reset by ``backend.clear_session()``)."""
+
+    _default_name = ""
+
+    def __init__(self, thresholds: Optional[float] = None, top_k: Optional[int] = None,
+                 class_id: Optional[int] = None, name: Optional[str] = None) -> None:
+        super().__init__(name or backend.unique_object_name(self._default_name))
+        if top_k is not None:
+            raise NotImplementedError(f"{type(self).__name__}: `top_k` is not supported; "
+                                      "pass top_k=None")
+        threshold = 0.5 if thresholds is None else thresholds
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
+                or not 0 <= float(threshold) <= 1:
+            raise ValueError(f"{type(self).__name__}: `thresholds` must be one number in [0, 1] "
+                             f"(lists are not supported), got {thresholds!r}")
+        self.thresholds = thresholds
+        self.threshold = float(threshold)
+        self.class_id = class_id
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.true_positives = self.false_positives = self.false_negatives = 0.0
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_true, y_pred = _as_arrays(y_true, y_pred)
+        y_true = _losses._match_rank(y_true, y_pred, self.name)
+        if self.class_id is not None:
+            y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
+        predicted, actual = y_pred > self.threshold, y_true != 0
+        weights = np.ones(predicted.shape)
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            w = w.reshape(w.shape + (1,) * (predicted.ndim - w.ndim))
+            weights = np.broadcast_to(w, predicted.shape)
+        self.true_positives += float(np.sum(weights[predicted & actual]))
+        self.false_positives += float(np.sum(weights[predicted & ~actual]))
+        self.false_negatives += float(np.sum(weights[~predicted & actual]))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"name": self.name, "thresholds": self.thresholds, "top_k": None,
+                "class_id": self.class_id}
+
+
+class Precision(_Confusion):
+    """``true_positives / (true_positives + false_positives)`` (0 with no positives)."""
+
+    _default_name = "precision"
+
+    def result(self) -> float:
+        total = self.true_positives + self.false_positives
+        return self.true_positives / total if total > 0 else 0.0
+
+
+class Recall(_Confusion):
+    """``true_positives / (true_positives + false_negatives)`` (0 with no positives)."""
+
+    _default_name = "recall"
+
+    def result(self) -> float:
+        total = self.true_positives + self.false_negatives
+        return self.true_positives / total if total > 0 else 0.0
+
+
 _FUNCTIONS: Dict[str, PerSampleFn] = {
     "binary_accuracy": binary_accuracy,
     "categorical_accuracy": categorical_accuracy,
@@ -374,10 +506,16 @@ _FUNCTIONS: Dict[str, PerSampleFn] = {
     "binary_crossentropy": binary_crossentropy,
     "categorical_crossentropy": categorical_crossentropy,
     "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+    "top_k_categorical_accuracy": top_k_categorical_accuracy,
+    "sparse_top_k_categorical_accuracy": sparse_top_k_categorical_accuracy,
 }
 _CLASSES: Dict[str, type] = {
     "BinaryAccuracy": BinaryAccuracy, "CategoricalAccuracy": CategoricalAccuracy,
     "SparseCategoricalAccuracy": SparseCategoricalAccuracy, "Mean": Mean,
+    "TopKCategoricalAccuracy": TopKCategoricalAccuracy,
+    "SparseTopKCategoricalAccuracy": SparseTopKCategoricalAccuracy,
+    "MeanSquaredError": MeanSquaredError, "MeanAbsoluteError": MeanAbsoluteError,
+    "Precision": Precision, "Recall": Recall,
 }
 
 
