@@ -223,6 +223,9 @@ def test_a_schedule_returning_nan_stops_the_step_and_keeps_the_weights():
 def test_bad_hyperparameters_name_the_argument(make, error):
     with pytest.raises(ValueError, match=error):
         make()
+
+
+def test_a_non_number_hyperparameter_is_a_type_error():
     with pytest.raises(TypeError, match="decay_rate"):
         schedules.ExponentialDecay(0.1, 10, "fast")
 

@@ -34,13 +34,14 @@ import queue
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .training_utils import check_positive_int
 
-__all__ = ["is_batch_source", "BatchSource", "unpack_batch"]
+__all__ = ["is_batch_source", "BatchSource", "unpack_batch", "array_batches",
+           "GeneratorMethodsMixin"]
 
 _DONE = object()
 
@@ -196,3 +197,60 @@ class BatchSource:
                 except queue.Empty:
                     pass
                 worker.join(timeout=0.05)
+
+
+def array_batches(xs: List[np.ndarray], y: np.ndarray, weights: Optional[np.ndarray],
+                  slices: List[slice], order: Optional[np.ndarray] = None
+                  ) -> Iterator[Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]]:
+    """The batches of array data in the form a source's batches take: each
+    slice of ``slices``, or of the permutation ``order``."""
+    for batch in slices:
+        index = batch if order is None else order[batch]
+        yield [a[index] for a in xs], y[index], None if weights is None else weights[index]
+
+
+class GeneratorMethodsMixin:
+    """Keras 2.4's deprecated generator methods of a model, which now only
+    forward to ``fit``, ``evaluate`` and ``predict`` (they take generators)."""
+
+    def fit_generator(self, generator: Any, steps_per_epoch: Optional[int] = None,
+                      epochs: int = 1, verbose: Any = 1,
+                      callbacks: Optional[Sequence[Any]] = None, validation_data: Any = None,
+                      validation_steps: Optional[int] = None, validation_freq: Any = 1,
+                      class_weight: Optional[Dict[int, float]] = None, max_queue_size: int = 10,
+                      workers: int = 1, use_multiprocessing: bool = False, shuffle: bool = True,
+                      initial_epoch: int = 0) -> Any:
+        """Deprecated alias of :meth:`fit` for a generator, as in Keras 2.4."""
+        warnings.warn("`Model.fit_generator` is deprecated and will be removed in a future "
+                      "version. Please use `Model.fit`, which supports generators.",
+                      DeprecationWarning, stacklevel=2)
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, validation_freq=validation_freq,
+                        class_weight=class_weight, max_queue_size=max_queue_size,
+                        workers=workers, use_multiprocessing=use_multiprocessing,
+                        shuffle=shuffle, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator: Any, steps: Optional[int] = None,
+                           callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
+                           workers: int = 1, use_multiprocessing: bool = False,
+                           verbose: Any = 0) -> Any:
+        """Deprecated alias of :meth:`evaluate` for a generator, as in Keras 2.4."""
+        warnings.warn("`Model.evaluate_generator` is deprecated and will be removed in a "
+                      "future version. Please use `Model.evaluate`, which supports "
+                      "generators.", DeprecationWarning, stacklevel=2)
+        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose,
+                             max_queue_size=max_queue_size, workers=workers,
+                             use_multiprocessing=use_multiprocessing)
+
+    def predict_generator(self, generator: Any, steps: Optional[int] = None,
+                          callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
+                          workers: int = 1, use_multiprocessing: bool = False,
+                          verbose: Any = 0) -> Any:
+        """Deprecated alias of :meth:`predict` for a generator, as in Keras 2.4."""
+        warnings.warn("`Model.predict_generator` is deprecated and will be removed in a "
+                      "future version. Please use `Model.predict`, which supports "
+                      "generators.", DeprecationWarning, stacklevel=2)
+        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose,
+                            max_queue_size=max_queue_size, workers=workers,
+                            use_multiprocessing=use_multiprocessing)

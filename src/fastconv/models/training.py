@@ -35,7 +35,6 @@ interrupted ``fit`` leaves the model as it was after its last whole step.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -90,7 +89,7 @@ def _single_entry(value: Any, what: str, output_names: Optional[List[str]]) -> A
     return value
 
 
-class TrainingMixin:
+class TrainingMixin(data_adapter.GeneratorMethodsMixin):
     """``compile``/``fit``/``evaluate``/``predict`` for :class:`fastconv.models.Model`
     (see the module docstring for what it needs from the model)."""
 
@@ -209,14 +208,6 @@ class TrainingMixin:
                     weights = training_utils.class_weight_to_sample_weight(
                         class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
                 yield xs, y, weights
-
-    @staticmethod
-    def _array_batches(xs: List[np.ndarray], y: np.ndarray, weights: Optional[np.ndarray],
-                       slices: List[slice], order: Optional[np.ndarray] = None
-                       ) -> Iterator[Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]]:
-        for batch in slices:
-            index = batch if order is None else order[batch]
-            yield [a[index] for a in xs], y[index], None if weights is None else weights[index]
 
     @with_cached_allocations
     def predict_on_batch(self, x: Any) -> ArrayOrList:
@@ -708,7 +699,7 @@ class TrainingMixin:
                     elif shuffle == "batch":
                         order = np.concatenate([rng.permutation(np.arange(b.start, b.stop))
                                                 for b in slices])
-                    batches = self._array_batches(xs, y, weights, slices, order)
+                    batches = data_adapter.array_batches(xs, y, weights, slices, order)
                 logs: Dict[str, float] = {}
                 with contextlib.closing(batches):
                     for step, (batch_x, batch_y, batch_w) in enumerate(batches):
@@ -729,7 +720,7 @@ class TrainingMixin:
                     if val_source is not None:
                         val_batches = self._source_batches(val_source, "validation_data")
                     else:
-                        val_batches = self._array_batches(*validation, training_utils.batch_slices(
+                        val_batches = data_adapter.array_batches(*validation, training_utils.batch_slices(
                             len(validation[1]), validation_batch_size, validation_steps))
                     with contextlib.closing(val_batches):
                         val_logs = self._test_loop(compiled, val_batches, hooks)
@@ -785,7 +776,7 @@ class TrainingMixin:
                                                  ("x", "y", "sample_weight"))
             self._check_targets(y, "y")
             slices = training_utils.batch_slices(n, batch_size, steps)
-            batches, count = self._array_batches(xs, y, weights, slices), len(slices)
+            batches, count = data_adapter.array_batches(xs, y, weights, slices), len(slices)
         hooks = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=count)
@@ -841,50 +832,6 @@ class TrainingMixin:
         logs = self._current_logs(compiled)
         self._after_batch(reset_metrics)
         return self._format_results(logs, return_dict)
-
-    # Keras 2.4's deprecated generator methods: fit, evaluate and predict take generators.
-
-    def fit_generator(self, generator: Any, steps_per_epoch: Optional[int] = None,
-                      epochs: int = 1, verbose: Any = 1,
-                      callbacks: Optional[Sequence[Any]] = None, validation_data: Any = None,
-                      validation_steps: Optional[int] = None, validation_freq: Any = 1,
-                      class_weight: Optional[Dict[int, float]] = None, max_queue_size: int = 10,
-                      workers: int = 1, use_multiprocessing: bool = False, shuffle: bool = True,
-                      initial_epoch: int = 0) -> callbacks_module.History:
-        """Deprecated alias of :meth:`fit` for a generator, as in Keras 2.4."""
-        warnings.warn("`Model.fit_generator` is deprecated and will be removed in a future "
-                      "version. Please use `Model.fit`, which supports generators.",
-                      DeprecationWarning, stacklevel=2)
-        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
-                        validation_steps=validation_steps, validation_freq=validation_freq,
-                        class_weight=class_weight, max_queue_size=max_queue_size,
-                        workers=workers, use_multiprocessing=use_multiprocessing,
-                        shuffle=shuffle, initial_epoch=initial_epoch)
-
-    def evaluate_generator(self, generator: Any, steps: Optional[int] = None,
-                           callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
-                           workers: int = 1, use_multiprocessing: bool = False,
-                           verbose: Any = 0) -> Any:
-        """Deprecated alias of :meth:`evaluate` for a generator, as in Keras 2.4."""
-        warnings.warn("`Model.evaluate_generator` is deprecated and will be removed in a "
-                      "future version. Please use `Model.evaluate`, which supports "
-                      "generators.", DeprecationWarning, stacklevel=2)
-        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose,
-                             max_queue_size=max_queue_size, workers=workers,
-                             use_multiprocessing=use_multiprocessing)
-
-    def predict_generator(self, generator: Any, steps: Optional[int] = None,
-                          callbacks: Optional[Sequence[Any]] = None, max_queue_size: int = 10,
-                          workers: int = 1, use_multiprocessing: bool = False,
-                          verbose: Any = 0) -> ArrayOrList:
-        """Deprecated alias of :meth:`predict` for a generator, as in Keras 2.4."""
-        warnings.warn("`Model.predict_generator` is deprecated and will be removed in a "
-                      "future version. Please use `Model.predict`, which supports "
-                      "generators.", DeprecationWarning, stacklevel=2)
-        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose,
-                            max_queue_size=max_queue_size, workers=workers,
-                            use_multiprocessing=use_multiprocessing)
 
     def _after_batch(self, reset_metrics: bool) -> None:
         if reset_metrics:
