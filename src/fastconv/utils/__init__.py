@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import backend
-from .callbacks import Progbar
+from .. import backend
+from ..callbacks import Progbar
 
 __all__ = ["Progbar", "Sequence", "to_categorical", "normalize", "set_random_seed"]
 
