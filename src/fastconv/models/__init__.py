@@ -47,6 +47,12 @@ One training step with :mod:`fastconv.optimizers` (which update arrays in place)
     grads = model.backward((probabilities - onehot) / len(x_batch), pre_activation=True)
     optimizer.apply_gradients(zip(grads, [v.numpy() for v in model.trainable_weights]))
 
+A hand-written loop (what TensorFlow's ``GradientTape`` loop does; the loss
+and its gradients come from the model, :mod:`fastconv.models.custom_loop`)::
+
+    loss_value, grads = model.compute_gradients(x_batch, y_batch, loss=loss_fn)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
 Training (Keras 2.4 semantics; details in each method's docstring)::
 
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",

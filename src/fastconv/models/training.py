@@ -49,6 +49,7 @@ from .._memory import with_cached_allocations
 from ..layers.base import ArrayOrList
 from ..layers.keras_tensor import shape_tuple
 from . import data_adapter, training_utils
+from .custom_loop import CustomLoopMixin
 
 __all__ = ["TrainingMixin"]
 
@@ -89,7 +90,7 @@ def _single_entry(value: Any, what: str, output_names: Optional[List[str]]) -> A
     return value
 
 
-class TrainingMixin(data_adapter.GeneratorMethodsMixin):
+class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
     """``compile``/``fit``/``evaluate``/``predict`` for :class:`fastconv.models.Model`
     (see the module docstring for what it needs from the model)."""
 
@@ -204,9 +205,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
                     batch_x, batch_y, batch_w, tuple(f"{part} of {where}" for part in
                                                      ("x", "y", "sample_weight")))
                 self._check_targets(y, f"y of {where}")
-                if class_weight is not None:
-                    weights = training_utils.class_weight_to_sample_weight(
-                        class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
+                weights = self._class_weighted(class_weight, y, weights)
                 yield xs, y, weights
 
     @with_cached_allocations
@@ -352,8 +351,9 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
             raise NotImplementedError(f"{method}(): fastconv trains models with one output; "
                                       f"model {self.name} has {len(self._outputs)}")
 
-    def _fused_output_activation(self) -> bool:
-        """True when the loss fuses with the output layer's activation.
+    def _fused_output_activation(self, loss: Optional[losses_module.Loss] = None) -> bool:
+        """True when ``loss`` (default: the compiled loss) fuses with the
+        output layer's activation.
 
         Softmax + (sparse) categorical cross-entropy and sigmoid + binary
         cross-entropy: the step then feeds ``dL/d(logits)``, computed from
@@ -361,7 +361,8 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
         ``backward(..., pre_activation=True)``. Not when the output layer has
         an activity regularizer (its gradient is taken after the activation).
         """
-        loss = self._compiled.loss if self._compiled is not None else None
+        if loss is None:
+            loss = self._compiled.loss if self._compiled is not None else None
         if loss is None or loss.logits_activation is None or loss.from_logits:
             return False
         graph = self._graph_for(True)
@@ -417,15 +418,17 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
                              f"shape {weights.shape}")
         return weights
 
-    def _check_targets(self, y: np.ndarray, argname: str) -> None:
-        """Check all of ``y`` against the loss at once, so that a bad label is
+    def _check_targets(self, y: np.ndarray, argname: str,
+                       loss: Optional[losses_module.Loss] = None) -> None:
+        """Check all of ``y`` against ``loss`` (default: the compiled loss) at once, so that a bad label is
         reported with its index in ``y`` (not in some batch) and before training.
 
         Done for the built-in cross-entropies, by evaluating the loss on a
         uniform prediction of the output's shape (which checks shapes,
         one-hot vs integer labels, and the label range).
         """
-        loss = self._compiled.loss
+        if loss is None:
+            loss = self._compiled.loss
         if loss is None or loss.logits_activation is None or \
                 type(loss).__module__ != losses_module.__name__:
             return
@@ -450,6 +453,14 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
         n = training_utils.check_cardinality(labelled)
         return xs, y, weights, n
 
+    def _class_weighted(self, class_weight: Optional[Dict[Any, float]], y: np.ndarray,
+                        weights: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """``sample_weight`` times the weights ``class_weight`` gives ``y``'s classes."""
+        if class_weight is None:
+            return weights
+        return training_utils.class_weight_to_sample_weight(
+            class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
+
     def _current_logs(self, compiled: _Compiled) -> Dict[str, float]:
         return {metric.name: metric.result() for metric in compiled.all_metrics}
 
@@ -469,23 +480,10 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
         cannot split: after any interruption the model holds the weights of
         a whole number of steps.
         """
-        graph = self._training_graph()  # first: a subclassed model's trace may build layers
-        variables = self._variables_to_train()
-        activity: List[float] = []
-        outputs, tape = graph.run(xs, True, record=True, losses=activity)
-        y_pred = outputs[0]
-        if fused:
-            value, grad = compiled.loss.value_and_logits_gradient(y, y_pred, sample_weight)
-        else:
-            value, grad = compiled.loss.value_and_gradient(y, y_pred, sample_weight)
-        if compiled.loss_weight != 1.0:
-            value *= compiled.loss_weight
-            grad = grad * grad.dtype.type(compiled.loss_weight)
-        # The penalties of the weights as they are before this step's update.
-        value += self._regularization_loss(activity)
+        value, grads, variables, y_pred = self._loss_and_gradients(
+            compiled.loss, compiled.loss_weight, xs, y, sample_weight, fused,
+            read_variables=False)
         if variables:
-            grads = self._gradients(tape, graph.output_gradients(tape, grad, fused), variables,
-                                    fused, False, True)
             # Variables, not arrays: the optimizer applies their constraints.
             with training_utils.defer_keyboard_interrupt():
                 self.optimizer.apply_gradients(zip(grads, variables))
@@ -668,9 +666,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
                 xs, y = [a[:split_at] for a in xs], y[:split_at]
                 weights = None if weights is None else weights[:split_at]
                 n = split_at
-            if class_weight is not None:
-                weights = training_utils.class_weight_to_sample_weight(
-                    class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
+            weights = self._class_weighted(class_weight, y, weights)
             self._check_targets(y, "y")
             if not shuffle:
                 xs = [np.ascontiguousarray(a) for a in xs]  # batches are views, copied never
@@ -808,9 +804,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin):
         """
         compiled, xs, y, weights = self._on_batch_data(x, y, sample_weight)
         self._check_gradients_reach_weights()
-        if class_weight is not None:
-            weights = training_utils.class_weight_to_sample_weight(
-                class_weight, y, shape_tuple(self._outputs[0].shape)[-1], weights)
+        weights = self._class_weighted(class_weight, y, weights)
         try:
             logs = self._train_step(compiled, xs, y, weights, self._fused_output_activation())
         except BaseException:
