@@ -1,4 +1,4 @@
-"""Top-k accuracies, MSE/MAE, Precision and Recall: running results over
+"""Top-k accuracies, MSE/MAE, Precision, Recall and AUC: running results over
 batches (with sample weights) against Keras 3 (torch backend), whose rules
 are tf.keras 2.4's, and inside a real fit."""
 from __future__ import annotations
@@ -33,7 +33,21 @@ CASES = [("TopKCategoricalAccuracy", dict(k=2), "onehot"),
          ("Precision", {}, "multi"),
          ("Precision", dict(thresholds=0.3, class_id=2), "multi"),
          ("Recall", {}, "multi"),
-         ("Recall", dict(thresholds=0.7), "multi")]
+         ("Recall", dict(thresholds=0.7), "multi"),
+         ("Precision", dict(thresholds=[0.2, 0.5, 0.3]), "multi"),
+         ("Precision", dict(top_k=2), "multi"),
+         ("Precision", dict(top_k=2, class_id=1, thresholds=0.4), "multi"),
+         ("Recall", dict(thresholds=[0.0, 0.9, 1.0]), "multi"),
+         ("Recall", dict(top_k=1), "onehot"),
+         ("AUC", {}, "multi"),
+         ("AUC", dict(curve="PR"), "multi"),
+         ("AUC", dict(curve="PR", summation_method="minoring", num_thresholds=20), "multi"),
+         ("AUC", dict(summation_method="majoring", num_thresholds=7), "multi"),
+         ("AUC", dict(multi_label=True), "multi"),
+         ("AUC", dict(multi_label=True, curve="PR",
+                      label_weights=[0.5, 1.0, 0.0, 2.0, 1.0]), "multi"),
+         ("AUC", dict(label_weights=[0.5, 1.0, 0.0, 2.0, 1.0]), "multi"),
+         ("AUC", dict(thresholds=[0.25, 0.5, 0.75]), "onehot")]
 
 
 @pytest.mark.parametrize("name,kw,kind", CASES, ids=[f"{c[0]}-{i}" for i, c in
@@ -48,10 +62,13 @@ def test_running_results_match_keras3(rng, name, kw, kind, weighted):
     for y, p, w in _batches(rng, kind):
         ours.update_state(y, p, w if weighted else None)
         theirs.update_state(y, p, sample_weight=w if weighted else None)
-        assert ours.result() == pytest.approx(float(theirs.result()), rel=1e-6, abs=1e-7)
+        expected = np.asarray(theirs.result(), dtype=np.float64)
+        result = ours.result()
+        assert np.shape(result) == expected.shape
+        np.testing.assert_allclose(result, expected, rtol=2e-6, atol=1e-7)
     assert ours.name == theirs.name
     ours.reset_state()
-    assert ours.result() == 0.0
+    assert np.all(np.asarray(ours.result()) == 0.0)
 
 
 def test_top_k_counts_a_tie_at_the_boundary_as_in():
@@ -76,12 +93,22 @@ def test_metric_names_resolve_and_log_in_fit():
     inputs = Input((6,))
     model = Model(inputs, Dense(3, activation="sigmoid")(inputs))
     model.compile("adam", "binary_crossentropy",
-                  metrics=["acc", "Precision", metrics.Recall(name="rec"), "mae"])
+                  metrics=["acc", "Precision", metrics.Recall(name="rec"), "mae", "AUC"])
     history = model.fit(x, y, epochs=2, verbose=0, validation_data=(x, y))
     assert sorted(history.history) == sorted(
-        ["loss", "acc", "precision", "rec", "mae", "val_loss", "val_acc", "val_precision",
-         "val_rec", "val_mae"])
-    with pytest.raises(NotImplementedError, match="top_k"):
-        metrics.Precision(top_k=2)
-    with pytest.raises(ValueError, match="thresholds"):
-        metrics.Recall(thresholds=[0.2, 0.5])
+        ["loss", "acc", "precision", "rec", "mae", "auc", "val_loss", "val_acc",
+         "val_precision", "val_rec", "val_mae", "val_auc"])
+    with pytest.raises(ValueError, match="`top_k`"):
+        metrics.Precision(top_k=0)
+    with pytest.raises(ValueError, match="`thresholds`"):
+        metrics.Recall(thresholds=[0.2, 1.5])
+    with pytest.raises(ValueError, match="`curve`"):
+        metrics.AUC(curve="DET")
+    with pytest.raises(ValueError, match="`num_thresholds`"):
+        metrics.AUC(num_thresholds=1)
+    with pytest.raises(ValueError, match=r"predictions must be in \[0, 1\]"):
+        metrics.AUC().update_state([1.0, 0.0], [1.5, 0.2])
+    auc = metrics.AUC(multi_label=True)
+    auc.update_state(np.eye(3)[[0, 1]], np.full((2, 3), 0.3))
+    with pytest.raises(ValueError, match="labels"):
+        auc.update_state(np.eye(4)[[0, 1]], np.full((2, 4), 0.3))

@@ -1,31 +1,7 @@
-"""Running metrics with the semantics of Keras 2 (tf.keras 2.4).
-
-During ``fit`` Keras shows, after every batch, the *running mean over the
-epoch so far*, not the last batch's value:
-
-* ``loss`` is a :class:`Mean` updated once per batch with the batch's mean
-  loss and ``sample_weight=batch_size``, so a short last batch counts for its
-  size only. The model should do exactly that::
-
-      loss_tracker = Mean(name="loss")
-      loss_tracker.update_state(batch_loss, sample_weight=len(x_batch))
-
-* each metric (``'accuracy'``, ...) is a :class:`MeanMetricWrapper`: a
-  per-sample function whose values are accumulated by a :class:`Mean`, i.e.
-  total correct / total seen.
-
-All metrics are reset at the start of each epoch (``reset_state``).
-
-The string ``'accuracy'`` (or ``'acc'``) is resolved from the shapes of the
-first batch, exactly as Keras' ``compile`` does (see :func:`resolve_accuracy`):
-a last ``y_pred`` dimension of 1 means binary accuracy; ``y_true`` of lower
-rank than ``y_pred``, or a ``y_true`` last dimension of 1 while ``y_pred``'s
-is larger, means sparse categorical accuracy; anything else categorical. The
-metric keeps the string as its display name. ``'crossentropy'``/``'ce'``
-resolve the same way to the three cross-entropies.
-
-Accumulators are float64 (Keras keeps float32 variables); the displayed
-4-decimal values are the same.
+"""The metric base class and the running means: :class:`Metric`, :class:`Mean`,
+:class:`MeanMetricWrapper` over the per-sample functions (accuracies, top-k,
+MSE/MAE, cross-entropies), and the shape-resolved ``'accuracy'``
+(:func:`resolve_accuracy`). The package docstring states the Keras 2.4 rules.
 """
 from __future__ import annotations
 
@@ -33,17 +9,16 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import backend
-from . import losses as _losses
+from .. import losses as _losses
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "BinaryAccuracy", "CategoricalAccuracy",
     "SparseCategoricalAccuracy", "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy",
-    "MeanSquaredError", "MeanAbsoluteError", "Precision", "Recall",
+    "MeanSquaredError", "MeanAbsoluteError",
     "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
     "mean_squared_error", "mean_absolute_error",
-    "resolve_accuracy", "resolve_crossentropy", "get",
+    "resolve_accuracy", "resolve_crossentropy", "as_arrays",
 ]
 
 Shape = Sequence[Optional[int]]
@@ -54,7 +29,7 @@ PerSampleFn = Callable[..., np.ndarray]
 # Per-sample metric functions (return one float32 value per sample)
 
 
-def _as_arrays(y_true: Any, y_pred: Any) -> Tuple[np.ndarray, np.ndarray]:
+def as_arrays(y_true: Any, y_pred: Any) -> Tuple[np.ndarray, np.ndarray]:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_pred.ndim == 0:
         raise ValueError("y_pred must have at least one dimension (the batch), got a scalar")
@@ -73,7 +48,7 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
     -------
     ndarray of shape y_pred.shape[:-1], float32
     """
-    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true, y_pred = as_arrays(y_true, y_pred)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1:] == (1,):
         y_true = y_true[..., 0]
     if y_true.shape != y_pred.shape[:-1]:
@@ -97,7 +72,7 @@ def categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
     -------
     ndarray of shape y_pred.shape[:-1], float32
     """
-    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true, y_pred = as_arrays(y_true, y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"categorical_accuracy: y_true must be one-hot with y_pred's shape "
                          f"{y_pred.shape}, got shape {y_true.shape}")
@@ -118,7 +93,7 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> np.ndar
     -------
     ndarray of shape y_pred.shape[:-1] (``(n,)`` for 1-D input), float32
     """
-    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true, y_pred = as_arrays(y_true, y_pred)
     if y_pred.ndim == 1:  # one prediction per sample
         y_pred = y_pred[:, np.newaxis]
     y_true = _losses._match_rank(y_true, y_pred, "binary_accuracy")
@@ -152,14 +127,14 @@ def _in_top_k(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> np.ndarray:
     """Per sample 1 if the class of the one-hot ``y_true`` is among the ``k``
     highest scores of ``y_pred``, else 0."""
-    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true, y_pred = as_arrays(y_true, y_pred)
     y_true = _losses._match_rank(y_true, y_pred, "top_k_categorical_accuracy")
     return _in_top_k(y_pred, np.argmax(y_true, axis=-1), k)
 
 
 def sparse_top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> np.ndarray:
     """As :func:`top_k_categorical_accuracy`, for integer labels."""
-    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true, y_pred = as_arrays(y_true, y_pred)
     batch = y_pred.shape[:-1]
     if y_true.shape == batch + (1,):
         y_true = y_true[..., 0]
@@ -269,7 +244,10 @@ class Metric:
         return {"name": self.name}
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r} result={self.result():.4g}>"
+        result = self.result()
+        text = f"{result:.4g}" if np.ndim(result) == 0 else \
+            np.array2string(np.asarray(result), precision=4)
+        return f"<{type(self).__name__} name={self.name!r} result={text}>"
 
 
 class Mean(Metric):
@@ -360,7 +338,7 @@ class MeanMetricWrapper(Mean):
         return {"name": self.name, **self.fn_kwargs}
 
 
-class _ShapeResolvedMetric(MeanMetricWrapper):
+class ShapeResolvedMetric(MeanMetricWrapper):
     """``'accuracy'``/``'crossentropy'`` resolved from the first batch's shapes."""
 
     def __init__(self, resolver: Callable[[Shape, Shape], PerSampleFn], name: str) -> None:
@@ -424,148 +402,3 @@ class MeanAbsoluteError(MeanMetricWrapper):
 
     def __init__(self, name: str = "mean_absolute_error") -> None:
         super().__init__(mean_absolute_error, name)
-
-
-class _Confusion(Metric):
-    """Weighted counts of true and false positives and false negatives over
-    every element (``y_pred > thresholds`` against ``y_true != 0``), or over
-    column ``class_id`` only, as ``tf.keras.metrics.Precision`` / ``Recall``
-    count them. One threshold; ``top_k`` is not supported. Without a
-    ``name``, instances are named as tf.keras 2.4 names them: ``precision``,
-    ``precision_1``, ... (reset by ``backend.clear_session()``)."""
-
-    _default_name = ""
-
-    def __init__(self, thresholds: Optional[float] = None, top_k: Optional[int] = None,
-                 class_id: Optional[int] = None, name: Optional[str] = None) -> None:
-        super().__init__(name or backend.unique_object_name(self._default_name))
-        if top_k is not None:
-            raise NotImplementedError(f"{type(self).__name__}: `top_k` is not supported; "
-                                      "pass top_k=None")
-        threshold = 0.5 if thresholds is None else thresholds
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
-                or not 0 <= float(threshold) <= 1:
-            raise ValueError(f"{type(self).__name__}: `thresholds` must be one number in [0, 1] "
-                             f"(lists are not supported), got {thresholds!r}")
-        self.thresholds = thresholds
-        self.threshold = float(threshold)
-        self.class_id = class_id
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        self.true_positives = self.false_positives = self.false_negatives = 0.0
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        y_true, y_pred = _as_arrays(y_true, y_pred)
-        y_true = _losses._match_rank(y_true, y_pred, self.name)
-        if self.class_id is not None:
-            y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
-        predicted, actual = y_pred > self.threshold, y_true != 0
-        weights = np.ones(predicted.shape)
-        if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            w = w.reshape(w.shape + (1,) * (predicted.ndim - w.ndim))
-            weights = np.broadcast_to(w, predicted.shape)
-        self.true_positives += float(np.sum(weights[predicted & actual]))
-        self.false_positives += float(np.sum(weights[predicted & ~actual]))
-        self.false_negatives += float(np.sum(weights[~predicted & actual]))
-
-    def get_config(self) -> Dict[str, Any]:
-        return {"name": self.name, "thresholds": self.thresholds, "top_k": None,
-                "class_id": self.class_id}
-
-
-class Precision(_Confusion):
-    """``true_positives / (true_positives + false_positives)`` (0 with no positives)."""
-
-    _default_name = "precision"
-
-    def result(self) -> float:
-        total = self.true_positives + self.false_positives
-        return self.true_positives / total if total > 0 else 0.0
-
-
-class Recall(_Confusion):
-    """``true_positives / (true_positives + false_negatives)`` (0 with no positives)."""
-
-    _default_name = "recall"
-
-    def result(self) -> float:
-        total = self.true_positives + self.false_negatives
-        return self.true_positives / total if total > 0 else 0.0
-
-
-_FUNCTIONS: Dict[str, PerSampleFn] = {
-    "binary_accuracy": binary_accuracy,
-    "categorical_accuracy": categorical_accuracy,
-    "sparse_categorical_accuracy": sparse_categorical_accuracy,
-    "mean_squared_error": mean_squared_error, "mse": mean_squared_error,
-    "MSE": mean_squared_error,
-    "mean_absolute_error": mean_absolute_error, "mae": mean_absolute_error,
-    "MAE": mean_absolute_error,
-    "binary_crossentropy": binary_crossentropy,
-    "categorical_crossentropy": categorical_crossentropy,
-    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
-    "top_k_categorical_accuracy": top_k_categorical_accuracy,
-    "sparse_top_k_categorical_accuracy": sparse_top_k_categorical_accuracy,
-}
-_CLASSES: Dict[str, type] = {
-    "BinaryAccuracy": BinaryAccuracy, "CategoricalAccuracy": CategoricalAccuracy,
-    "SparseCategoricalAccuracy": SparseCategoricalAccuracy, "Mean": Mean,
-    "TopKCategoricalAccuracy": TopKCategoricalAccuracy,
-    "SparseTopKCategoricalAccuracy": SparseTopKCategoricalAccuracy,
-    "MeanSquaredError": MeanSquaredError, "MeanAbsoluteError": MeanAbsoluteError,
-    "Precision": Precision, "Recall": Recall,
-}
-
-
-def get(identifier: Union[str, Metric, PerSampleFn], y_true_shape: Optional[Shape] = None,
-        y_pred_shape: Optional[Shape] = None) -> Metric:
-    """Resolve one entry of ``compile(metrics=[...])`` to a fresh :class:`Metric`.
-
-    Parameters
-    ----------
-    identifier : str, Metric or callable
-        ``'accuracy'``/``'acc'``/``'crossentropy'``/``'ce'`` (resolved from
-        the shapes), a Keras metric function name (``'sparse_categorical_accuracy'``,
-        ``'mse'``, ``'mae'``, ...), a class name (``'BinaryAccuracy'``), a
-        :class:`Metric` instance (returned unchanged), or a per-sample
-        callable ``fn(y_true, y_pred)`` (named after ``fn.__name__``).
-    y_true_shape, y_pred_shape : sequence of int, optional
-        Shapes of the targets and the model output. When omitted, a
-        shape-dependent metric resolves itself at its first
-        ``update_state`` call (as Keras does on the first batch).
-
-    Returns
-    -------
-    Metric
-        Named after the string given (``'acc'`` stays ``'acc'``).
-
-    Raises
-    ------
-    ValueError
-        For an unknown name or an uninterpretable identifier.
-    """
-    if isinstance(identifier, Metric):
-        return identifier
-    if isinstance(identifier, str):
-        resolver = None
-        if identifier in ("accuracy", "acc"):
-            resolver = resolve_accuracy
-        elif identifier in ("crossentropy", "ce"):
-            resolver = resolve_crossentropy
-        if resolver is not None:
-            if y_true_shape is not None and y_pred_shape is not None:
-                return MeanMetricWrapper(resolver(y_true_shape, y_pred_shape), name=identifier)
-            return _ShapeResolvedMetric(resolver, identifier)
-        if identifier in _FUNCTIONS:
-            return MeanMetricWrapper(_FUNCTIONS[identifier], name=identifier)
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        known = ", ".join(repr(k) for k in ("accuracy", "acc", "crossentropy", "ce",
-                                            *_FUNCTIONS, *_CLASSES))
-        raise ValueError(f"Unknown metric function: {identifier!r}. Available: {known}")
-    if callable(identifier):
-        return MeanMetricWrapper(identifier)
-    raise ValueError(f"Could not interpret metric identifier: {identifier!r}; pass a name "
-                     "such as 'accuracy', a Metric, or a per-sample function")
