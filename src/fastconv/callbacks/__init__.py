@@ -7,17 +7,22 @@ and messages).
 * :mod:`.learning_rate`: :class:`LearningRateScheduler`,
   :class:`ReduceLROnPlateau`;
 * :mod:`.loggers`: :class:`CSVLogger`, :class:`TerminateOnNaN`,
-  :class:`LambdaCallback`.
+  :class:`LambdaCallback`;
+* :mod:`.backup`: :class:`BackupAndRestore` (also as
+  ``callbacks.experimental.BackupAndRestore``, tf.keras 2.4's name).
 """
 from __future__ import annotations
 
 from .base import (DEFAULT_LOG_INTERVAL, Callback, CallbackList, EarlyStopping, History,
                    ModelCheckpoint, Progbar, ProgbarLogger)
+from . import experimental
+from .backup import BackupAndRestore
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .loggers import CSVLogger, LambdaCallback, TerminateOnNaN
 
 __all__ = [
     "Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
     "ProgbarLogger", "Progbar", "DEFAULT_LOG_INTERVAL", "LearningRateScheduler",
-    "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LambdaCallback",
+    "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LambdaCallback", "BackupAndRestore",
+    "experimental",
 ]

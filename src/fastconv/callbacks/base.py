@@ -404,6 +404,13 @@ class CallbackList:
         for callback in self.callbacks:
             callback.set_model(model)
 
+    def resume_epoch(self, initial_epoch: int) -> int:
+        """The epoch ``fit`` starts at: a restoring callback's (BackupAndRestore,
+        read after ``on_train_begin``) or ``initial_epoch``."""
+        resumed = [getattr(cb, "resume_epoch", None) for cb in self.callbacks]
+        resumed = [epoch for epoch in resumed if isinstance(epoch, int)]
+        return max(resumed) if resumed else initial_epoch
+
     def _call(self, hook: str, *args: Any, logs: Logs = None) -> None:
         logs = logs if logs is not None else {}
         for callback in self.callbacks:

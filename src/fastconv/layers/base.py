@@ -443,6 +443,12 @@ class Layer:
         """Create the weights for ``input_shape`` (with batch dim)."""
         self.built = True
 
+    def _random_generators(self) -> List[np.random.Generator]:
+        """Generators of this layer's own (a seeded Dropout's), beyond
+        ``backend.global_rng()``: what a training backup must save to
+        resume bitwise."""
+        return []
+
     def compute_output_shape(self, input_shape: Any) -> Shape:
         """Output shape (with batch dim) for ``input_shape``; raise
         ``ValueError`` naming the layer when the input cannot be processed."""

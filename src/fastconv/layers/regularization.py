@@ -80,6 +80,9 @@ class Dropout(Layer):
         self.seed = seed
         self._seeded_rng = None if seed is None else np.random.default_rng(seed)
 
+    def _random_generators(self) -> List[np.random.Generator]:
+        return [] if self._seeded_rng is None else [self._seeded_rng]
+
     def _generator(self) -> np.random.Generator:
         # Looked up on every call: set_random_seed replaces the global generator.
         return self._seeded_rng if self._seeded_rng is not None else backend.global_rng()

@@ -404,6 +404,10 @@ class Model(TrainingMixin, Layer):
             if isinstance(layer, Model):
                 yield from layer._all_layers()
 
+    def _random_generators(self) -> List[np.random.Generator]:
+        return [generator for layer in self._all_layers()
+                for generator in layer._random_generators()]
+
     def _check_regularizers(self) -> None:
         """Every regularizer training will meet gives a gradient (or a TypeError naming it)."""
         for layer in self._all_layers():

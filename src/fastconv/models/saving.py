@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._files import atomic_write
 from ..layers.base import Layer, Variable
 
 __all__ = ["save_weights", "load_weights", "WEIGHTS_FORMAT"]
@@ -119,28 +119,8 @@ def _weights_mismatch(layer: Layer, entry: Dict[str, Any]) -> Optional[str]:
 
 
 def _atomic_savez(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                    suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600 files; give the result the usual permissions.
-        if os.path.exists(path):
-            os.chmod(tmp_path, os.stat(path).st_mode & 0o7777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as handle:
+        np.savez(handle, **arrays)
 
 
 def _read_weights_file(path: str) -> List[Dict[str, Any]]:

@@ -682,6 +682,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
         rng = backend.global_rng()
         training_logs: Optional[Dict[str, float]] = None
         hooks.on_train_begin()
+        initial_epoch = hooks.resume_epoch(initial_epoch)
         try:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()

@@ -82,298 +82,22 @@ array([0.98, 0.98, 0.98], dtype=float32)
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
 from .. import ops
 from . import schedules
+from .base import LearningRate, Optimizer, Slots, check_fraction, check_nonnegative
 from .schedules import LearningRateSchedule
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam",
            "schedules", "get", "serialize", "deserialize"]
 
-LearningRate = Union[float, Callable[[int], float]]
-_Slots = Dict[str, np.ndarray]
 
 # Keras optimizers fastconv does not implement, so an unknown-name error can
 # say "not provided yet" instead of "no such optimizer".
 _KERAS_ONLY = ("ftrl",)
-
-
-def _check_nonnegative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"`{name}` must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-class Optimizer:
-    """Base class: bookkeeping, validation, clipping and the step counter.
-
-    Subclasses implement :meth:`_create_slots` and :meth:`_update_param`.
-
-    Parameters
-    ----------
-    name : str
-        Name reported by :meth:`get_config`.
-    learning_rate : float or callable
-        A float, or ``schedule(iterations) -> float`` evaluated once per step
-        with the number of steps already taken (Keras' LearningRateSchedule
-        convention).
-    **kwargs
-        ``lr`` (deprecated alias of ``learning_rate``), ``decay``,
-        ``clipnorm``, ``clipvalue``, ``global_clipnorm``, as in Keras.
-
-    Attributes
-    ----------
-    iterations : int
-        Number of :meth:`apply_gradients` calls so far (Keras'
-        ``optimizer.iterations``).
-    """
-
-    _ALLOWED_KWARGS = ("lr", "decay", "clipnorm", "clipvalue", "global_clipnorm")
-
-    def __init__(self, name: str, learning_rate: LearningRate, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(self._ALLOWED_KWARGS))
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; "
-                f"accepted: {list(self._ALLOWED_KWARGS)}")
-        if "lr" in kwargs:  # Keras 2 still accepts the old name
-            learning_rate = kwargs.pop("lr")
-        self._name = name
-        self.learning_rate = learning_rate
-        self.decay = _check_nonnegative(kwargs.pop("decay", 0.0), "decay")
-        clip = {}
-        for key in ("clipnorm", "global_clipnorm", "clipvalue"):
-            value = kwargs.get(key)
-            clip[key] = None if value is None else _check_nonnegative(value, key)
-        if clip["clipnorm"] is not None and clip["global_clipnorm"] is not None:
-            raise ValueError("Cannot accept both `clipnorm` and `global_clipnorm`; pass one")
-        self.clipnorm: Optional[float] = clip["clipnorm"]
-        self.global_clipnorm: Optional[float] = clip["global_clipnorm"]
-        self.clipvalue: Optional[float] = clip["clipvalue"]
-        self.iterations = 0
-        # id(param) -> (param, slots). Holding the array keeps its id from
-        # being reused by a different array while the state exists.
-        self._state: Dict[int, Tuple[np.ndarray, _Slots]] = {}
-
-    # -- hyperparameters ---------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def learning_rate(self) -> LearningRate:
-        """The learning rate (a float or a schedule); assignable between steps."""
-        return self._learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value: LearningRate) -> None:
-        if not callable(value):
-            value = _check_nonnegative(value, "learning_rate")
-        self._learning_rate = value
-
-    # Keras 2 alias, used by older callbacks (``model.optimizer.lr``).
-    lr = learning_rate
-
-    def current_learning_rate(self) -> float:
-        """Learning rate the next step will use (schedule and decay applied)."""
-        lr = self._learning_rate
-        if callable(lr):
-            lr = float(lr(self.iterations))
-        if self.decay > 0.0:
-            lr = lr / (1.0 + self.decay * self.iterations)
-        return float(lr)
-
-    # -- public update API -------------------------------------------------
-    def apply_gradients(self, grads_and_vars: Iterable[Tuple[Optional[np.ndarray], np.ndarray]]
-                        ) -> None:
-        """Apply one step to every ``(gradient, parameter)`` pair, in place.
-
-        Parameters
-        ----------
-        grads_and_vars : iterable of (ndarray or None, ndarray)
-            Pairs as produced by ``zip(grads, params)``. A ``None`` gradient
-            leaves its parameter untouched (as Keras does for variables
-            without a gradient). Parameters must be writeable float arrays,
-            or objects whose ``numpy()`` returns the live array (fastconv's
-            ``Variable``, so ``zip(grads, model.trainable_weights)`` works);
-            each gradient must have its parameter's shape. A parameter with a
-            ``constraint`` (a Variable made with ``add_weight(constraint=...)``)
-            is projected with it right after its update, as in Keras.
-
-        Raises
-        ------
-        ValueError
-            If no pair has a gradient, or a gradient's shape differs from its
-            parameter's.
-        TypeError
-            If a parameter is not a writeable floating-point ndarray.
-        """
-        pairs: List[Tuple[np.ndarray, np.ndarray]] = []
-        constrained: List[Tuple[Any, np.ndarray]] = []
-        for index, pair in enumerate(grads_and_vars):
-            try:
-                grad, param = pair
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"grads_and_vars[{index}] must be a (gradient, parameter) pair, "
-                    f"got {type(pair).__name__}") from None
-            constraint = getattr(param, "constraint", None)
-            param = self._check_param(param, index)
-            if grad is None:
-                continue
-            pairs.append((self._check_grad(grad, param, index), param))
-            if constraint is not None:
-                constrained.append((constraint, param))
-        if not pairs:
-            raise ValueError("No gradients provided for any parameter: every gradient "
-                             "in `grads_and_vars` is None (or the sequence is empty)")
-        grads = self._clip([g for g, _ in pairs])
-        lr = self.current_learning_rate()
-        if not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"the learning rate for step {self.iterations} is {lr!r}; it must "
-                             "be a finite number >= 0 (check the schedule)")
-        self._begin_step()
-        for grad, (_, param) in zip(grads, pairs):
-            self._update_param(param, grad, self._slots_for(param), lr)
-        for constraint, param in constrained:
-            self._project(constraint, param)
-        self.iterations += 1
-
-    @staticmethod
-    def _project(constraint: Callable[[np.ndarray], Any], param: np.ndarray) -> None:
-        """``param[...] = constraint(param)``: Keras applies a variable's
-        constraint right after the optimizer updates it."""
-        projected = np.asarray(constraint(param))
-        if projected.shape != param.shape:
-            raise ValueError(f"The constraint {constraint!r} returned shape {projected.shape} "
-                             f"for a weight of shape {param.shape}")
-        param[...] = projected
-
-    def apply(self, params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]]) -> None:
-        """Same as ``apply_gradients(zip(grads, params))``, with a length check."""
-        params, grads = list(params), list(grads)
-        if len(params) != len(grads):
-            raise ValueError(f"`params` has {len(params)} arrays but `grads` has "
-                             f"{len(grads)}; they must pair up one to one")
-        self.apply_gradients(zip(grads, params))
-
-    def get_slot(self, param: np.ndarray, slot_name: str) -> np.ndarray:
-        """The state array ``slot_name`` (e.g. ``'m'``) kept for ``param``."""
-        entry = self._state.get(id(param))
-        if entry is None or entry[0] is not param:
-            raise KeyError(f"{self._name} holds no state for this parameter (it has not "
-                           "been updated by this optimizer yet)")
-        slots = entry[1]
-        if slot_name not in slots:
-            raise KeyError(f"{self._name} has no slot {slot_name!r}; it has {sorted(slots)}")
-        return slots[slot_name]
-
-    def get_slot_names(self) -> List[str]:
-        """Names of the state arrays this optimizer keeps per parameter."""
-        return list(self._slot_names())
-
-    def get_config(self) -> Dict[str, Any]:
-        """Hyperparameters, with Keras 2's keys and order."""
-        config: Dict[str, Any] = {"name": self._name}
-        for key in ("clipnorm", "global_clipnorm", "clipvalue"):
-            if getattr(self, key) is not None:
-                config[key] = getattr(self, key)
-        lr = self._learning_rate
-        config["learning_rate"] = (schedules.serialize(lr) if isinstance(lr, LearningRateSchedule)
-                                   else lr)
-        config["decay"] = self.decay
-        config.update(self._hyper_config())
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "Optimizer":
-        """Build an optimizer from :meth:`get_config`'s output."""
-        config = dict(config)
-        config.pop("name", None)
-        if isinstance(config.get("learning_rate"), dict):
-            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
-
-    # -- subclass hooks ----------------------------------------------------
-    def _slot_names(self) -> Tuple[str, ...]:
-        raise NotImplementedError
-
-    def _hyper_config(self) -> Dict[str, Any]:
-        raise NotImplementedError
-
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
-                      lr: float) -> None:
-        raise NotImplementedError
-
-    def _begin_step(self) -> None:
-        """Once per step, before the parameters: optimizer-wide state."""
-
-    def _initial_slot(self, name: str, param: np.ndarray) -> np.ndarray:
-        return np.zeros_like(param)
-
-    # -- helpers -----------------------------------------------------------
-    def _slots_for(self, param: np.ndarray) -> _Slots:
-        entry = self._state.get(id(param))
-        if entry is None or entry[0] is not param:
-            entry = (param, {name: self._initial_slot(name, param)
-                             for name in self._slot_names()})
-            self._state[id(param)] = entry
-        return entry[1]
-
-    @staticmethod
-    def _check_param(param: Any, index: int) -> np.ndarray:
-        if not isinstance(param, np.ndarray) and callable(getattr(param, "numpy", None)):
-            # A weight object whose numpy() is the live array, e.g. fastconv's
-            # Variable, so `zip(grads, model.trainable_weights)` works as in Keras.
-            param = param.numpy()
-        if not isinstance(param, np.ndarray):
-            raise TypeError(f"parameter {index} must be a NumPy array updated in place (or "
-                            f"have a numpy() method returning one), got {type(param).__name__}")
-        if param.dtype.kind != "f":
-            raise TypeError(f"parameter {index} must have a floating dtype (float32 or "
-                            f"float64), got {param.dtype}")
-        if not param.flags.writeable:
-            raise TypeError(f"parameter {index} is read-only; optimizers update "
-                            "parameters in place")
-        return param
-
-    @staticmethod
-    def _check_grad(grad: Any, param: np.ndarray, index: int) -> np.ndarray:
-        grad = np.asarray(grad)
-        if grad.dtype.kind not in "fiu":
-            raise TypeError(f"gradient {index} must be numeric, got dtype {grad.dtype}")
-        if grad.shape != param.shape:
-            raise ValueError(f"gradient {index} has shape {grad.shape} but its parameter "
-                             f"has shape {param.shape}")
-        return grad.astype(param.dtype, copy=False)
-
-    def _clip(self, grads: List[np.ndarray]) -> List[np.ndarray]:
-        if self.clipnorm is not None:
-            # tf.clip_by_norm: g * c / max(||g||, c), per gradient.
-            clipped = []
-            for g in grads:
-                norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64))))
-                clipped.append(g * g.dtype.type(self.clipnorm / norm)
-                               if norm > self.clipnorm else g)
-            grads = clipped
-        if self.global_clipnorm is not None:
-            # tf.clip_by_global_norm: one factor from the norm of all gradients.
-            norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
-            if norm > self.global_clipnorm:
-                grads = [g * g.dtype.type(self.global_clipnorm / norm) for g in grads]
-        if self.clipvalue is not None:
-            grads = [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
-        return grads
 
 
 class SGD(Optimizer):
@@ -394,7 +118,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = 0.0,
                  nesterov: bool = False, name: str = "SGD", **kwargs: Any) -> None:
         super().__init__(name, learning_rate, **kwargs)
-        momentum = _check_nonnegative(momentum, "momentum")
+        momentum = check_nonnegative(momentum, "momentum")
         if momentum > 1:
             raise ValueError(f"`momentum` must be between [0, 1], got {momentum!r}")
         self.momentum = momentum
@@ -406,7 +130,7 @@ class SGD(Optimizer):
     def _hyper_config(self) -> Dict[str, Any]:
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         lr_g = grad * t(lr)
@@ -446,11 +170,11 @@ class Adam(Optimizer):
                  name: str = "Adam", **kwargs: Any) -> None:
         super().__init__(name, learning_rate, **kwargs)
         for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= _check_nonnegative(value, key) < 1:
+            if not 0 <= check_nonnegative(value, key) < 1:
                 raise ValueError(f"`{key}` must be in [0, 1), got {value!r}")
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
-        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.epsilon = check_nonnegative(epsilon, "epsilon")
         self.amsgrad = bool(amsgrad)
 
     def _slot_names(self) -> Tuple[str, ...]:
@@ -460,7 +184,7 @@ class Adam(Optimizer):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         one = t(1)
@@ -498,11 +222,11 @@ class RMSprop(Optimizer):
                  momentum: float = 0.0, epsilon: float = 1e-7, centered: bool = False,
                  name: str = "RMSprop", **kwargs: Any) -> None:
         super().__init__(name, learning_rate, **kwargs)
-        self.rho = _check_nonnegative(rho, "rho")
+        self.rho = check_nonnegative(rho, "rho")
         if self.rho > 1:
             raise ValueError(f"`rho` must be in [0, 1], got {rho!r}")
-        self.momentum = _check_nonnegative(momentum, "momentum")
-        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.momentum = check_nonnegative(momentum, "momentum")
+        self.epsilon = check_nonnegative(epsilon, "epsilon")
         self.centered = bool(centered)
 
     def _slot_names(self) -> Tuple[str, ...]:
@@ -517,7 +241,7 @@ class RMSprop(Optimizer):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         rho, one_minus_rho = t(self.rho), t(1) - t(self.rho)
@@ -549,15 +273,6 @@ class RMSprop(Optimizer):
         param -= mom
 
 
-def _check_fraction(value: Any, name: str, closed: bool = False) -> float:
-    """A decay rate in [0, 1) (or [0, 1] when ``closed``)."""
-    value = _check_nonnegative(value, name)
-    if value > 1 or (value == 1 and not closed):
-        upper = "1]" if closed else "1)"
-        raise ValueError(f"`{name}` must be in [0, {upper}, got {value!r}")
-    return value
-
-
 class Adagrad(Optimizer):
     """Adagrad, as ``tf.keras.optimizers.Adagrad`` (``ResourceApplyAdagradV2``).
 
@@ -578,11 +293,11 @@ class Adagrad(Optimizer):
                  initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
                  name: str = "Adagrad", **kwargs: Any) -> None:
         super().__init__(name, learning_rate, **kwargs)
-        value = _check_nonnegative(initial_accumulator_value, "initial_accumulator_value")
+        value = check_nonnegative(initial_accumulator_value, "initial_accumulator_value")
         if value == 0:
             raise ValueError("`initial_accumulator_value` must be > 0 (as in Keras), got 0")
         self.initial_accumulator_value = value
-        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.epsilon = check_nonnegative(epsilon, "epsilon")
 
     def _slot_names(self) -> Tuple[str, ...]:
         return ("accumulator",)
@@ -594,7 +309,7 @@ class Adagrad(Optimizer):
         return {"initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         acc = slots["accumulator"]
@@ -620,8 +335,8 @@ class Adadelta(Optimizer):
     def __init__(self, learning_rate: LearningRate = 0.001, rho: float = 0.95,
                  epsilon: float = 1e-7, name: str = "Adadelta", **kwargs: Any) -> None:
         super().__init__(name, learning_rate, **kwargs)
-        self.rho = _check_fraction(rho, "rho", closed=True)
-        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.rho = check_fraction(rho, "rho", closed=True)
+        self.epsilon = check_nonnegative(epsilon, "epsilon")
 
     def _slot_names(self) -> Tuple[str, ...]:
         return ("accum_grad", "accum_var")
@@ -629,7 +344,7 @@ class Adadelta(Optimizer):
     def _hyper_config(self) -> Dict[str, Any]:
         return {"rho": self.rho, "epsilon": self.epsilon}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         rho, one_minus_rho, epsilon = t(self.rho), t(1) - t(self.rho), t(self.epsilon)
@@ -661,9 +376,9 @@ class Adamax(Optimizer):
                  beta_2: float = 0.999, epsilon: float = 1e-7, name: str = "Adamax",
                  **kwargs: Any) -> None:
         super().__init__(name, learning_rate, **kwargs)
-        self.beta_1 = _check_fraction(beta_1, "beta_1")
-        self.beta_2 = _check_fraction(beta_2, "beta_2")
-        self.epsilon = _check_nonnegative(epsilon, "epsilon")
+        self.beta_1 = check_fraction(beta_1, "beta_1")
+        self.beta_2 = check_fraction(beta_2, "beta_2")
+        self.epsilon = check_nonnegative(epsilon, "epsilon")
 
     def _slot_names(self) -> Tuple[str, ...]:
         return ("m", "v")
@@ -671,7 +386,7 @@ class Adamax(Optimizer):
     def _hyper_config(self) -> Dict[str, Any]:
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         beta_1 = t(self.beta_1)
@@ -715,10 +430,10 @@ class Nadam(Optimizer):
             raise ValueError("The Nadam optimizer does not support learning-rate schedules "
                              "(tf.keras 2.4 refuses them too); pass a float or a callable")
         super().__init__(name, learning_rate, **kwargs)
-        self.beta_1 = _check_fraction(beta_1, "beta_1")
-        self.beta_2 = _check_fraction(beta_2, "beta_2")
-        self.epsilon = _check_nonnegative(epsilon, "epsilon")
-        self.schedule_decay = _check_nonnegative(schedule_decay, "schedule_decay")
+        self.beta_1 = check_fraction(beta_1, "beta_1")
+        self.beta_2 = check_fraction(beta_2, "beta_2")
+        self.epsilon = check_nonnegative(epsilon, "epsilon")
+        self.schedule_decay = check_nonnegative(schedule_decay, "schedule_decay")
         # mu_1 * ... * mu_t of the steps taken (TF's "momentum_cache")
         self.momentum_cache = 1.0
         self._mu = self._mu_next = self._prod = self._prod_next = 0.0
@@ -735,11 +450,14 @@ class Nadam(Optimizer):
     def _slot_names(self) -> Tuple[str, ...]:
         return ("m", "v")
 
+    def _extra_state(self) -> Dict[str, float]:
+        return {"momentum_cache": self.momentum_cache}
+
     def _hyper_config(self) -> Dict[str, Any]:
         return {"decay": self.schedule_decay, "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
 
-    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: _Slots,
+    def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
         t = param.dtype.type
         beta_1, beta_2 = t(self.beta_1), t(self.beta_2)
