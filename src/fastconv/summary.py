@@ -32,7 +32,7 @@ layer that ``call`` never built.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set
 
 __all__ = ["print_summary", "summary_lines", "is_sequential_like", "MACS_COLUMN_WIDTH",
            "NOT_BUILT_MESSAGE", "SummarizedModel"]
@@ -80,6 +80,13 @@ class SummarizedModel(Protocol):
     # calls its traces recorded.
     _is_graph_network: bool
     _traced_node_ids: set
+
+
+def network_node_ids(model: SummarizedModel) -> Set[int]:
+    """``id``s of the layer calls (nodes) that belong to ``model``'s graph: a
+    layer may also be called in other models, whose calls are not drawn or
+    listed here."""
+    return {id(node) for nodes in model._nodes_by_depth.values() for node in nodes}
 
 
 def is_sequential_like(model: SummarizedModel) -> bool:
@@ -131,10 +138,10 @@ def _output_shape(layer, hidden_node_ids) -> object:
         return "?"
 
 
-def _layer_macs(layer, network_node_ids) -> Optional[int]:
+def _layer_macs(layer, own_node_ids) -> Optional[int]:
     total = 0
     for node in layer._inbound_nodes:
-        if id(node) not in network_node_ids or node.is_input:
+        if id(node) not in own_node_ids or node.is_input:
             continue
         macs = layer.count_macs(node.input_shapes, node.output_shapes)
         if macs is None:
@@ -190,7 +197,7 @@ def summary_lines(model: SummarizedModel, line_length: Optional[int] = None,
                 else [int(p) for p in positions])
         # As in Keras, the rules keep line_length even if the columns do not.
 
-    network_node_ids = {id(node) for nodes in model._nodes_by_depth.values() for node in nodes}
+    own_node_ids = network_node_ids(model)
     lines = [f'Model: "{model.name}"', "_" * line_length, _format_row(headers, ends),
              "=" * line_length]
 
@@ -205,7 +212,7 @@ def summary_lines(model: SummarizedModel, line_length: Optional[int] = None,
         fields: List[object] = [f"{layer.name} ({type(layer).__name__})",
                                 _output_shape(layer, hidden_node_ids), params]
         if show_macs:
-            macs = _layer_macs(layer, network_node_ids)
+            macs = _layer_macs(layer, own_node_ids)
             if macs is None:
                 macs_known = False
             else:
@@ -214,7 +221,7 @@ def summary_lines(model: SummarizedModel, line_length: Optional[int] = None,
         connections: List[str] = []
         if not sequential_like:
             for node in layer._inbound_nodes:
-                if id(node) not in network_node_ids:
+                if id(node) not in own_node_ids:
                     continue  # a call outside this model
                 for inbound_layer, node_index, tensor_index, _ in node.iterate_inbound():
                     connections.append(f"{inbound_layer.name}[{node_index}][{tensor_index}]")

@@ -4,10 +4,11 @@
 * :func:`set_random_seed`: seeds Python's ``random``, NumPy's global
   generator and fastconv's initializers at once;
 * :class:`Sequence`: the base class of batch datasets ``fit`` takes;
-* :class:`Progbar`: Keras 2.4's progress bar (:mod:`fastconv.callbacks`).
-
-The rest of ``tf.keras.utils`` (``plot_model``, ``get_file``, ...) does not
-exist in fastconv yet.
+* :class:`Progbar`: Keras 2.4's progress bar (:mod:`fastconv.callbacks`);
+* :func:`get_file` (:mod:`.data_utils`): Keras 2.4's cached, hash-checked
+  download, written atomically, with archives extracted safely;
+* :func:`plot_model`, :func:`model_to_dot` (:mod:`.vis_utils`): the model's
+  graph through pydot and Graphviz (the optional extra ``fastconv[plot]``).
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ import numpy as np
 
 from .. import backend
 from ..callbacks import Progbar
+from .data_utils import get_file
+from .vis_utils import model_to_dot, plot_model
 
-__all__ = ["Progbar", "Sequence", "to_categorical", "normalize", "set_random_seed"]
+__all__ = ["Progbar", "Sequence", "to_categorical", "normalize", "set_random_seed",
+           "get_file", "plot_model", "model_to_dot"]
 
 
 class Sequence:
