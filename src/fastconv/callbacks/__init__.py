@@ -8,6 +8,8 @@ and messages).
   :class:`ReduceLROnPlateau`;
 * :mod:`.loggers`: :class:`CSVLogger`, :class:`TerminateOnNaN`,
   :class:`LambdaCallback`;
+* :mod:`.tensorboard`: :class:`TensorBoard` (event files through the optional
+  ``tensorboard`` extra, which installs tensorboardX);
 * :mod:`.backup`: :class:`BackupAndRestore` (also as
   ``callbacks.experimental.BackupAndRestore``, tf.keras 2.4's name).
 """
@@ -19,10 +21,11 @@ from . import experimental
 from .backup import BackupAndRestore
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .loggers import CSVLogger, LambdaCallback, TerminateOnNaN
+from .tensorboard import TensorBoard
 
 __all__ = [
     "Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
     "ProgbarLogger", "Progbar", "DEFAULT_LOG_INTERVAL", "LearningRateScheduler",
     "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LambdaCallback", "BackupAndRestore",
-    "experimental",
+    "TensorBoard", "experimental",
 ]
