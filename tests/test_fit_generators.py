@@ -213,3 +213,49 @@ def test_calls_on_arrays_return_arrays_with_numpy_and_models_expose_variables():
     assert [v.name for v in model.trainable_variables] == \
         [v.name for v in model.trainable_weights]
     assert model.variables == model.weights and dense.non_trainable_variables == []
+
+
+class PidBatches(Batches):
+    """Batches that record which process fetched them, and may fail."""
+
+    def __init__(self, x, y, log_dir, fail_at=None, die_at=None):
+        super().__init__(x, y)
+        self.log_dir, self.fail_at, self.die_at = log_dir, fail_at, die_at
+
+    def __getitem__(self, i):
+        import os
+        (self.log_dir / f"{os.getpid()}-{i}").touch()
+        if i == self.fail_at:
+            raise KeyError(f"no batch {i} here")
+        if i == self.die_at:
+            os._exit(3)
+        return super().__getitem__(i)
+
+
+def test_use_multiprocessing_fetches_a_sequence_in_processes_bitwise(reference, tmp_path):
+    import os
+    x, y, expected, history = reference
+    model = _model()
+    source = PidBatches(x, y, tmp_path)
+    got = model.fit(source, epochs=3, verbose=0, workers=2, use_multiprocessing=True,
+                    validation_data=(x[:16], y[:16]))
+    _same_weights(model, expected)
+    assert got.history == history.history
+    pids = {int(name.split("-")[0]) for name in os.listdir(tmp_path)}
+    assert pids and os.getpid() not in pids      # fetched by worker processes only
+    assert source.epochs_ended == 3              # on_epoch_end runs in this process
+
+
+def test_a_worker_process_that_raises_or_dies_stops_fit_with_an_error(tmp_path):
+    x, y = _data()
+    model = _model()
+    with pytest.raises(KeyError, match="no batch 2 here"):
+        model.fit(PidBatches(x, y, tmp_path, fail_at=2), verbose=0, workers=2,
+                  use_multiprocessing=True)
+    with pytest.raises(RuntimeError, match="worker process died"):
+        model.fit(PidBatches(x, y, tmp_path, die_at=3), verbose=0, workers=2,
+                  use_multiprocessing=True)
+    assert model.optimizer.iterations > 0          # the steps before the bad batch count
+    with pytest.warns(RuntimeWarning, match="needs a Sequence"):
+        model.fit(_endless(x, y), steps_per_epoch=2, verbose=0, workers=2,
+                  use_multiprocessing=True)

@@ -21,8 +21,21 @@ thread prepares up to ``max_queue_size`` batches ahead while the kernels,
 which release the GIL, compute the current one; ``workers=0`` draws them in
 the calling thread. The batches are used in the order the source gives them
 either way, so training on a source is bitwise training on the same batches
-as arrays. ``use_multiprocessing`` is accepted and runs threads too (the
-batches stay in one process; no pickling, no fork).
+as arrays.
+
+``use_multiprocessing=True`` with a ``Sequence`` and ``workers > 1`` fetches
+the batches in that many worker *processes* (for ``__getitem__`` code that
+holds the GIL: decoding, augmentation in Python). As in Keras 2.4 on Linux
+they are forked at the start of each epoch, so they see the Sequence as it
+is then (after ``on_epoch_end``) without pickling it; only the batches are
+pickled back. Where fork is not available the ``spawn`` start method is
+used, which needs a picklable Sequence. A worker that raises passes its
+exception on; one that dies makes ``fit`` raise, never hang. Workers run
+fastconv's kernels on one thread and ignore Ctrl-C (the main process
+handles it). A generator or another iterator is never copied into processes
+(Keras 2.4 would give each process its own copy, and so duplicate batches):
+with ``use_multiprocessing`` it is drawn by the thread as usual, with a
+warning.
 
 Unlike Keras 2.4, which runs a generator without ``steps_per_epoch`` until
 it is exhausted (forever, for the usual ``while True`` generator), an
@@ -30,10 +43,13 @@ iterator without a length needs ``steps_per_epoch``: the epoch must end.
 """
 from __future__ import annotations
 
+import multiprocessing
 import queue
+import signal
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,6 +60,26 @@ __all__ = ["is_batch_source", "BatchSource", "unpack_batch", "array_batches",
            "GeneratorMethodsMixin"]
 
 _DONE = object()
+
+# The Sequence a worker process serves: set by the pool's initializer (fork
+# inherits it without pickling).
+_WORKER_SEQUENCE: Any = None
+
+
+def _init_worker(sequence: Any) -> None:
+    global _WORKER_SEQUENCE
+    _WORKER_SEQUENCE = sequence
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    from .. import ops
+    ops.set_num_threads(1)   # the parent's kernels own the cores
+
+
+def _worker_item(index: int) -> Any:
+    return _WORKER_SEQUENCE[index]
+
+
+def _ready() -> bool:
+    return True
 
 
 def is_batch_source(data: Any) -> bool:
@@ -94,11 +130,17 @@ class BatchSource:
     """
 
     def __init__(self, data: Any, steps: Optional[int], steps_name: str, workers: int = 1,
-                 max_queue_size: int = 10) -> None:
+                 max_queue_size: int = 10, use_multiprocessing: bool = False) -> None:
         self.data = data
         self.workers = check_positive_int(workers, "workers", allow_zero=True)
         self.max_queue_size = check_positive_int(max_queue_size, "max_queue_size")
         self.is_sequence = hasattr(data, "__getitem__") and hasattr(data, "__len__")
+        self.use_processes = bool(use_multiprocessing) and self.is_sequence and self.workers > 1
+        if use_multiprocessing and not self.is_sequence:
+            warnings.warn(f"use_multiprocessing=True needs a Sequence; this {type(data).__name__} "
+                          "is drawn by a thread in this process instead (a generator copied "
+                          "into processes would give each its own batches)",
+                          RuntimeWarning, stacklevel=3)
         if self.is_sequence:
             self.is_iterator = False
         elif hasattr(data, "__iter__"):
@@ -119,20 +161,43 @@ class BatchSource:
         self.exhausted = False
         self._iterator: Optional[Iterator[Any]] = data if self.is_iterator else None
 
-    def _items(self) -> Iterator[Any]:
-        """This epoch's raw batches, in order, drawn in the calling thread."""
+    def _pool(self) -> Optional[Executor]:
+        """This epoch's pool of Sequence fetchers, made in the calling thread
+        (so a fork copies the main thread, not the prefetch thread), or None."""
+        if not self.is_sequence or self.workers <= 1:
+            return None
+        if not self.use_processes:
+            return ThreadPoolExecutor(self.workers)
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                   initializer=_init_worker, initargs=(self.data,))
+        try:
+            pool.submit(_ready).result()   # start the workers now, from this thread
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        return pool
+
+    def _items(self, pool: Optional[Executor]) -> Iterator[Any]:
+        """This epoch's raw batches, in order."""
         if self.is_sequence:
-            if self.workers > 1:
-                with ThreadPoolExecutor(self.workers) as pool:
-                    # at most max_queue_size batches requested ahead of use
-                    pending = []
+            if pool is not None:
+                fetch = _worker_item if self.use_processes else self.data.__getitem__
+                # at most max_queue_size batches requested ahead of use
+                pending = []
+                try:
                     for index in range(self.steps):
-                        pending.append(pool.submit(self.data.__getitem__,
-                                                   index % len(self.data)))
+                        pending.append(pool.submit(fetch, index % len(self.data)))
                         if len(pending) > self.max_queue_size:
                             yield pending.pop(0).result()
                     for future in pending:
                         yield future.result()
+                except BrokenProcessPool:
+                    raise RuntimeError(
+                        f"a data worker process died while fetching batches of "
+                        f"{type(self.data).__name__} (killed, or crashed in __getitem__); "
+                        "run with use_multiprocessing=False to see the error") from None
             else:
                 for index in range(self.steps):
                     yield self.data[index % len(self.data)]
@@ -147,10 +212,15 @@ class BatchSource:
 
     def epoch(self) -> Iterator[Any]:
         """This epoch's batches; with workers, produced by a background thread."""
-        if self.workers == 0:
-            yield from self._items()
-        else:
-            yield from self._prefetched()
+        pool = self._pool()
+        try:
+            if self.workers == 0:
+                yield from self._items(pool)
+            else:
+                yield from self._prefetched(pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         if self.exhausted:
             warnings.warn(f"Your input ran out of data: it gave fewer than {self.steps} "
                           "batches this epoch (a generator must yield `steps_per_epoch * "
@@ -160,13 +230,13 @@ class BatchSource:
         if self.is_sequence and callable(end):
             end()
 
-    def _prefetched(self) -> Iterator[Any]:
+    def _prefetched(self, pool: Optional[Executor]) -> Iterator[Any]:
         slots: "queue.Queue[Any]" = queue.Queue(self.max_queue_size)
         stop = threading.Event()
 
         def produce() -> None:
             try:
-                for item in self._items():
+                for item in self._items(pool):
                     while not stop.is_set():
                         try:
                             slots.put((True, item), timeout=0.1)

@@ -132,7 +132,8 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
             steps = training_utils.check_positive_int(steps, "steps")
         if data_adapter.is_batch_source(x):
             return self._predict_source(data_adapter.BatchSource(
-                x, steps, "steps", workers, max_queue_size), verbose, callbacks)
+                x, steps, "steps", workers, max_queue_size, use_multiprocessing), verbose,
+                callbacks)
         self._build_for_data(x)
         arrays = self._prepare_inputs(x, "x")
         n = arrays[0].shape[0]
@@ -581,8 +582,8 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
         max_queue_size, workers, use_multiprocessing
             For a source: batches prepared ahead by a background thread
             (``workers=0``: in this thread; a ``Sequence`` with ``workers >
-            1``: fetched by that many threads, used in order). Ignored for
-            arrays.
+            1``: fetched by that many threads, or processes with
+            ``use_multiprocessing``, used in order). Ignored for arrays.
 
         Returns
         -------
@@ -637,7 +638,8 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
         validation = None
         if data_adapter.is_batch_source(validation_data):
             val_source = data_adapter.BatchSource(validation_data, validation_steps,
-                                                  "validation_steps", workers, max_queue_size)
+                                                  "validation_steps", workers, max_queue_size,
+                                                  use_multiprocessing)
         if data_adapter.is_batch_source(x):
             if y is not None or sample_weight is not None:
                 raise ValueError("`y` and `sample_weight` must not be given when `x` is a "
@@ -646,7 +648,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
                 raise ValueError("`validation_split` needs array data; with a generator, pass "
                                  "`validation_data`")
             source = data_adapter.BatchSource(x, steps_per_epoch, "steps_per_epoch", workers,
-                                              max_queue_size)
+                                              max_queue_size, use_multiprocessing)
             steps = source.steps
         else:
             if steps_per_epoch is not None:
@@ -762,7 +764,8 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
             if y is not None or sample_weight is not None:
                 raise ValueError("`y` and `sample_weight` must not be given when `x` is a "
                                  "generator, an iterator or a Sequence: its batches carry them")
-            source = data_adapter.BatchSource(x, steps, "steps", workers, max_queue_size)
+            source = data_adapter.BatchSource(x, steps, "steps", workers, max_queue_size,
+                                              use_multiprocessing)
             batches = self._source_batches(source, "x", on_first=lambda:
                                            self._require_single_output("evaluate"))
             count = source.steps
