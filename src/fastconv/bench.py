@@ -8,7 +8,11 @@ Every number is a median over rounds in which the implementations alternate
   measured FMA peak, time / PyTorch's time and NumPy's time / ours;
 * the seed CNN end to end: a training step (fit, batch 64, SGD) and inference
   (predict, batch 256) in images per second, beside the same network in
-  PyTorch.
+  PyTorch;
+* the input pipeline: the same training step fed by a ``Sequence`` whose
+  ``__getitem__`` sleeps 5 ms per batch (a slow loader), drawn in the
+  training thread (``workers=0``) and prefetched by a thread (``workers=1``):
+  the milliseconds per step the loader adds to the array run's.
 
 Forward is convolution + bias + ReLU (PyTorch: ``conv2d`` then in-place
 ``relu``); backward is the gradients training needs (no input gradient for a
@@ -482,6 +486,58 @@ def bench_model(n_threads: int, use_torch: bool, train_batches: int, rng: np.ran
     return rows
 
 
+LOADER_SLEEP_S = 0.005
+
+
+class _SlowLoader:
+    """A Sequence of the training batches whose every batch takes 5 ms to load."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, index: int):
+        time.sleep(LOADER_SLEEP_S)
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part], self.y[part]
+
+
+def bench_loader(n_threads: int, train_batches: int, rng: np.random.Generator) -> List[dict]:
+    """Milliseconds per training step with a 5 ms/batch loader beside arrays.
+
+    Each call is one epoch of ``fit``; its first batch cannot be fetched
+    ahead (an epoch's batches follow ``on_epoch_end`` of the one before), so
+    the prefetched row carries 5 ms / ``train_batches`` of that wait.
+    """
+    from .optimizers import SGD
+    batch = 64
+    n_train = batch * train_batches
+    x = rng.random((n_train, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, size=n_train)
+    model = _seed_model()
+    model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+    loader = _SlowLoader(x, y, batch)
+    fns = {
+        "arrays": lambda: model.fit(x, y, batch_size=batch, verbose=0, shuffle=False),
+        "workers=0": lambda: model.fit(loader, verbose=0, workers=0),
+        "workers=1": lambda: model.fit(loader, verbose=0, workers=1),
+    }
+    previous = ops.set_num_threads(n_threads)
+    try:
+        med = interleaved_medians(fns, rounds=7, warmup=1)
+    finally:
+        ops.set_num_threads(previous)
+    base = med["arrays"] / train_batches * 1e3
+    rows = []
+    for how in ("workers=0", "workers=1"):
+        step = med[how] / train_batches * 1e3
+        rows.append({"what": f"fit on a 5 ms/batch Sequence, {how}", "threads": n_threads,
+                     "array_ms_step": base, "loader_ms_step": step, "extra_ms": step - base})
+    return rows
+
+
 # ---------------------------------------------------------------------------
 # Report
 
@@ -512,6 +568,16 @@ def model_table(rows: Sequence[dict]) -> str:
     for r in rows:
         lines.append(f"{r['what']:38s} {r['threads']:3d} {r['fastconv_img_s']:15.0f} "
                      f"{_fmt(r['torch_img_s'], '12.0f')} {_fmt(r['vs_torch'], '6.2f')}")
+    return "\n".join(lines)
+
+
+def loader_table(rows: Sequence[dict]) -> str:
+    header = (f"{'input pipeline (seed CNN, batch 64)':38s} {'thr':>3s} {'arrays ms/step':>15s} "
+              f"{'loader ms/step':>15s} {'added ms':>9s}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['what']:38s} {r['threads']:3d} {r['array_ms_step']:15.2f} "
+                     f"{r['loader_ms_step']:15.2f} {r['extra_ms']:9.2f}")
     return "\n".join(lines)
 
 
@@ -572,6 +638,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy backend")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-CNN benchmark")
+    parser.add_argument("--no-loader", action="store_true",
+                        help="skip the input-pipeline (slow loader) benchmark")
     parser.add_argument("--only", default=None,
                         help="comma-separated words: the layers whose names hold one")
     parser.add_argument("--json", default="bench_results/bench.json", help="JSON output path")
@@ -623,8 +691,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                           rng=rng))
         print()
         print(model_table(model_rows))
+    loader_rows: List[dict] = []
+    if not args.no_loader:
+        for t in threads:
+            loader_rows.extend(bench_loader(t, train_batches=4 if args.quick else 16, rng=rng))
+        print()
+        print(loader_table(loader_rows))
     out = {"environment": env, "peak_gflops": peaks, "layers": rows, "model": model_rows,
-           "geomean_vs_torch": g}
+           "loader": loader_rows, "geomean_vs_torch": g}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
