@@ -6,7 +6,9 @@
  * selecting) keeps NumPy's results bit for bit: NaN * 0 is NaN, -1 * 0 is -0.
  *
  * Adam's update in one pass over the four arrays, where NumPy makes eight
- * passes and as many temporaries (measured: 3.6 ms of a seed-CNN step).
+ * passes and as many temporaries (measured: 3.6 ms of a seed-CNN step), and
+ * the other optimizers' rules likewise (fc_optimizer_update: Nadam's step on
+ * the seed CNN's weights went from 8.8 to 0.7 ms at 2 threads).
  *
  * Both exist for float (fc_relu_backward, ...) and double (..._f64), from
  * elementwise_impl.h.
@@ -16,7 +18,7 @@
 
 #include "fc_internal.h"
 
-/* The Adam update repeats NumPy's operations one rounding at a time;
+/* The optimizer updates repeat NumPy's operations one rounding at a time;
  * contracting a * b + c into an FMA would change last bits. */
 #if defined(__clang__)
 #define FC_NO_CONTRACT _Pragma("clang fp contract(off)")

@@ -73,3 +73,133 @@ int FCN(fc_adam_update)(FC_T *param, const FC_T *grad, FC_T *m, FC_T *v, FC_T *v
                         one_minus_beta_2, epsilon);
     return FC_OK;
 }
+
+/* One block of an optimizer rule (fastconv.h lists the rules and their
+ * formulas). Each line repeats NumPy's operations in their order, one
+ * rounding each, so the C and NumPy backends agree bit for bit. */
+FC_NO_CONTRACT_FN
+static void FCN(update_block)(int rule, FC_T *FC_RESTRICT p, const FC_T *FC_RESTRICT g,
+                              FC_T *FC_RESTRICT s0, FC_T *FC_RESTRICT s1, FC_T *FC_RESTRICT s2,
+                              int64_t i0, int64_t i1, const FC_T *c)
+{
+    FC_NO_CONTRACT
+    const FC_T lr = c[FC_COEF_LR], d1 = c[FC_COEF_DECAY1], om1 = c[FC_COEF_ONE_MINUS_DECAY1];
+    const FC_T d2 = c[FC_COEF_DECAY2], om2 = c[FC_COEF_ONE_MINUS_DECAY2];
+    const FC_T eps = c[FC_COEF_EPSILON], mom = c[FC_COEF_MOMENTUM];
+    const FC_T cg = c[FC_COEF_GRAD], cm = c[FC_COEF_M], vc = c[FC_COEF_V_CORRECTION];
+    switch (rule) {
+    case FC_RULE_SGD:
+        for (int64_t i = i0; i < i1; ++i)
+            p[i] -= g[i] * lr;
+        break;
+    case FC_RULE_MOMENTUM:
+    case FC_RULE_NESTEROV:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T lg = g[i] * lr;
+            const FC_T v = s0[i] * mom - lg;
+            s0[i] = v;
+            p[i] += rule == FC_RULE_NESTEROV ? v * mom - lg : v;
+        }
+        break;
+    case FC_RULE_RMSPROP:
+    case FC_RULE_RMSPROP_CENTERED:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T ms = s0[i] * d1 + om1 * (gi * gi);
+            FC_T den = ms;
+            s0[i] = ms;
+            if (rule == FC_RULE_RMSPROP_CENTERED) {
+                const FC_T mg = s1[i] * d1 + om1 * gi;
+                s1[i] = mg;
+                den = ms - mg * mg;
+            }
+            p[i] -= (lr * gi) / (FC_SQRT(den) + eps);
+        }
+        break;
+    case FC_RULE_RMSPROP_MOMENTUM:
+    case FC_RULE_RMSPROP_MOMENTUM_CENTERED:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T ms = s0[i] + (gi * gi - s0[i]) * om1;
+            FC_T den;
+            s0[i] = ms;
+            if (rule == FC_RULE_RMSPROP_MOMENTUM_CENTERED) {
+                const FC_T mg = s2[i] + (gi - s2[i]) * om1;
+                s2[i] = mg;
+                den = (ms - mg * mg) + eps;
+            } else {
+                den = ms + eps;
+            }
+            const FC_T m = s1[i] * mom + (gi * lr) / FC_SQRT(den);
+            s1[i] = m;
+            p[i] -= m;
+        }
+        break;
+    case FC_RULE_ADAGRAD:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T acc = s0[i] + gi * gi;
+            s0[i] = acc;
+            p[i] -= (lr * gi) / (FC_SQRT(acc) + eps);
+        }
+        break;
+    case FC_RULE_ADADELTA:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T acc = s0[i] * d1 + (gi * gi) * om1;
+            const FC_T u = (FC_SQRT(s1[i] + eps) / FC_SQRT(acc + eps)) * gi;
+            s0[i] = acc;
+            s1[i] = s1[i] * d1 + (u * u) * om1;
+            p[i] -= u * lr;
+        }
+        break;
+    case FC_RULE_ADAMAX:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T m = s0[i] * d1 + om1 * gi;
+            const FC_T decayed = s1[i] * d2, magnitude = gi < 0 ? -gi : gi;
+            const FC_T u = MAX_NAN(decayed, magnitude);
+            s0[i] = m;
+            s1[i] = u;
+            p[i] -= (lr * m) / (u + eps);
+        }
+        break;
+    case FC_RULE_NADAM:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T m = s0[i] * d1 + om1 * gi;
+            const FC_T v = s1[i] * d2 + om2 * (gi * gi);
+            const FC_T m_bar = cg * gi + cm * m;
+            s0[i] = m;
+            s1[i] = v;
+            p[i] -= (lr * m_bar) / (FC_SQRT(v / vc) + eps);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+int FCN(fc_optimizer_update)(int rule, FC_T *param, const FC_T *grad, FC_T *slot0,
+                             FC_T *slot1, FC_T *slot2, int64_t n, const FC_T *coefficients,
+                             int n_threads)
+{
+    static const int slots_of[FC_RULE_COUNT] = {0, 1, 1, 1, 2, 2, 3, 1, 2, 2, 2};
+    if (rule < 0 || rule >= FC_RULE_COUNT || n < 0 || coefficients == NULL)
+        return FC_ERR_ARG;
+    const int needs = slots_of[rule];
+    if (n > 0 && (param == NULL || grad == NULL || (needs > 0 && slot0 == NULL) ||
+                  (needs > 1 && slot1 == NULL) || (needs > 2 && slot2 == NULL)))
+        return FC_ERR_ARG;
+    const int64_t block = 1 << 15;
+    const int64_t nblocks = (n + block - 1) / block;
+    const int nthreads = fc_pick_threads(n_threads, (double)n, nblocks);
+    (void)nthreads;   /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
+#endif
+    for (int64_t b = 0; b < nblocks; ++b)
+        FCN(update_block)(rule, param, grad, slot0, slot1, slot2, b * block,
+                          (b + 1) * block < n ? (b + 1) * block : n, coefficients);
+    return FC_OK;
+}

@@ -155,6 +155,39 @@ int fc_adam_update(float *param, const float *grad, float *m, float *v, float *v
                    float alpha, float one_minus_beta_1, float one_minus_beta_2, float epsilon,
                    int n_threads);
 
+/* Optimizer rules of fc_optimizer_update, element-wise over n values, in
+ * place, as NumPy computes them (NumPy's operation order, one rounding each;
+ * no FMA). g: grad; p: param; s0, s1, s2: the rule's slots; c[FC_COEF_*]
+ * the coefficients below, already rounded to the element type.
+ *   SGD               p -= g * lr
+ *   MOMENTUM          s0 = s0 * mom - g * lr;  p += s0
+ *   NESTEROV          same s0;  p += s0 * mom - g * lr
+ *   RMSPROP           s0 = s0 * d1 + om1 * (g * g);  p -= (lr * g) / (sqrt(s0) + eps)
+ *   RMSPROP_CENTERED  also s1 = s1 * d1 + om1 * g, and sqrt(s0 - s1 * s1)
+ *   RMSPROP_MOMENTUM  s0 += (g * g - s0) * om1;  s1 = s1 * mom + (g * lr) / sqrt(s0 + eps);
+ *                     p -= s1
+ *   RMSPROP_MOMENTUM_CENTERED  also s2 += (g - s2) * om1, and sqrt((s0 - s2 * s2) + eps)
+ *   ADAGRAD           s0 += g * g;  p -= (lr * g) / (sqrt(s0) + eps)
+ *   ADADELTA          s0 = s0 * d1 + (g * g) * om1;  u = (sqrt(s1 + eps) / sqrt(s0 + eps)) * g;
+ *                     s1 = s1 * d1 + (u * u) * om1;  p -= u * lr
+ *   ADAMAX            s0 = s0 * d1 + om1 * g;  s1 = max(s1 * d2, |g|) (NaN wins);
+ *                     p -= (lr * s0) / (s1 + eps)
+ *   NADAM             s0 = s0 * d1 + om1 * g;  s1 = s1 * d2 + om2 * (g * g);
+ *                     p -= (lr * (cg * g + cm * s0)) / (sqrt(s1 / vc) + eps)
+ * The arrays must not overlap; unused slots may be NULL. */
+enum {
+    FC_RULE_SGD, FC_RULE_MOMENTUM, FC_RULE_NESTEROV, FC_RULE_RMSPROP, FC_RULE_RMSPROP_CENTERED,
+    FC_RULE_RMSPROP_MOMENTUM, FC_RULE_RMSPROP_MOMENTUM_CENTERED, FC_RULE_ADAGRAD,
+    FC_RULE_ADADELTA, FC_RULE_ADAMAX, FC_RULE_NADAM, FC_RULE_COUNT
+};
+enum {
+    FC_COEF_LR, FC_COEF_DECAY1, FC_COEF_ONE_MINUS_DECAY1, FC_COEF_DECAY2,
+    FC_COEF_ONE_MINUS_DECAY2, FC_COEF_EPSILON, FC_COEF_MOMENTUM, FC_COEF_GRAD, FC_COEF_M,
+    FC_COEF_V_CORRECTION, FC_COEF_COUNT
+};
+int fc_optimizer_update(int rule, float *param, const float *grad, float *slot0, float *slot1,
+                        float *slot2, int64_t n, const float *coefficients, int n_threads);
+
 /* Batch normalization over a tensor viewed as (outer, c, inner): value
  * (o, ch, i) at (o * c + ch) * inner + i, the statistics of channel ch over
  * its M = outer * inner values. NHWC (channels last, any rank) is
@@ -223,6 +256,9 @@ int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t
 int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,
                        int64_t n, double alpha, double one_minus_beta_1,
                        double one_minus_beta_2, double epsilon, int n_threads);
+int fc_optimizer_update_f64(int rule, double *param, const double *grad, double *slot0,
+                            double *slot1, double *slot2, int64_t n,
+                            const double *coefficients, int n_threads);
 int fc_batch_norm_stats_f64(const fc_norm_params *p, const double *x, double *mean,
                             double *var);
 int fc_batch_norm_apply_f64(const fc_norm_params *p, const double *x, const double *mean,

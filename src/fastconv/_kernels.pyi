@@ -8,7 +8,7 @@ consistent shapes, non-empty) before they reach these functions.
 (NCHW activations, OIHW kernels) come as arguments. ``n_threads``: a
 positive count, or 0 for OpenMP's default in the calling thread.
 """
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,12 @@ def upsample2d_forward(x: _Real, y: _Real, size_h: int, size_w: int, bilinear: b
 def upsample2d_backward(dy: _Real, dx: _Real, size_h: int, size_w: int, bilinear: bool,
                         channels_first: bool, n_threads: int) -> None: ...
 def relu_backward(dy: _Real, y: _Real, out: _Real, n_threads: int) -> None: ...
+UPDATE_RULES: Dict[str, int]
+UPDATE_COEFFICIENTS: Dict[str, int]
+UPDATE_COEFFICIENT_COUNT: int
+def optimizer_update(rule: int, param: _Real, grad: _Real, slot0: Optional[_Real],
+                     slot1: Optional[_Real], slot2: Optional[_Real], coefficients: _Real,
+                     n_threads: int) -> None: ...
 def adam_update(param: _Real, grad: _Real, m: _Real, v: _Real, vhat: Optional[_Real], alpha: float,
                 one_minus_beta_1: float, one_minus_beta_2: float, epsilon: float,
                 n_threads: int) -> None: ...

@@ -25,6 +25,28 @@ cdef extern from "fastconv.h" nogil:
         FC_SIMD_AVX2
         FC_SIMD_AVX512
         FC_SIMD_COUNT
+        FC_RULE_SGD
+        FC_RULE_MOMENTUM
+        FC_RULE_NESTEROV
+        FC_RULE_RMSPROP
+        FC_RULE_RMSPROP_CENTERED
+        FC_RULE_RMSPROP_MOMENTUM
+        FC_RULE_RMSPROP_MOMENTUM_CENTERED
+        FC_RULE_ADAGRAD
+        FC_RULE_ADADELTA
+        FC_RULE_ADAMAX
+        FC_RULE_NADAM
+        FC_COEF_LR
+        FC_COEF_DECAY1
+        FC_COEF_ONE_MINUS_DECAY1
+        FC_COEF_DECAY2
+        FC_COEF_ONE_MINUS_DECAY2
+        FC_COEF_EPSILON
+        FC_COEF_MOMENTUM
+        FC_COEF_GRAD
+        FC_COEF_M
+        FC_COEF_V_CORRECTION
+        FC_COEF_COUNT
 
     ctypedef struct fc_conv2d_params:
         int64_t n, h, w, c_in
@@ -73,6 +95,9 @@ cdef extern from "fastconv.h" nogil:
     int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat,
                        int64_t n, float alpha, float one_minus_beta_1, float one_minus_beta_2,
                        float epsilon, int n_threads)
+    int fc_optimizer_update(int rule, float *param, const float *grad, float *slot0,
+                            float *slot1, float *slot2, int64_t n, const float *coefficients,
+                            int n_threads)
     int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x,
                               const double *kernel, const double *bias, double *y)
     int fc_conv2d_backward_input_f64(const fc_conv2d_params *p, const double *dy,
@@ -87,6 +112,9 @@ cdef extern from "fastconv.h" nogil:
     int fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
                            double *vhat, int64_t n, double alpha, double one_minus_beta_1,
                            double one_minus_beta_2, double epsilon, int n_threads)
+    int fc_optimizer_update_f64(int rule, double *param, const double *grad, double *slot0,
+                                double *slot1, double *slot2, int64_t n,
+                                const double *coefficients, int n_threads)
     int fc_depthwise_conv2d_forward(const fc_conv2d_params *p, const float *x,
                                     const float *kernel, const float *bias, float *y)
     int fc_depthwise_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
@@ -481,6 +509,48 @@ def relu_backward(const real[::1] dy, const real[::1] y, real[::1] out, int n_th
             status = fc_relu_backward(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
         else:
             status = fc_relu_backward_f64(&dy[0], &y[0], &out[0], dy.shape[0], n_threads)
+    _check(status)
+
+
+# fastconv.h's optimizer rules and coefficient positions, for fastconv.ops.
+UPDATE_RULES = {
+    "sgd": FC_RULE_SGD, "momentum": FC_RULE_MOMENTUM, "nesterov": FC_RULE_NESTEROV,
+    "rmsprop": FC_RULE_RMSPROP, "rmsprop_centered": FC_RULE_RMSPROP_CENTERED,
+    "rmsprop_momentum": FC_RULE_RMSPROP_MOMENTUM,
+    "rmsprop_momentum_centered": FC_RULE_RMSPROP_MOMENTUM_CENTERED,
+    "adagrad": FC_RULE_ADAGRAD, "adadelta": FC_RULE_ADADELTA, "adamax": FC_RULE_ADAMAX,
+    "nadam": FC_RULE_NADAM,
+}
+UPDATE_COEFFICIENTS = {
+    "learning_rate": FC_COEF_LR, "decay_1": FC_COEF_DECAY1,
+    "one_minus_decay_1": FC_COEF_ONE_MINUS_DECAY1, "decay_2": FC_COEF_DECAY2,
+    "one_minus_decay_2": FC_COEF_ONE_MINUS_DECAY2, "epsilon": FC_COEF_EPSILON,
+    "momentum": FC_COEF_MOMENTUM, "grad_coefficient": FC_COEF_GRAD,
+    "m_coefficient": FC_COEF_M, "v_correction": FC_COEF_V_CORRECTION,
+}
+UPDATE_COEFFICIENT_COUNT = FC_COEF_COUNT
+
+
+def optimizer_update(int rule, real[::1] param, const real[::1] grad, real[::1] slot0,
+                     real[::1] slot1, real[::1] slot2, const real[::1] coefficients,
+                     int n_threads):
+    cdef real *s0 = NULL
+    cdef real *s1 = NULL
+    cdef real *s2 = NULL
+    if slot0 is not None:
+        s0 = &slot0[0]
+    if slot1 is not None:
+        s1 = &slot1[0]
+    if slot2 is not None:
+        s2 = &slot2[0]
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_optimizer_update(rule, &param[0], &grad[0], s0, s1, s2, param.shape[0],
+                                         &coefficients[0], n_threads)
+        else:
+            status = fc_optimizer_update_f64(rule, &param[0], &grad[0], s0, s1, s2,
+                                             param.shape[0], &coefficients[0], n_threads)
     _check(status)
 
 

@@ -27,7 +27,7 @@ import contextvars
 import functools
 import operator
 import os
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +58,7 @@ __all__ = [
     "global_max_pool2d", "global_max_pool2d_backward", "batch_norm_train",
     "batch_norm_backward", "batch_norm_inference", "batch_norm_update_moving", "upsample2d",
     "upsample2d_backward", "dense", "dense_backward", "relu_backward", "adam_update",
+    "optimizer_update",
     "conv_output_size", "conv_transpose_output_size", "set_backend", "get_backend",
     "use_backend", "set_num_threads", "get_num_threads",
 ]
@@ -1589,27 +1590,11 @@ def _finite_number(value: object, name: str) -> float:
     return number
 
 
-def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray, *,
-                alpha: float, beta_1: float, beta_2: float, epsilon: float,
-                vhat: Optional[np.ndarray] = None) -> None:
-    """One Adam step, in place, with TF's operations in the parameter's dtype::
-
-        m += (grad - m) * (1 - beta_1)
-        v += (grad * grad - v) * (1 - beta_2)
-        vhat = maximum(vhat, v)                 # AMSGrad, when vhat is given
-        param -= m * alpha / (sqrt(vhat if given else v) + epsilon)
-
-    ``alpha`` is the step's learning rate with both bias corrections folded
-    in, ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (as
-    :class:`fastconv.optimizers.Adam` computes it). ``param``, ``m``, ``v`` and
-    ``vhat`` are float arrays of one shape and dtype, updated in place. The C
-    backend runs float32 and float64 C-contiguous arrays in one parallel pass
-    (NumPy's result bit for bit); anything else runs the same operations in
-    NumPy.
-    """
-    named = [("param", param), ("m", m), ("v", v)]
-    if vhat is not None:
-        named.append(("vhat", vhat))
+def _check_update_arrays(named: List[Tuple[str, Any]], grad: Any) -> np.ndarray:
+    """An optimizer update's arrays: ``named[0]`` the parameter, the rest its
+    state, all writeable float arrays of its shape and dtype sharing no
+    memory; returns ``grad`` as an array of the parameter's shape."""
+    param = named[0][1]
     for name, arr in named:
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"`{name}` must be a NumPy array (it is updated in place), "
@@ -1637,6 +1622,31 @@ def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray
     if grad_arr.shape != param.shape:
         raise ValueError(f"`grad` must have the shape of `param` {param.shape}, "
                          f"got {grad_arr.shape}")
+    return grad_arr
+
+
+def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray, *,
+                alpha: float, beta_1: float, beta_2: float, epsilon: float,
+                vhat: Optional[np.ndarray] = None) -> None:
+    """One Adam step, in place, with TF's operations in the parameter's dtype::
+
+        m += (grad - m) * (1 - beta_1)
+        v += (grad * grad - v) * (1 - beta_2)
+        vhat = maximum(vhat, v)                 # AMSGrad, when vhat is given
+        param -= m * alpha / (sqrt(vhat if given else v) + epsilon)
+
+    ``alpha`` is the step's learning rate with both bias corrections folded
+    in, ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (as
+    :class:`fastconv.optimizers.Adam` computes it). ``param``, ``m``, ``v`` and
+    ``vhat`` are float arrays of one shape and dtype, updated in place. The C
+    backend runs float32 and float64 C-contiguous arrays in one parallel pass
+    (NumPy's result bit for bit); anything else runs the same operations in
+    NumPy.
+    """
+    named = [("param", param), ("m", m), ("v", v)]
+    if vhat is not None:
+        named.append(("vhat", vhat))
+    grad_arr = _check_update_arrays(named, grad)
     alpha = _finite_number(alpha, "alpha")
     beta_1 = _finite_number(beta_1, "beta_1")
     beta_2 = _finite_number(beta_2, "beta_2")
@@ -1659,3 +1669,105 @@ def adam_update(param: np.ndarray, grad: ArrayLike, m: np.ndarray, v: np.ndarray
     _kernels.adam_update(param.reshape(-1), grad_arr.reshape(-1), m.reshape(-1), v.reshape(-1),
                          None if vhat is None else vhat.reshape(-1), t(alpha),
                          one - t(beta_1), one - t(beta_2), t(epsilon), _threads_arg())
+
+
+# rule -> (slot names, coefficients it reads); the formulas are in
+# reference.optimizer_update and csrc/fastconv.h.
+_UPDATE_RULES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    "sgd": ((), ("learning_rate",)),
+    "momentum": (("velocity",), ("learning_rate", "momentum")),
+    "nesterov": (("velocity",), ("learning_rate", "momentum")),
+    "rmsprop": (("ms",), ("learning_rate", "decay_1", "epsilon")),
+    "rmsprop_centered": (("ms", "mg"), ("learning_rate", "decay_1", "epsilon")),
+    "rmsprop_momentum": (("ms", "velocity"),
+                         ("learning_rate", "decay_1", "momentum", "epsilon")),
+    "rmsprop_momentum_centered": (("ms", "velocity", "mg"),
+                                  ("learning_rate", "decay_1", "momentum", "epsilon")),
+    "adagrad": (("accumulator",), ("learning_rate", "epsilon")),
+    "adadelta": (("accum_grad", "accum_var"), ("learning_rate", "decay_1", "epsilon")),
+    "adamax": (("m", "u"), ("learning_rate", "decay_1", "decay_2", "epsilon")),
+    "nadam": (("m", "v"), ("learning_rate", "decay_1", "decay_2", "grad_coefficient",
+                           "m_coefficient", "v_correction", "epsilon")),
+}
+
+
+def optimizer_update(rule: str, param: np.ndarray, grad: ArrayLike,
+                     slots: Sequence[np.ndarray], **coefficients: float) -> None:
+    """One step of an optimizer's update rule, in place, in one parallel pass.
+
+    The loops behind :mod:`fastconv.optimizers` (Adam has
+    :func:`adam_update`). Every rule repeats NumPy's operations in the
+    parameter's dtype, one rounding each, so the C backend (float32 and
+    float64 C-contiguous arrays) gives the NumPy backend's result bit for
+    bit, at any thread count. With ``g`` the gradient, ``p`` the parameter,
+    ``d1``/``d2`` the ``decay_1``/``decay_2`` coefficients and ``om1 = 1 -
+    d1``, ``om2 = 1 - d2`` (computed in the dtype):
+
+    * ``sgd``: ``p -= g * lr``;
+    * ``momentum``, ``nesterov`` (slot velocity): ``vel = vel * momentum - g *
+      lr``, then ``p += vel`` (nesterov: ``p += vel * momentum - g * lr``);
+    * ``rmsprop``, ``rmsprop_centered`` (ms, mg): ``ms = ms * d1 + om1 * g**2``,
+      ``p -= lr * g / (sqrt(ms) + eps)``, centered with ``ms - mg**2``;
+    * ``rmsprop_momentum``, ``rmsprop_momentum_centered`` (ms, velocity, mg):
+      ``ms += (g**2 - ms) * om1``, ``vel = vel * momentum + g * lr / sqrt(ms +
+      eps)``, ``p -= vel``, centered with ``(ms - mg**2) + eps``;
+    * ``adagrad`` (accumulator): ``acc += g**2``, ``p -= lr * g / (sqrt(acc) +
+      eps)``;
+    * ``adadelta`` (accum_grad, accum_var): ``acc = acc * d1 + g**2 * om1``,
+      ``u = sqrt(var + eps) / sqrt(acc + eps) * g``, ``var = var * d1 + u**2 *
+      om1``, ``p -= u * lr``;
+    * ``adamax`` (m, u): ``m = m * d1 + om1 * g``, ``u = maximum(u * d2, |g|)``,
+      ``p -= lr * m / (u + eps)``;
+    * ``nadam`` (m, v): ``m = m * d1 + om1 * g``, ``v = v * d2 + om2 * g**2``,
+      ``p -= lr * (grad_coefficient * g + m_coefficient * m) / (sqrt(v /
+      v_correction) + eps)``.
+
+    (centered: ``mg = mg * d1 + om1 * g``, or ``mg += (g - mg) * om1`` with
+    momentum.) ``slots`` are the rule's state arrays in the order listed;
+    ``coefficients`` the keyword arguments the rule reads (finite numbers;
+    see the rule table in the source for which). Learning rates with bias
+    corrections folded in are the caller's to compute.
+
+    Raises
+    ------
+    ValueError
+        An unknown rule, a wrong number of slots, a missing or non-finite
+        coefficient, arrays of other shapes or sharing memory.
+    TypeError
+        Non-float or non-array arguments.
+    """
+    if rule not in _UPDATE_RULES:
+        raise ValueError(f"`rule` must be one of {sorted(_UPDATE_RULES)}, got {rule!r}")
+    slot_names, wanted = _UPDATE_RULES[rule]
+    slots = list(slots)
+    if len(slots) != len(slot_names):
+        raise ValueError(f"rule {rule!r} needs {len(slot_names)} slot(s) {list(slot_names)}, "
+                         f"got {len(slots)}")
+    unknown = sorted(set(coefficients) - set(wanted))
+    missing = [name for name in wanted if name not in coefficients]
+    if unknown or missing:
+        raise ValueError(f"rule {rule!r} takes the coefficients {list(wanted)}; missing "
+                         f"{missing}, unexpected {unknown}")
+    grad_arr = _check_update_arrays([("param", param), *zip(slot_names, slots)], grad)
+    t = param.dtype.type   # the coefficients rounded to the working dtype, as NumPy does
+    values = {name: t(0) for name in ("learning_rate", "decay_1", "decay_2", "epsilon",
+                                      "momentum", "grad_coefficient", "m_coefficient",
+                                      "v_correction")}
+    for name in wanted:
+        values[name] = t(_finite_number(coefficients[name], name))
+    values["one_minus_decay_1"] = t(1) - values["decay_1"]
+    values["one_minus_decay_2"] = t(1) - values["decay_2"]
+    arrays = [param, grad_arr, *slots]
+    in_c = (get_backend() == "c" and param.size > 0 and param.dtype in _ACCEPTED_DTYPES["c"] and
+            all(a.dtype == param.dtype and a.flags.c_contiguous and a.flags.aligned
+                for a in arrays))
+    if not in_c:
+        reference.optimizer_update(rule, param, grad_arr, slots, values)
+        return
+    packed = np.zeros(_kernels.UPDATE_COEFFICIENT_COUNT, dtype=param.dtype)
+    for name, position in _kernels.UPDATE_COEFFICIENTS.items():
+        packed[position] = values[name]
+    flat = [a.reshape(-1) for a in slots] + [None] * (3 - len(slots))
+    _kernels.optimizer_update(_kernels.UPDATE_RULES[rule], param.reshape(-1),
+                              grad_arr.reshape(-1), flat[0], flat[1], flat[2], packed,
+                              _threads_arg())

@@ -13,7 +13,7 @@ the readable way, not the fast one.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -444,3 +444,74 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
     denominator = np.sqrt(v)
     denominator += t(epsilon)
     param -= (m * t(alpha)) / denominator
+
+
+def optimizer_update(rule: str, param: np.ndarray, grad: np.ndarray,
+                     slots: List[np.ndarray], c: Dict[str, Any]) -> None:
+    """One step of an optimizer ``rule`` in place, one NumPy operation at a
+    time in the parameter's dtype (``fastconv.ops.optimizer_update`` lists the
+    rules; ``c`` holds its coefficients as scalars of that dtype)."""
+    lr, eps = c["learning_rate"], c["epsilon"]
+    d1, om1 = c["decay_1"], c["one_minus_decay_1"]
+    d2, om2 = c["decay_2"], c["one_minus_decay_2"]
+    mom = c["momentum"]
+    if rule == "sgd":
+        param -= grad * lr
+    elif rule in ("momentum", "nesterov"):
+        lr_g = grad * lr
+        velocity = slots[0]
+        velocity *= mom
+        velocity -= lr_g
+        param += velocity * mom - lr_g if rule == "nesterov" else velocity
+    elif rule in ("rmsprop", "rmsprop_centered"):
+        ms = slots[0]
+        ms *= d1
+        ms += om1 * (grad * grad)
+        denominator = ms
+        if rule == "rmsprop_centered":
+            mg = slots[1]
+            mg *= d1
+            mg += om1 * grad
+            denominator = ms - mg * mg
+        param -= lr * grad / (np.sqrt(denominator) + eps)
+    elif rule in ("rmsprop_momentum", "rmsprop_momentum_centered"):
+        ms = slots[0]
+        ms += (grad * grad - ms) * om1
+        if rule == "rmsprop_momentum_centered":
+            mg = slots[2]
+            mg += (grad - mg) * om1
+            denominator = (ms - mg * mg) + eps
+        else:
+            denominator = ms + eps
+        velocity = slots[1]
+        velocity *= mom
+        velocity += (grad * lr) / np.sqrt(denominator)
+        param -= velocity
+    elif rule == "adagrad":
+        acc = slots[0]
+        acc += grad * grad
+        param -= lr * grad / (np.sqrt(acc) + eps)
+    elif rule == "adadelta":
+        acc, acc_delta = slots
+        acc *= d1
+        acc += grad * grad * om1
+        update = np.sqrt(acc_delta + eps) / np.sqrt(acc + eps) * grad
+        acc_delta *= d1
+        acc_delta += update * update * om1
+        param -= update * lr
+    elif rule == "adamax":
+        m, u = slots
+        m *= d1
+        m += om1 * grad
+        np.maximum(u * d2, np.abs(grad), out=u)
+        param -= lr * m / (u + eps)
+    elif rule == "nadam":
+        m, v = slots
+        m *= d1
+        m += om1 * grad
+        v *= d2
+        v += om2 * (grad * grad)
+        m_bar = c["grad_coefficient"] * grad + c["m_coefficient"] * m
+        param -= lr * m_bar / (np.sqrt(v / c["v_correction"]) + eps)
+    else:  # pragma: no cover - ops checks the rule
+        raise ValueError(f"unknown rule {rule!r}")

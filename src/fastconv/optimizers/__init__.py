@@ -132,18 +132,11 @@ class SGD(Optimizer):
 
     def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
-        t = param.dtype.type
-        lr_g = grad * t(lr)
         if self.momentum == 0:
-            param -= lr_g
+            ops.optimizer_update("sgd", param, grad, [], learning_rate=lr)
             return
-        velocity = slots["momentum"]
-        velocity *= t(self.momentum)
-        velocity -= lr_g
-        if self.nesterov:
-            param += velocity * t(self.momentum) - lr_g
-        else:
-            param += velocity
+        ops.optimizer_update("nesterov" if self.nesterov else "momentum", param, grad,
+                             [slots["momentum"]], learning_rate=lr, momentum=self.momentum)
 
 
 class Adam(Optimizer):
@@ -243,34 +236,19 @@ class RMSprop(Optimizer):
 
     def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
-        t = param.dtype.type
-        rho, one_minus_rho = t(self.rho), t(1) - t(self.rho)
-        lr_t, epsilon = t(lr), t(self.epsilon)
-        ms = slots["rms"]
+        # Without momentum, the Python path of Keras' RMSprop; with it,
+        # ResourceApplyRMSProp / ResourceApplyCenteredRMSProp (epsilon inside
+        # the square root).
         if self.momentum == 0:
-            # The Python path of Keras' RMSprop.
-            ms *= rho
-            ms += one_minus_rho * (grad * grad)
-            denominator = ms
-            if self.centered:
-                mg = slots["mg"]
-                mg *= rho
-                mg += one_minus_rho * grad
-                denominator = ms - mg * mg
-            param -= lr_t * grad / (np.sqrt(denominator) + epsilon)
-            return
-        # ResourceApplyRMSProp / ResourceApplyCenteredRMSProp.
-        ms += (grad * grad - ms) * one_minus_rho
-        if self.centered:
-            mg = slots["mg"]
-            mg += (grad - mg) * one_minus_rho
-            denominator = (ms - mg * mg) + epsilon
+            rule, state = "rmsprop", [slots["rms"]]
+            extra: Dict[str, float] = {}
         else:
-            denominator = ms + epsilon
-        mom = slots["momentum"]
-        mom *= t(self.momentum)
-        mom += (grad * lr_t) / np.sqrt(denominator)
-        param -= mom
+            rule, state = "rmsprop_momentum", [slots["rms"], slots["momentum"]]
+            extra = {"momentum": self.momentum}
+        if self.centered:
+            rule, state = rule + "_centered", state + [slots["mg"]]
+        ops.optimizer_update(rule, param, grad, state, learning_rate=lr, decay_1=self.rho,
+                             epsilon=self.epsilon, **extra)
 
 
 class Adagrad(Optimizer):
@@ -311,10 +289,8 @@ class Adagrad(Optimizer):
 
     def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
-        t = param.dtype.type
-        acc = slots["accumulator"]
-        acc += grad * grad
-        param -= t(lr) * grad / (np.sqrt(acc) + t(self.epsilon))
+        ops.optimizer_update("adagrad", param, grad, [slots["accumulator"]], learning_rate=lr,
+                             epsilon=self.epsilon)
 
 
 class Adadelta(Optimizer):
@@ -346,15 +322,8 @@ class Adadelta(Optimizer):
 
     def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
-        t = param.dtype.type
-        rho, one_minus_rho, epsilon = t(self.rho), t(1) - t(self.rho), t(self.epsilon)
-        acc, acc_delta = slots["accum_grad"], slots["accum_var"]
-        acc *= rho
-        acc += grad * grad * one_minus_rho
-        update = np.sqrt(acc_delta + epsilon) / np.sqrt(acc + epsilon) * grad
-        acc_delta *= rho
-        acc_delta += update * update * one_minus_rho
-        param -= update * t(lr)
+        ops.optimizer_update("adadelta", param, grad, [slots["accum_grad"], slots["accum_var"]],
+                             learning_rate=lr, decay_1=self.rho, epsilon=self.epsilon)
 
 
 class Adamax(Optimizer):
@@ -388,14 +357,10 @@ class Adamax(Optimizer):
 
     def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
-        t = param.dtype.type
-        beta_1 = t(self.beta_1)
-        m, u = slots["m"], slots["v"]
-        m *= beta_1
-        m += (t(1) - beta_1) * grad
-        np.maximum(u * t(self.beta_2), np.abs(grad), out=u)
-        step_size = t(lr / (1.0 - self.beta_1 ** (self.iterations + 1)))
-        param -= step_size * m / (u + t(self.epsilon))
+        step_size = lr / (1.0 - self.beta_1 ** (self.iterations + 1))
+        ops.optimizer_update("adamax", param, grad, [slots["m"], slots["v"]],
+                             learning_rate=step_size, decay_1=self.beta_1,
+                             decay_2=self.beta_2, epsilon=self.epsilon)
 
 
 class Nadam(Optimizer):
@@ -459,17 +424,13 @@ class Nadam(Optimizer):
 
     def _update_param(self, param: np.ndarray, grad: np.ndarray, slots: Slots,
                       lr: float) -> None:
-        t = param.dtype.type
-        beta_1, beta_2 = t(self.beta_1), t(self.beta_2)
-        m, v = slots["m"], slots["v"]
-        m *= beta_1
-        m += (t(1) - beta_1) * grad
-        v *= beta_2
-        v += (t(1) - beta_2) * (grad * grad)
-        m_bar = (t(1.0 - self._mu) / t(1.0 - self._prod)) * grad + \
-            (t(self._mu_next) / t(1.0 - self._prod_next)) * m
-        v_hat = v / t(1.0 - self.beta_2 ** (self.iterations + 1))
-        param -= t(lr) * m_bar / (np.sqrt(v_hat) + t(self.epsilon))
+        t = param.dtype.type   # the coefficients' quotients, in the dtype as TF's
+        ops.optimizer_update(
+            "nadam", param, grad, [slots["m"], slots["v"]], learning_rate=lr,
+            decay_1=self.beta_1, decay_2=self.beta_2, epsilon=self.epsilon,
+            grad_coefficient=t(1.0 - self._mu) / t(1.0 - self._prod),
+            m_coefficient=t(self._mu_next) / t(1.0 - self._prod_next),
+            v_correction=1.0 - self.beta_2 ** (self.iterations + 1))
 
 
 _OPTIMIZERS: Dict[str, type] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop,
