@@ -18,7 +18,7 @@ def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatc
     pytest.importorskip("torch")  # the chart plots ratios to PyTorch
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)  # the default chart path is relative: bench_results/...
-    assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-model", "--no-loader",
+    assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-model", "--no-loader", "--no-optimizers",
                        "--json", str(tmp_path / "j" / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "seed conv2d_1" in out and "geometric mean" in out
@@ -35,7 +35,7 @@ def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatc
 def test_bench_without_torch_or_numpy_still_reports_our_times(tmp_path, capsys):
     target = tmp_path / "deep" / "er" / "b.json"
     assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-torch", "--no-model",
-                       "--no-loader",
+                       "--no-loader", "--no-optimizers",
                        "--json", str(target), "--png", ""]) == 0
     rows = json.loads(target.read_text())["layers"]
     assert len(rows) == 6 and all(r["fastconv_ms"] > 0 and r["vs_torch"] is None for r in rows)
@@ -49,3 +49,11 @@ def test_loader_rows_report_the_step_time_with_and_without_prefetch(capsys):
         assert r["extra_ms"] == pytest.approx(r["loader_ms_step"] - r["array_ms_step"])
     table = bench.loader_table(rows)
     assert "5 ms/batch Sequence, workers=1" in table and "added ms" in table
+
+
+def test_optimizer_rows_cover_every_optimizer_beside_torch():
+    pytest.importorskip("torch")
+    rows = bench.bench_optimizers(1, True, rng=np.random.default_rng(0))
+    assert [r["optimizer"] for r in rows] == list(bench._OPTIMIZER_PEERS)
+    assert all(r["fastconv_ms"] > 0 and r["torch_ms"] > 0 and r["vs_torch"] > 0 for r in rows)
+    assert "Nadam" in bench.optimizer_table(rows)

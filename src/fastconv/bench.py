@@ -9,6 +9,8 @@ Every number is a median over rounds in which the implementations alternate
 * the seed CNN end to end: a training step (fit, batch 64, SGD) and inference
   (predict, batch 256) in images per second, beside the same network in
   PyTorch;
+* the optimizers: one update of the seed CNN's 1.1 M weights (fastconv's
+  one-pass C rules beside ``torch.optim``'s default multi-tensor path);
 * the input pipeline: the same training step fed by a ``Sequence`` whose
   ``__getitem__`` sleeps 5 ms per batch (a slow loader), drawn in the
   training thread (``workers=0``) and prefetched by a thread (``workers=1``):
@@ -486,6 +488,53 @@ def bench_model(n_threads: int, use_torch: bool, train_batches: int, rng: np.ran
     return rows
 
 
+# fastconv optimizer -> (the torch.optim class, its arguments), for the same rule.
+_OPTIMIZER_PEERS = {
+    "SGD(momentum=0.9)": ("SGD", {"lr": 0.01, "momentum": 0.9}),
+    "Adam": ("Adam", {"lr": 0.001}),
+    "RMSprop": ("RMSprop", {"lr": 0.001, "alpha": 0.9}),
+    "Adagrad": ("Adagrad", {"lr": 0.001}),
+    "Adadelta": ("Adadelta", {"lr": 0.001}),
+    "Adamax": ("Adamax", {"lr": 0.001}),
+    "Nadam": ("NAdam", {"lr": 0.001}),
+}
+
+
+def bench_optimizers(n_threads: int, use_torch: bool, rng: np.random.Generator) -> List[dict]:
+    """Milliseconds of one update of the seed CNN's weights, per optimizer."""
+    from . import optimizers
+    shapes = [tuple(v.shape) for v in _seed_model().trainable_weights]
+    rows = []
+    for label, (torch_name, torch_args) in _OPTIMIZER_PEERS.items():
+        params = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+        grads = [rng.standard_normal(shape).astype(np.float32) * 1e-3 for shape in shapes]
+        ours = (optimizers.SGD(0.01, momentum=0.9) if label.startswith("SGD")
+                else optimizers.get(label.lower()))
+        fns = {"fastconv": lambda: ours.apply_gradients(zip(grads, params))}
+        if use_torch:
+            import torch
+            tparams = [torch.from_numpy(p.copy()).requires_grad_() for p in params]
+            for tp, g in zip(tparams, grads):
+                tp.grad = torch.from_numpy(g.copy())
+            theirs = getattr(torch.optim, torch_name)(tparams, **torch_args)
+            fns["torch"] = theirs.step
+            torch_threads = torch.get_num_threads()
+            torch.set_num_threads(n_threads)
+        previous = ops.set_num_threads(n_threads)
+        try:
+            med = interleaved_medians(fns, rounds=15, warmup=3)
+        finally:
+            ops.set_num_threads(previous)
+            if use_torch:
+                torch.set_num_threads(torch_threads)
+        ours_ms = med["fastconv"] * 1e3
+        theirs_ms = med["torch"] * 1e3 if use_torch else None
+        rows.append({"optimizer": label, "threads": n_threads, "fastconv_ms": ours_ms,
+                     "torch_ms": theirs_ms,
+                     "vs_torch": ours_ms / theirs_ms if theirs_ms else None})
+    return rows
+
+
 LOADER_SLEEP_S = 0.005
 
 
@@ -571,6 +620,16 @@ def model_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def optimizer_table(rows: Sequence[dict]) -> str:
+    header = (f"{'optimizer step (seed CNN weights)':38s} {'thr':>3s} {'ms':>8s} "
+              f"{'torch ms':>9s} {'/torch':>7s}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['optimizer']:38s} {r['threads']:3d} {r['fastconv_ms']:8.2f} "
+                     f"{_fmt(r['torch_ms'], '9.2f')} {_fmt(r['vs_torch'], '7.2f')}")
+    return "\n".join(lines)
+
+
 def loader_table(rows: Sequence[dict]) -> str:
     header = (f"{'input pipeline (seed CNN, batch 64)':38s} {'thr':>3s} {'arrays ms/step':>15s} "
               f"{'loader ms/step':>15s} {'added ms':>9s}")
@@ -638,6 +697,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy backend")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-CNN benchmark")
+    parser.add_argument("--no-optimizers", action="store_true",
+                        help="skip the optimizer-step benchmark")
     parser.add_argument("--no-loader", action="store_true",
                         help="skip the input-pipeline (slow loader) benchmark")
     parser.add_argument("--only", default=None,
@@ -691,6 +752,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                           rng=rng))
         print()
         print(model_table(model_rows))
+    optimizer_rows: List[dict] = []
+    if not args.no_optimizers:
+        for t in threads:
+            optimizer_rows.extend(bench_optimizers(t, use_torch, rng))
+        print()
+        print(optimizer_table(optimizer_rows))
     loader_rows: List[dict] = []
     if not args.no_loader:
         for t in threads:
@@ -698,7 +765,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print()
         print(loader_table(loader_rows))
     out = {"environment": env, "peak_gflops": peaks, "layers": rows, "model": model_rows,
-           "loader": loader_rows, "geomean_vs_torch": g}
+           "optimizers": optimizer_rows, "loader": loader_rows, "geomean_vs_torch": g}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
