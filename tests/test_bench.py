@@ -18,7 +18,8 @@ def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatc
     pytest.importorskip("torch")  # the chart plots ratios to PyTorch
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)  # the default chart path is relative: bench_results/...
-    assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-model", "--no-loader", "--no-optimizers",
+    assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-model", "--no-loader",
+                       "--no-optimizers",
                        "--json", str(tmp_path / "j" / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "seed conv2d_1" in out and "geometric mean" in out
