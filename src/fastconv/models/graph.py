@@ -228,12 +228,26 @@ class Graph:
         self.nodes_by_depth, self.layers = _map_graph(self.inputs, self.outputs)
         self.execution = [node for nodes in self.nodes_by_depth.values() for node in nodes
                           if not node.is_input]
+        self._index_tensors()
+
+    def _index_tensors(self) -> None:
         # How many layer calls read each tensor, to free intermediates in inference.
         self._readers: Dict[int, int] = {}
         for node in self.execution:
             for t in node.inbound:
                 self._readers[id(t)] = self._readers.get(id(t), 0) + 1
         self._output_ids = {id(t) for t in self.outputs}
+
+    # A copy (pickle, deepcopy) has new objects, so new ids: the indexes keyed
+    # by id are rebuilt, not copied.
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_readers"], state["_output_ids"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._index_tensors()
 
     def is_read_by_layers(self, tensor: KerasTensor) -> bool:
         """Whether some layer call of the graph reads ``tensor`` (an output may be)."""

@@ -167,6 +167,24 @@ class Model(TrainingMixin, Layer):
             raise RuntimeError(_MISSING_SUPER_INIT)
         super().__setattr__(name, value)
 
+    # A copy (pickle, cloudpickle, deepcopy) has new objects, so new ids: the
+    # ids of traced nodes travel as the nodes, and the tape of an unfinished
+    # step is not copied.
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        traced = state.pop("_traced_node_ids")
+        state["_traced_nodes"] = [node for graph in self._traces.values()
+                                  for nodes in graph.nodes_by_depth.values() for node in nodes
+                                  if id(node) in traced]
+        state["_tape"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        traced = state.pop("_traced_nodes")
+        self.__dict__.update(state)
+        self.__dict__["_traced_node_ids"] = {id(node) for node in traced}
+
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails.
         if not name.startswith("__") and "_base_model_initialized" not in self.__dict__:

@@ -77,6 +77,20 @@ class Optimizer:
         # being reused by a different array while the state exists.
         self._state: Dict[int, Tuple[np.ndarray, Slots]] = {}
 
+    # A copy (pickle, deepcopy) holds new parameter arrays, so new ids: the
+    # state travels as (parameter, slots) pairs and is keyed again. Pickled
+    # with its model, each parameter is the model's own copied array.
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_state"] = list(self._state.values())
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        pairs = state.pop("_state")
+        self.__dict__.update(state)
+        self._state = {id(param): (param, slots) for param, slots in pairs}
+
     # -- hyperparameters ---------------------------------------------------
     @property
     def name(self) -> str:
