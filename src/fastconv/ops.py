@@ -27,6 +27,7 @@ import contextvars
 import functools
 import operator
 import os
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -82,6 +83,30 @@ _backend_override: contextvars.ContextVar[Optional[str]] = contextvars.ContextVa
     "fastconv_backend", default=None)
 _num_threads: Optional[int] = None
 
+# Fork safety. GNU OpenMP keeps its thread team across fork() but not its
+# threads: in a child forked after a parallel op, the next parallel region
+# waits for threads that do not exist, forever. So once the kernels have run,
+# a forked child runs them on one thread (a team of one never touches the
+# pool) and refuses more, with a warning; 'spawn' and 'forkserver' children
+# are fresh processes and keep the default.
+_kernels_ran = False
+_fork_limited = False
+
+_FORK_LIMIT_MESSAGE = (
+    "this process was forked after fastconv's kernels ran on several threads; GNU OpenMP "
+    "cannot start a new thread team in it, so fastconv runs on one thread here. Use the "
+    "'spawn' or 'forkserver' start method of multiprocessing for multi-threaded children")
+
+
+def _after_fork_in_child() -> None:
+    global _num_threads, _fork_limited
+    if _kernels_ran:
+        _num_threads, _fork_limited = 1, True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _check_backend(name: object) -> str:
     if not isinstance(name, str) or name.lower() not in BACKENDS:
@@ -120,7 +145,11 @@ def use_backend(name: str) -> Iterator[str]:
 def set_num_threads(n: Optional[int]) -> Optional[int]:
     """Threads for the C kernels; ``None`` follows OpenMP (``OMP_NUM_THREADS``,
     threadpoolctl). Returns the previous setting. The kernels use fewer for
-    small problems, and never more than max(16, 4 x processors)."""
+    small problems, and never more than max(16, 4 x processors).
+
+    In a process forked (``os.fork``, multiprocessing's 'fork') after the
+    kernels ran, the kernels stay on one thread: GNU OpenMP would hang
+    there. Asking for more then warns and changes nothing."""
     global _num_threads
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -130,6 +159,9 @@ def set_num_threads(n: Optional[int]) -> Optional[int]:
             # inside the first op, with an OverflowError naming nothing.
             raise ValueError(f"`n` must be a positive int (at most 2**31 - 1) or None, got {n}")
         n = int(n)
+    if _fork_limited and n != 1:
+        warnings.warn(_FORK_LIMIT_MESSAGE, RuntimeWarning, stacklevel=2)
+        return _num_threads
     previous, _num_threads = _num_threads, n
     return previous
 
@@ -143,6 +175,8 @@ def get_num_threads() -> int:
 
 def _threads_arg() -> int:
     # 0 lets the C side ask OpenMP at call time, in the calling thread.
+    global _kernels_ran
+    _kernels_ran = True
     return _num_threads if _num_threads is not None else 0
 
 

@@ -1,0 +1,102 @@
+"""A process forked after fastconv's kernels ran on several threads runs its
+ops (GNU OpenMP would wait forever for the parent's threads): with
+multiprocessing's 'fork' start method and with os.fork, the child's result
+equals the parent's, on one thread; 'spawn' children keep their threads."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import ops
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+
+TIMEOUT_S = 60
+
+
+def _problem():
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((4, 20, 20, 16)).astype(np.float32),
+            rng.standard_normal((3, 3, 16, 32)).astype(np.float32))
+
+
+@pytest.fixture
+def team_started():
+    """The parent has run a parallel op: its OpenMP team exists."""
+    previous = ops.set_num_threads(2)
+    x, kernel = _problem()
+    yield fc.conv2d(x, kernel)
+    ops.set_num_threads(previous)
+
+
+def _child_conv(queue):
+    x, kernel = _problem()
+    y = fc.conv2d(x, kernel)
+    with pytest.warns(RuntimeWarning, match="forked after"):
+        ops.set_num_threads(2)
+    queue.put((y, ops.get_num_threads()))
+
+
+def _child_threads(queue):
+    queue.put(ops.get_num_threads())
+
+
+def test_a_multiprocessing_fork_child_runs_its_ops(team_started):
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_conv, args=(queue,))
+    child.start()
+    try:   # read first: the child cannot exit before its queue is drained
+        y, threads = queue.get(timeout=TIMEOUT_S)
+    except Exception:
+        child.kill()
+        pytest.fail(f"the forked child hung for {TIMEOUT_S} s in its first op")
+    child.join(TIMEOUT_S)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(y, team_started)   # bitwise at any thread count
+    assert threads == 1
+
+
+def test_an_os_fork_child_runs_its_ops(team_started):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: report through the pipe, never return into pytest
+        status = 1
+        try:
+            x, kernel = _problem()
+            same = np.array_equal(fc.conv2d(x, kernel), team_started)
+            os.write(write_end, b"same" if same else b"diff")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail(f"the os.fork child hung for {TIMEOUT_S} s in its first op")
+    assert os.read(read_end, 4) == b"same"
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_spawn_child_keeps_its_threads(team_started):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: every process has one thread")
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_child_threads, args=(queue,))
+    child.start()
+    threads = queue.get(timeout=TIMEOUT_S)
+    child.join(TIMEOUT_S)
+    assert child.exitcode == 0 and threads > 1
