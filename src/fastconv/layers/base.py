@@ -103,12 +103,17 @@ class Variable:
         return self._value
 
     def assign(self, value: Any) -> "Variable":
-        """Copy ``value`` in (cast to this dtype; the shape must match)."""
+        """Copy ``value`` in (cast to this dtype; the shape must match).
+
+        The cast happens before the copy, so a value that does not cast (an
+        object array holding a string, say) leaves the variable unchanged.
+        """
         value = np.asarray(value)
         if value.shape != self._value.shape:
             raise ValueError(f"Cannot assign a value of shape {value.shape} to variable "
                              f"{self.name} of shape {self._value.shape}")
-        self._value[...] = value
+        value = value.astype(self._value.dtype, copy=False)
+        np.copyto(self._value, value)
         return self
 
     def assign_add(self, delta: Any) -> "Variable":
@@ -644,10 +649,19 @@ def activity_penalty(regularizer: Any, output: np.ndarray) -> float:
 
 def set_weight_values(owner_name: str, variables: Sequence[Variable],
                       weights: Sequence[Any]) -> None:
-    """Validate every array against ``variables`` first, then assign them all.
+    """Validate every array against ``variables`` and cast it to the
+    variable's dtype first, then assign them all, or none.
+
+    The assignment runs with Ctrl-C held back (``defer_keyboard_interrupt``)
+    and keeps a copy of each old value: an exception raised while assigning,
+    or a SIGINT that arrives meanwhile, puts every old value back before the
+    exception (or the KeyboardInterrupt) goes on. The copies cost as much
+    memory as the weights for the duration of the call.
 
     Messages are Keras 2.4's ``set_weights`` errors.
     """
+    from .._signals import defer_keyboard_interrupt
+
     weights = list(weights)
     if len(weights) != len(variables):
         raise ValueError(
@@ -663,6 +677,23 @@ def set_weight_values(owner_name: str, variables: Sequence[Variable],
         if value.dtype.kind not in "fiub":
             raise TypeError(f"weight for {variable.name} must be numeric, got dtype "
                             f"{value.dtype}")
-        values.append(value)
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+        # Cast now: a cast that fails must fail before the first assignment.
+        values.append(value.astype(variable.numpy().dtype, copy=False))
+    with defer_keyboard_interrupt() as deferred:
+        old_values: List[Tuple[Variable, np.ndarray]] = []
+
+        def restore() -> None:
+            # Newest first, so a variable listed twice ends at its first old value;
+            # straight into the arrays, not through assign (which is what failed).
+            for variable, old in reversed(old_values):
+                np.copyto(variable.numpy(), old)
+
+        try:
+            for variable, value in zip(variables, values):
+                old_values.append((variable, np.array(variable.numpy(), copy=True)))
+                variable.assign(value)
+        except BaseException:
+            restore()
+            raise
+        if deferred.interrupted:  # a Ctrl-C came meanwhile: cancel, then it is raised
+            restore()

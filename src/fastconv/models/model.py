@@ -444,7 +444,9 @@ class Model(TrainingMixin, Layer):
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Set :attr:`weights` from arrays in Keras order and layouts
         (HWIO conv kernels, ``(in, units)`` Dense kernels). Nothing changes
-        unless every count and shape fits (Keras' messages otherwise)."""
+        unless every count, shape and cast fits (Keras' messages otherwise);
+        then every weight changes, in one block that Ctrl-C cannot split (an
+        interrupt meanwhile keeps the old weights, then raises)."""
         set_weight_values(self.name, self.weights, weights)
 
     def count_params(self) -> int:
@@ -713,9 +715,11 @@ class Model(TrainingMixin, Layer):
 
         The file is written to a temporary file in the same directory and
         moved into place with ``os.replace``, so readers never see a partial
-        file. The archive records layer names, weight names and shapes, which
-        :meth:`load_weights` checks. The path is used as given (no extension
-        is added); the format is always npz.
+        file (through a symbolic link, the link's target is written; the
+        temporary files of a save that was killed are removed by the next
+        save to the same file). The archive records layer names, weight names
+        and shapes, which :meth:`load_weights` checks. The path is used as
+        given (no extension is added); the format is always npz.
         """
         self._require_built()
         saving.save_weights(filepath, self.name, self.layers, overwrite, save_format)
@@ -728,10 +732,14 @@ class Model(TrainingMixin, Layer):
         topological loading); ``by_name=True`` matches layer names and skips
         layers absent from the file, and ``skip_mismatch=True`` (with
         ``by_name``) also skips layers whose weight count or shapes differ.
-        The whole file is read and checked before any weight is assigned: on
-        any error (missing/corrupt file, wrong structure, shape mismatch) a
-        ``ValueError`` (``FileNotFoundError`` for a missing file) is raised
-        and the model's weights are untouched.
+        Every array's header (shape, dtype, declared size) is checked
+        against the file's metadata and the model before any data is read,
+        so a small file cannot claim a huge array; the arrays to load are
+        then read and checked (zip CRCs), and only then assigned, all in one
+        block that Ctrl-C cannot split. On any error (missing/corrupt file,
+        wrong structure, shape mismatch) a ``ValueError`` naming the file
+        (``FileNotFoundError`` for a missing file) is raised and the model's
+        weights are untouched.
         """
         self._require_built()
         saving.load_weights(filepath, self.layers, by_name, skip_mismatch)

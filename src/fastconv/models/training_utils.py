@@ -7,55 +7,19 @@ Internal: the public surface is the methods of :class:`fastconv.models.Model`.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+# The interrupt guard lives below the layers and the models, which both use it;
+# training.py reaches it under this module's name.
+from .._signals import defer_keyboard_interrupt
 
 __all__ = [
     "defer_keyboard_interrupt", "check_positive_int", "check_verbose", "check_cardinality",
     "split_last", "class_weight_to_sample_weight", "should_validate", "batch_slices",
 ]
-
-
-@contextlib.contextmanager
-def defer_keyboard_interrupt() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) until the block has finished.
-
-    The optimizer updates the weights array by array; an interrupt between
-    two arrays would leave a model that is neither the one before the step
-    nor the one after it. Inside this block a SIGINT is only recorded; the
-    previous handler (Python's, which raises KeyboardInterrupt) is called
-    when the block ends. Outside the main thread, or when SIGINT is not
-    handled by a Python function, the block runs unguarded (signals are
-    delivered to the main thread only, so nothing can interrupt it there).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous):  # SIG_DFL / SIG_IGN / set from C
-        yield
-        return
-    received: List[Tuple[int, Any]] = []
-
-    def record(signum: int, frame: Any) -> None:
-        received.append((signum, frame))
-
-    try:
-        signal.signal(signal.SIGINT, record)
-    except (ValueError, OSError):  # e.g. a sub-interpreter: no handlers to install
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            previous(*received[0])
 
 
 def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
