@@ -165,3 +165,14 @@ def test_bad_calls_say_what_is_wrong():
     with pytest.raises(ValueError, match="sample_weight sizes: 3"):
         model.compute_gradients(x, y, loss="sparse_categorical_crossentropy",
                                 sample_weight=np.ones(3))
+
+
+def test_return_outputs_gives_the_batch_output():
+    backend.set_random_seed(3)
+    model = Sequential([Input((5,)), Dense(4, activation="relu"), Dense(3, activation="softmax")])
+    x, y = _data(8)
+    value, grads, outputs = model.compute_gradients(x, y, loss="sparse_categorical_crossentropy",
+                                                    return_outputs=True)
+    np.testing.assert_array_equal(outputs, model.predict(x, verbose=0))
+    assert (value, len(grads)) == (model.compute_gradients(
+        x, y, loss="sparse_categorical_crossentropy")[0], 4)

@@ -11,10 +11,11 @@ This is *not* the compute-backend switch: that is :func:`fastconv.set_backend`
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections import defaultdict
-from typing import DefaultDict, Optional
+from typing import DefaultDict, Iterator, Optional
 
 import numpy as np
 
@@ -119,3 +120,15 @@ def set_random_seed(seed: Optional[int]) -> None:
 def global_rng() -> np.random.Generator:
     """The generator unseeded initializers use (see :func:`set_random_seed`)."""
     return _global_rng
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int) -> Iterator[np.random.Generator]:
+    """The global generator seeded with ``seed`` inside the block, and the
+    previous one back after it (a data-parallel replica's dropout masks)."""
+    global _global_rng
+    previous, _global_rng = _global_rng, np.random.default_rng(seed)
+    try:
+        yield _global_rng
+    finally:
+        _global_rng = previous

@@ -697,6 +697,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy backend")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-CNN benchmark")
+    parser.add_argument("--distributed", action="store_true",
+                        help="only fastconv.distributed on local Dask clusters of 1 and 2 "
+                             "workers (needs fastconv[dask])")
     parser.add_argument("--no-optimizers", action="store_true",
                         help="skip the optimizer-step benchmark")
     parser.add_argument("--no-loader", action="store_true",
@@ -710,6 +713,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if _kernels is None:
         print("fastconv's C extension is not built; nothing to benchmark", file=sys.stderr)
         return 1
+    if args.distributed:
+        from .bench_distributed import main as distributed_main
+        return distributed_main()
     cores = os.cpu_count() or 1
     threads = ([int(t) for t in args.threads.split(",")] if args.threads
                else sorted({1, ops.get_num_threads(), cores}))

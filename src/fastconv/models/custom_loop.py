@@ -71,7 +71,7 @@ class CustomLoopMixin:
 
     @with_cached_allocations
     def compute_gradients(self, x: Any, y: Any, loss: Any = None, sample_weight: Any = None,
-                          class_weight: Any = None) -> Tuple[float, List[np.ndarray]]:
+                          class_weight: Any = None, return_outputs: bool = False) -> Any:
         """Loss of one batch and its gradients, aligned with ``trainable_variables``.
 
         What a TensorFlow custom loop gets from ``GradientTape`` around
@@ -93,15 +93,18 @@ class CustomLoopMixin:
         sample_weight : array of shape (n,), optional
         class_weight : dict, optional
             ``{class: weight}``, turned into sample weights as ``fit`` does.
+        return_outputs : bool, default False
+            Also return the model's output for the batch (what metrics read).
 
         Returns
         -------
-        (float, list of ndarray)
+        (float, list of ndarray) or (float, list of ndarray, ndarray)
             The loss value (regularization penalties included) and one
             gradient per ``model.trainable_variables`` entry, same shapes
-            and dtypes (zeros for a weight the loss does not depend on).
-            ``trainable_variables`` is read at each call, so freezing a
-            layer between calls takes effect at once.
+            and dtypes (zeros for a weight the loss does not depend on);
+            with ``return_outputs``, the output too. ``trainable_variables``
+            is read at each call, so freezing a layer between calls takes
+            effect at once.
 
         Raises
         ------
@@ -124,7 +127,7 @@ class CustomLoopMixin:
         xs, y, weights, _ = self._prepare_xy(x, y, sample_weight, ("x", "y", "sample_weight"))
         weights = self._class_weighted(class_weight, y, weights)
         self._check_targets(y, "y", loss_obj)
-        value, grads, _, _ = self._loss_and_gradients(
+        value, grads, _, y_pred = self._loss_and_gradients(
             loss_obj, loss_weight, xs, y, weights, self._fused_output_activation(loss_obj),
             read_variables=True)
-        return value, grads
+        return (value, grads, y_pred) if return_outputs else (value, grads)
