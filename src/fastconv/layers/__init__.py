@@ -28,6 +28,9 @@ from .regularization import (Dropout, GaussianDropout, GaussianNoise, SpatialDro
                              SpatialDropout2D, SpatialDropout3D)
 from .normalization import BatchNormalization
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from .preprocessing import CenterCrop, Normalization, Rescaling, Resizing
+from .augmentation import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                           RandomTranslation, RandomZoom)
 
 __all__ = [
     "Input", "InputLayer", "Layer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
@@ -51,4 +54,7 @@ __all__ = [
     # regularization, normalization, activations
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
     "GaussianDropout", "BatchNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    # preprocessing (also in experimental.preprocessing, tf.keras 2.4's home)
+    "Rescaling", "Resizing", "CenterCrop", "Normalization", "RandomFlip", "RandomRotation",
+    "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop",
 ]

@@ -491,8 +491,10 @@ class Layer:
     def _forward_node(self, inputs: ArrayOrList, training: bool, record: bool,
                       losses: Optional[List[float]]) -> Tuple[Any, Any]:
         """``(outputs, cache)``; ``record``: the cache will be kept for a
-        backward pass; ``losses``: where a nested graph adds its activity penalties."""
-        return self.forward(inputs, training)
+        backward pass; ``losses``: where a nested graph adds its activity penalties.
+        ``training`` None (a model called without it) means inference here;
+        layers whose Keras ``call`` defaults otherwise override this."""
+        return self.forward(inputs, bool(training))
 
     def _backward_node(self, d_outputs: Any, cache: Any, compute_dx: bool,
                        regularization: bool) -> Tuple[Any, List[Tuple[Variable, np.ndarray]]]:
