@@ -6,7 +6,8 @@ from typing import Optional, Sequence
 
 USAGE = """usage: python -m fastconv {demo,bench,info} [options]
 
-  demo    train the seed CNN on handwritten digits and report test accuracy
+  demo    train the seed CNN on handwritten digits (or --dataset mnist, fashion_mnist,
+          cifar10) and report test accuracy
   bench   time fastconv against its NumPy backend and PyTorch (if installed)
   info    show the build: version, OpenMP, SIMD paths, threads
 

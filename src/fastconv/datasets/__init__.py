@@ -1,4 +1,25 @@
-"""Small image datasets for examples and tests, with no download.
+"""Datasets: Keras' downloadable ones, and small bundled digits for offline examples.
+
+Keras' loaders, with the same return values (``tf.keras.datasets``)::
+
+    from fastconv.datasets import mnist
+    (x_train, y_train), (x_test, y_test) = mnist.load_data()
+
+* :func:`mnist.load_data` -- handwritten digits, uint8 ``(60000, 28, 28)``
+* :func:`fashion_mnist.load_data` -- clothing, uint8 ``(60000, 28, 28)``
+* :func:`cifar10.load_data` -- colour images, uint8 ``(50000, 32, 32, 3)``
+* :func:`cifar100.load_data` -- 100 (or 20 coarse) classes, the same images
+
+They read Keras' cache (``$KERAS_HOME/datasets``, else ``~/.keras/datasets``),
+so a machine that ran Keras once needs nothing more; a file that is missing
+is downloaded from Keras' origin with :func:`fastconv.utils.get_file`
+(progress bar, hash checked, written atomically). Unlike Keras, a cached
+file whose hash is not the published one is used with a warning rather
+than downloaded again, so files copied in by hand onto a machine without
+network access are kept. Offline, the error names the URL and where to
+copy the file. A truncated or corrupt file is a ValueError that names it
+and says to delete it; CIFAR's pickles are read by an unpickler that can
+build NumPy arrays of numbers and nothing else.
 
 :func:`load_digits` turns scikit-learn's bundled 8x8 handwritten digits
 (1,797 images, 10 classes, stored inside the scikit-learn package) into
@@ -11,7 +32,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["load_digits", "resize_bilinear"]
+from . import cifar10, cifar100, fashion_mnist, mnist
+
+__all__ = ["load_digits", "resize_bilinear", "mnist", "fashion_mnist", "cifar10", "cifar100"]
 
 ArrayPair = Tuple[np.ndarray, np.ndarray]
 
