@@ -354,23 +354,23 @@ def fit(model: Any, x: np.ndarray, y: np.ndarray, *, client: Any = None,
     return hooks.history
 
 
+def _weighted_sum(terms: List[np.ndarray], shares: List[float]) -> np.ndarray:
+    """``sum_r shares[r] * terms[r]``, in replica order, in the terms' dtype."""
+    t = terms[0].dtype.type
+    total = terms[0] * t(shares[0])
+    for share, term in zip(shares[1:], terms[1:]):
+        total = total + term * t(share)
+    return total
+
+
 def _apply_step(model: Any, compiled: Any, trainable: List[Any], frozen: List[Any],
                 parts: List[slice], y: np.ndarray, results: List[Any]) -> Dict[str, float]:
     n = sum(part.stop - part.start for part in parts)
     shares = [(part.stop - part.start) / n for part in parts]
-    grads = []
-    for i, variable in enumerate(trainable):
-        t = variable.numpy().dtype.type
-        total = results[0][1][i] * t(shares[0])
-        for share, result in zip(shares[1:], results[1:]):
-            total = total + result[1][i] * t(share)
-        grads.append(total)
+    grads = [_weighted_sum([result[1][i] for result in results], shares)
+             for i in range(len(trainable))]
     for i, variable in enumerate(frozen):
-        t = variable.numpy().dtype.type
-        mean = results[0][2][i] * t(shares[0])
-        for share, result in zip(shares[1:], results[1:]):
-            mean = mean + result[2][i] * t(share)
-        variable.assign(mean)
+        variable.assign(_weighted_sum([result[2][i] for result in results], shares))
     with training_utils.defer_keyboard_interrupt():
         model.optimizer.apply_gradients(zip(grads, trainable))
     value = sum(share * result[0] for share, result in zip(shares, results))
