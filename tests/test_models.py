@@ -340,7 +340,9 @@ def test_save_overwrites_atomically_and_respects_overwrite_false(tmp_path):
     with pytest.raises(FileExistsError):
         model.save_weights(path, overwrite=False)
     with pytest.raises(ValueError, match="npz"):
-        model.save_weights(tmp_path / "w.h5", save_format="h5")
+        model.save_weights(tmp_path / "w.bin", save_format="pickle")
+    with pytest.raises(NotImplementedError, match="TensorFlow checkpoints"):
+        model.save_weights(tmp_path / "w.ckpt", save_format="tf")
 
 
 def test_save_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
     "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
     "LecunUniform", "LecunNormal", "zeros", "ones", "glorot_uniform", "get", "serialize",
-    "compute_fans",
+    "deserialize", "compute_fans",
 ]
 
 Shape = Tuple[int, ...]
@@ -337,3 +337,11 @@ def serialize(initializer: Any) -> Union[None, str, Dict[str, Any]]:
     :class:`Initializer` (pass it through :func:`get` first: a name is not
     serialized), a plain function's name otherwise."""
     return _serialization.serialize(initializer)
+
+
+def deserialize(config: Union[str, Dict[str, Any]],
+                custom_objects: Optional[Dict[str, Any]] = None) -> Any:
+    """The initializer a :func:`serialize` form (or a name) describes;
+    ``custom_objects`` maps names to the user's classes."""
+    return _serialization.deserialize(config, {**_BY_NAME, **_BY_CLASS_NAME}, custom_objects,
+                                      "initializer")

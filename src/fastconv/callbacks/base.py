@@ -736,7 +736,7 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model's weights after every epoch (or every ``save_freq`` batches).
+    """Save the model, or its weights, after every epoch (or every ``save_freq`` batches).
 
     Parameters
     ----------
@@ -751,7 +751,11 @@ class ModelCheckpoint(Callback):
         (kept across ``fit`` calls, as in Keras).
     save_weights_only : bool, default False
         Call ``model.save_weights(path)``. Otherwise ``model.save(path)`` is
-        called if the model has it, and ``save_weights`` if not.
+        called if the model has it (``save_weights`` if not): the whole
+        model, optimizer state included, in the format of the path's
+        extension (``.keras`` or ``.h5``; see :mod:`fastconv.models.keras_saving`).
+        Either way the file is written whole to a temporary file and
+        renamed into place, so a crash mid-save keeps the previous one.
     mode : {'auto', 'min', 'max'}, default 'auto'
         'auto' maximises monitors containing ``'acc'`` or starting with
         ``'fmeasure'``, else minimises.

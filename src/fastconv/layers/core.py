@@ -9,7 +9,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .. import _serialization, activations, constraints, ops, regularizers
+from .. import _serialization, activations, constraints, initializers, ops, regularizers
 from . import _autodiff
 from ._activated import ActivatedMixin
 from ._args import normalize_data_format, reject_unsupported
@@ -134,8 +134,11 @@ class Dense(ActivatedMixin, Layer):
         config = super().get_config()
         config.update({
             "units": self.units, "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
+            "use_bias": self.use_bias,
+            # Keras 2.4's serialized objects, whatever form the constructor took.
+            "kernel_initializer": initializers.serialize(
+                initializers.get(self.kernel_initializer)),
+            "bias_initializer": initializers.serialize(initializers.get(self.bias_initializer)),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "activity_regularizer": regularizers.serialize(self.activity_regularizer),

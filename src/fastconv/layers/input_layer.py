@@ -87,9 +87,10 @@ class InputLayer(Layer):
         return (d_outputs if compute_dx else None), []
 
     def get_config(self):
-        config = super().get_config()
-        config["batch_input_shape"] = self._batch_input_shape
-        return config
+        """tf.keras 2.4's keys: ``batch_input_shape``, ``dtype``, ``sparse``,
+        ``ragged``, ``name`` (no ``trainable``: an InputLayer has no weights)."""
+        return {"batch_input_shape": self._batch_input_shape, "dtype": self.dtype,
+                "sparse": False, "ragged": False, "name": self.name}
 
 
 def Input(shape: Union[None, int, Sequence[Optional[int]]] = None,

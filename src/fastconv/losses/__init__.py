@@ -75,6 +75,7 @@ __all__ = [
     "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
     "mean_squared_error", "mse", "MSE", "mean_absolute_error", "mae", "MAE", "huber", "hinge",
     "kl_divergence", "kld", "KLD", "kullback_leibler_divergence", "cosine_similarity", "get",
+    "serialize", "deserialize",
 ]
 
 from .core import (EPSILON, Loss, LossAndGrad, _as_numeric, _as_prediction,
@@ -531,3 +532,55 @@ def get(identifier: Union[None, str, Loss, Callable[..., LossAndGrad]]) -> Optio
         cls = _FUNCTIONS.get(identifier)
         return cls() if cls is not None else FunctionLoss(identifier)
     raise ValueError(f"Could not interpret loss function identifier: {identifier!r}")
+
+
+# Keras keys of a loss config that fastconv's losses fix: key -> the values meaning that.
+_FIXED_KEYS = {"reduction": ("auto", "sum_over_batch_size", None), "ignore_class": (None,),
+               "axis": (-1, None), "dtype": (None, "float32")}
+
+
+def serialize(loss: Any) -> Union[None, str, Dict[str, Any]]:
+    """Keras' form of a ``compile(loss=...)`` argument: a name for a name or a
+    function (a user function by its ``__name__``), ``{'class_name', 'config'}``
+    for a :class:`Loss`."""
+    if loss is None or isinstance(loss, str):
+        return loss
+    if isinstance(loss, FunctionLoss):
+        return getattr(loss.fn, "__name__", loss.name)
+    if isinstance(loss, Loss):
+        return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    if callable(loss) and hasattr(loss, "__name__"):
+        return loss.__name__
+    raise ValueError(f"Cannot serialize the loss {loss!r}")
+
+
+def deserialize(config: Any, custom_objects: Optional[Dict[str, Any]] = None) -> Optional[Loss]:
+    """The :class:`Loss` a :func:`serialize` form (tf.keras 2.4's or Keras 3's)
+    describes; ``custom_objects`` maps names to the user's functions or classes."""
+    custom = custom_objects or {}
+    if config is None:
+        return None
+    if isinstance(config, str):
+        return get(custom.get(config, config))
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"Could not interpret serialized loss {config!r}")
+    name = config["class_name"]
+    cls = custom.get(name)
+    if cls is None:
+        cls = globals().get(name) if name in __all__ else None
+        if not (isinstance(cls, type) and issubclass(cls, Loss)) or cls is FunctionLoss:
+            raise ValueError(f"Unknown loss class {name!r}; pass your own as "
+                             f"custom_objects={{{name!r}: ...}}")
+    arguments = dict(config.get("config") or {})
+    for key, fixed in _FIXED_KEYS.items():
+        if key in arguments:
+            value = arguments.pop(key)
+            if value not in fixed:
+                raise ValueError(f"Loss {name}: fastconv's losses take the mean over the "
+                                 f"batch and cannot honour {key}={value!r}")
+    if not isinstance(cls, type):
+        return get(cls)
+    try:
+        return cls.from_config(arguments) if hasattr(cls, "from_config") else cls(**arguments)
+    except TypeError as exc:
+        raise ValueError(f"Cannot rebuild loss {name} from {arguments}: {exc}") from None

@@ -52,7 +52,7 @@ __all__ = [
     "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
     "mean_squared_error", "mean_absolute_error",
-    "resolve_accuracy", "resolve_crossentropy", "get",
+    "resolve_accuracy", "resolve_crossentropy", "get", "serialize", "deserialize",
 ]
 
 _FUNCTIONS: Dict[str, PerSampleFn] = {
@@ -129,3 +129,56 @@ def get(identifier: Union[str, Metric, PerSampleFn], y_true_shape: Optional[Shap
         return MeanMetricWrapper(identifier)
     raise ValueError(f"Could not interpret metric identifier: {identifier!r}; pass a name "
                      "such as 'accuracy', a Metric, or a per-sample function")
+
+
+def serialize(metric: Any) -> Union[str, Dict[str, Any]]:
+    """Keras' form of a compiled metric: the name it was given as (``'accuracy'``,
+    ``'mae'``, a function's name), or ``{'class_name', 'config'}`` for a
+    :class:`Metric` class."""
+    if isinstance(metric, str):
+        return metric
+    if isinstance(metric, ShapeResolvedMetric):
+        return metric.name
+    if type(metric) is MeanMetricWrapper:
+        if _FUNCTIONS.get(metric.name) is metric.fn:
+            return metric.name
+        return getattr(metric.fn, "__name__", metric.name)
+    if isinstance(metric, Metric):
+        return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    if callable(metric) and hasattr(metric, "__name__"):
+        return metric.__name__
+    raise ValueError(f"Cannot serialize the metric {metric!r}")
+
+
+def deserialize(config: Any, custom_objects: Optional[Dict[str, Any]] = None) -> Any:
+    """What ``compile(metrics=[...])`` takes for a :func:`serialize` form
+    (tf.keras 2.4's ``MeanMetricWrapper`` configs and Keras 3's included)."""
+    custom = custom_objects or {}
+    if isinstance(config, str):
+        return custom.get(config, config)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"Could not interpret serialized metric {config!r}")
+    name = config["class_name"]
+    arguments = dict(config.get("config") or {})
+    if arguments.get("dtype") in (None, "float32", "float64"):
+        arguments.pop("dtype", None)
+    if name == "MeanMetricWrapper":  # tf.keras 2.4 saves 'accuracy' so
+        fn = arguments.pop("fn", None)
+        shown = arguments.pop("name", None)
+        if shown in ("accuracy", "acc", "crossentropy", "ce"):
+            return shown
+        function = custom.get(fn) or _FUNCTIONS.get(fn)
+        if function is None:
+            raise ValueError(f"Unknown metric function {fn!r}; pass it as "
+                             f"custom_objects={{{fn!r}: ...}}")
+        return MeanMetricWrapper(function, name=shown, **arguments)
+    cls = custom.get(name) or _CLASSES.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown metric class {name!r}; pass your own as "
+                         f"custom_objects={{{name!r}: ...}}")
+    if not isinstance(cls, type):
+        return cls
+    try:
+        return cls.from_config(arguments) if hasattr(cls, "from_config") else cls(**arguments)
+    except TypeError as exc:
+        raise ValueError(f"Cannot rebuild metric {name} from {arguments}: {exc}") from None

@@ -103,10 +103,34 @@ Where things live (Keras' engine split)
 ``training_utils.py``  the training loop's argument checks, batching, data
                        splitting, class weights, Ctrl-C guard
 ``saving.py``          the ``.npz`` weight files
+``serialization.py``   architectures as configs: get_config/from_config, to_json,
+                       model_from_json, clone_model (``config_dialects.py``: the
+                       layer arguments of tf.keras 2.4's and Keras 3's configs)
+``keras_saving.py``    ``model.save``/``load_model`` in Keras' ``.keras`` and ``.h5``
+                       files, save_weights/load_weights in their HDF5 layouts
+                       (``h5_format.py``: the layouts; ``compile_state.py``: loss,
+                       metrics, optimizer config and state)
 """
 from __future__ import annotations
 
 from .model import Model
 from .sequential import Sequential
+from .serialization import clone_model, model_from_config, model_from_json
 
-__all__ = ["Model", "Sequential"]
+
+def save_model(model: Model, filepath, overwrite: bool = True, include_optimizer: bool = True,
+               save_format=None) -> None:
+    """``model.save(filepath, ...)`` (tf.keras 2.4's ``save_model``): ``.keras`` or ``.h5``."""
+    model.save(filepath, overwrite=overwrite, include_optimizer=include_optimizer,
+               save_format=save_format)
+
+
+def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
+    """A model saved by :meth:`Model.save` or by Keras (``.keras`` or ``.h5``);
+    see :func:`fastconv.models.keras_saving.load_model`."""
+    from .keras_saving import load_model as _load
+    return _load(filepath, custom_objects, compile, safe_mode)
+
+
+__all__ = ["Model", "Sequential", "load_model", "save_model", "model_from_json",
+           "model_from_config", "clone_model"]

@@ -356,9 +356,39 @@ class Model(TrainingMixin, Layer):
         outputs = self._graph.output_shapes(shapes)
         return outputs if len(outputs) > 1 else outputs[0]
 
+    # ------------------------------------------------------------------
+    # Architecture and whole-model files (fastconv.models.serialization,
+    # fastconv.models.keras_saving)
+
     def get_config(self) -> Dict[str, Any]:
-        raise NotImplementedError(f"Model {self.name}: fastconv does not serialize model "
-                                  "architectures; save the weights with save_weights()")
+        """The architecture as tf.keras 2.4's config (functional and
+        Sequential models); a subclassed model must define its own, as in Keras."""
+        from . import serialization
+        return serialization.model_config(self)
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any],
+                    custom_objects: Optional[Dict[str, Any]] = None) -> "Model":
+        """The model :meth:`get_config` described (new weights); a subclass
+        without a functional config gets ``cls(**config)``, as in Keras."""
+        from . import serialization
+        return serialization.model_class_from_config(cls, config, custom_objects)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture as JSON (``kwargs`` go to ``json.dumps``); see
+        :func:`fastconv.models.model_from_json`."""
+        from . import serialization
+        return serialization.to_json(self, **kwargs)
+
+    def save(self, filepath: Union[str, os.PathLike], overwrite: bool = True,
+             include_optimizer: bool = True, save_format: Optional[str] = None) -> None:
+        """Save the architecture, the weights and (compiled) the training
+        configuration and optimizer state, as Keras does: ``.keras`` (Keras
+        3's zip) or ``.h5`` (tf.keras 2.4's HDF5), by extension or
+        ``save_format`` (``'keras'``, ``'h5'``). Written atomically; see
+        :mod:`fastconv.models.keras_saving`."""
+        from . import keras_saving
+        keras_saving.save_model(self, filepath, overwrite, include_optimizer, save_format)
 
     # ------------------------------------------------------------------
     # Weights
@@ -559,8 +589,11 @@ class Model(TrainingMixin, Layer):
     def _call_arrays(self, inputs: Any, training: Optional[bool]) -> ArrayOrList:
         self._build_for_data(inputs)
         activity: List[float] = []
+        # training=None reaches the layers as None: each takes its own default,
+        # as in Keras (inference for Dropout and BatchNormalization, while the
+        # random preprocessing layers augment: `augmentation(images)`).
         outputs, _ = self._graph_for(bool(training)).run(
-            self._prepare_inputs(inputs), bool(training), record=False, losses=activity)
+            self._prepare_inputs(inputs), training, record=False, losses=activity)
         self._activity_losses = activity
         return eager_result(self._pack_outputs(outputs))
 
@@ -586,7 +619,7 @@ class Model(TrainingMixin, Layer):
     def _forward_node(self, inputs: ArrayOrList, training: bool, record: bool,
                       losses: Optional[List[float]]) -> Any:
         arrays = list(inputs) if self._takes_list else [inputs]
-        outputs, tape = self._graph_for(training).run(arrays, training, record, losses)
+        outputs, tape = self._graph_for(bool(training)).run(arrays, training, record, losses)
         return outputs[0], tape
 
     def _backward_node(self, d_outputs: Any, tape: Tape, compute_dx: bool,
@@ -711,7 +744,9 @@ class Model(TrainingMixin, Layer):
 
     def save_weights(self, filepath: Union[str, os.PathLike], overwrite: bool = True,
                      save_format: Optional[str] = None) -> None:
-        """Write all weights to ``filepath`` as an ``.npz`` archive.
+        """Write all weights to ``filepath``: Keras' HDF5 layouts for ``.h5``
+        / ``.hdf5`` or ``save_format='h5'`` (tf.keras 2.4's) and ``.weights.h5``
+        (Keras 3's; :mod:`fastconv.models.keras_saving`), else an ``.npz`` archive.
 
         The file is written to a temporary file in the same directory and
         moved into place with ``os.replace``, so readers never see a partial
@@ -719,14 +754,19 @@ class Model(TrainingMixin, Layer):
         temporary files of a save that was killed are removed by the next
         save to the same file). The archive records layer names, weight names
         and shapes, which :meth:`load_weights` checks. The path is used as
-        given (no extension is added); the format is always npz.
+        given (no extension is added).
         """
         self._require_built()
+        from . import keras_saving
+        if keras_saving.is_keras_weights_path(filepath, save_format):
+            keras_saving.save_weights(self, filepath, overwrite, save_format)
+            return
         saving.save_weights(filepath, self.name, self.layers, overwrite, save_format)
 
     def load_weights(self, filepath: Union[str, os.PathLike], by_name: bool = False,
                      skip_mismatch: bool = False) -> None:
-        """Load weights written by :meth:`save_weights`.
+        """Load weights written by :meth:`save_weights` (or by Keras: ``.h5``,
+        ``.weights.h5``, ``.keras``; checked as thoroughly, all or nothing).
 
         By default layers with weights are matched in order (Keras'
         topological loading); ``by_name=True`` matches layer names and skips
@@ -742,6 +782,10 @@ class Model(TrainingMixin, Layer):
         weights are untouched.
         """
         self._require_built()
+        from . import keras_saving
+        if keras_saving.is_keras_weights_path(filepath):
+            keras_saving.load_weights(self, filepath, by_name, skip_mismatch)
+            return
         saving.load_weights(filepath, self.layers, by_name, skip_mismatch)
 
     def __repr__(self) -> str:
