@@ -37,7 +37,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # of them). Whatever is in neither set is the Keras-like API.
 COMPUTE_CORE = {"fastconv.ops", "fastconv.shapes", "fastconv.reference", "fastconv._kernels",
                 "fastconv._memory", "fastconv.config"}
-TOOLS = {"fastconv.demo", "fastconv.bench", "fastconv.bench_distributed", "fastconv.__main__"}
+TOOLS = {"fastconv.demo", "fastconv.bench", "fastconv.bench_distributed", "fastconv.bench_input",
+         "fastconv.__main__"}
 
 # Inside the Keras-like API: (importer, imported, why not), prefixes of names.
 UPWARD_IN_THE_API = [

@@ -37,7 +37,8 @@ __version__ = "0.1.0"
 # What `tensorflow.keras` offers under these names, and two compute-core modules.
 _SUBMODULES = ("layers", "models", "optimizers", "losses", "metrics", "callbacks",
                "initializers", "regularizers", "constraints", "activations", "backend",
-               "datasets", "utils", "preprocessing", "shapes", "reference")
+               "datasets", "utils", "preprocessing", "data", "distributed", "shapes",
+               "reference")
 # tf.keras' top-level classes and functions: name -> the submodule that holds it.
 _KERAS_NAMES = {"Sequential": "models", "Model": "models", "Input": "layers"}
 

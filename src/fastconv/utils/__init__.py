@@ -22,9 +22,10 @@ from .. import backend
 from ..callbacks import Progbar
 from .data_utils import get_file
 from .vis_utils import model_to_dot, plot_model
+from ..preprocessing.image_dataset import image_dataset_from_directory
 
 __all__ = ["Progbar", "Sequence", "to_categorical", "normalize", "set_random_seed",
-           "get_file", "plot_model", "model_to_dot"]
+           "get_file", "plot_model", "model_to_dot", "image_dataset_from_directory"]
 
 
 class Sequence:
