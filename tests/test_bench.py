@@ -19,7 +19,7 @@ def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatc
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)  # the default chart path is relative: bench_results/...
     assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-model", "--no-loader",
-                       "--no-optimizers",
+                       "--no-optimizers", "--no-images",
                        "--json", str(tmp_path / "j" / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "seed conv2d_1" in out and "geometric mean" in out
@@ -36,7 +36,7 @@ def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatc
 def test_bench_without_torch_or_numpy_still_reports_our_times(tmp_path, capsys):
     target = tmp_path / "deep" / "er" / "b.json"
     assert bench.main(["--quick", "--threads", "1", "--no-numpy", "--no-torch", "--no-model",
-                       "--no-loader", "--no-optimizers",
+                       "--no-loader", "--no-optimizers", "--no-images",
                        "--json", str(target), "--png", ""]) == 0
     rows = json.loads(target.read_text())["layers"]
     assert len(rows) == 6 and all(r["fastconv_ms"] > 0 and r["vs_torch"] is None for r in rows)

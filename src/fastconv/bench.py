@@ -14,7 +14,10 @@ Every number is a median over rounds in which the implementations alternate
 * the input pipeline: the same training step fed by a ``Sequence`` whose
   ``__getitem__`` sleeps 5 ms per batch (a slow loader), drawn in the
   training thread (``workers=0``) and prefetched by a thread (``workers=1``):
-  the milliseconds per step the loader adds to the array run's.
+  the milliseconds per step the loader adds to the array run's; and the
+  same with ``flow_from_directory`` decoding and augmenting a folder of
+  JPEGs (:mod:`fastconv.bench_input`);
+* with ``--distributed``, :mod:`fastconv.bench_distributed` instead.
 
 Forward is convolution + bias + ReLU (PyTorch: ``conv2d`` then in-place
 ``relu``); backward is the gradients training needs (no input gradient for a
@@ -702,6 +705,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "workers (needs fastconv[dask])")
     parser.add_argument("--no-optimizers", action="store_true",
                         help="skip the optimizer-step benchmark")
+    parser.add_argument("--no-images", action="store_true",
+                        help="skip the image-folder input benchmark (flow_from_directory JPEGs)")
     parser.add_argument("--no-loader", action="store_true",
                         help="skip the input-pipeline (slow loader) benchmark")
     parser.add_argument("--only", default=None,
@@ -764,6 +769,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             optimizer_rows.extend(bench_optimizers(t, use_torch, rng))
         print()
         print(optimizer_table(optimizer_rows))
+    image_rows: List[dict] = []
+    if not args.no_images:
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            print("Pillow is not installed: no image-folder rows (pip install 'fastconv[image]')")
+        else:
+            from .bench_input import bench_image_input, image_input_table
+            for t in threads:
+                image_rows.extend(bench_image_input(t, 4 if args.quick else 8, rng))
+            print()
+            print(image_input_table(image_rows))
     loader_rows: List[dict] = []
     if not args.no_loader:
         for t in threads:
@@ -771,7 +788,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print()
         print(loader_table(loader_rows))
     out = {"environment": env, "peak_gflops": peaks, "layers": rows, "model": model_rows,
-           "optimizers": optimizer_rows, "loader": loader_rows, "geomean_vs_torch": g}
+           "optimizers": optimizer_rows, "loader": loader_rows, "image_input": image_rows,
+           "geomean_vs_torch": g}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
