@@ -22,11 +22,18 @@ dask_distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
+    # The nannies set OMP_NUM_THREADS=1 & co in this process's environment
+    # before they spawn their workers; later tests' children must not inherit it.
+    saved = dict(os.environ)
     cluster = dask_distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                             host="127.0.0.1", dashboard_address=None)
-    with dask_distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    try:
+        with dask_distributed.Client(cluster) as c:
+            yield c
+    finally:
+        cluster.close()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _model(seed=0):

@@ -90,9 +90,10 @@ def test_an_os_fork_child_runs_its_ops(team_started):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_a_spawn_child_keeps_its_threads(team_started):
+def test_a_spawn_child_keeps_its_threads(team_started, monkeypatch):
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core: every process has one thread")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)   # the child's default, not a limit
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_child_threads, args=(queue,))
