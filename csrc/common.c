@@ -32,6 +32,53 @@ static int thread_cap(void)
 #endif
 }
 
+#if defined(_OPENMP) && !defined(_WIN32)
+#include <pthread.h>
+
+static void *idle_thread(void *arg)
+{
+    return arg;
+}
+
+/* How many threads this process can run at once, up to n: libgomp exits the
+ * process when the OS refuses it a thread (RLIMIT_NPROC, a cgroup's
+ * pids.max), so a team size is tried with plain threads first, once. The
+ * answer is kept; a larger request tries again. Racing callers only try
+ * twice. */
+static int threads_allowed(int n)
+{
+    static int verified = 1;     /* a team this large is known to start */
+    static int refused = 0;      /* the OS refused a thread at this team size */
+    if (n <= verified)
+        return n;
+    if (refused > 0 && n >= refused)
+        return verified;
+    pthread_t *ids = malloc(sizeof(pthread_t) * (size_t)(n - 1));
+    if (ids == NULL)
+        return verified;
+    int made = 0;
+    while (made < n - 1 && pthread_create(&ids[made], NULL, idle_thread, NULL) == 0)
+        ++made;
+    for (int i = 0; i < made; ++i)
+        pthread_join(ids[i], NULL);
+    free(ids);
+    if (made == n - 1) {
+        verified = n;
+        return n;
+    }
+    /* Leave a margin: the team's threads join those the process already has. */
+    if (made + 1 > verified)
+        verified = made > 1 ? made : 1;
+    refused = n;
+    return verified;
+}
+#else
+static int threads_allowed(int n)
+{
+    return n;
+}
+#endif
+
 int fc_pick_threads(int requested, double work, int64_t items)
 {
     int n = requested > 0 ? requested : fc_default_num_threads();
@@ -46,7 +93,7 @@ int fc_pick_threads(int requested, double work, int64_t items)
 #ifndef _OPENMP
     n = 1;
 #endif
-    return n;
+    return n > 1 ? threads_allowed(n) : n;
 }
 
 void fc_thread_range(int64_t total, int nthreads, int tid, int64_t *begin, int64_t *end)

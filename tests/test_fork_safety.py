@@ -101,3 +101,38 @@ def test_a_spawn_child_keeps_its_threads(team_started, monkeypatch):
     threads = queue.get(timeout=TIMEOUT_S)
     child.join(TIMEOUT_S)
     assert child.exitcode == 0 and threads > 1
+
+
+def _child_under_a_thread_limit(queue):
+    import resource
+    # Everything imported and made first: files under root's home are not
+    # readable once this process is nobody.
+    x, kernel = _problem()
+    ops.set_num_threads(1)
+    fc.conv2d(x, kernel)
+    # Only this process may hold 3 threads: libgomp would exit the process at
+    # its first 8-thread team ("Thread creation failed"); fastconv runs on
+    # the threads it can have.
+    os.setgid(65534)
+    os.setuid(65534)       # as nobody: root ignores RLIMIT_NPROC
+    resource.setrlimit(resource.RLIMIT_NPROC, (3, 3))
+    ops.set_num_threads(8)
+    queue.put(fc.conv2d(x, kernel))
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
+                    reason="needs root to drop to an unprivileged user with a thread limit")
+def test_when_the_os_refuses_threads_ops_run_on_fewer(team_started, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_child_under_a_thread_limit, args=(queue,))
+    child.start()
+    try:
+        y = queue.get(timeout=TIMEOUT_S)
+    except Exception:
+        child.join(5)
+        pytest.fail(f"the child died (exit code {child.exitcode}) instead of running its op")
+    child.join(TIMEOUT_S)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(y, team_started)
