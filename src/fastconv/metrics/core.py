@@ -5,7 +5,7 @@ MSE/MAE, cross-entropies), and the shape-resolved ``'accuracy'``
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
