@@ -654,9 +654,10 @@ def test_bench_input_rows(monkeypatch):
     from fastconv import bench_input
     rows = bench_input.bench_image_input(1, train_batches=1, rng=np.random.default_rng(0),
                                          rounds=1)
-    assert [r["what"].split(", ")[-1] for r in rows] == ["workers=0", "workers=1"]
+    assert [r["what"].split(", ")[-1] for r in rows] == ["workers=0", "workers=1",
+                                                         "2 procs"]
     for row in rows:
         assert row["loader_img_s"] > 0 and row["array_img_s"] > 0 and row["threads"] == 1
         assert row["extra_ms"] == pytest.approx(row["loader_ms_step"] - row["array_ms_step"])
     table = bench_input.image_input_table(rows)
-    assert "workers=1" in table and len(table.splitlines()) == 4
+    assert "workers=1" in table and len(table.splitlines()) == 5

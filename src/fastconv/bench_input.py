@@ -8,7 +8,9 @@ the seed CNN (``fastconv.bench._seed_model``, 28x28x1, SGD, batch 64) on
 * ``ImageDataGenerator(...).flow_from_directory(...)`` with augmentation
   (rescale, rotation, shifts, zoom, horizontal flips), decoded, resized to
   28x28 and augmented in the calling thread (``workers=0``) or prefetched
-  by fit's background thread (``workers=1``) while the kernels compute;
+  by fit's background thread (``workers=1``) or by two worker processes
+  (``workers=2, use_multiprocessing=True``: decoding and augmenting in
+  Python hold the GIL, which a thread shares with the training loop);
 
 and, for scale, the loader alone (a pass over the iterator, no training).
 Rows are the shape of :func:`fastconv.bench.bench_loader`'s plus images/s;
@@ -83,6 +85,8 @@ def bench_image_input(n_threads: int, train_batches: int, rng: np.random.Generat
             "arrays": lambda: model.fit(x, y, batch_size=BATCH, verbose=0, shuffle=False),
             "workers=0": lambda: model.fit(iterator, verbose=0, workers=0),
             "workers=1": lambda: model.fit(iterator, verbose=0, workers=1),
+            "2 procs": lambda: model.fit(iterator, verbose=0, workers=2,
+                                             use_multiprocessing=True),
             "load only": load_only,
         }
         previous = ops.set_num_threads(n_threads)
@@ -95,7 +99,7 @@ def bench_image_input(n_threads: int, train_batches: int, rng: np.random.Generat
     base = med["arrays"] / train_batches * 1e3
     loader_img_s = n_images / med["load only"]
     rows = []
-    for how in ("workers=0", "workers=1"):
+    for how in ("workers=0", "workers=1", "2 procs"):
         step = med[how] / train_batches * 1e3
         rows.append({"what": f"fit on flow_from_directory JPEGs, {how}", "threads": n_threads,
                      "array_ms_step": base, "loader_ms_step": step, "extra_ms": step - base,
