@@ -29,7 +29,7 @@ import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -246,7 +246,7 @@ class Dataset:
         the current one; errors are raised in the caller."""
         size = _count(buffer_size, "buffer_size", (AUTOTUNE,))
         size = _AUTOTUNE_PREFETCH if size == AUTOTUNE else size
-        return Dataset(lambda _: _prefetched(self, size), self._length, self._samples)
+        return Dataset(lambda _: prefetched(self, size), self._length, self._samples)
 
     def cache(self, filename: str = "") -> "Dataset":
         """The elements of the first complete iteration, kept in memory and
@@ -334,15 +334,18 @@ def _parallel_map(call: Callable[[Any], Any], elements: Iterator[Any], threads: 
         pool.shutdown(wait=True)
 
 
-def _prefetched(dataset: Dataset, size: int) -> Iterator[Any]:
-    """The elements of one iteration of ``dataset``, produced by a daemon
-    thread at most ``size`` ahead; stopping early stops the thread."""
+def prefetched(elements: Iterable[Any], size: int, thread_name: str = "fastconv-prefetch"
+               ) -> Iterator[Any]:
+    """The elements of ``elements``, drawn by a daemon thread at most ``size``
+    ahead (the iteration itself runs in that thread); an exception there is
+    raised here, and stopping early stops the thread. Dataset.prefetch and
+    fit's batch sources (:mod:`fastconv.models.data_adapter`) both use it."""
     slots: "queue.Queue[Any]" = queue.Queue(size)
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for element in dataset:
+            for element in elements:
                 while not stop.is_set():
                     try:
                         slots.put((True, element), timeout=0.1)
@@ -355,7 +358,7 @@ def _prefetched(dataset: Dataset, size: int) -> Iterator[Any]:
         except BaseException as error:   # raised in the consumer
             slots.put((False, error))
 
-    worker = threading.Thread(target=produce, name="fastconv-prefetch", daemon=True)
+    worker = threading.Thread(target=produce, name=thread_name, daemon=True)
     worker.start()
     try:
         while True:

@@ -44,9 +44,7 @@ iterator without a length needs ``steps_per_epoch``: the epoch must end.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import signal
-import threading
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,12 +52,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data import prefetched
 from .training_utils import check_positive_int
 
 __all__ = ["is_batch_source", "BatchSource", "unpack_batch", "array_batches",
            "GeneratorMethodsMixin"]
-
-_DONE = object()
 
 # The Sequence a worker process serves: set by the pool's initializer (fork
 # inherits it without pickling).
@@ -217,7 +214,8 @@ class BatchSource:
             if self.workers == 0:
                 yield from self._items(pool)
             else:
-                yield from self._prefetched(pool)
+                yield from prefetched(self._items(pool), self.max_queue_size,
+                                      "fastconv-batches")
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -229,44 +227,6 @@ class BatchSource:
         end = getattr(self.data, "on_epoch_end", None)
         if self.is_sequence and callable(end):
             end()
-
-    def _prefetched(self, pool: Optional[Executor]) -> Iterator[Any]:
-        slots: "queue.Queue[Any]" = queue.Queue(self.max_queue_size)
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for item in self._items(pool):
-                    while not stop.is_set():
-                        try:
-                            slots.put((True, item), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                slots.put((True, _DONE))
-            except BaseException as error:   # handed to the consumer, raised there
-                slots.put((False, error))
-
-        worker = threading.Thread(target=produce, name="fastconv-batches", daemon=True)
-        worker.start()
-        try:
-            while True:
-                ok, item = slots.get()
-                if not ok:
-                    raise item
-                if item is _DONE:
-                    return
-                yield item
-        finally:
-            stop.set()
-            while worker.is_alive():   # unblock a producer waiting on a full queue
-                try:
-                    slots.get_nowait()
-                except queue.Empty:
-                    pass
-                worker.join(timeout=0.05)
 
 
 def array_batches(xs: List[np.ndarray], y: np.ndarray, weights: Optional[np.ndarray],
