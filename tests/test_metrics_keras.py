@@ -112,3 +112,15 @@ def test_metric_names_resolve_and_log_in_fit():
     auc.update_state(np.eye(3)[[0, 1]], np.full((2, 3), 0.3))
     with pytest.raises(ValueError, match="labels"):
         auc.update_state(np.eye(4)[[0, 1]], np.full((2, 4), 0.3))
+
+
+def test_one_weight_per_row_covers_the_row_as_in_keras():
+    keras = import_keras()
+    values = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
+    weights = np.array([1.0, 3.0], np.float32)
+    ours, theirs = metrics.Mean(), keras.metrics.Mean()
+    ours.update_state(values, sample_weight=weights)
+    theirs.update_state(values, sample_weight=weights)
+    assert ours.result() == pytest.approx(float(theirs.result()), rel=1e-6)
+    with pytest.raises(ValueError, match="does not fit values of shape"):
+        metrics.Mean().update_state(values, sample_weight=np.ones(3))

@@ -111,6 +111,25 @@ def _sparse_labels(y_true: Any, y_pred: np.ndarray) -> np.ndarray:
     return labels
 
 
+def broadcast_sample_weight(sample_weight: Any, shape: Tuple[int, ...], what: str
+                            ) -> np.ndarray:
+    """``sample_weight`` as float64 of ``shape``, as Keras broadcasts weights:
+    a trailing axis of 1 beyond ``shape`` is dropped, missing trailing axes
+    are added (one weight per sample covers its row), then NumPy broadcasting;
+    otherwise a ValueError naming ``what`` the weights were for. The one rule
+    of losses and metrics."""
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.ndim == len(shape) + 1 and weights.shape[-1] == 1:
+        weights = weights[..., 0]
+    if weights.ndim < len(shape):
+        weights = weights.reshape(weights.shape + (1,) * (len(shape) - weights.ndim))
+    try:
+        return np.broadcast_to(weights, shape)
+    except ValueError:
+        raise ValueError(f"sample_weight of shape {np.shape(sample_weight)} does not fit "
+                         f"{what} of shape {tuple(shape)}") from None
+
+
 def _reduce(per_sample: np.ndarray, grad: Optional[np.ndarray],
             sample_weight: Any) -> Tuple[float, Optional[np.ndarray]]:
     """Mean over the per-sample losses (SUM_OVER_BATCH_SIZE) and scale the gradient.
@@ -126,14 +145,7 @@ def _reduce(per_sample: np.ndarray, grad: Optional[np.ndarray],
         if grad is not None:
             grad *= grad.dtype.type(1.0 / count)
         return loss, grad
-    weights = np.asarray(sample_weight, dtype=np.float64)
-    if weights.ndim == per_sample.ndim + 1 and weights.shape[-1] == 1:
-        weights = weights[..., 0]
-    try:
-        weights = np.broadcast_to(weights, per_sample.shape)
-    except ValueError:
-        raise ValueError(f"sample_weight of shape {np.shape(sample_weight)} does not fit the "
-                         f"per-sample losses of shape {per_sample.shape}") from None
+    weights = broadcast_sample_weight(sample_weight, per_sample.shape, "the per-sample losses")
     loss = float(np.sum(per_sample * weights)) / count
     if grad is not None:
         # One weight per sample, spread over the sample's row of y_pred.

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import backend
 from .. import losses as _losses
+from ..losses.core import broadcast_sample_weight
 from .core import Metric, as_arrays
 
 __all__ = ["Precision", "Recall", "AUC"]
@@ -68,18 +69,8 @@ def confusion_counts(y_true: Any, y_pred: Any, sample_weight: Any, thresholds: n
     if y_pred.size and (np.any(y_pred < 0) or np.any(y_pred > 1)):
         raise ValueError(f"{owner}: predictions must be in [0, 1], got values from "
                          f"{np.nanmin(y_pred)} to {np.nanmax(y_pred)}")
-    weights = np.ones(y_pred.shape)
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.ndim > y_pred.ndim:
-            raise ValueError(f"{owner}: `sample_weight` of shape {w.shape} does not fit "
-                             f"predictions of shape {y_pred.shape}")
-        w = w.reshape(w.shape + (1,) * (y_pred.ndim - w.ndim))
-        try:
-            weights = np.broadcast_to(w, y_pred.shape)
-        except ValueError:
-            raise ValueError(f"{owner}: `sample_weight` of shape {np.shape(sample_weight)} "
-                             f"does not fit predictions of shape {y_pred.shape}") from None
+    weights = np.ones(y_pred.shape) if sample_weight is None else \
+        broadcast_sample_weight(sample_weight, y_pred.shape, f"{owner}'s predictions")
     if top_k is not None:
         y_pred = _keep_top_k(y_pred, top_k)
     if class_id is not None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import losses as _losses
+from ..losses.core import broadcast_sample_weight
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "BinaryAccuracy", "CategoricalAccuracy",
@@ -290,14 +291,7 @@ class Mean(Metric):
             self.total += float(np.sum(values))
             self.count += float(values.size)
             return
-        weights = np.asarray(sample_weight, dtype=np.float64)
-        if weights.ndim == values.ndim + 1 and weights.shape[-1] == 1:
-            weights = weights[..., 0]
-        try:
-            weights = np.broadcast_to(weights, values.shape)
-        except ValueError:
-            raise ValueError(f"sample_weight of shape {np.shape(sample_weight)} does not fit "
-                             f"values of shape {values.shape}") from None
+        weights = broadcast_sample_weight(sample_weight, values.shape, "values")
         self.total += float(np.sum(values * weights))
         self.count += float(np.sum(weights))
 
