@@ -2,8 +2,8 @@
 and messages).
 
 * :mod:`.base`: :class:`Callback`, :class:`CallbackList`, :class:`History`,
-  :class:`EarlyStopping`, :class:`ModelCheckpoint`, the progress bar
-  (:class:`Progbar`, :class:`ProgbarLogger`);
+  the progress bar (:class:`Progbar`, :class:`ProgbarLogger`);
+* :mod:`.monitoring`: :class:`EarlyStopping`, :class:`ModelCheckpoint`;
 * :mod:`.learning_rate`: :class:`LearningRateScheduler`,
   :class:`ReduceLROnPlateau`;
 * :mod:`.loggers`: :class:`CSVLogger`, :class:`TerminateOnNaN`,
@@ -15,12 +15,13 @@ and messages).
 """
 from __future__ import annotations
 
-from .base import (DEFAULT_LOG_INTERVAL, Callback, CallbackList, EarlyStopping, History,
-                   ModelCheckpoint, Progbar, ProgbarLogger)
+from .base import (DEFAULT_LOG_INTERVAL, Callback, CallbackList, History, Progbar,
+                   ProgbarLogger)
 from . import experimental
 from .backup import BackupAndRestore
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .loggers import CSVLogger, LambdaCallback, TerminateOnNaN
+from .monitoring import EarlyStopping, ModelCheckpoint
 from .tensorboard import TensorBoard
 
 __all__ = [

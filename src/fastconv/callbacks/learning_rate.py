@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import Callback, Logs, _monitor_op
+from .base import Callback, Logs
+from .monitoring import monitor_op
 
 __all__ = ["LearningRateScheduler", "ReduceLROnPlateau"]
 
@@ -136,7 +137,7 @@ class ReduceLROnPlateau(Callback):
         self.min_delta = float(min_delta)
         self.cooldown = int(cooldown)
         self.min_lr = float(min_lr)
-        self.monitor_op = _monitor_op(mode, monitor, "ReduceLROnPlateau")
+        self.monitor_op = monitor_op(mode, monitor, "ReduceLROnPlateau")
         self._reset()
 
     def _reset(self) -> None:
