@@ -24,56 +24,6 @@ int FCN(fc_relu_backward)(const FC_T *FC_RESTRICT dy, const FC_T *FC_RESTRICT y,
     return FC_OK;
 }
 
-FC_NO_CONTRACT_FN
-static void FCN(adam_block)(FC_T *FC_RESTRICT param, const FC_T *FC_RESTRICT grad,
-                            FC_T *FC_RESTRICT m, FC_T *FC_RESTRICT v, FC_T *FC_RESTRICT vhat,
-                            int64_t i0, int64_t i1, FC_T alpha, FC_T one_minus_beta_1,
-                            FC_T one_minus_beta_2, FC_T epsilon)
-{
-    FC_NO_CONTRACT
-    if (vhat == NULL) {
-        for (int64_t i = i0; i < i1; ++i) {
-            const FC_T g = grad[i];
-            const FC_T mi = m[i] + (g - m[i]) * one_minus_beta_1;
-            const FC_T vi = v[i] + (g * g - v[i]) * one_minus_beta_2;
-            m[i] = mi;
-            v[i] = vi;
-            param[i] -= (mi * alpha) / (FC_SQRT(vi) + epsilon);
-        }
-        return;
-    }
-    for (int64_t i = i0; i < i1; ++i) {
-        const FC_T g = grad[i];
-        const FC_T mi = m[i] + (g - m[i]) * one_minus_beta_1;
-        const FC_T vi = v[i] + (g * g - v[i]) * one_minus_beta_2;
-        const FC_T hi = MAX_NAN(vhat[i], vi);
-        m[i] = mi;
-        v[i] = vi;
-        vhat[i] = hi;
-        param[i] -= (mi * alpha) / (FC_SQRT(hi) + epsilon);
-    }
-}
-
-int FCN(fc_adam_update)(FC_T *param, const FC_T *grad, FC_T *m, FC_T *v, FC_T *vhat, int64_t n,
-                        FC_T alpha, FC_T one_minus_beta_1, FC_T one_minus_beta_2, FC_T epsilon,
-                        int n_threads)
-{
-    if (n < 0 || (n > 0 && (param == NULL || grad == NULL || m == NULL || v == NULL)))
-        return FC_ERR_ARG;
-    const int64_t block = 1 << 15;
-    const int64_t nblocks = (n + block - 1) / block;
-    const int nthreads = fc_pick_threads(n_threads, (double)n, nblocks);
-    (void)nthreads;   /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
-#endif
-    for (int64_t b = 0; b < nblocks; ++b)
-        FCN(adam_block)(param, grad, m, v, vhat, b * block,
-                        (b + 1) * block < n ? (b + 1) * block : n, alpha, one_minus_beta_1,
-                        one_minus_beta_2, epsilon);
-    return FC_OK;
-}
-
 /* One block of an optimizer rule (fastconv.h lists the rules and their
  * formulas). Each line repeats NumPy's operations in their order, one
  * rounding each, so the C and NumPy backends agree bit for bit. */
@@ -175,6 +125,28 @@ static void FCN(update_block)(int rule, FC_T *FC_RESTRICT p, const FC_T *FC_REST
             p[i] -= (lr * m_bar) / (FC_SQRT(v / vc) + eps);
         }
         break;
+    case FC_RULE_ADAM:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T m = s0[i] + (gi - s0[i]) * om1;
+            const FC_T v = s1[i] + (gi * gi - s1[i]) * om2;
+            s0[i] = m;
+            s1[i] = v;
+            p[i] -= (m * lr) / (FC_SQRT(v) + eps);
+        }
+        break;
+    case FC_RULE_ADAM_AMSGRAD:
+        for (int64_t i = i0; i < i1; ++i) {
+            const FC_T gi = g[i];
+            const FC_T m = s0[i] + (gi - s0[i]) * om1;
+            const FC_T v = s1[i] + (gi * gi - s1[i]) * om2;
+            const FC_T hat = MAX_NAN(s2[i], v);
+            s0[i] = m;
+            s1[i] = v;
+            s2[i] = hat;
+            p[i] -= (m * lr) / (FC_SQRT(hat) + eps);
+        }
+        break;
     default:
         break;
     }
@@ -184,7 +156,7 @@ int FCN(fc_optimizer_update)(int rule, FC_T *param, const FC_T *grad, FC_T *slot
                              FC_T *slot1, FC_T *slot2, int64_t n, const FC_T *coefficients,
                              int n_threads)
 {
-    static const int slots_of[FC_RULE_COUNT] = {0, 1, 1, 1, 2, 2, 3, 1, 2, 2, 2};
+    static const int slots_of[FC_RULE_COUNT] = {0, 1, 1, 1, 2, 2, 3, 1, 2, 2, 2, 2, 3};
     if (rule < 0 || rule >= FC_RULE_COUNT || n < 0 || coefficients == NULL)
         return FC_ERR_ARG;
     const int needs = slots_of[rule];
@@ -202,4 +174,19 @@ int FCN(fc_optimizer_update)(int rule, FC_T *param, const FC_T *grad, FC_T *slot
         FCN(update_block)(rule, param, grad, slot0, slot1, slot2, b * block,
                           (b + 1) * block < n ? (b + 1) * block : n, coefficients);
     return FC_OK;
+}
+
+/* Adam's public entry point: the ADAM (AMSGrad: ADAM_AMSGRAD, vhat the third
+ * slot) rule, alpha the step's learning rate. */
+int FCN(fc_adam_update)(FC_T *param, const FC_T *grad, FC_T *m, FC_T *v, FC_T *vhat, int64_t n,
+                        FC_T alpha, FC_T one_minus_beta_1, FC_T one_minus_beta_2, FC_T epsilon,
+                        int n_threads)
+{
+    FC_T c[FC_COEF_COUNT] = {0};
+    c[FC_COEF_LR] = alpha;
+    c[FC_COEF_ONE_MINUS_DECAY1] = one_minus_beta_1;
+    c[FC_COEF_ONE_MINUS_DECAY2] = one_minus_beta_2;
+    c[FC_COEF_EPSILON] = epsilon;
+    return FCN(fc_optimizer_update)(vhat == NULL ? FC_RULE_ADAM : FC_RULE_ADAM_AMSGRAD, param,
+                                    grad, m, v, vhat, n, c, n_threads);
 }

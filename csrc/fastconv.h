@@ -174,11 +174,15 @@ int fc_adam_update(float *param, const float *grad, float *m, float *v, float *v
  *                     p -= (lr * s0) / (s1 + eps)
  *   NADAM             s0 = s0 * d1 + om1 * g;  s1 = s1 * d2 + om2 * (g * g);
  *                     p -= (lr * (cg * g + cm * s0)) / (sqrt(s1 / vc) + eps)
+ *   ADAM              s0 += (g - s0) * om1;  s1 += (g * g - s1) * om2;
+ *                     p -= (s0 * lr) / (sqrt(s1) + eps)  (fc_adam_update's rule)
+ *   ADAM_AMSGRAD      also s2 = max(s2, s1) (NaN wins), and sqrt(s2)
  * The arrays must not overlap; unused slots may be NULL. */
 enum {
     FC_RULE_SGD, FC_RULE_MOMENTUM, FC_RULE_NESTEROV, FC_RULE_RMSPROP, FC_RULE_RMSPROP_CENTERED,
     FC_RULE_RMSPROP_MOMENTUM, FC_RULE_RMSPROP_MOMENTUM_CENTERED, FC_RULE_ADAGRAD,
-    FC_RULE_ADADELTA, FC_RULE_ADAMAX, FC_RULE_NADAM, FC_RULE_COUNT
+    FC_RULE_ADADELTA, FC_RULE_ADAMAX, FC_RULE_NADAM, FC_RULE_ADAM, FC_RULE_ADAM_AMSGRAD,
+    FC_RULE_COUNT
 };
 enum {
     FC_COEF_LR, FC_COEF_DECAY1, FC_COEF_ONE_MINUS_DECAY1, FC_COEF_DECAY2,
