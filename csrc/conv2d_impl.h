@@ -791,6 +791,92 @@ static int FCN(few_channel_forward)(const fc_conv2d_params *p, const FCN(fc_kern
 
 #include "conv2d_nchw_impl.h"
 
+/* ------------------------------------------------------------------------ */
+/* Forward with a few GEMM rows and one tap (a dense layer on a few samples). */
+
+/*
+ * B (c_in x c_out) is much larger than A and used once, so the time is the
+ * stream of B from memory. The general driver cuts the columns into panels
+ * of nv_max vectors and reads every row once per panel (two partial passes
+ * for 100 columns); here each thread owns a range of column vectors and
+ * covers it in as few tiles as gemv_nv allows, reading each row of its
+ * columns once for all rows of A. Each value is the same chain as in the
+ * general driver (bias, then the taps' products in order, ReLU last), so a
+ * sample's output does not depend on its batch size or the thread count.
+ */
+static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                             const FC_T *x, const FC_T *kernel, const FC_T *bias, FC_T *y)
+{
+    const int mr = (int)(p->n * p->out_h * p->out_w);
+    const int64_t k = p->c_in, n = p->c_out, vl = t->vl;
+    const int64_t nvec = ceil_div(n, vl);
+    const int nv_tile = t->gemv_nv[mr];
+    const int has_tail = n % vl != 0;
+    /* The tail vector reads whole vectors of every B row: past the end of
+     * the matrix on the last row, which it reads from a padded copy. */
+    FC_T *last_row = NULL;
+    if (has_tail && k > 0) {
+        last_row = (FC_T *)fc_calloc(nvec * vl, sizeof(FC_T));
+        if (last_row == NULL)
+            return FC_ERR_NOMEM;
+        memcpy(last_row, kernel + (k - 1) * n, (size_t)n * sizeof(FC_T));
+    }
+    const int nthreads = fc_pick_threads(p->n_threads, (double)mr * (double)k * (double)n, nvec);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const unsigned fp = fc_fpmode_enter();
+        int64_t v0, v1;
+        fc_thread_range(nvec, FC_TEAM_SIZE(), FC_THREAD_ID(), &v0, &v1);
+        for (int64_t vb = v0; vb < v1; vb += nv_tile) {
+            const int nv = (int)min64(nv_tile, v1 - vb);
+            const int64_t c0 = vb * vl, nr = min64((int64_t)nv * vl, n - c0);
+            const int tail = nr % vl != 0;     /* this tile holds the last columns */
+            const FC_T *a[FC_GEMV_MAX_ROWS], *b;
+            FC_T *c[FC_GEMV_MAX_ROWS];
+            for (int r = 0; r < mr; ++r) {
+                a[r] = x + r * k;
+                c[r] = y + r * n + c0;
+            }
+            FCN(fc_igemm_args) args;
+            args.ntaps = 1;
+            args.a = a;
+            args.b = &b;
+            args.ldb = n;
+            args.nr = nr;
+            args.bias = bias ? bias + c0 : NULL;
+            args.bias_rows = 0;
+            args.c = c;
+            args.mr = mr;
+            args.nv = nv;
+            const FCN(fc_igemm_fn) fn = FCN(igemm_for)(t, mr, nv, tail);
+            /* rows [0, k - 1) in place when the tile has the tail, then the
+             * last row from its copy, continuing the same sums */
+            const int64_t in_place = tail ? k - 1 : k;
+            if (in_place > 0) {
+                b = kernel + c0;
+                args.kc = in_place;
+                args.accumulate = 0;
+                args.relu = p->relu && !tail;
+                fn(&args);
+            }
+            if (tail && k > 0) {
+                for (int r = 0; r < mr; ++r)
+                    a[r] = x + r * k + (k - 1);
+                b = last_row + c0;
+                args.kc = 1;
+                args.accumulate = in_place > 0;
+                args.relu = p->relu;
+                fn(&args);
+            }
+        }
+        fc_fpmode_leave(fp);
+    }
+    fc_free(last_row);
+    return FC_OK;
+}
+
 int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *kernel,
                       const FC_T *bias, FC_T *y)
 {
@@ -816,6 +902,10 @@ int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T 
     const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
     if (groups == 1 && p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
         return FCN(few_channel_forward)(p, t, x, kernel, bias, y);
+    if (groups == 1 && p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+        p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->h && p->out_w == p->w &&
+        p->n * p->out_h * p->out_w <= FC_GEMV_MAX_ROWS)
+        return FCN(gemv_forward)(p, t, x, kernel, bias, y);
 
     /* One GEMM per group: its input channels are a slice of each pixel, its
      * kernel columns and output channels a slice of c_out. */

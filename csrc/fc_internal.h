@@ -67,6 +67,7 @@ static inline void block_of(int64_t n, int64_t nb, int64_t b, int64_t *start, in
  * sizes at run time. */
 #define FC_MAX_MR 12  /* rows (pixels or input channels) of a tile   */
 #define FC_MAX_NV 16  /* vectors (of the ISA's width) across columns */
+#define FC_GEMV_MAX_ROWS 4  /* GEMM rows of the few-row forward (gemv_forward) */
 
 /* The argument structs and kernel tables of the micro-kernels exist once per
  * element type: fc_igemm_args, fc_kernel_table, ... for float and

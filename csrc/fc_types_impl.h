@@ -158,6 +158,10 @@ typedef struct FCN(fc_kernel_table) {
     int vl;                               /* values per vector */
     int igemm_mr[FC_MAX_NV + 1];          /* pixels per igemm tile, per nv */
     int nv_max;                           /* vectors per igemm/wgrad tile */
+    /* vectors per igemm tile of mr <= FC_GEMV_MAX_ROWS rows in the few-row
+     * path (dense layers on a few samples: one pass over B, all columns a
+     * thread owns at once); the igemm slots [mr][1..gemv_nv[mr]] exist */
+    int gemv_nv[FC_GEMV_MAX_ROWS + 1];
     int wgrad_mr_max[FC_MAX_NV + 1];      /* per nv */
     FCN(fc_igemm_fn) igemm[FC_MAX_MR + 1][FC_MAX_NV + 1][2];  /* [mr][nv][partial] */
     FCN(fc_wgrad_fn) wgrad[FC_MAX_MR + 1][FC_MAX_NV + 1][2];  /* [mr][nv][partial] */

@@ -13,7 +13,12 @@
 
 #define FC_AVX2_IGEMM_LIST(X) \
     X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) X(9, 1) X(10, 1) X(11, 1) X(12, 1) \
-    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
+    X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2) \
+    FC_AVX2_GEMV_LIST(X)
+/* The few-row tiles of dense layers on a few samples (gemv_nv): up to 7
+ * vectors of one row (accumulators + B vectors + 1 broadcast <= 16). */
+#define FC_AVX2_GEMV_LIST(X) \
+    X(1, 3) X(1, 4) X(1, 5) X(1, 6) X(1, 7) X(2, 3) X(2, 4) X(2, 5) X(3, 3) X(4, 3)
 #define FC_AVX2_WGRAD_LIST(X) \
     X(1, 1) X(2, 1) X(3, 1) X(4, 1) X(5, 1) X(6, 1) X(7, 1) X(8, 1) \
     X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2)
@@ -42,6 +47,7 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_VL 8
 #define FC_ACC_ROWS 12
 #define FC_ACC_VECS 2
+#define FC_IGEMM_VECS 7
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VLOAD_M(p, m) _mm256_maskload_ps((p), (m))
@@ -102,6 +108,7 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_TABLE_NAME "avx2"
 #define FC_IGEMM_MR {0, 12, 6}
 #define FC_NV_MAX 2
+#define FC_GEMV_NV {0, 7, 5, 3, 3}
 #define FC_WG_MR_MAX {0, 8, 6}
 #define FC_IGEMM_LIST FC_AVX2_IGEMM_LIST
 #define FC_WGRAD_LIST FC_AVX2_WGRAD_LIST
@@ -117,6 +124,7 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_VL 4
 #define FC_ACC_ROWS 12
 #define FC_ACC_VECS 2
+#define FC_IGEMM_VECS 7
 #define VZERO() _mm256_setzero_pd()
 #define VLOAD(p) _mm256_loadu_pd(p)
 #define VLOAD_M(p, m) _mm256_maskload_pd((p), (m))
@@ -163,6 +171,7 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_TABLE_NAME "avx2"
 #define FC_IGEMM_MR {0, 12, 6}
 #define FC_NV_MAX 2
+#define FC_GEMV_NV {0, 7, 5, 3, 3}
 #define FC_WG_MR_MAX {0, 8, 6}
 #define FC_IGEMM_LIST FC_AVX2_IGEMM_LIST
 #define FC_WGRAD_LIST FC_AVX2_WGRAD_LIST

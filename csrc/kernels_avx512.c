@@ -20,6 +20,13 @@
     X(1, 2) X(2, 2) X(3, 2) X(4, 2) X(5, 2) X(6, 2) X(7, 2) X(8, 2) X(9, 2) X(10, 2) X(11, 2) X(12, 2) \
     X(1, 3) X(2, 3) X(3, 3) X(4, 3) X(5, 3) X(6, 3) X(7, 3) X(8, 3) \
     X(1, 4) X(2, 4) X(3, 4) X(4, 4) X(5, 4) X(6, 4)
+/* The few-row tiles of dense layers on a few samples (gemv_nv): up to 8
+ * vectors of one row, fewer for more rows (accumulators + B vectors + 1
+ * broadcast <= 32 registers). */
+#define FC_AVX512_GEMV_LIST(X) \
+    X(1, 5) X(1, 6) X(1, 7) X(1, 8) X(2, 5) X(2, 6) X(2, 7) X(2, 8) X(3, 5) X(3, 6) X(3, 7) \
+    X(4, 5) X(4, 6)
+#define FC_AVX512_IGEMM_GEMV_LIST(X) FC_AVX512_IGEMM_LIST(X) FC_AVX512_GEMV_LIST(X)
 
 /* ---- float32 ---- */
 #define FC_T float
@@ -30,6 +37,7 @@
 #define FC_VL 16
 #define FC_ACC_ROWS 12
 #define FC_ACC_VECS 4
+#define FC_IGEMM_VECS 8
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VLOAD_M(p, m) _mm512_maskz_loadu_ps((m), (p))
@@ -88,8 +96,9 @@
 #define FC_TABLE_NAME "avx512"
 #define FC_IGEMM_MR {0, 12, 12, 8, 6}
 #define FC_NV_MAX 4
+#define FC_GEMV_NV {0, 8, 8, 7, 6}
 #define FC_WG_MR_MAX {0, 12, 12, 8, 6}
-#define FC_IGEMM_LIST FC_AVX512_IGEMM_LIST
+#define FC_IGEMM_LIST FC_AVX512_IGEMM_GEMV_LIST
 #define FC_WGRAD_LIST FC_AVX512_IGEMM_LIST
 #include "kernels_table.h"
 #include "kernels_vocab_undef.h"
@@ -103,6 +112,7 @@
 #define FC_VL 8
 #define FC_ACC_ROWS 12
 #define FC_ACC_VECS 4
+#define FC_IGEMM_VECS 8
 #define VZERO() _mm512_setzero_pd()
 #define VLOAD(p) _mm512_loadu_pd(p)
 #define VLOAD_M(p, m) _mm512_maskz_loadu_pd((m), (p))
@@ -147,8 +157,9 @@
 #define FC_TABLE_NAME "avx512"
 #define FC_IGEMM_MR {0, 12, 12, 8, 6}
 #define FC_NV_MAX 4
+#define FC_GEMV_NV {0, 8, 8, 7, 6}
 #define FC_WG_MR_MAX {0, 12, 12, 8, 6}
-#define FC_IGEMM_LIST FC_AVX512_IGEMM_LIST
+#define FC_IGEMM_LIST FC_AVX512_IGEMM_GEMV_LIST
 #define FC_WGRAD_LIST FC_AVX512_IGEMM_LIST
 #include "kernels_table.h"
 #include "kernels_vocab_undef.h"

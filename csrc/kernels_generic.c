@@ -56,6 +56,7 @@
         .vl = 1, \
         .igemm_mr = {0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4}, \
         .nv_max = 16, \
+        .gemv_nv = {0, 16, 16, 16, 16}, \
         .wgrad_mr_max = {0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4}, \
         .igemm_any = FCN(igemm_any), \
         .wgrad_any = FCN(wgrad_any), \

@@ -24,6 +24,9 @@
  *   VLOAD_EVEN(p) VLOAD_ODD(p)        (float only) p[2i], p[2i + 1] in lane i: the
  *                                     even and odd values of 2 FC_VL at p
  *   FC_ACC_ROWS, FC_ACC_VECS          bounds of the accumulator arrays
+ *   FC_IGEMM_VECS                     (optional) the igemm tile's bound on
+ *                                     vectors, when its few-row shapes (the
+ *                                     table's gemv_nv) are wider than FC_ACC_VECS
  *
  * The bodies are always-inline functions whose tile shape (MR rows, NV
  * vectors) and tail flag are compile-time constants in each instantiation,
@@ -34,6 +37,10 @@
 
 #include "fc_internal.h"
 
+#ifndef FC_IGEMM_VECS
+#define FC_IGEMM_VECS FC_ACC_VECS
+#endif
+
 /* ---------------------------------------------------------------------------
  * Indirect GEMM (forward and backward-input convolution, dense layers).
  * Each k step: NV loads of B, MR broadcasts of A, MR * NV FMAs.
@@ -41,7 +48,7 @@
 FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
                                  const int MR, const int NV, const int TAIL)
 {
-    fc_vec acc[FC_ACC_ROWS][FC_ACC_VECS];
+    fc_vec acc[FC_ACC_ROWS][FC_IGEMM_VECS];
     const int64_t ntaps = p->ntaps, kc = p->kc, ldb = p->ldb;
     const fc_mask mask = FC_MAKE_MASK(TAIL ? (int)(p->nr - (int64_t)(NV - 1) * FC_VL) : FC_VL);
 
@@ -65,7 +72,7 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
                 acc[r][v] = b;
         }
     } else {
-        fc_vec init[FC_ACC_VECS];
+        fc_vec init[FC_IGEMM_VECS];
         for (int v = 0; v < NV; ++v) {
             if (p->bias == NULL)
                 init[v] = VZERO();
@@ -88,7 +95,7 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
             /* Whole vectors even in a tail: B rows are padded (see
              * fc_igemm_args). A masked load in this loop makes GCC 12 store
              * every accumulator to the stack on every iteration. */
-            fc_vec bv[FC_ACC_VECS];
+            fc_vec bv[FC_IGEMM_VECS];
             for (int v = 0; v < NV; ++v)
                 bv[v] = VLOAD(b + v * FC_VL);
             for (int r = 0; r < MR; ++r) {

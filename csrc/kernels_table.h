@@ -3,7 +3,7 @@
  * publishes them as that ISA's kernel table for the element type being
  * compiled (FC_T / FCN, see kernels_impl.h). Included after kernels_impl.h,
  * once per element type, after FC_TABLE, FC_TABLE_NAME, FC_IGEMM_MR (per
- * nv), FC_NV_MAX, FC_WG_MR_MAX, FC_IGEMM_LIST and FC_WGRAD_LIST.
+ * nv), FC_NV_MAX, FC_GEMV_NV (per mr), FC_WG_MR_MAX, FC_IGEMM_LIST and FC_WGRAD_LIST.
  */
 #define FC_DEFINE_IGEMM(MR, NV) \
     static void FCN(igemm_##MR##x##NV)(const FCN(fc_igemm_args) *p) \
@@ -29,6 +29,7 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .vl = FC_VL,
     .igemm_mr = FC_IGEMM_MR,
     .nv_max = FC_NV_MAX,
+    .gemv_nv = FC_GEMV_NV,
     .wgrad_mr_max = FC_WG_MR_MAX,
     .igemm = {FC_IGEMM_LIST(FC_IGEMM_SLOT)},
     .wgrad = {FC_WGRAD_LIST(FC_WGRAD_SLOT)},

@@ -12,6 +12,8 @@
 #undef FC_VL
 #undef FC_ACC_ROWS
 #undef FC_ACC_VECS
+#undef FC_IGEMM_VECS
+#undef FC_GEMV_NV
 #undef FC_DXF_VECS
 #undef VZERO
 #undef VLOAD

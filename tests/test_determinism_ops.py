@@ -86,3 +86,28 @@ def test_every_op_bitwise_identical_for_any_thread_count(rng, dtype, cf):
             for a, b in zip(ref, other):
                 assert a.dtype == dtype
                 np.testing.assert_array_equal(a, b, err_msg=f"{name}: {n} threads vs 1")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("units", [1, 16, 17, 100, 300])
+def test_dense_on_a_few_samples_equals_their_rows_of_a_batch(rng, dtype, units, simd):
+    """Up to four samples take the few-row path (one pass over the weights,
+    columns split over threads); each output must be bit for bit the row the
+    batched GEMM gives, with and without ReLU, at any thread count, and on
+    K > 512 (the GEMM's K blocks) and K = 1 (only the padded last row), on
+    every SIMD path (each has its own few-row tile shapes)."""
+    for k in (1, 7, 1100):
+        x = rng.standard_normal((9, k)).astype(dtype)
+        kernel = rng.standard_normal((k, units)).astype(dtype)
+        bias = rng.standard_normal(units).astype(dtype)
+        for activation in (None, "relu"):
+            fc.set_num_threads(1)
+            batched = fc.dense(x, kernel, bias, activation)
+            for n in THREAD_COUNTS:
+                fc.set_num_threads(n)
+                for rows in (1, 2, 3, 4, 5):
+                    np.testing.assert_array_equal(
+                        fc.dense(x[:rows], kernel, bias, activation), batched[:rows],
+                        err_msg=f"k={k} rows={rows} {activation} at {n} threads")
+        np.testing.assert_allclose(batched[:1], np.maximum(
+            x[:1].astype(np.float64) @ kernel + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
