@@ -35,9 +35,11 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 # The three parts below the package root (which is the front door to all
 # of them). Whatever is in neither set is the Keras-like API.
-COMPUTE_CORE = {"fastconv.ops", "fastconv.shapes", "fastconv.reference", "fastconv._kernels",
+COMPUTE_CORE = {"fastconv.ops", "fastconv.prepared", "fastconv.shapes", "fastconv.reference",
+                "fastconv._kernels",
                 "fastconv._memory", "fastconv.config"}
 TOOLS = {"fastconv.demo", "fastconv.bench", "fastconv.bench_distributed", "fastconv.bench_input",
+         "fastconv.bench_models", "fastconv.bench_peers", "fastconv.bench_scaling",
          "fastconv.__main__"}
 
 # Inside the Keras-like API: (importer, imported, why not), prefixes of names.

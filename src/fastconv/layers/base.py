@@ -69,7 +69,16 @@ class Variable:
     such as ``var.numpy()[...] -= lr * grad`` or :meth:`assign_sub` are seen by
     the layer at once; :meth:`assign` copies new values in, keeping shape and
     dtype.
+
+    ``_version`` counts the times the live array was handed out (``value``,
+    ``numpy()``, ``np.asarray``) or written (``assign*``): a copy derived from
+    the values (the inference plans' folded BatchNormalization,
+    :mod:`fastconv.models.inference`) is current while the version is the one
+    it was made at. Writes through an array taken *before* that copy was made
+    are not seen by it: take the array again (or ``assign``) to change weights.
     """
+
+    _version = 0   # (instances pickled before it existed start at 0)
 
     def __init__(self, value: np.ndarray, name: str, trainable: bool = True) -> None:
         self._value = np.array(value, copy=True, order="C")
@@ -81,6 +90,7 @@ class Variable:
     @property
     def value(self) -> np.ndarray:
         """The live array."""
+        self._version += 1
         return self._value
 
     @property
@@ -100,6 +110,7 @@ class Variable:
 
     def numpy(self) -> np.ndarray:
         """The live array."""
+        self._version += 1
         return self._value
 
     def assign(self, value: Any) -> "Variable":
@@ -114,21 +125,27 @@ class Variable:
                              f"{self.name} of shape {self._value.shape}")
         value = value.astype(self._value.dtype, copy=False)
         np.copyto(self._value, value)
+        self._version += 1
         return self
 
     def assign_add(self, delta: Any) -> "Variable":
         """``value += delta`` in place."""
         self._value += np.asarray(delta, dtype=self._value.dtype)
+        self._version += 1
         return self
 
     def assign_sub(self, delta: Any) -> "Variable":
         """``value -= delta`` in place."""
         self._value -= np.asarray(delta, dtype=self._value.dtype)
+        self._version += 1
         return self
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if dtype is None or np.dtype(dtype) == self._value.dtype:
-            return self._value.copy() if copy else self._value
+            if copy:
+                return self._value.copy()
+            self._version += 1
+            return self._value
         return self._value.astype(dtype)
 
     def __repr__(self) -> str:

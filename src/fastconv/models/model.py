@@ -52,7 +52,7 @@ from ..layers.base import ArrayOrList, InputSpec, Layer, Node, Variable, as_inpu
     assert_input_compatibility, eager_result, regularization_penalties, set_weight_values
 from ..layers.input_layer import Input
 from ..layers.keras_tensor import KerasTensor, shape_tuple
-from . import saving
+from . import inference, saving
 from .graph import Graph, Tape, as_list
 from .training import TrainingMixin
 
@@ -177,6 +177,7 @@ class Model(TrainingMixin, Layer):
                                   for nodes in graph.nodes_by_depth.values() for node in nodes
                                   if id(node) in traced]
         state["_tape"] = None
+        state.pop("_inference_plans", None)   # closures over this model's layers: remade
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -592,8 +593,13 @@ class Model(TrainingMixin, Layer):
         # training=None reaches the layers as None: each takes its own default,
         # as in Keras (inference for Dropout and BatchNormalization, while the
         # random preprocessing layers augment: `augmentation(images)`).
-        outputs, _ = self._graph_for(bool(training)).run(
-            self._prepare_inputs(inputs), training, record=False, losses=activity)
+        graph = self._graph_for(bool(training))
+        arrays = self._prepare_inputs(inputs)
+        plan = inference.plan_for(self, graph, arrays, training)
+        if plan is not None:
+            outputs = plan.run(arrays)
+        else:
+            outputs, _ = graph.run(arrays, training, record=False, losses=activity)
         self._activity_losses = activity
         return eager_result(self._pack_outputs(outputs))
 

@@ -48,7 +48,7 @@ from .. import optimizers as optimizers_module
 from .._memory import with_cached_allocations
 from ..layers.base import ArrayOrList
 from ..layers.keras_tensor import shape_tuple
-from . import data_adapter, training_utils
+from . import data_adapter, inference, training_utils
 from .custom_loop import CustomLoopMixin
 
 __all__ = ["TrainingMixin"]
@@ -149,7 +149,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
         if len(slices) == 1:  # one batch: hand out the arrays the last layers made
             if hooks is not None:
                 hooks.on_predict_batch_begin(0)
-            outputs, _ = graph.run([a[slices[0]] for a in arrays], False, record=False)
+            outputs = self._run_inference(graph, [a[slices[0]] for a in arrays])
             # A layer such as Flatten may return a view of the caller's input.
             results = [o.copy() if any(np.may_share_memory(o, a) for a in arrays) else o
                        for o in outputs]
@@ -161,7 +161,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
             for step, batch in enumerate(slices):
                 if hooks is not None:
                     hooks.on_predict_batch_begin(step)
-                outputs, _ = graph.run([a[batch] for a in arrays], False, record=False)
+                outputs = self._run_inference(graph, [a[batch] for a in arrays])
                 if not results:
                     results = [np.empty((total,) + o.shape[1:], dtype=o.dtype) for o in outputs]
                 for store, out in zip(results, outputs):
@@ -171,6 +171,14 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
         if hooks is not None:
             hooks.on_predict_end()
         return self._pack_outputs(results)
+
+    def _run_inference(self, graph: Any, arrays: List[np.ndarray]) -> List[np.ndarray]:
+        """The graph's outputs in inference mode, through the model's plan for
+        these shapes (:mod:`fastconv.models.inference`) when it has one."""
+        plan = inference.plan_for(self, graph, arrays, False)
+        if plan is None:
+            return graph.run(arrays, False, record=False)[0]
+        return plan.run(arrays)
 
     def _predict_source(self, source: data_adapter.BatchSource, verbose: int,
                         callbacks: Optional[Sequence[Any]]) -> ArrayOrList:
@@ -184,7 +192,7 @@ class TrainingMixin(data_adapter.GeneratorMethodsMixin, CustomLoopMixin):
                 batch_x = data_adapter.unpack_batch(item, f"batch {step} of x", False)[0]
                 self._build_for_data(batch_x)
                 arrays = self._prepare_inputs(batch_x, f"x of batch {step}")
-                outputs, _ = self._graph_for(False).run(arrays, False, record=False)
+                outputs = self._run_inference(self._graph_for(False), arrays)
                 parts.append([o.copy() for o in outputs])   # layers may reuse buffers
                 hooks.on_predict_batch_end(step, {"outputs": self._pack_outputs(outputs)})
         hooks.on_predict_end()

@@ -1,0 +1,191 @@
+"""Prepared ops: ``conv2d``, ``dense`` and the 2-D poolings of :mod:`fastconv.ops`
+for one input shape and dtype, their arguments checked and their geometry
+resolved once.
+
+A call of a prepared op on an input of that shape and dtype costs a few
+attribute checks and the C kernel; ``ops.conv2d`` spends 30-40 us per call
+checking and resolving arguments, as much as the arithmetic of a small layer
+at batch 1. Anything else (another shape or dtype, a non-contiguous array,
+the NumPy backend, a geometry the C kernels take only through a padded
+copy) goes through the public op, so a prepared op never returns what the
+op would not, and raises what it raises. The results are the op's, bit for
+bit.
+
+``activation`` is None/'linear', 'relu' (fused into the kernel's store) or
+'relu6' (Keras' ``ReLU(max_value=6)``: the fused ReLU, then a clamp at 6 in
+place).
+
+Used by :mod:`fastconv.models.inference`; weights are passed at each call
+(the live arrays, or folded copies), never captured.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import _memory, ops
+
+__all__ = ["PreparedOp", "prepare_conv2d", "prepare_dense", "prepare_pool2d"]
+
+_ACTIVATIONS = (None, "linear", "relu", "relu6")
+
+
+def _check_activation(activation: Optional[str]) -> Optional[str]:
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"`activation` must be one of {_ACTIVATIONS}, got {activation!r}")
+    return None if activation == "linear" else activation
+
+
+class PreparedOp:
+    """One op for one input shape and dtype: ``op(x, *weights)``.
+
+    ``weight_shapes`` holds the shape of each weight argument (None for an
+    absent bias). ``fast`` is False when only the public op can run the
+    geometry; then every call is the public op's.
+    """
+
+    __slots__ = ("x_shape", "dtype", "weight_shapes", "out_shape", "fast", "_op", "_run",
+                 "_clamp6")
+
+    def __init__(self, x_shape: Tuple[int, ...], dtype: np.dtype,
+                 weight_shapes: Tuple[Optional[Tuple[int, ...]], ...],
+                 out_shape: Tuple[int, ...], fast: bool, op, run, clamp6: bool) -> None:
+        self.x_shape, self.dtype = x_shape, dtype
+        self.weight_shapes, self.out_shape = weight_shapes, out_shape
+        self.fast = fast
+        self._op, self._run, self._clamp6 = op, run, clamp6
+
+    def _matches(self, x: object, weights: Tuple[object, ...]) -> bool:
+        if type(x) is not np.ndarray or x.shape != self.x_shape or x.dtype != self.dtype:
+            return False
+        flags = x.flags
+        if not (flags.c_contiguous and flags.aligned):
+            return False
+        for w, shape in zip(weights, self.weight_shapes):
+            if w is None or shape is None:
+                if (w is None) != (shape is None):
+                    return False
+                continue
+            if (type(w) is not np.ndarray or w.shape != shape or w.dtype != self.dtype
+                    or not w.flags.c_contiguous):
+                return False
+        return True
+
+    def __call__(self, x: np.ndarray, *weights: Optional[np.ndarray]) -> np.ndarray:
+        if self.fast and self._matches(x, weights) and ops.get_backend() == "c":
+            y = self._run(x, *weights)
+        else:
+            y = self._op(x, *weights)
+        if self._clamp6:
+            np.minimum(y, y.dtype.type(6), out=y)
+        return y
+
+
+def _template(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of ``shape`` holding no memory: what the geometry
+    helpers read (shapes only)."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
+
+
+def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],
+                   has_bias: bool, strides=1, padding="valid", dilation_rate=1,
+                   activation: Optional[str] = None, *, groups: int = 1,
+                   data_format: str = "channels_last") -> PreparedOp:
+    """``ops.conv2d`` with an HWIO kernel of ``kernel_shape`` for inputs of
+    ``x_shape`` (raises the op's errors for arguments it refuses)."""
+    dtype = np.dtype(dtype)
+    act = _check_activation(activation)
+    relu = act in ("relu", "relu6")
+    cf = ops._channels_first(data_format)
+    x_t, k_t = _template(x_shape, dtype), _template(kernel_shape, dtype)
+    g = ops._conv_geometry(x_t, k_t, strides, padding, dilation_rate, groups, cf, False)
+    out_shape = ops._act_shape(g, "out")
+    gc, ex_h, ex_w = ops._c_geometry(g)
+    fast = (ex_h == 0 and ex_w == 0 and not ops._is_empty(g)
+            and ops._kernel_to_data_layout(k_t, False, cf) is k_t)
+    geometry = tuple(gc)[:17]
+    depthwise = ops._depthwise(g)
+    c_layout = ops._c_layout(g)
+
+    def op(x, kernel, bias):
+        return ops.conv2d(x, kernel, bias, strides, padding, dilation_rate,
+                          "relu" if relu else None, groups=groups, data_format=data_format)
+
+    def run(x, kernel, bias):
+        y = _memory.empty(out_shape, dtype)
+        if depthwise:
+            ops._kernels.depthwise_conv2d_forward(x, kernel, bias, y, geometry, relu, cf,
+                                                  ops._threads_arg())
+        else:
+            ops._kernels.conv2d_forward(x, kernel, bias, y, geometry, relu, ops._threads_arg(),
+                                        **c_layout)
+        return y
+
+    bias_shape = (g.c_out,) if has_bias else None
+    return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
+                      fast and ops._kernels is not None, op, run, act == "relu6")
+
+
+def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],
+                  has_bias: bool, activation: Optional[str] = None) -> PreparedOp:
+    """``ops.dense`` with a kernel of ``kernel_shape`` for inputs of ``x_shape``."""
+    dtype = np.dtype(dtype)
+    act = _check_activation(activation)
+    relu = act in ("relu", "relu6")
+    if len(x_shape) != 2 or len(kernel_shape) != 2:
+        raise ValueError(f"prepare_dense takes 2-D inputs and kernels, got {x_shape} and "
+                         f"{kernel_shape}")
+    g = ops._dense_geometry(_template(x_shape, dtype), _template(kernel_shape, dtype))
+    out_shape = (g.n, g.c_out)
+    geometry = tuple(g)[:17]
+    x4 = (g.n, 1, 1, g.c_in)
+    k4 = (1, 1, g.c_in, g.c_out)
+    y4 = (g.n, 1, 1, g.c_out)
+
+    def op(x, kernel, bias):
+        return ops.dense(x, kernel, bias, "relu" if relu else None)
+
+    def run(x, kernel, bias):
+        y = _memory.empty(out_shape, dtype)
+        ops._kernels.conv2d_forward(x.reshape(x4), kernel.reshape(k4), bias, y.reshape(y4),
+                                    geometry, relu, ops._threads_arg())
+        return y
+
+    return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), (g.c_out,) if has_bias
+                                              else None), out_shape,
+                      not ops._is_empty(g) and ops._kernels is not None, op, run,
+                      act == "relu6")
+
+
+def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size=2,
+                   strides=None, padding="valid", *,
+                   data_format: str = "channels_last") -> PreparedOp:
+    """``ops.max_pool2d`` (``kind='max'``) or ``ops.avg_pool2d`` (``'avg'``,
+    Keras' division by the real cells) for inputs of ``x_shape``."""
+    if kind not in ("max", "avg"):
+        raise ValueError(f"`kind` must be 'max' or 'avg', got {kind!r}")
+    dtype = np.dtype(dtype)
+    cf = ops._channels_first(data_format)
+    g = ops._pool_geometry(_template(x_shape, dtype), pool_size, strides, padding, "c", cf,
+                           c_window_limit=kind == "max")
+    out_shape = ops._act_shape(g, "out")
+    geometry = tuple(g)[:17]
+    public = ops.max_pool2d if kind == "max" else ops.avg_pool2d
+
+    def op(x):
+        return public(x, pool_size, strides, padding, data_format=data_format)
+
+    if kind == "max":
+        def run(x):
+            y = _memory.empty(out_shape, dtype)
+            ops._kernels.max_pool2d_forward(x, y, geometry, ops._threads_arg(), cf)
+            return y
+    else:
+        def run(x):
+            y = _memory.empty(out_shape, dtype)
+            ops._kernels.avg_pool2d_forward(x, y, geometry, False, cf, ops._threads_arg())
+            return y
+
+    return PreparedOp(tuple(x_shape), dtype, (), out_shape,
+                      not ops._is_empty(g) and ops._kernels is not None, op, run, False)
