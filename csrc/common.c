@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fc_internal.h"
 
@@ -79,17 +80,78 @@ static int threads_allowed(int n)
 }
 #endif
 
-int fc_pick_threads(int requested, double work, int64_t items)
+int fc_threads_for(int requested, double work, int64_t items)
 {
-    int n = requested > 0 ? requested : fc_default_num_threads();
-    const int cap = thread_cap();
-    if (n > cap)
-        n = cap;
+    int n = requested > 0 ? requested : 1;
     if (items < n)
         n = (int)(items > 0 ? items : 1);
     const double by_work = work / FC_MIN_WORK_PER_THREAD;
     if (by_work < n)
         n = by_work < 1.0 ? 1 : (int)by_work;
+    return n;
+}
+
+/* ---- the scaling model's record (fastconv.h) ---- */
+typedef struct region_entry {
+    double t, work;
+    int64_t items;
+} region_entry;
+static region_entry region_log[FC_REGIONS_MAX];
+static int64_t region_count;
+static volatile int region_recording;
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void region_log_add(double work, int64_t items)
+{
+    const int64_t i = __atomic_fetch_add(&region_count, 1, __ATOMIC_RELAXED);
+    if (i < FC_REGIONS_MAX) {
+        region_log[i].t = monotonic_seconds();
+        region_log[i].work = work;
+        region_log[i].items = items;
+    }
+}
+
+void fc_regions_record(int on)
+{
+    if (on)
+        region_count = 0;
+    region_recording = on != 0;
+}
+
+int fc_regions_recording(void) { return region_recording; }
+
+void fc_regions_mark(void)
+{
+    if (region_recording)
+        region_log_add(0.0, -1);
+}
+
+int64_t fc_regions_read(double *t, double *work, int64_t *items, int64_t max)
+{
+    const int64_t kept = region_count < FC_REGIONS_MAX ? region_count : FC_REGIONS_MAX;
+    for (int64_t i = 0; i < kept && i < max; ++i) {
+        t[i] = region_log[i].t;
+        work[i] = region_log[i].work;
+        items[i] = region_log[i].items;
+    }
+    return region_count;
+}
+
+int fc_pick_threads(int requested, double work, int64_t items)
+{
+    if (region_recording)
+        region_log_add(work, items);
+    int n = requested > 0 ? requested : fc_default_num_threads();
+    const int cap = thread_cap();
+    if (n > cap)
+        n = cap;
+    n = fc_threads_for(n, work, items);
 #ifndef _OPENMP
     n = 1;
 #endif

@@ -34,7 +34,9 @@
 #define FC_FEW_CHANNELS 4
 /* K is split into blocks of this many floats for single-tap problems (1x1
  * convolutions, dense layers) so that a B block stays in L2. */
+#ifndef FC_KC_MAX
 #define FC_KC_MAX 512
+#endif
 /* Target pixels per weight-gradient chunk (rounded to whole output rows). */
 #ifndef FC_WGRAD_CHUNK_PIXELS
 #define FC_WGRAD_CHUNK_PIXELS 1024
@@ -55,7 +57,7 @@ static int check_params(const fc_conv2d_params *p)
     if (p->n < 0 || p->h < 1 || p->w < 1 || p->c_in < 0 || p->kh < 1 || p->kw < 1 ||
         p->c_out < 0 || p->out_h < 1 || p->out_w < 1 || p->stride_h < 1 ||
         p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 || p->pad_top < 0 ||
-        p->pad_left < 0)
+        p->pad_left < 0 || p->relu < FC_ACT_NONE || p->relu > FC_ACT_RELU6)
         return FC_ERR_ARG;
     /* A pad reaching past the dilated kernel only adds output cells that see
      * no input (TensorFlow's pads never do); bounding it keeps every index
@@ -91,6 +93,13 @@ typedef struct pixel {
     int valid;
 } pixel;
 
+/* Forward B is packed into panels from this many tiles on (each packed
+ * panel is reused by every tile, so the copy is 1/M of the arithmetic).
+ * Read in place, the rows of a panel are c_out floats apart; at 1024+
+ * channels that is a 4 KiB stride, every row in the same L1 sets. */
+#ifndef FC_PACK_MIN_TILES
+#define FC_PACK_MIN_TILES 8
+#endif
 /* Tiles whose C stays in L2 while every K block passes over them. */
 #define FC_TILES_PER_PASS 64
 /* A strided input gradient takes half-full row tiles when a tap's B block

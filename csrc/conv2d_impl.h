@@ -447,7 +447,7 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                      * backward: most taps miss most stride phases), unless
                      * it is the last and C still needs its bias/zero or ReLU. */
                     const int last = kb == nblocks - 1;
-                    const int relu = g->relu && last;
+                    const int relu = last ? g->relu : 0;
                     unsigned char *begun = &s->started[i * per_group + (panel - panel0)];
                     if (live == 0 && !(last && (!*begun || relu)))
                         continue;
@@ -553,7 +553,7 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
     const FC_T *kernel = g->b_src;
     FC_T *packed = NULL, *b_end = NULL;
     /* (a group's columns of a grouped kernel are strided: always packed) */
-    g->b_packed = g->backward || g->b_ld != g->n_cols || (npanels > 1 && ntiles >= 64);
+    g->b_packed = g->backward || g->b_ld != g->n_cols || (npanels > 1 && ntiles >= FC_PACK_MIN_TILES);
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_packed) {
@@ -858,7 +858,7 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
                 b = kernel + c0;
                 args.kc = in_place;
                 args.accumulate = 0;
-                args.relu = p->relu && !tail;
+                args.relu = tail ? 0 : p->relu;
                 fn(&args);
             }
             if (tail && k > 0) {

@@ -118,7 +118,7 @@ static void FCN(nchw_gemm_run)(const FCN(nchw_gemm) *q, const FCN(fc_kernel_tabl
             args.mr = (int)rows;
             args.nv = nv;
             args.accumulate = k0 > 0;
-            args.relu = q->relu && last;
+            args.relu = last ? q->relu : 0;
             FCN(igemm_for)(t, (int)rows, nv, tail)(&args);
         }
     }
@@ -396,7 +396,7 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
                             args.mr = (int)rows;
                             args.nv = nvec;
                             args.accumulate = kb > 0;
-                            args.relu = relu && kb == nkb - 1;
+                            args.relu = kb == nkb - 1 ? relu : 0;
                             FCN(igemm_for)(t, (int)rows, nvec, tail)(&args);
                         }
                     }
@@ -525,7 +525,7 @@ static int FCN(nchw_direct_flat)(const fc_conv2d_params *p, const FCN(fc_kernel_
                         args.mr = (int)rows;
                         args.nv = nvec;
                         args.accumulate = kb > 0;
-                        args.relu = relu && kb == nkb - 1;
+                        args.relu = kb == nkb - 1 ? relu : 0;
                         FCN(igemm_for)(t, (int)rows, nvec, tail)(&args);
                     }
                 }

@@ -36,6 +36,9 @@ enum {
     FC_ERR_SIMD = -4      /* the requested SIMD path is not available */
 };
 
+/* Values of fc_conv2d_params.relu. */
+enum { FC_ACT_NONE = 0, FC_ACT_RELU = 1, FC_ACT_RELU6 = 2 };
+
 /* Geometry of a 2-D convolution. Output sizes and the top/left pads are
  * resolved by the caller; bottom/right pads are implied by out_h/out_w.
  * Pads may not exceed the dilated kernel's reach ((k - 1) * d); TensorFlow's
@@ -47,7 +50,10 @@ typedef struct fc_conv2d_params {
     int64_t stride_h, stride_w;
     int64_t dilation_h, dilation_w;
     int64_t pad_top, pad_left;
-    int relu;                       /* forward only: fused max(y, 0) */
+    int relu;                       /* forward only: the fused activation, 0 none,
+                                       FC_ACT_RELU max(y, 0), FC_ACT_RELU6
+                                       min(max(y, 0), 6) (convolution and depthwise
+                                       forward; the transposed one takes 0 or 1) */
     int n_threads;                  /* <= 0: the OpenMP default; at most
                                        max(16, 4 x processors) are used */
     int64_t groups;                 /* 0 or 1: every output channel sees every
@@ -324,6 +330,22 @@ void *fc_arena_realloc(void *ptr, size_t bytes);
 void fc_arena_free(void *ptr);                /* only pointers from fc_arena_* */
 void fc_arena_release(void);                  /* frees every idle block */
 void fc_arena_stats(size_t *idle_bytes, size_t *hits, size_t *misses);
+
+/* The thread policy of every kernel: the threads a parallel region of
+ * `work` (multiply-adds, or values moved) cut into `items` work items gets
+ * when `requested` (> 0) are asked for, before the machine's thread cap. */
+int fc_threads_for(int requested, double work, int64_t items);
+
+/* The record of the scaling model (fastconv.bench_scaling). While it is on,
+ * every parallel region a kernel sizes logs (time, work, items) when it is
+ * sized, and fc_regions_mark logs the end of a kernel call (items -1). One
+ * recording at a time, from one thread; entries past FC_REGIONS_MAX are
+ * dropped (fc_regions_read returns the number logged, kept or not). */
+#define FC_REGIONS_MAX 65536
+void fc_regions_record(int on);       /* on: clears the log, then logs */
+int fc_regions_recording(void);
+void fc_regions_mark(void);
+int64_t fc_regions_read(double *t, double *work, int64_t *items, int64_t max);
 
 int fc_openmp_enabled(void);
 int fc_default_num_threads(void);  /* omp_get_max_threads(), or 1 */

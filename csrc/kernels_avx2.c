@@ -59,6 +59,8 @@ static inline double fc_hsum256d(__m256d v)
 #define VBCAST(p) _mm256_set1_ps(*(p))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VRELU(v) _mm256_max_ps(_mm256_setzero_ps(), (v))
+/* min_ps returns its second operand when either is NaN: NaN survives. */
+#define VMIN(a, b) _mm256_min_ps((a), (b))
 #define FC_MAKE_MASK(n) \
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VADD(a, b) _mm256_add_ps((a), (b))
@@ -133,6 +135,7 @@ static inline double fc_hsum256d(__m256d v)
 #define VBCAST(p) _mm256_set1_pd(*(p))
 #define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define VRELU(v) _mm256_max_pd(_mm256_setzero_pd(), (v))
+#define VMIN(a, b) _mm256_min_pd((a), (b))
 #define FC_MAKE_MASK(n) \
     _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VADD(a, b) _mm256_add_pd((a), (b))

@@ -47,6 +47,8 @@
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 /* max_ps returns its second operand when either is NaN: NaN survives. */
 #define VRELU(v) _mm512_max_ps(_mm512_setzero_ps(), (v))
+/* min_ps returns its second operand when either is NaN: NaN survives. */
+#define VMIN(a, b) _mm512_min_ps((a), (b))
 #define FC_MAKE_MASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define VADD(a, b) _mm512_add_ps((a), (b))
 #define VSUB(a, b) _mm512_sub_ps((a), (b))
@@ -121,6 +123,7 @@
 #define VBCAST(p) _mm512_set1_pd(*(p))
 #define VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define VRELU(v) _mm512_max_pd(_mm512_setzero_pd(), (v))
+#define VMIN(a, b) _mm512_min_pd((a), (b))
 #define FC_MAKE_MASK(n) ((__mmask8)((1u << (n)) - 1u))
 #define VADD(a, b) _mm512_add_pd((a), (b))
 #define VSUB(a, b) _mm512_sub_pd((a), (b))

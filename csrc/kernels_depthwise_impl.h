@@ -94,7 +94,7 @@ FC_ALWAYS_INLINE void FCN(dw_block_body)(const FCN(fc_dw_block_args) *FC_RESTRIC
     for (int p = 0; p < P; ++p) {
         FC_T *d = a->dst + p * a->dst_step;
         for (int v = 0; v < V; ++v) {
-            const fc_vec out = a->relu ? VRELU(acc[p][v]) : acc[p][v];
+            const fc_vec out = FC_ACTIVATE(acc[p][v], a->relu);
             if (TAIL)
                 VSTORE_M(d + v * FC_VL, out, mask);
             else
@@ -364,7 +364,7 @@ FC_ALWAYS_INLINE void FCN(dw_rows_body)(const FCN(fc_dw_rows_args) *FC_RESTRICT 
             acc[u] = VFMA(w, VLOAD(s + u * FC_VL), acc[u]);
     }
     for (int u = 0; u < U; ++u) {
-        const fc_vec out = a->relu ? VRELU(acc[u]) : acc[u];
+        const fc_vec out = FC_ACTIVATE(acc[u], a->relu);
         const int64_t q = q0 + u * FC_VL, left = a->len - q;
         if (left >= FC_VL)
             VSTORE(a->out + q, out);

@@ -21,6 +21,7 @@
 #define VBCAST(p) (*(p))
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VRELU(v) ((v) < 0 ? 0 : (v))
+#define VMIN(a, b) ((a) < (b) ? (a) : (b))   /* b when b is NaN */
 #define FC_MAKE_MASK(n) (n)
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))

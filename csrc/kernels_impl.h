@@ -12,6 +12,7 @@
  *   VSTORE(p, v) VSTORE_M(p, v, m)    full and masked stores
  *   VBCAST(p) VFMA(a, b, c) VRELU(v)  broadcast *p, a * b + c, max(v, 0)
  *                                     (VRELU must keep NaN, like np.maximum)
+ *   VMIN(a, b)                        min(a, b), b when b is NaN
  *   VADD(a, b) VSUB(a, b) VSET1(f)    a + b, a - b, f in every lane
  *   VMUL(a, b)                        a * b
  *   FC_MAKE_MASK(n)                   mask of the first n lanes, 1 <= n <= FC_VL
@@ -40,6 +41,11 @@
 #ifndef FC_IGEMM_VECS
 #define FC_IGEMM_VECS FC_ACC_VECS
 #endif
+
+/* The fused activations of a forward store (the `relu` field): 0 none,
+ * FC_ACT_RELU max(v, 0), FC_ACT_RELU6 min(max(v, 0), 6); NaN survives both. */
+#define FC_ACTIVATE(v, act) \
+    ((act) == 0 ? (v) : (act) == FC_ACT_RELU ? VRELU(v) : VMIN(VSET1((FC_T)6), VRELU(v)))
 
 /* ---------------------------------------------------------------------------
  * Indirect GEMM (forward and backward-input convolution, dense layers).
@@ -112,7 +118,7 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
         if (c == NULL)
             continue;
         for (int v = 0; v < NV; ++v) {
-            const fc_vec out = p->relu ? VRELU(acc[r][v]) : acc[r][v];
+            const fc_vec out = FC_ACTIVATE(acc[r][v], p->relu);
             if (TAIL && v == NV - 1)
                 VSTORE_M(c + v * FC_VL, out, mask);
             else
@@ -498,8 +504,7 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
                 continue;
             fc_vec r = VADD(y[q], b);
             check = VADD(check, VSUB(r, r));
-            if (relu)
-                r = VRELU(r);
+            r = FC_ACTIVATE(r, relu);
             if (tail)
                 VSTORE_M(out[q] + ch, r, mask);
             else
@@ -602,7 +607,7 @@ static int wino_output_row_cf(const float *m, int64_t m_stride, int64_t n, float
         for (int q = 0; q < 4; ++q) {
             fc_vec r = VADD(y[q], b);
             check = VADD(check, VSUB(r, r));
-            VSTORE(out[q] + tx, relu ? VRELU(r) : r);
+            VSTORE(out[q] + tx, FC_ACTIVATE(r, relu));
         }
     }
     return wino_any_nonfinite(check);

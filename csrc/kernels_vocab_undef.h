@@ -23,6 +23,7 @@
 #undef VBCAST
 #undef VFMA
 #undef VRELU
+#undef VMIN
 #undef FC_MAKE_MASK
 #undef VADD
 #undef VSUB

@@ -40,6 +40,7 @@ COMPUTE_CORE = {"fastconv.ops", "fastconv.prepared", "fastconv.shapes", "fastcon
                 "fastconv._memory", "fastconv.config"}
 TOOLS = {"fastconv.demo", "fastconv.bench", "fastconv.bench_distributed", "fastconv.bench_input",
          "fastconv.bench_models", "fastconv.bench_peers", "fastconv.bench_scaling",
+         "fastconv.bench_timing", "fastconv.bench_worker",
          "fastconv.__main__"}
 
 # Inside the Keras-like API: (importer, imported, why not), prefixes of names.
@@ -277,6 +278,18 @@ def test_readme_layout_names_every_part_of_the_package():
     top = {name.split(".")[1] for name in find_modules(PACKAGE_DIR, PACKAGE) if "." in name}
     missing = sorted(name for name in top if not re.search(rf"\b{re.escape(name)}\b", section))
     assert not missing, f"README's layout section does not mention {missing}"
+
+
+def test_every_kernel_status_in_the_binding_is_checked():
+    """Each function of _kernels.pyx that keeps a C status passes it to
+    _check (which raises, and marks the call's end for the scaling record):
+    a status dropped on the floor hid FC_ERR_NOMEM from one of them."""
+    source = PACKAGE_DIR / "_kernels.pyx"
+    if not source.is_file():
+        pytest.skip("no _kernels.pyx next to the package (a wheel check)")
+    blocks = re.split(r"\n(?=def |cdef |cpdef )", source.read_text(encoding="utf-8"))
+    unchecked = [b.split("(")[0] for b in blocks if "status = fc_" in b and "_check(" not in b]
+    assert not unchecked, f"statuses never checked in: {unchecked}"
 
 
 # ----------------------------------------------------------------------

@@ -292,3 +292,51 @@ def test_nchw_winograd_leaves_rows_too_wide_for_its_scratch_to_the_direct_path(r
     on, off = both(np.ascontiguousarray(wide[..., :200]))
     assert not np.array_equal(on, off)
     assert_close(on, off, FWD_RTOL)
+
+
+# One shape per forward path: the GEMM (3x3 and 1x1, wide and narrow), Winograd
+# (3x3 stride 1, 16+ channels), few input channels, the few-row dense path,
+# depthwise, and each in NCHW.
+_RELU6_CASES = [
+    ((2, 9, 8, 24), (3, 3, 24, 40), 1, "same", 1),     # Winograd
+    ((2, 9, 8, 24), (3, 3, 24, 40), 2, "same", 1),     # GEMM, strided
+    ((2, 7, 6, 40), (1, 1, 40, 70), 1, "valid", 1),    # 1x1 GEMM, K blocks
+    ((2, 9, 8, 3), (3, 3, 3, 20), 1, "same", 1),       # few channels
+    ((2, 9, 8, 24), (3, 3, 1, 24), 2, "same", 24),     # depthwise
+]
+
+
+@pytest.mark.parametrize("cf", [False, True], ids=["NHWC", "NCHW"])
+@pytest.mark.parametrize("case", _RELU6_CASES, ids=lambda c: f"{c[1]}s{c[2]}g{c[4]}")
+def test_fused_relu6_is_the_reference_bit_for_bit(rng, simd, case, cf):
+    """ReLU6 (Keras' ReLU(max_value=6), MobileNet's) fused into every forward
+    path: min(max(y, 0), 6) with NaN kept, equal to the NumPy reference's
+    clamp of its own output. Large weights put many outputs above 6, and a
+    NaN and an infinity in x must come out as the reference has them."""
+    x_shape, k_shape, strides, padding, groups = case
+    x = rng.standard_normal(x_shape).astype(np.float32) * 3
+    x[0, 1, 2, 0], x[1, 3, 3, -1] = np.nan, np.inf
+    k = rng.standard_normal(k_shape).astype(np.float32)
+    b = rng.standard_normal(k_shape[-1]).astype(np.float32)
+    fmt = dict(data_format="channels_first" if cf else "channels_last")
+    xx = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if cf else x
+    y = fc.conv2d(xx, k, b, strides, padding, activation="relu6", groups=groups, **fmt)
+    with fc.use_backend("numpy"), np.errstate(invalid="ignore"):   # inf * 0 in padding
+        z = fc.conv2d(xx, k, b, strides, padding, groups=groups, **fmt)
+    expected = np.minimum(np.maximum(z, 0), 6)
+    assert (expected == 6).mean() > 0.2 and np.isnan(expected).any()
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    np.testing.assert_allclose(y[finite], expected[finite], rtol=1e-5, atol=2e-4)
+    assert np.nanmax(y) <= 6 and np.nanmin(y) >= 0
+
+
+def test_fused_relu6_dense_on_few_and_many_rows(rng, simd):
+    k = rng.standard_normal((300, 70)).astype(np.float32)
+    b = rng.standard_normal(70).astype(np.float32)
+    for rows in (1, 3, 40):
+        x = rng.standard_normal((rows, 300)).astype(np.float32)
+        y = fc.dense(x, k, b, "relu6")
+        np.testing.assert_allclose(y, np.clip(x.astype(np.float64) @ k + b, 0, 6), rtol=1e-4,
+                                   atol=1e-4)
+        np.testing.assert_array_equal(y, np.minimum(fc.dense(x, k, b, "relu"), 6))

@@ -9,6 +9,7 @@ Python exception. It holds no algorithm.
 from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport strncpy
+from cython.view cimport array as cvarray
 
 cimport numpy as cnp
 
@@ -181,6 +182,12 @@ cdef extern from "fastconv.h" nogil:
     void fc_arena_stats(size_t *idle_bytes, size_t *hits, size_t *misses)
     int fc_openmp_enabled()
     int fc_default_num_threads()
+    int fc_threads_for(int requested, double work, int64_t items)
+    int FC_REGIONS_MAX
+    void fc_regions_record(int on)
+    int fc_regions_recording()
+    void fc_regions_mark()
+    int64_t fc_regions_read(double *t, double *work, int64_t *items, int64_t max)
     const char *fc_strerror(int status)
 
 
@@ -191,6 +198,8 @@ NUMPY_BUILD_VERSION = FC_NUMPY_BUILD_VERSION.decode()
 
 
 cdef int _check(int status) except -1:
+    if fc_regions_recording():   # every kernel call ends here: the scaling record's mark
+        fc_regions_mark()
     if status == FC_OK:
         return 0
     message = fc_strerror(status).decode()
@@ -203,7 +212,7 @@ cdef int _check(int status) except -1:
     raise ValueError(message)
 
 
-cdef fc_conv2d_params _conv_params(tuple g, bint relu, int n_threads, int64_t groups,
+cdef fc_conv2d_params _conv_params(tuple g, int relu, int n_threads, int64_t groups,
                                    bint channels_first):
     # g is a fastconv.shapes.ConvGeometry: its first 17 fields are sizes (NHWC
     # order whatever the layout) and pads; groups and the layout come as
@@ -281,7 +290,7 @@ ctypedef fused real:
 
 def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
                    const real[::1] bias, real[:, :, :, ::1] y, tuple geometry,
-                   bint relu, int n_threads, int64_t groups=1, bint channels_first=False):
+                   int relu, int n_threads, int64_t groups=1, bint channels_first=False):
     cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads, groups, channels_first)
     cdef const real *bias_ptr = NULL
     if bias is not None:
@@ -573,14 +582,14 @@ def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
     _check(status)
 
 
-cdef fc_conv2d_params _depthwise_params(tuple g, bint relu, bint channels_first, int n_threads):
+cdef fc_conv2d_params _depthwise_params(tuple g, int relu, bint channels_first, int n_threads):
     # geometry sizes are NHWC-ordered whatever the layout; one group per input channel
     return _conv_params(g, relu, n_threads, g[3], channels_first)
 
 
 def depthwise_conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
                              const real[::1] bias, real[:, :, :, ::1] y, tuple geometry,
-                             bint relu, bint channels_first, int n_threads):
+                             int relu, bint channels_first, int n_threads):
     cdef fc_conv2d_params p = _depthwise_params(geometry, relu, channels_first, n_threads)
     cdef const real *bias_ptr = NULL
     if bias is not None:
@@ -628,6 +637,9 @@ def depthwise_conv2d_backward_kernel(const real[:, :, :, ::1] dy, const real[:, 
             status = fc_depthwise_conv2d_backward_kernel_f64(&p, &dy[0, 0, 0, 0],
                                                              &x[0, 0, 0, 0],
                                                              &dkernel[0, 0, 0, 0], dbias_ptr)
+    _check(status)
+
+
 cdef fc_norm_params _norm_params(int64_t outer, int64_t c, int64_t inner, int n_threads):
     cdef fc_norm_params p
     p.outer = outer
@@ -755,6 +767,33 @@ def openmp_enabled():
 
 def default_num_threads():
     return fc_default_num_threads()
+
+
+def threads_for(int requested, double work, int64_t items):
+    """The threads the kernels' policy gives a parallel region of ``work``
+    in ``items`` work items when ``requested`` are asked for (no machine cap)."""
+    if requested < 1:
+        raise ValueError(f"`requested` must be >= 1, got {requested}")
+    return fc_threads_for(requested, work, items)
+
+
+def record_regions(bint on):
+    """Start (clearing the log) or stop the record of parallel regions."""
+    fc_regions_record(on)
+
+
+def recorded_regions():
+    """The record since ``record_regions(True)``: a list of ``(seconds, work,
+    items)``, ``items == -1`` marking the end of a kernel call; and the
+    number of entries logged (more than listed when the log overflowed)."""
+    cdef int64_t cap = FC_REGIONS_MAX
+    cdef double[::1] t = cvarray(shape=(cap,), itemsize=sizeof(double), format="d")
+    cdef double[::1] w = cvarray(shape=(cap,), itemsize=sizeof(double), format="d")
+    cdef int64_t[::1] items = cvarray(shape=(cap,), itemsize=sizeof(int64_t),
+                                                format="q")
+    cdef int64_t count = fc_regions_read(&t[0], &w[0], &items[0], cap)
+    cdef int64_t kept = min(count, cap)
+    return [(t[i], w[i], items[i]) for i in range(kept)], count
 
 
 def fma_peak_probe(int64_t iters, int n_threads):

@@ -33,15 +33,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import ops
+from . import bench_models, bench_scaling, ops
+from .bench_models import seed_cnn
+from .bench_timing import interleaved_medians, limit_numpy_blas, measure_peak
 from .shapes import conv2d_geometry, conv2d_transpose_geometry, normalize_pair
 
 try:
@@ -301,55 +302,6 @@ def _no_grad(torch, fn):
         return fn()
 
 
-def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int,
-                        rounds_for: Optional[Dict[str, int]] = None, warmup: int = 2,
-                        budget_s: Optional[float] = None) -> Dict[str, float]:
-    """Median seconds per call of each function, alternating them per round.
-
-    ``rounds_for`` caps the rounds of slow entries (the NumPy backend);
-    ``budget_s`` stops adding rounds once that much time was spent (at least
-    three rounds run).
-    """
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    start = time.perf_counter()
-    for r in range(rounds):
-        for key, fn in fns.items():
-            if rounds_for and r >= rounds_for.get(key, rounds):
-                continue
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-        if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
-            break
-    return {k: statistics.median(v) for k, v in times.items() if v}
-
-
-def measure_peak(n_threads: int) -> float:
-    """FP32 GFLOP/s of the active SIMD path's FMA units on n_threads threads."""
-    if _kernels is None:
-        return float("nan")
-    iters = 2_000_000 if _kernels.get_simd() != "generic" else 500_000
-    _kernels.fma_peak_probe(iters // 10, n_threads)
-    best = 0.0
-    for _ in range(5):
-        t0 = time.perf_counter()
-        macs = _kernels.fma_peak_probe(iters, n_threads)
-        best = max(best, 2 * macs / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
-def _limit_numpy_blas(n_threads: int):
-    """threadpoolctl limits of NumPy's BLAS (the NumPy backend's matmuls)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=n_threads, user_api="blas")
-
-
 def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, use_torch: bool,
                 rng: np.random.Generator) -> List[dict]:
     problem = make_problem(case, rng, use_torch)
@@ -367,7 +319,7 @@ def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, u
         fns.update({"torch fwd": problem.torch_fwd, "torch bwd": problem.torch_bwd})
 
     previous = ops.set_num_threads(n_threads)
-    blas_limit = _limit_numpy_blas(n_threads)
+    blas_limit = limit_numpy_blas(n_threads)
     if use_torch:
         import torch
         torch_threads = torch.get_num_threads()
@@ -406,89 +358,22 @@ def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, u
     return rows
 
 
-# ---------------------------------------------------------------------------
-# The seed CNN end to end
-
-def _seed_model(seed: int = 0):
-    from . import backend
-    from .layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
-    from .models import Model
-    backend.clear_session()
-    inp = Input(shape=(28, 28, 1))
-    x = Conv2D(32, 3, padding="same", activation="relu")(inp)
-    x = Conv2D(64, 3, activation="relu")(x)
-    x = MaxPooling2D(2)(x)
-    x = Flatten()(x)
-    x = Dense(100, activation="relu")(x)
-    out = Dense(10, activation="softmax")(x)
-    return Model(inputs=inp, outputs=out)
-
-
-def _torch_seed_model():
-    import torch
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(10816, 100), nn.ReLU(), nn.Linear(100, 10))
-    return model.to(memory_format=torch.channels_last)
-
-
-def bench_model(n_threads: int, use_torch: bool, train_batches: int, rng: np.random.Generator
-                ) -> List[dict]:
-    """Images/s of a training step (batch 64, SGD) and of inference (batch 256)."""
-    from .optimizers import SGD
-    n_train, n_infer = 64 * train_batches, 256 * 4
-    x = rng.random((max(n_train, n_infer), 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, size=len(x))
-    model = _seed_model()
-    model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
-
-    fns = {
-        "fastconv train": lambda: model.fit(x[:n_train], y[:n_train], batch_size=64, epochs=1,
-                                            verbose=0, shuffle=False),
-        "fastconv infer": lambda: model.predict(x[:n_infer], batch_size=256),
-    }
-    if use_torch:
-        import torch
-        tmodel = _torch_seed_model()
-        opt = torch.optim.SGD(tmodel.parameters(), lr=0.01)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-        yt = torch.from_numpy(y)
-
-        def torch_train():
-            tmodel.train()
-            for i in range(0, n_train, 64):
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(tmodel(xt[i:i + 64]), yt[i:i + 64])
-                loss.backward()
-                opt.step()
-
-        def torch_infer():
-            tmodel.eval()
-            with torch.no_grad():
-                for i in range(0, n_infer, 256):
-                    torch.softmax(tmodel(xt[i:i + 256]), dim=1)
-
-        fns.update({"torch train": torch_train, "torch infer": torch_infer})
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(n_threads)
-    previous = ops.set_num_threads(n_threads)
-    try:
-        med = interleaved_medians(fns, rounds=7, warmup=1)
-    finally:
-        ops.set_num_threads(previous)
-        if use_torch:
-            torch.set_num_threads(torch_threads)
-    rows = []
-    for what, n in (("train", n_train), ("infer", n_infer)):
-        ours = n / med[f"fastconv {what}"]
-        theirs = n / med[f"torch {what}"] if use_torch else None
-        rows.append({"what": "training step (fit, batch 64, SGD)" if what == "train"
-                     else "inference (predict, batch 256)", "threads": n_threads,
-                     "fastconv_img_s": ours, "torch_img_s": theirs,
-                     "vs_torch": ours / theirs if theirs else None})
-    return rows
+def scaling_rows(layers: Sequence[LayerCase], models: Sequence[str],
+                 rng: np.random.Generator) -> List[dict]:
+    """The many-core model (:mod:`fastconv.bench_scaling`) of each layer's
+    forward and backward and of each network's training and inference
+    calls, from one-thread records of the bench's own problems."""
+    out: List[dict] = []
+    for case in layers:
+        problem = make_problem(case, rng, False)
+        for direction, fn in (("fwd", problem.fwd), ("bwd", problem.bwd)):
+            out += bench_scaling.scaling_rows(f"{case.name} {direction}",
+                                              bench_scaling.record(fn, repeats=3))
+    for name in dict.fromkeys(models):
+        for what, fn in bench_models.scaling_calls(name, rng).items():
+            out += bench_scaling.scaling_rows(f"{name} {what}",
+                                              bench_scaling.record(fn, repeats=2))
+    return out
 
 
 # fastconv optimizer -> (the torch.optim class, its arguments), for the same rule.
@@ -506,7 +391,7 @@ _OPTIMIZER_PEERS = {
 def bench_optimizers(n_threads: int, use_torch: bool, rng: np.random.Generator) -> List[dict]:
     """Milliseconds of one update of the seed CNN's weights, per optimizer."""
     from . import optimizers
-    shapes = [tuple(v.shape) for v in _seed_model().trainable_weights]
+    shapes = [tuple(v.shape) for v in seed_cnn().trainable_weights]
     rows = []
     for label, (torch_name, torch_args) in _OPTIMIZER_PEERS.items():
         params = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
@@ -568,7 +453,7 @@ def bench_loader(n_threads: int, train_batches: int, rng: np.random.Generator) -
     n_train = batch * train_batches
     x = rng.random((n_train, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, size=n_train)
-    model = _seed_model()
+    model = seed_cnn()
     model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
     loader = _SlowLoader(x, y, batch)
     fns = {
@@ -614,15 +499,6 @@ def layer_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def model_table(rows: Sequence[dict]) -> str:
-    header = f"{'seed CNN':38s} {'thr':>3s} {'fastconv img/s':>15s} {'torch img/s':>12s} {'ratio':>6s}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['what']:38s} {r['threads']:3d} {r['fastconv_img_s']:15.0f} "
-                     f"{_fmt(r['torch_img_s'], '12.0f')} {_fmt(r['vs_torch'], '6.2f')}")
-    return "\n".join(lines)
-
-
 def optimizer_table(rows: Sequence[dict]) -> str:
     header = (f"{'optimizer step (seed CNN weights)':38s} {'thr':>3s} {'ms':>8s} "
               f"{'torch ms':>9s} {'/torch':>7s}")
@@ -648,27 +524,43 @@ def geomean_vs_torch(rows: Sequence[dict]) -> Optional[float]:
     return float(np.exp(np.mean(np.log(ratios)))) if ratios else None
 
 
-def draw_chart(rows: Sequence[dict], path: str) -> bool:
+def draw_chart(rows: Sequence[dict], path: str, model_rows: Sequence[dict] = ()) -> bool:
+    """Bars of fastconv's time / PyTorch's per layer row and, below, of the
+    best peer's images/s / fastconv's per model row (both: lower is better)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    ratios = [r for r in rows if r.get("vs_torch")]
-    if not ratios:
+    panels = []
+    layer_ratios = [r for r in rows if r.get("vs_torch")]
+    if layer_ratios:
+        panels.append(([f"{r['layer'].split(' (')[0][:28]} {_SHORT[r['direction']]} "
+                        f"{r['threads']}T" for r in layer_ratios],
+                       [r["vs_torch"] for r in layer_ratios],
+                       "fastconv time / PyTorch time (lower is better)",
+                       "layers: fastconv vs PyTorch CPU (oneDNN, channels_last), medians"))
+    model_ratios = [r for r in model_rows if r.get("vs_best_peer")]
+    if model_ratios:
+        panels.append(([f"{r['model']} {r['what'].split(' (')[0]} b{r['batch']} "
+                        f"{r['threads']}T ({r['best_peer']})" for r in model_ratios],
+                       [1 / r["vs_best_peer"] for r in model_ratios],
+                       "fastconv time / the best peer's time (lower is better)",
+                       "networks: fastconv vs the best peer (images/s ratio)"))
+    if not panels:
         return False
-    labels = [f"{r['layer'].split(' (')[0][:28]} {_SHORT[r['direction']]} {r['threads']}T"
-              for r in ratios]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(ratios) + 1.5))
-    values = [r["vs_torch"] for r in ratios]
-    colors = ["tab:green" if v <= 1.0 else "tab:red" for v in values]
-    ax.barh(range(len(values)), values, color=colors)
-    ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_yticks(range(len(values)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("fastconv time / PyTorch time (lower is better)")
-    ax.set_title("fastconv vs PyTorch CPU (oneDNN, channels_last), medians")
+    heights = [0.32 * len(p[0]) + 1.2 for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.5),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (labels, values, xlabel, title) in zip(axes[:, 0], panels):
+        colors = ["tab:green" if v <= 1.0 else "tab:red" for v in values]
+        ax.barh(range(len(values)), values, color=colors)
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_yticks(range(len(values)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -699,7 +591,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the seed layers only, 7 rounds")
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy backend")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    parser.add_argument("--no-model", action="store_true", help="skip the whole-CNN benchmark")
+    parser.add_argument("--no-model", action="store_true",
+                        help="skip the whole-network benchmarks (training, inference, latency)")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated networks of the model table (default: all of "
+                             "seed, resnet20, mnist_convnet, mobilenet; --quick: seed)")
+    parser.add_argument("--no-tensorflow", action="store_true",
+                        help="leave TensorFlow out of the model table (it runs in worker "
+                             "processes, about 10 s per row)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory rows of training (one process each)")
+    parser.add_argument("--no-scaling", action="store_true",
+                        help="skip the many-core model (predicted efficiency at 1-64 threads)")
     parser.add_argument("--distributed", action="store_true",
                         help="only fastconv.distributed on local Dask clusters of 1 and 2 "
                              "workers (needs fastconv[dask])")
@@ -756,13 +659,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     g = geomean_vs_torch(rows)
     if g is not None:
         print(f"geometric mean of fastconv / PyTorch time over these rows: {g:.2f}")
-    model_rows = []
+    model_rows: List[dict] = []
+    memory_rows: List[dict] = []
     if not args.no_model:
-        for t in threads:
-            model_rows.extend(bench_model(t, use_torch, train_batches=4 if args.quick else 8,
-                                          rng=rng))
+        names = ["seed"] if args.quick else (
+            [n.strip() for n in args.models.split(",")] if args.models
+            else list(bench_models.MODELS))
+        for name in names:
+            if name not in bench_models.MODELS:
+                parser.error(f"--models: unknown model {name!r}; choose from "
+                             f"{sorted(bench_models.MODELS)}")
+        wanted = [p for p in bench_models.INFERENCE_PEERS if use_torch or p != "torch"]
+        peers = bench_models.available_peers(wanted)
+        if len(peers) < len(wanted):
+            print(f"not installed, so not compared: {sorted(set(wanted) - set(peers))} "
+                  "(pip install 'fastconv[bench]')")
+        with_tf = (not args.quick and not args.no_tensorflow
+                   and bench_models.tensorflow_available())
+        model_rows = bench_models.bench_model_rows(
+            names, threads, peers, rounds=3 if args.quick else 5, rng=rng,
+            with_tensorflow=with_tf, steps=4 if args.quick else bench_models.TRAIN_STEPS)
         print()
-        print(model_table(model_rows))
+        print(bench_models.model_table(model_rows))
+        if not args.no_memory and not args.quick:
+            frameworks = ["fastconv"] + (["torch"] if "torch" in peers else []) + (
+                ["tensorflow"] if with_tf else [])
+            memory_rows = bench_models.bench_memory_rows(names, max(threads), frameworks, rng)
+            print()
+            print(bench_models.memory_table(memory_rows))
+    scaling: List[dict] = []
+    if not args.no_scaling:
+        scaling = scaling_rows(layers, [r["model"] for r in model_rows if r["threads"] == 1],
+                               rng)
+        print()
+        print(bench_scaling.scaling_table(scaling))
     optimizer_rows: List[dict] = []
     if not args.no_optimizers:
         for t in threads:
@@ -787,14 +717,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             loader_rows.extend(bench_loader(t, train_batches=4 if args.quick else 16, rng=rng))
         print()
         print(loader_table(loader_rows))
-    out = {"environment": env, "peak_gflops": peaks, "layers": rows, "model": model_rows,
-           "optimizers": optimizer_rows, "loader": loader_rows, "image_input": image_rows,
-           "geomean_vs_torch": g}
+    out = {"environment": env, "peak_gflops": peaks, "layers": rows, "models": model_rows,
+           "memory": memory_rows, "scaling": scaling, "optimizers": optimizer_rows,
+           "loader": loader_rows, "image_input": image_rows, "geomean_vs_torch": g}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
         print(f"wrote {args.json}")
-    if args.png and draw_chart(rows, args.png):
+    if args.png and draw_chart(rows, args.png, model_rows):
         print(f"wrote {args.png}")
     return 0

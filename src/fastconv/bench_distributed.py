@@ -27,7 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from . import distributed, ops
-from .bench import _seed_model
+from .bench_models import seed_cnn
 
 __all__ = ["bench_distributed", "distributed_table"]
 
@@ -90,7 +90,7 @@ def bench_distributed(worker_counts=(1, 2), steps: int = 10) -> List[dict]:
     x = rng.random((2048, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, size=len(x))
     batch = 64
-    model = _seed_model()
+    model = seed_cnn()
     model.compile(optimizer=SGD(0.01), loss="sparse_categorical_crossentropy")
     rows = []
 

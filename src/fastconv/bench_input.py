@@ -2,7 +2,7 @@
 
 :func:`bench_image_input` writes a folder of small grayscale JPEGs (10
 class folders) to a temporary directory, then times one epoch of ``fit`` of
-the seed CNN (``fastconv.bench._seed_model``, 28x28x1, SGD, batch 64) on
+the seed CNN (``fastconv.bench_models.seed_cnn``, 28x28x1, SGD, batch 64) on
 
 * the same number of images as in-memory arrays (the compute alone);
 * ``ImageDataGenerator(...).flow_from_directory(...)`` with augmentation
@@ -57,7 +57,8 @@ def bench_image_input(n_threads: int, train_batches: int, rng: np.random.Generat
     batches from ``flow_from_directory`` beside in-memory arrays (see the
     module docstring). Each timed call is one epoch of ``train_batches``
     batches of 64; medians of ``rounds`` interleaved rounds."""
-    from .bench import _seed_model, interleaved_medians
+    from .bench_models import seed_cnn
+    from .bench_timing import interleaved_medians
     from .optimizers import SGD
     from .preprocessing.image import ImageDataGenerator
 
@@ -73,7 +74,7 @@ def bench_image_input(n_threads: int, train_batches: int, rng: np.random.Generat
             batch_size=BATCH, shuffle=True, seed=0)
         x = rng.random((n_images, 28, 28, 1), dtype=np.float32)
         y = rng.integers(0, CLASSES, size=n_images)
-        model = _seed_model()
+        model = seed_cnn()
         model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
 
         def load_only() -> None:

@@ -19,11 +19,17 @@ included.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import backend
+import numpy as np
+
+from . import backend, ops
 from . import regularizers
+from .bench_timing import interleaved_medians
 from .layers import (Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense,
                      DepthwiseConv2D, Dropout, Flatten, GlobalAveragePooling2D, Input,
                      MaxPooling2D, ReLU)
@@ -214,4 +220,283 @@ def build(name: str) -> Model:
 
 
 # ----------------------------------------------------------------------
-# Timing of the models (to come).
+# Timing: each network in fastconv and in the peers, from the same weights
+
+# Batches of the timed runs: inference as in the seed's bench (256; MobileNet
+# 32, a 96x96 batch being 30x the seed's work), training as the sources do
+# (the seed's fit batch 64, Keras' ResNet example 32, keras.io's MNIST 128).
+INFER_BATCH = {"seed": 256, "resnet20": 256, "mnist_convnet": 256, "mobilenet": 32}
+TRAIN_BATCH = {"seed": 64, "resnet20": 32, "mnist_convnet": 128}
+LATENCY_MODELS = ("seed", "mobilenet")
+TRAIN_STEPS = 8
+INFERENCE_PEERS = ("torch", "onnxruntime", "openvino")
+
+
+def _randomized(name: str, rng: np.random.Generator) -> Model:
+    """The network with non-trivial BatchNormalization statistics (a trained
+    network's; fresh ones are 0 and 1, which hides a wrong fold)."""
+    model = build(name)
+    for layer in model.layers:
+        if isinstance(layer, BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            gamma, beta, mean, var = (1 + 0.1 * rng.standard_normal(c),
+                                      0.1 * rng.standard_normal(c), 0.1 * rng.standard_normal(c),
+                                      0.5 + rng.random(c))
+            layer.set_weights([gamma, beta, mean, var])
+    return model
+
+
+def available_peers(wanted: Sequence[str] = INFERENCE_PEERS) -> List[str]:
+    """The inference peers of ``wanted`` whose package imports here."""
+    modules = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+    found = []
+    for peer in wanted:
+        if importlib.util.find_spec(modules[peer]) is not None and (
+                peer == "torch" or importlib.util.find_spec("onnx") is not None):
+            found.append(peer)
+    return found
+
+
+def _inference_runners(model: Model, peers: Sequence[str], threads: int
+                       ) -> Dict[str, Callable[[np.ndarray], object]]:
+    from . import bench_peers
+    runners: Dict[str, Callable[[np.ndarray], object]] = {}
+    if "torch" in peers:
+        import torch
+        module = bench_peers.to_torch(model).eval()
+
+        def torch_run(x: np.ndarray, module=module) -> object:
+            with torch.no_grad():
+                return module(bench_peers.nhwc_to_torch(x))
+        runners["torch"] = torch_run
+    onnx_peers = [p for p in peers if p in ("onnxruntime", "openvino")]
+    if onnx_peers:
+        onnx_bytes = bench_peers.to_onnx(model)
+        if "onnxruntime" in onnx_peers:
+            runners["onnxruntime"] = bench_peers.ort_session(onnx_bytes, threads).run
+        if "openvino" in onnx_peers:
+            runners["openvino"] = bench_peers.openvino_runner(onnx_bytes, threads).run
+    return runners
+
+
+class _TorchThreads:
+    """torch's intra-op threads set for a block (restored after)."""
+
+    def __init__(self, threads: int, use: bool) -> None:
+        self.threads, self.use, self.previous = threads, use, None
+
+    def __enter__(self) -> "_TorchThreads":
+        if self.use:
+            import torch
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.use and self.previous is not None:
+            import torch
+            torch.set_num_threads(self.previous)
+
+
+def _row(model: str, what: str, threads: int, batch: int, seconds: Dict[str, float],
+         n_images: int) -> dict:
+    img_s = {k: n_images / v for k, v in seconds.items()}
+    peers = {k: v for k, v in img_s.items() if k != "fastconv"}
+    best = max(peers, key=peers.get) if peers else None
+    return {"model": model, "what": what, "threads": threads, "batch": batch,
+            "fastconv_img_s": img_s["fastconv"],
+            "fastconv_ms": seconds["fastconv"] * 1e3 * batch / n_images,
+            "peers_img_s": peers, "best_peer": best,
+            "vs_best_peer": img_s["fastconv"] / peers[best] if best else None}
+
+
+def bench_inference(name: str, threads: int, batch: int, peers: Sequence[str], rounds: int,
+                    rng: np.random.Generator) -> dict:
+    """Images/s of inference on batches of ``batch`` (batch 1: single calls,
+    ``predict_on_batch``) in fastconv and each peer, alternating."""
+    model = _randomized(name, rng)
+    x = rng.random((batch,) + MODELS[name].input_shape, dtype=np.float32)
+    calls: Dict[str, Callable[[], object]] = {
+        "fastconv": (lambda: model.predict_on_batch(x)) if batch == 1
+        else (lambda: model.predict(x, batch_size=batch))}
+    for peer, run in _inference_runners(model, peers, threads).items():
+        calls[peer] = (lambda run=run: run(x))
+    previous = ops.set_num_threads(threads)
+    try:
+        with _TorchThreads(threads, "torch" in peers):
+            seconds = interleaved_medians(calls, rounds, warmup=3)
+    finally:
+        ops.set_num_threads(previous)
+    what = "latency (batch 1)" if batch == 1 else f"inference (batch {batch})"
+    return _row(name, what, threads, batch, seconds, batch)
+
+
+def bench_training(name: str, threads: int, batch: int, use_torch: bool, rounds: int,
+                   rng: np.random.Generator, steps: int = TRAIN_STEPS) -> dict:
+    """Images/s of training (SGD 0.01, sparse cross-entropy, the network's L2
+    penalties): fastconv's ``fit`` over ``steps`` batches beside the same
+    steps in PyTorch from the same weights."""
+    from .optimizers import SGD
+    model = _randomized(name, rng)
+    n = batch * steps
+    x = rng.random((n,) + MODELS[name].input_shape, dtype=np.float32)
+    y = rng.integers(0, MODELS[name].classes, size=n)
+    calls: Dict[str, Callable[[], object]] = {}
+    if use_torch:
+        calls["torch"] = _torch_training(model, x, y, batch)
+    model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+    calls["fastconv"] = lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0,
+                                          shuffle=False)
+    previous = ops.set_num_threads(threads)
+    try:
+        with _TorchThreads(threads, use_torch):
+            seconds = interleaved_medians(calls, rounds, warmup=1)
+    finally:
+        ops.set_num_threads(previous)
+    return _row(name, f"training (fit, batch {batch})", threads, batch, seconds, n)
+
+
+def _torch_training(model: Model, x: np.ndarray, y: np.ndarray, batch: int
+                    ) -> Callable[[], None]:
+    """One epoch of the PyTorch loop a PyTorch user writes for the network."""
+    import torch
+    from . import bench_peers
+    module = bench_peers.to_torch(model).train()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt = bench_peers.nhwc_to_torch(x)
+    yt = torch.from_numpy(y.astype(np.int64))
+
+    def epoch() -> None:
+        for i in range(0, len(x), batch):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(module(xt[i:i + batch], logits=True), yt[i:i + batch])
+            (loss + module.regularization_loss()).backward()
+            optimizer.step()
+    return epoch
+
+
+def scaling_calls(name: str, rng: np.random.Generator) -> Dict[str, Callable[[], object]]:
+    """The calls the many-core model records for a network: one training
+    step (``train_on_batch``, the training batch) and one inference batch."""
+    from .optimizers import SGD
+    model = _randomized(name, rng)
+    shape = MODELS[name].input_shape
+    calls: Dict[str, Callable[[], object]] = {}
+    if name in TRAIN_BATCH:
+        batch = TRAIN_BATCH[name]
+        x = rng.random((batch,) + shape, dtype=np.float32)
+        y = rng.integers(0, MODELS[name].classes, size=batch)
+        model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+        calls[f"training step (batch {batch})"] = lambda: model.train_on_batch(x, y)
+    xi = rng.random((INFER_BATCH[name],) + shape, dtype=np.float32)
+    calls[f"inference (batch {INFER_BATCH[name]})"] = lambda: model.predict_on_batch(xi)
+    return calls
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow is installed (it runs in bench_worker's subprocess)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def bench_model_rows(names: Sequence[str], threads: Sequence[int], peers: Sequence[str],
+                     rounds: int, rng: np.random.Generator, with_tensorflow: bool = False,
+                     steps: int = TRAIN_STEPS) -> List[dict]:
+    """The model table: for each network, training (where it has a training
+    batch), inference and batch-1 latency at each thread count, beside the
+    peers (TensorFlow through :mod:`fastconv.bench_worker`, in its own
+    process, when ``with_tensorflow``)."""
+    rows = []
+    for name in names:
+        for t in threads:
+            if name in TRAIN_BATCH:
+                rows.append(bench_training(name, t, TRAIN_BATCH[name], "torch" in peers, rounds,
+                                           rng, steps))
+            rows.append(bench_inference(name, t, INFER_BATCH[name], peers, rounds, rng))
+            if name in LATENCY_MODELS:
+                rows.append(bench_inference(name, t, 1, peers, rounds * 20, rng))
+    if with_tensorflow:
+        _add_tensorflow(rows, rng, steps)
+    return rows
+
+
+def _add_tensorflow(rows: List[dict], rng: np.random.Generator, steps: int) -> None:
+    """TensorFlow's images/s for each row, measured in a worker process from
+    the same weights (not alternating with the others: one process each)."""
+    from . import bench_worker
+    with tempfile.TemporaryDirectory() as folder:
+        weights: Dict[str, str] = {}
+        for row in rows:
+            name = row["model"]
+            if name not in weights:
+                weights[name] = os.path.join(folder, f"{name}.npz")
+                bench_worker.save_weights(_randomized(name, rng), weights[name])
+            training = row["what"].startswith("training")
+            spec = {"framework": "tensorflow", "model": name, "weights": weights[name],
+                    "mode": "train" if training else "infer", "threads": row["threads"],
+                    "batch": row["batch"], "steps": steps if training else
+                    (50 if row["batch"] == 1 else 4), "rounds": 5, "warmup": 2}
+            result = bench_worker.run_worker(spec)
+            row["peers_img_s"]["tensorflow"] = result["img_s"]
+            best = max(row["peers_img_s"], key=row["peers_img_s"].get)
+            row["best_peer"] = best
+            row["vs_best_peer"] = row["fastconv_img_s"] / row["peers_img_s"][best]
+
+
+def bench_memory_rows(names: Sequence[str], threads: int, frameworks: Sequence[str],
+                      rng: np.random.Generator, steps: int = TRAIN_STEPS) -> List[dict]:
+    """Peak resident memory of a training run (each framework alone in a
+    fresh process, :mod:`fastconv.bench_worker`): MiB at the peak and after
+    building the model."""
+    from . import bench_worker
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            if name not in TRAIN_BATCH:
+                continue
+            path = os.path.join(folder, f"{name}.npz")
+            bench_worker.save_weights(_randomized(name, rng), path)
+            row: dict = {"model": name, "batch": TRAIN_BATCH[name], "threads": threads}
+            for framework in frameworks:
+                result = bench_worker.run_worker({
+                    "framework": framework, "model": name, "weights": path, "mode": "train",
+                    "threads": threads, "batch": TRAIN_BATCH[name], "steps": steps,
+                    "rounds": 2, "warmup": 1})
+                row[f"{framework}_peak_mib"] = result["peak_rss_mib"]
+                row[f"{framework}_base_mib"] = result["rss_before_mib"]
+            rows.append(row)
+    return rows
+
+
+def model_table(rows: Sequence[dict]) -> str:
+    """The model rows: fastconv's images/s, each peer's, the ratio to the best."""
+    peers = sorted({p for r in rows for p in r["peers_img_s"]})
+    head = f"{'model':14s} {'what':24s} {'thr':>3s} {'fastconv':>9s}"
+    head += "".join(f" {p[:11]:>11s}" for p in peers) + f" {'best peer':>11s} {'ratio':>6s}"
+    lines = [head + "   (images/s; latency rows also in ms)", "-" * len(head)]
+    for r in rows:
+        line = (f"{r['model']:14s} {r['what'][:24]:24s} {r['threads']:3d} "
+                f"{r['fastconv_img_s']:9.0f}")
+        for p in peers:
+            value = r["peers_img_s"].get(p)
+            line += f" {value:11.0f}" if value is not None else f" {'-':>11s}"
+        ratio = r["vs_best_peer"]
+        line += f" {r['best_peer'] or '-':>11s} {ratio:6.2f}" if ratio else f" {'-':>11s} {'-':>6s}"
+        if r["batch"] == 1:
+            line += f"   fastconv {r['fastconv_ms']:.3f} ms"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def memory_table(rows: Sequence[dict]) -> str:
+    frameworks = sorted({k[:-9] for r in rows for k in r if k.endswith("_peak_mib")})
+    head = f"{'peak RSS of training (MiB)':28s} {'batch':>5s}" + "".join(
+        f" {f'{f} peak':>16s} {'(model)':>8s}" for f in frameworks)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        line = f"{r['model']:28s} {r['batch']:5d}"
+        for f in frameworks:
+            line += f" {r.get(f'{f}_peak_mib', float('nan')):16.0f} " \
+                    f"{r.get(f'{f}_base_mib', float('nan')):8.0f}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -233,6 +233,22 @@ def _same_dtype(*named: Tuple[str, Optional[np.ndarray]]) -> None:
                             f"{first.dtype}; all arrays of one call must share a dtype")
 
 
+# The activations a forward convolution or dense layer fuses into its store,
+# as the C kernels' codes (fc_conv2d_params.relu): ReLU6 is Keras'
+# ReLU(max_value=6) and MobileNet's activation.
+_ACTIVATION_CODES = {"linear": 0, "relu": 1, "relu6": 2}
+
+
+def _fused_activation(activation: object) -> int:
+    """0 (none), 1 (ReLU) or 2 (ReLU6) for ``activation``."""
+    if activation is None:
+        return 0
+    if isinstance(activation, str) and activation.lower() in _ACTIVATION_CODES:
+        return _ACTIVATION_CODES[activation.lower()]
+    raise ValueError(f"`activation` must be None, 'linear', 'relu' or 'relu6', got "
+                     f"{activation!r}")
+
+
 def _fused_relu(activation: object) -> bool:
     if activation is None:
         return False
@@ -516,7 +532,9 @@ def _depthwise(g: ConvGeometry) -> bool:
 
 
 def _conv_forward(backend: str, x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
-                  g: ConvGeometry, relu: bool) -> np.ndarray:
+                  g: ConvGeometry, relu: int) -> np.ndarray:
+    """The forward convolution; ``relu`` is the fused activation's code
+    (:func:`_fused_activation`)."""
     if backend == "numpy" or _is_empty(g):
         return reference.conv2d(x, kernel, bias, g, relu)
     gc, ex_h, ex_w = _c_geometry(g)
@@ -618,15 +636,16 @@ def conv2d(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
     kernel : ndarray, see ``kernel_format``
     bias : ndarray of shape (out_channels,), optional
     {params}
-    activation : None, 'linear' or 'relu'
-        'relu' is fused into the kernel's store.
+    activation : None, 'linear', 'relu' or 'relu6'
+        Fused into the kernel's store; 'relu6' is ``min(max(y, 0), 6)``
+        (Keras' ``ReLU(max_value=6)``).
 
     Returns
     -------
     ndarray of shape (batch, out_height, out_width, out_channels), or NCHW
     """
     backend = get_backend()
-    relu = _fused_relu(activation)
+    relu = _fused_activation(activation)
     cf = _channels_first(data_format)
     oi = _kernel_oi_first(kernel_format)
     x = _as_array(x, "x", 4, backend, _act_layout(cf, 2))
@@ -1543,9 +1562,9 @@ def _dense_geometry(x: np.ndarray, kernel: np.ndarray) -> ConvGeometry:
 def dense(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
           activation: Optional[str] = None) -> np.ndarray:
     """``act(x @ kernel + bias)`` for ``x`` (batch, in_features), ``kernel``
-    (in_features, units); activation None, 'linear' or 'relu'."""
+    (in_features, units); activation None, 'linear', 'relu' or 'relu6'."""
     backend = get_backend()
-    relu = _fused_relu(activation)
+    relu = _fused_activation(activation)
     x = _as_array(x, "x", 2, backend)
     kernel = _as_array(kernel, "kernel", 2, backend)
     b = None if bias is None else _as_array(bias, "bias", 1, backend)

@@ -11,9 +11,8 @@ copy) goes through the public op, so a prepared op never returns what the
 op would not, and raises what it raises. The results are the op's, bit for
 bit.
 
-``activation`` is None/'linear', 'relu' (fused into the kernel's store) or
-'relu6' (Keras' ``ReLU(max_value=6)``: the fused ReLU, then a clamp at 6 in
-place).
+``activation`` is None/'linear', 'relu' or 'relu6' (Keras'
+``ReLU(max_value=6)``), fused into the kernel's store as in the ops.
 
 Used by :mod:`fastconv.models.inference`; weights are passed at each call
 (the live arrays, or folded copies), never captured.
@@ -28,13 +27,6 @@ from . import _memory, ops
 
 __all__ = ["PreparedOp", "prepare_conv2d", "prepare_dense", "prepare_pool2d"]
 
-_ACTIVATIONS = (None, "linear", "relu", "relu6")
-
-
-def _check_activation(activation: Optional[str]) -> Optional[str]:
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {_ACTIVATIONS}, got {activation!r}")
-    return None if activation == "linear" else activation
 
 
 class PreparedOp:
@@ -45,16 +37,15 @@ class PreparedOp:
     geometry; then every call is the public op's.
     """
 
-    __slots__ = ("x_shape", "dtype", "weight_shapes", "out_shape", "fast", "_op", "_run",
-                 "_clamp6")
+    __slots__ = ("x_shape", "dtype", "weight_shapes", "out_shape", "fast", "_op", "_run")
 
     def __init__(self, x_shape: Tuple[int, ...], dtype: np.dtype,
                  weight_shapes: Tuple[Optional[Tuple[int, ...]], ...],
-                 out_shape: Tuple[int, ...], fast: bool, op, run, clamp6: bool) -> None:
+                 out_shape: Tuple[int, ...], fast: bool, op, run) -> None:
         self.x_shape, self.dtype = x_shape, dtype
         self.weight_shapes, self.out_shape = weight_shapes, out_shape
         self.fast = fast
-        self._op, self._run, self._clamp6 = op, run, clamp6
+        self._op, self._run = op, run
 
     def _matches(self, x: object, weights: Tuple[object, ...]) -> bool:
         if type(x) is not np.ndarray or x.shape != self.x_shape or x.dtype != self.dtype:
@@ -74,12 +65,8 @@ class PreparedOp:
 
     def __call__(self, x: np.ndarray, *weights: Optional[np.ndarray]) -> np.ndarray:
         if self.fast and self._matches(x, weights) and ops.get_backend() == "c":
-            y = self._run(x, *weights)
-        else:
-            y = self._op(x, *weights)
-        if self._clamp6:
-            np.minimum(y, y.dtype.type(6), out=y)
-        return y
+            return self._run(x, *weights)
+        return self._op(x, *weights)
 
 
 def _template(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -95,8 +82,7 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
     """``ops.conv2d`` with an HWIO kernel of ``kernel_shape`` for inputs of
     ``x_shape`` (raises the op's errors for arguments it refuses)."""
     dtype = np.dtype(dtype)
-    act = _check_activation(activation)
-    relu = act in ("relu", "relu6")
+    act = ops._fused_activation(activation)
     cf = ops._channels_first(data_format)
     x_t, k_t = _template(x_shape, dtype), _template(kernel_shape, dtype)
     g = ops._conv_geometry(x_t, k_t, strides, padding, dilation_rate, groups, cf, False)
@@ -109,30 +95,29 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
     c_layout = ops._c_layout(g)
 
     def op(x, kernel, bias):
-        return ops.conv2d(x, kernel, bias, strides, padding, dilation_rate,
-                          "relu" if relu else None, groups=groups, data_format=data_format)
+        return ops.conv2d(x, kernel, bias, strides, padding, dilation_rate, activation,
+                          groups=groups, data_format=data_format)
 
     def run(x, kernel, bias):
         y = _memory.empty(out_shape, dtype)
         if depthwise:
-            ops._kernels.depthwise_conv2d_forward(x, kernel, bias, y, geometry, relu, cf,
+            ops._kernels.depthwise_conv2d_forward(x, kernel, bias, y, geometry, act, cf,
                                                   ops._threads_arg())
         else:
-            ops._kernels.conv2d_forward(x, kernel, bias, y, geometry, relu, ops._threads_arg(),
+            ops._kernels.conv2d_forward(x, kernel, bias, y, geometry, act, ops._threads_arg(),
                                         **c_layout)
         return y
 
     bias_shape = (g.c_out,) if has_bias else None
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
-                      fast and ops._kernels is not None, op, run, act == "relu6")
+                      fast and ops._kernels is not None, op, run)
 
 
 def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],
                   has_bias: bool, activation: Optional[str] = None) -> PreparedOp:
     """``ops.dense`` with a kernel of ``kernel_shape`` for inputs of ``x_shape``."""
     dtype = np.dtype(dtype)
-    act = _check_activation(activation)
-    relu = act in ("relu", "relu6")
+    act = ops._fused_activation(activation)
     if len(x_shape) != 2 or len(kernel_shape) != 2:
         raise ValueError(f"prepare_dense takes 2-D inputs and kernels, got {x_shape} and "
                          f"{kernel_shape}")
@@ -144,18 +129,17 @@ def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[i
     y4 = (g.n, 1, 1, g.c_out)
 
     def op(x, kernel, bias):
-        return ops.dense(x, kernel, bias, "relu" if relu else None)
+        return ops.dense(x, kernel, bias, activation)
 
     def run(x, kernel, bias):
         y = _memory.empty(out_shape, dtype)
         ops._kernels.conv2d_forward(x.reshape(x4), kernel.reshape(k4), bias, y.reshape(y4),
-                                    geometry, relu, ops._threads_arg())
+                                    geometry, act, ops._threads_arg())
         return y
 
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), (g.c_out,) if has_bias
                                               else None), out_shape,
-                      not ops._is_empty(g) and ops._kernels is not None, op, run,
-                      act == "relu6")
+                      not ops._is_empty(g) and ops._kernels is not None, op, run)
 
 
 def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size=2,
@@ -188,4 +172,4 @@ def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size
             return y
 
     return PreparedOp(tuple(x_shape), dtype, (), out_shape,
-                      not ops._is_empty(g) and ops._kernels is not None, op, run, False)
+                      not ops._is_empty(g) and ops._kernels is not None, op, run)

@@ -108,7 +108,7 @@ def _split_groups(a: np.ndarray, axis: int, groups: int) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
-           g: ConvGeometry, relu: bool = False) -> np.ndarray:
+           g: ConvGeometry, relu: int = 0) -> np.ndarray:
     """``y[n,p,q,o] = b[o] + sum_{i,j,c} xpad[n, p*sh + i*dh, q*sw + j*dw, G(o)*Cg + c]
     * k[i,j,c,o]`` (NHWC/HWIO indices, ``Cg = c_in / groups``, ``G(o)`` the group of o)."""
     k = _hwio(kernel, g)
@@ -122,8 +122,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
         y = y.reshape(y.shape[:3] + (g.c_out,))
     if bias is not None:
         y += bias
-    if relu:
-        np.maximum(y, 0, out=y)
+    _activate(y, relu)
     return _from_nhwc(y, g.channels_first)
 
 
@@ -176,6 +175,14 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, g: ConvGe
     dkernel = conv2d_backward_kernel(dy, x, g) if compute_dkernel else None
     dbias = bias_grad(dy, g.channels_first) if compute_dbias else None
     return dx, dkernel, dbias
+
+
+def _activate(y: np.ndarray, code: int) -> None:
+    """The fused activation in place: 0 none, 1 ReLU, 2 ReLU6 (NaN kept)."""
+    if code:
+        np.maximum(y, 0, out=y)
+    if code == 2:
+        np.minimum(y, 6, out=y)
 
 
 def add_bias_relu(y: np.ndarray, bias: Optional[np.ndarray], channels_first: bool,
@@ -413,12 +420,11 @@ def upsample2d_backward(dy: np.ndarray, size: Tuple[int, int], interpolation: st
 
 
 def dense(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray],
-          relu: bool = False) -> np.ndarray:
+          relu: int = 0) -> np.ndarray:
     y = x @ kernel
     if bias is not None:
         y += bias
-    if relu:
-        np.maximum(y, 0, out=y)
+    _activate(y, relu)
     return y
 
 

@@ -1,0 +1,68 @@
+"""The timing primitives every bench module shares: alternating medians,
+the measured FMA peak, and the NumPy BLAS thread limit.
+
+Times are medians over rounds in which the implementations alternate, so
+that drift on a shared machine (another tenant, a frequency change) hits
+them alike; what is compared is measured in one process.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+try:
+    from . import _kernels
+except ImportError:  # pragma: no cover - a build without the extension
+    _kernels = None
+
+__all__ = ["interleaved_medians", "measure_peak", "limit_numpy_blas"]
+
+
+def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int,
+                        rounds_for: Optional[Dict[str, int]] = None, warmup: int = 2,
+                        budget_s: Optional[float] = None) -> Dict[str, float]:
+    """Median seconds per call of each function, alternating them per round.
+
+    ``rounds_for`` caps the rounds of slow entries (the NumPy backend);
+    ``budget_s`` stops adding rounds once that much time was spent (at least
+    three rounds run).
+    """
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    start = time.perf_counter()
+    for r in range(rounds):
+        for key, fn in fns.items():
+            if rounds_for and r >= rounds_for.get(key, rounds):
+                continue
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+        if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return {k: statistics.median(v) for k, v in times.items() if v}
+
+
+def measure_peak(n_threads: int) -> float:
+    """FP32 GFLOP/s of the active SIMD path's FMA units on n_threads threads."""
+    if _kernels is None:
+        return float("nan")
+    iters = 2_000_000 if _kernels.get_simd() != "generic" else 500_000
+    _kernels.fma_peak_probe(iters // 10, n_threads)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        macs = _kernels.fma_peak_probe(iters, n_threads)
+        best = max(best, 2 * macs / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def limit_numpy_blas(n_threads: int):
+    """threadpoolctl limits of NumPy's BLAS (the NumPy backend's matmuls)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=n_threads, user_api="blas")
