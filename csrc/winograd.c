@@ -207,6 +207,38 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
  * `transpose`, the backward-input kernel of a layer whose HWIO kernel is
  * (3, 3, c_out, c_in): flipped in space, input and output channels swapped.
  */
+/* Thread tid's share of U[e][panel][c_in][nr_panel] (zero beyond c_out;
+ * u is calloc'ed): whole input channels forward, whole output channels with
+ * `transpose`. Each value is one filter's transform, whoever computes it. */
+static void transform_kernel_share(const wino_problem *q, const float *kernel, int transpose,
+                                   int tid, int team)
+{
+    const int64_t c_in = q->c_in, c_out = q->c_out;
+    const int64_t tap_floats = c_in * c_out;   /* one tap of the HWIO kernel */
+    int64_t i0, i1;
+    fc_thread_range(transpose ? c_out : c_in, team, tid, &i0, &i1);
+    float *u = (float *)q->u;
+    if (!transpose) {
+        /* g[tap][ci][co]: unit steps over output channels */
+        for (int64_t ci = i0; ci < i1; ++ci)
+            for (int64_t panel = 0; panel < q->npanels; ++panel) {
+                const int64_t c0 = panel * q->nr_panel;
+                transform_kernels(kernel + ci * c_out + c0, tap_floats, 1,
+                                  u + (panel * c_in + ci) * q->nr_panel, q->u_e_stride, 1,
+                                  min64(q->nr_panel, c_out - c0));
+            }
+        return;
+    }
+    /* tap (i, j) is the layer's tap (2 - i, 2 - j), laid out [co][ci]:
+     * unit steps over input channels */
+    for (int64_t co = i0; co < i1; ++co) {
+        const int64_t panel = co / q->nr_panel, col = co - panel * q->nr_panel;
+        transform_kernels(kernel + 8 * tap_floats + co * c_in, -tap_floats, 1,
+                          u + panel * c_in * q->nr_panel + col, q->u_e_stride, q->nr_panel,
+                          c_in);
+    }
+}
+
 int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
                         int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
                         const float *x, const float *kernel, int transpose, const float *bias,
@@ -246,26 +278,6 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     float *u = (float *)fc_calloc(fc_mul(16, q.u_e_stride) + 16, sizeof(float));
     if (u == NULL)
         return FC_ERR_NOMEM;
-    const int64_t tap_floats = c_in * c_out;   /* one tap of the HWIO kernel */
-    if (!transpose) {
-        /* g[tap][ci][co]: unit steps over output channels */
-        for (int64_t ci = 0; ci < c_in; ++ci)
-            for (int64_t panel = 0; panel < q.npanels; ++panel) {
-                const int64_t c0 = panel * q.nr_panel;
-                transform_kernels(kernel + ci * c_out + c0, tap_floats, 1,
-                                  u + (panel * c_in + ci) * q.nr_panel, q.u_e_stride, 1,
-                                  min64(q.nr_panel, c_out - c0));
-            }
-    } else {
-        /* tap (i, j) is the layer's tap (2 - i, 2 - j), laid out [co][ci]:
-         * unit steps over input channels */
-        for (int64_t co = 0; co < c_out; ++co) {
-            const int64_t panel = co / q.nr_panel, col = co - panel * q.nr_panel;
-            transform_kernels(kernel + 8 * tap_floats + co * c_in, -tap_floats, 1,
-                              u + panel * c_in * q.nr_panel + col, q.u_e_stride, q.nr_panel,
-                              c_in);
-        }
-    }
     q.u = u;
 
     const int64_t nblocks = ceil_div(q.ntiles, q.block);
@@ -277,7 +289,6 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
         fc_free(u);
         return FC_ERR_NOMEM;
     }
-
     int nonfinite = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : nonfinite)
@@ -285,6 +296,12 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     {
         const int tid = FC_THREAD_ID();
         const unsigned fp = fc_fpmode_enter();
+        /* The kernel's transform, split over the threads first (at batch
+         * 1 it took a third of a call done before the team started). */
+        transform_kernel_share(&q, kernel, transpose, tid, FC_TEAM_SIZE());
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
         float *v = scratch + per_thread * tid;
         float *m = v + 16 * q.block * c_in;
         int64_t b0, b1;

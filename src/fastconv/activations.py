@@ -69,9 +69,15 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     if x.ndim <= 1:
         raise ValueError(f"Cannot apply softmax to a tensor that is 1D. "
                          f"Received input with shape {x.shape}")
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = x - x.max(axis=axis, keepdims=True)
+    if e.dtype.kind != "f":       # integers: exp makes floats (no in-place pass)
+        e = np.exp(e)
+        return e / e.sum(axis=axis, keepdims=True)
+    # In place on the fresh difference (the same values as exp(e) / sum):
+    # three small ufunc calls are most of a batch-1 output layer's cost.
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
