@@ -201,12 +201,6 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
     return nonfinite;
 }
 
-/*
- * y (n, out_h, out_w, c_out) = 3x3 stride-1 correlation of x (n, h, w, c_in)
- * with pads (pad_top, pad_left); the kernel is HWIO `kernel` itself, or with
- * `transpose`, the backward-input kernel of a layer whose HWIO kernel is
- * (3, 3, c_out, c_in): flipped in space, input and output channels swapped.
- */
 /* Thread tid's share of U[e][panel][c_in][nr_panel] (zero beyond c_out;
  * u is calloc'ed): whole input channels forward, whole output channels with
  * `transpose`. Each value is one filter's transform, whoever computes it. */
@@ -239,6 +233,12 @@ static void transform_kernel_share(const wino_problem *q, const float *kernel, i
     }
 }
 
+/*
+ * y (n, out_h, out_w, c_out) = 3x3 stride-1 correlation of x (n, h, w, c_in)
+ * with pads (pad_top, pad_left); the kernel is HWIO `kernel` itself, or with
+ * `transpose`, the backward-input kernel of a layer whose HWIO kernel is
+ * (3, 3, c_out, c_in): flipped in space, input and output channels swapped.
+ */
 int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
                         int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
                         const float *x, const float *kernel, int transpose, const float *bias,
