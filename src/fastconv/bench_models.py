@@ -324,7 +324,9 @@ def bench_inference(name: str, threads: int, batch: int, peers: Sequence[str], r
     previous = ops.set_num_threads(threads)
     try:
         with _TorchThreads(threads, "torch" in peers):
-            seconds = interleaved_medians(calls, rounds, warmup=3)
+            # single calls: in blocks of 10 (see interleaved_medians)
+            seconds = interleaved_medians(calls, rounds, warmup=3,
+                                          block=10 if batch == 1 else 1)
     finally:
         ops.set_num_threads(previous)
     what = "latency (batch 1)" if batch == 1 else f"inference (batch {batch})"
@@ -414,7 +416,7 @@ def bench_model_rows(names: Sequence[str], threads: Sequence[int], peers: Sequen
                                            rng, steps))
             rows.append(bench_inference(name, t, INFER_BATCH[name], peers, rounds, rng))
             if name in LATENCY_MODELS:
-                rows.append(bench_inference(name, t, 1, peers, rounds * 20, rng))
+                rows.append(bench_inference(name, t, 1, peers, rounds * 4, rng))
     if with_tensorflow:
         _add_tensorflow(rows, rng, steps)
     return rows

@@ -21,12 +21,16 @@ __all__ = ["interleaved_medians", "measure_peak", "limit_numpy_blas"]
 
 def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int,
                         rounds_for: Optional[Dict[str, int]] = None, warmup: int = 2,
-                        budget_s: Optional[float] = None) -> Dict[str, float]:
+                        budget_s: Optional[float] = None, block: int = 1) -> Dict[str, float]:
     """Median seconds per call of each function, alternating them per round.
 
     ``rounds_for`` caps the rounds of slow entries (the NumPy backend);
     ``budget_s`` stops adding rounds once that much time was spent (at least
-    three rounds run).
+    three rounds run). With ``block > 1`` each round calls each function
+    ``block`` times in a row and times all but the first of them: for calls
+    of a millisecond, where a framework switched to meets the previous one's
+    thread pool still spinning (ONNX Runtime, OpenVINO and OpenMP teams
+    busy-wait for a while after their work) and would pay for it.
     """
     times: Dict[str, List[float]] = {k: [] for k in fns}
     for fn in fns.values():
@@ -37,9 +41,11 @@ def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int,
         for key, fn in fns.items():
             if rounds_for and r >= rounds_for.get(key, rounds):
                 continue
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
+            for i in range(block):
+                t0 = time.perf_counter()
+                fn()
+                if block == 1 or i > 0:
+                    times[key].append(time.perf_counter() - t0)
         if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
             break
     return {k: statistics.median(v) for k, v in times.items() if v}
