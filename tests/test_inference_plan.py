@@ -219,3 +219,19 @@ def test_prepared_ops_hand_anything_else_to_the_public_op(rng):
     before = x.copy()
     conv(x, k, None)
     np.testing.assert_array_equal(x, before)
+
+
+def test_a_chain_the_prepared_ops_cannot_take_runs_every_call_of_it(rng):
+    """A float64 convolution on the float32 input: the chain (conv, BN, ReLU)
+    runs layer by layer, all three of them."""
+    backend.clear_session()
+    inp = Input((8, 8, 2))
+    x = Conv2D(4, 3, dtype="float64")(inp)
+    x = BatchNormalization(dtype="float64")(x)
+    out = ReLU(dtype="float64")(x)
+    model = Model(inp, out)
+    _randomize_bn(model, rng)
+    x = rng.standard_normal((3, 8, 8, 2)).astype(np.float32)
+    y = model.predict(x)
+    np.testing.assert_array_equal(y, _unplanned(model, x))
+    assert (y == 0).any() and (y > 0).any()

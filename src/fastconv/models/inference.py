@@ -237,13 +237,18 @@ class InferencePlan:
 
     # ------------------------------------------------------------------
 
-    def _fallback(self, node: Node) -> Callable[[List[np.ndarray]], np.ndarray]:
-        layer, training = node.layer, self._training_of(node)
-        takes_list = layer._takes_list
+    def _fallback(self, chain: List[Node]) -> Callable[[List[np.ndarray]], np.ndarray]:
+        """The chain's calls one after the other, as Graph.run makes them."""
+        calls = [(node.layer, self._training_of(node), node.layer._takes_list)
+                 for node in chain]
 
         def call(inputs: List[np.ndarray]) -> np.ndarray:
-            return layer._forward_node(inputs if takes_list else inputs[0], training, False,
-                                       None)[0]
+            value: Any = inputs
+            for layer, training, takes_list in calls:
+                value = layer._forward_node(value if takes_list else value[0], training, False,
+                                            None)[0]
+                value = [value]
+            return value[0]
         return call
 
     def _step(self, chain: List[Node], inputs: List[np.ndarray]
@@ -251,11 +256,11 @@ class InferencePlan:
         node = chain[0]
         layer = node.layer
         if len(inputs) != 1 or type(inputs[0]) is not np.ndarray:
-            return self._fallback(node)
+            return self._fallback(chain)
         x = inputs[0]
         dtype = np.dtype(layer._dtype)
         if x.dtype != dtype or dtype not in (np.float32, np.float64):
-            return self._fallback(node)
+            return self._fallback(chain)
         if type(layer) in (MaxPooling2D, AveragePooling2D) and x.ndim == 4:
             op = prepared.prepare_pool2d("max" if type(layer) is MaxPooling2D else "avg",
                                          x.shape, dtype, layer.pool_size, layer.strides,
@@ -267,7 +272,7 @@ class InferencePlan:
         if type(layer) is Dense and x.ndim == 2 and (layer._is_linear or layer._relu_fused
                                                      or len(chain) == 1):
             return self._dense_step(chain, x)
-        return self._fallback(node)
+        return self._fallback(chain)
 
     def _activation_of(self, chain: List[Node]) -> Optional[str]:
         layer = chain[0].layer
