@@ -2,6 +2,7 @@
  * common.c: thread-count policy, work splitting, overflow-checked sizes,
  * aligned scratch and the floating-point mode of kernel threads.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +47,40 @@ static void *idle_thread(void *arg)
  * pids.max), so a team size is tried with plain threads first, once. The
  * answer is kept; a larger request tries again. Racing callers only try
  * twice. */
+/* The threads of this process, from /proc/self/status (-1 where unknown). */
+static int process_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    int count = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0) {
+            count = atoi(line + 8);
+            break;
+        }
+    fclose(f);
+    return count;
+}
+
+/* pthread_join returns when a thread has left its code, a moment before the
+ * kernel releases it and stops counting it against RLIMIT_NPROC: a team
+ * started at once could be refused the threads the probe just had (seen:
+ * libgomp exited in a third of the runs of a 3-thread limit). Wait, at most
+ * about 50 ms, until the process is back to `before` threads. */
+static void wait_for_release(int before)
+{
+    const struct timespec step = {0, 200000};   /* 0.2 ms */
+    for (int i = 0; i < 250; ++i) {
+        const int now = process_threads();
+        if (now < 0 || now <= before)
+            break;
+        nanosleep(&step, NULL);
+    }
+    nanosleep(&step, NULL);   /* and the release itself, which follows the count */
+}
+
 static int threads_allowed(int n)
 {
     static int verified = 1;     /* a team this large is known to start */
@@ -57,12 +92,14 @@ static int threads_allowed(int n)
     pthread_t *ids = malloc(sizeof(pthread_t) * (size_t)(n - 1));
     if (ids == NULL)
         return verified;
+    const int before = process_threads();
     int made = 0;
     while (made < n - 1 && pthread_create(&ids[made], NULL, idle_thread, NULL) == 0)
         ++made;
     for (int i = 0; i < made; ++i)
         pthread_join(ids[i], NULL);
     free(ids);
+    wait_for_release(before);
     if (made == n - 1) {
         verified = n;
         return n;
@@ -74,6 +111,40 @@ static int threads_allowed(int n)
     return verified;
 }
 #else
+/* The threads of this process, from /proc/self/status (-1 where unknown). */
+static int process_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    int count = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0) {
+            count = atoi(line + 8);
+            break;
+        }
+    fclose(f);
+    return count;
+}
+
+/* pthread_join returns when a thread has left its code, a moment before the
+ * kernel releases it and stops counting it against RLIMIT_NPROC: a team
+ * started at once could be refused the threads the probe just had (seen:
+ * libgomp exited in a third of the runs of a 3-thread limit). Wait, at most
+ * about 50 ms, until the process is back to `before` threads. */
+static void wait_for_release(int before)
+{
+    const struct timespec step = {0, 200000};   /* 0.2 ms */
+    for (int i = 0; i < 250; ++i) {
+        const int now = process_threads();
+        if (now < 0 || now <= before)
+            break;
+        nanosleep(&step, NULL);
+    }
+    nanosleep(&step, NULL);   /* and the release itself, which follows the count */
+}
+
 static int threads_allowed(int n)
 {
     return n;
