@@ -278,8 +278,7 @@ class InferencePlan:
         layer = chain[0].layer
         if layer._relu_fused:
             return "relu"
-        last = chain[-1].layer
-        return _relu_kind(last) if len(chain) > 1 and _relu_kind(last) else None
+        return _relu_kind(chain[-1].layer) if len(chain) > 1 else None
 
     def _folded(self, layer: Any, kernel: Variable, bias: Optional[Variable], bn: Any
                 ) -> _Folded:
@@ -320,7 +319,7 @@ class InferencePlan:
         op = prepared.prepare_conv2d(
             x.shape, x.dtype, kernel_shape, bias_var is not None or bn is not None,
             layer.strides, layer.padding, layer.dilation_rate, self._activation_of(chain),
-                groups=x.shape[channel_axis] if type(layer) is DepthwiseConv2D else layer.groups,
+            groups=x.shape[channel_axis] if type(layer) is DepthwiseConv2D else layer.groups,
             data_format=layer.data_format)
         if bn is None:
             def run(ins: List[np.ndarray]) -> np.ndarray:
