@@ -6,9 +6,14 @@ Every number is a median over rounds in which the implementations alternate
 * per layer (the seed CNN's layers and a few larger ones), forward and
   backward, at 1 thread and at all cores: milliseconds, GFLOP/s, % of the
   measured FMA peak, time / PyTorch's time and NumPy's time / ours;
-* the seed CNN end to end: a training step (fit, batch 64, SGD) and inference
-  (predict, batch 256) in images per second, beside the same network in
-  PyTorch;
+* four networks end to end (:mod:`fastconv.bench_models`: the seed CNN,
+  ResNet-20 v1, keras.io's MNIST convnet, a MobileNet v1 body): training,
+  inference and batch-1 latency in images per second beside PyTorch, ONNX
+  Runtime and OpenVINO from the same weights (:mod:`fastconv.bench_peers`)
+  and TensorFlow in worker processes (:mod:`fastconv.bench_worker`), and
+  the peak memory of training per framework;
+* the many-core model (:mod:`fastconv.bench_scaling`): predicted
+  efficiency of every layer and network at 1-64 threads;
 * the optimizers: one update of the seed CNN's 1.1 M weights (fastconv's
   one-pass C rules beside ``torch.optim``'s default multi-tensor path);
 * the input pipeline: the same training step fed by a ``Sequence`` whose
