@@ -2,6 +2,10 @@
  * common.c: thread-count policy, work splitting, overflow-checked sizes,
  * aligned scratch and the floating-point mode of kernel threads.
  */
+/* nanosleep (the thread probe's wait) under a strict -std=c99 */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +46,6 @@ static void *idle_thread(void *arg)
     return arg;
 }
 
-/* How many threads this process can run at once, up to n: libgomp exits the
- * process when the OS refuses it a thread (RLIMIT_NPROC, a cgroup's
- * pids.max), so a team size is tried with plain threads first, once. The
- * answer is kept; a larger request tries again. Racing callers only try
- * twice. */
 /* The threads of this process, from /proc/self/status (-1 where unknown). */
 static int process_threads(void)
 {
@@ -81,6 +80,11 @@ static void wait_for_release(int before)
     nanosleep(&step, NULL);   /* and the release itself, which follows the count */
 }
 
+/* How many threads this process can run at once, up to n: libgomp exits the
+ * process when the OS refuses it a thread (RLIMIT_NPROC, a cgroup's
+ * pids.max), so a team size is tried with plain threads first, once. The
+ * answer is kept; a larger request tries again. Racing callers only try
+ * twice. */
 static int threads_allowed(int n)
 {
     static int verified = 1;     /* a team this large is known to start */
@@ -111,40 +115,6 @@ static int threads_allowed(int n)
     return verified;
 }
 #else
-/* The threads of this process, from /proc/self/status (-1 where unknown). */
-static int process_threads(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    int count = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "Threads:", 8) == 0) {
-            count = atoi(line + 8);
-            break;
-        }
-    fclose(f);
-    return count;
-}
-
-/* pthread_join returns when a thread has left its code, a moment before the
- * kernel releases it and stops counting it against RLIMIT_NPROC: a team
- * started at once could be refused the threads the probe just had (seen:
- * libgomp exited in a third of the runs of a 3-thread limit). Wait, at most
- * about 50 ms, until the process is back to `before` threads. */
-static void wait_for_release(int before)
-{
-    const struct timespec step = {0, 200000};   /* 0.2 ms */
-    for (int i = 0; i < 250; ++i) {
-        const int now = process_threads();
-        if (now < 0 || now <= before)
-            break;
-        nanosleep(&step, NULL);
-    }
-    nanosleep(&step, NULL);   /* and the release itself, which follows the count */
-}
-
 static int threads_allowed(int n)
 {
     return n;
@@ -173,9 +143,11 @@ static volatile int region_recording;
 
 static double monotonic_seconds(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return (double)clock() / CLOCKS_PER_SEC;   /* no regions run in parallel here */
+#endif
 }
 
 static void region_log_add(double work, int64_t items)
