@@ -201,17 +201,16 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
     return nonfinite;
 }
 
-/* Thread tid's share of U[e][panel][c_in][nr_panel] (zero beyond c_out;
+/* Thread tid's share of u = U[e][panel][c_in][nr_panel] (zero beyond c_out:
  * u is calloc'ed): whole input channels forward, whole output channels with
  * `transpose`. Each value is one filter's transform, whoever computes it. */
 static void transform_kernel_share(const wino_problem *q, const float *kernel, int transpose,
-                                   int tid, int team)
+                                   float *u, int tid, int team)
 {
     const int64_t c_in = q->c_in, c_out = q->c_out;
     const int64_t tap_floats = c_in * c_out;   /* one tap of the HWIO kernel */
     int64_t i0, i1;
     fc_thread_range(transpose ? c_out : c_in, team, tid, &i0, &i1);
-    float *u = (float *)q->u;
     if (!transpose) {
         /* g[tap][ci][co]: unit steps over output channels */
         for (int64_t ci = i0; ci < i1; ++ci)
@@ -298,7 +297,7 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
         const unsigned fp = fc_fpmode_enter();
         /* The kernel's transform, split over the threads first (at batch
          * 1 it took a third of a call done before the team started). */
-        transform_kernel_share(&q, kernel, transpose, tid, FC_TEAM_SIZE());
+        transform_kernel_share(&q, kernel, transpose, u, tid, FC_TEAM_SIZE());
 #ifdef _OPENMP
 #pragma omp barrier
 #endif

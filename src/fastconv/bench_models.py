@@ -229,6 +229,8 @@ INFER_BATCH = {"seed": 256, "resnet20": 256, "mnist_convnet": 256, "mobilenet": 
 TRAIN_BATCH = {"seed": 64, "resnet20": 32, "mnist_convnet": 128}
 LATENCY_MODELS = ("seed", "mobilenet")
 TRAIN_STEPS = 8
+# SGD's rate in every framework's timed training
+LEARNING_RATE = 0.01
 INFERENCE_PEERS = ("torch", "onnxruntime", "openvino")
 
 
@@ -346,7 +348,8 @@ def bench_training(name: str, threads: int, batch: int, use_torch: bool, rounds:
     calls: Dict[str, Callable[[], object]] = {}
     if use_torch:
         calls["torch"] = _torch_training(model, x, y, batch)
-    model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=SGD(learning_rate=LEARNING_RATE),
+                  loss="sparse_categorical_crossentropy")
     calls["fastconv"] = lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0,
                                           shuffle=False)
     previous = ops.set_num_threads(threads)
@@ -363,19 +366,10 @@ def _torch_training(model: Model, x: np.ndarray, y: np.ndarray, batch: int
     """One epoch of the PyTorch loop a PyTorch user writes for the network."""
     import torch
     from . import bench_peers
-    module = bench_peers.to_torch(model).train()
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
-    loss_fn = torch.nn.CrossEntropyLoss()
     xt = bench_peers.nhwc_to_torch(x)
     yt = torch.from_numpy(y.astype(np.int64))
-
-    def epoch() -> None:
-        for i in range(0, len(x), batch):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(module(xt[i:i + batch], logits=True), yt[i:i + batch])
-            (loss + module.regularization_loss()).backward()
-            optimizer.step()
-    return epoch
+    return bench_peers.torch_sgd_epoch(bench_peers.to_torch(model), xt.split(batch),
+                                       yt.split(batch), LEARNING_RATE)
 
 
 def scaling_calls(name: str, rng: np.random.Generator) -> Dict[str, Callable[[], object]]:
@@ -389,7 +383,8 @@ def scaling_calls(name: str, rng: np.random.Generator) -> Dict[str, Callable[[],
         batch = TRAIN_BATCH[name]
         x = rng.random((batch,) + shape, dtype=np.float32)
         y = rng.integers(0, MODELS[name].classes, size=batch)
-        model.compile(optimizer=SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+        model.compile(optimizer=SGD(learning_rate=LEARNING_RATE),
+                      loss="sparse_categorical_crossentropy")
         calls[f"training step (batch {batch})"] = lambda: model.train_on_batch(x, y)
     xi = rng.random((INFER_BATCH[name],) + shape, dtype=np.float32)
     calls[f"inference (batch {INFER_BATCH[name]})"] = lambda: model.predict_on_batch(xi)

@@ -602,6 +602,25 @@ def to_torch(model: Any, exact_padding: bool = False):
     return module.to(memory_format=torch.channels_last)
 
 
+def torch_sgd_epoch(module: Any, xs: Sequence[Any], ys: Sequence[Any], learning_rate: float):
+    """The loop a PyTorch user writes to train ``module`` (from :func:`to_torch`)
+    as fastconv's ``fit`` with SGD does: cross-entropy on the logits plus the
+    model's weight penalties, one step per batch of ``xs``/``ys`` (tensors).
+    Returns a function running one epoch of it."""
+    torch = _require("torch", "torch_sgd_epoch")
+    optimizer = torch.optim.SGD(module.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def epoch() -> None:
+        module.train()
+        for xb, yb in zip(xs, ys):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(module(xb, logits=True), yb) + module.regularization_loss()
+            loss.backward()
+            optimizer.step()
+    return epoch
+
+
 def nhwc_to_torch(x: np.ndarray):
     """A float32 NHWC array as the NCHW torch tensor of channels_last memory
     format that shares its memory (a copy only if ``x`` is not C-contiguous

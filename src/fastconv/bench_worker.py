@@ -80,7 +80,7 @@ __all__ = ["FRAMEWORKS", "MODES", "FrameworkUnavailable", "check_spec", "save_we
 
 FRAMEWORKS = ("fastconv", "torch", "tensorflow")
 MODES = ("train", "infer", "check")
-LEARNING_RATE = 0.01
+LEARNING_RATE = bench_models.LEARNING_RATE
 DATA_SEED = 0
 CHECK_SEED = 1234
 _DEFAULTS: Dict[str, Any] = {"weights": None, "threads": 1, "batch": 32, "steps": 10,
@@ -301,7 +301,7 @@ def _torch_runner(spec: Dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray
         import torch
     except ImportError as e:
         raise _Unavailable(f"import torch: {e}") from e
-    from .bench_peers import nhwc_to_torch, to_torch, torch_to_nhwc
+    from .bench_peers import nhwc_to_torch, to_torch, torch_sgd_epoch, torch_to_nhwc
     versions["torch"] = torch.__version__
     # Inter-op threads first: torch refuses the call once its pool has started.
     torch.set_num_interop_threads(1)
@@ -321,17 +321,7 @@ def _torch_runner(spec: Dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray
 
     if spec["mode"] == "train":
         ys = _batches(torch.from_numpy(y), batch, steps)
-        optimizer = torch.optim.SGD(module.parameters(), lr=LEARNING_RATE)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def train() -> None:
-            module.train()
-            for xb, yb in zip(xs, ys):
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(module(xb, logits=True), yb) + module.regularization_loss()
-                loss.backward()
-                optimizer.step()
-        return _Runner(train, predict, extra)
+        return _Runner(torch_sgd_epoch(module, xs, ys, LEARNING_RATE), predict, extra)
 
     def infer() -> None:
         module.eval()
