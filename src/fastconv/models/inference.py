@@ -14,7 +14,8 @@ and reused while they stay the same. Making it:
   the bias ``(bias - moving_mean) * scale + beta``, computed in float64 and
   rounded once (TensorFlow's and ONNX Runtime's graph optimisers do the
   same). The results differ from the unfolded layers by rounding only
-  (about 1e-7 relative in float32);
+  (measured: up to 4e-7 relative on the bench MobileNet's float32
+  probabilities, 3e-5 on ResNet-20's after 19 folds and a saturated softmax);
 * a ReLU after such an op (``Activation('relu')``, ``ReLU()`` or
   ``ReLU(max_value=6)``), read by nothing else, is fused into its store;
 * every other layer call runs as in :meth:`Graph.run`, with the same
