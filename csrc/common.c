@@ -288,6 +288,7 @@ const char *fc_strerror(int status)
     case FC_ERR_NOMEM: return "out of memory for fastconv kernel scratch";
     case FC_ERR_OVERFLOW: return "array sizes overflow 64-bit index arithmetic";
     case FC_ERR_SIMD: return "SIMD path not available on this CPU or build";
+    case FC_DECLINED: return "the fused path does not apply to these arguments";
     default: return "unknown fastconv status";
     }
 }

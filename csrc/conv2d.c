@@ -148,3 +148,27 @@ static int64_t nchw_phase_taps(int64_t k, int64_t s, int64_t d, int64_t pad, int
 #undef FC_T
 #undef FCN
 #undef FC_IS_F64
+
+int fc_conv2d_maxpool2x2_fuses(const fc_conv2d_params *p)
+{
+    return check_params(p) == FC_OK && !p->channels_first && fc_winograd_applies(p, 0);
+}
+
+int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                 const float *bias, float *y, int64_t pool_h, int64_t pool_w)
+{
+    int status = check_params(p);
+    if (status != FC_OK)
+        return status;
+    if (pool_h < p->out_h / 2 || pool_h > (p->out_h + 1) / 2 || pool_w < p->out_w / 2 ||
+        pool_w > (p->out_w + 1) / 2)
+        return FC_ERR_ARG;
+    if (!fc_conv2d_maxpool2x2_fuses(p))
+        return FC_DECLINED;
+    if (p->n == 0 || p->c_out == 0 || pool_h == 0 || pool_w == 0)
+        return FC_OK;
+    if (x == NULL || kernel == NULL || y == NULL)
+        return FC_ERR_ARG;
+    status = fc_winograd_conv3x3_maxpool(p, x, kernel, bias, y, pool_h, pool_w);
+    return status == FC_WINO_NONFINITE ? FC_DECLINED : status;
+}

@@ -33,7 +33,8 @@ enum {
     FC_ERR_ARG = -1,      /* a size, stride, pad or pointer is invalid */
     FC_ERR_NOMEM = -2,    /* scratch memory could not be allocated */
     FC_ERR_OVERFLOW = -3, /* a size product overflows 64-bit arithmetic */
-    FC_ERR_SIMD = -4      /* the requested SIMD path is not available */
+    FC_ERR_SIMD = -4,     /* the requested SIMD path is not available */
+    FC_DECLINED = -5      /* a fused path does not apply: compute it unfused */
 };
 
 /* Values of fc_conv2d_params.relu. */
@@ -94,6 +95,18 @@ typedef struct fc_upsample_params {
 /* y = act(conv(x, kernel) + bias); bias may be NULL. */
 int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
                       const float *kernel, const float *bias, float *y);
+
+/* y = the 2x2 stride-2 max pooling of act(conv(x, kernel) + bias), of
+ * pool_h x pool_w (out_h / 2 and out_w / 2, each rounded down: 'valid'
+ * pooling, or up: 'same', windows then clipped), without storing the
+ * convolution: for channels-last layers that fc_conv2d_forward runs by
+ * Winograd F(2x2, 3x3), whose 2x2 output tiles are the windows. Returns
+ * FC_DECLINED for other layers (fc_conv2d_maxpool2x2_fuses(p) is 0) and when
+ * an output is NaN or infinite (y is then unspecified): compute it unfused.
+ * Equal to the unfused result bit for bit. */
+int fc_conv2d_maxpool2x2_fuses(const fc_conv2d_params *p);
+int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                 const float *bias, float *y, int64_t pool_h, int64_t pool_w);
 
 /* dx = gradient with respect to x, for the pre-activation gradient dy. */
 int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,

@@ -124,6 +124,11 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
                         int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
                         const float *x, const float *kernel, int transpose, const float *bias,
                         int relu, float *y, int n_threads);
+/* fc_winograd_conv3x3 of a forward channels-last layer for which
+ * fc_winograd_applies, y its 2x2 stride-2 max pooling (pool_h x pool_w:
+ * out_h / 2 rounded down or up); same return values. */
+int fc_winograd_conv3x3_maxpool(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                const float *bias, float *y, int64_t pool_h, int64_t pool_w);
 /* The same for NCHW x / y and an OIHW kernel (with transpose: of the layer
  * whose backward-input this is); same return values. */
 int fc_winograd_conv3x3_nchw(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,

@@ -183,6 +183,10 @@ typedef struct FCN(fc_kernel_table) {
     void (*wino_input)(const float *const *cells, int64_t c, float *v, int64_t v_stride);
     int (*wino_output)(const float *m, int64_t m_stride, int64_t c, const float *bias,
                        int relu, float *const *out);   /* nonzero: a non-finite output */
+    /* the same, the max of the tile's outputs in `cells` (bit 2 r + c: output
+     * (r, c) exists) stored at out: a 2x2 max-pooling window */
+    int (*wino_output_pool)(const float *m, int64_t m_stride, int64_t c, const float *bias,
+                            int relu, unsigned cells, float *out);
     void (*wino_dy)(const float *const *cells, int64_t c, float *out, int64_t stride);
     /* the channels-first transforms of a row of tiles (tiles in the lanes) */
     void (*wino_input_cf)(const float *const *rows, int64_t n, float *v,

@@ -91,6 +91,7 @@
 #include "kernels_impl.h"
 #define FC_GENERIC_F32_ONLY \
     .fma_probe = fma_probe, .wino_input = wino_input_tile, .wino_output = wino_output_tile, \
+    .wino_output_pool = wino_output_pool_tile, \
     .wino_dy = wino_dy_tile, .wino_input_cf = wino_input_row_cf, \
     .wino_output_cf = wino_output_row_cf,
 FC_GENERIC_TABLE(fc_kernels_generic)

@@ -514,6 +514,43 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
     return wino_any_nonfinite(check);
 }
 
+/* wino_output_tile's outputs pooled: the max of the outputs (r, c) whose bit
+ * 2 r + c is set in `cells` (at least output (0, 0)), in row-major order,
+ * the first of equal values kept, as the max-pooling kernels do, stored at
+ * out. Returns nonzero
+ * when one of those outputs is NaN or infinite. */
+static int wino_output_pool_tile(const float *m, int64_t m_stride, int64_t c, const float *bias,
+                                 int relu, unsigned cells, float *out)
+{
+    fc_vec check = VZERO();
+    for (int64_t ch = 0; ch < c; ch += FC_VL) {
+        const int tail = c - ch < FC_VL;
+        const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
+        (void)mask;
+        fc_vec v[16], y[4];
+        for (int e = 0; e < 16; ++e)
+            v[e] = tail ? VLOAD_M(m + e * m_stride + ch, mask) : VLOAD(m + e * m_stride + ch);
+        wino_output_transform(v, y);
+        const fc_vec b = bias == NULL ? VZERO()
+                         : tail       ? VLOAD_M(bias + ch, mask)
+                                      : VLOAD(bias + ch);
+        fc_vec best = VZERO();
+        for (int q = 0; q < 4; ++q) {
+            if (!(cells >> q & 1u))
+                continue;
+            fc_vec r = VADD(y[q], b);
+            check = VADD(check, VSUB(r, r));
+            r = FC_ACTIVATE(r, relu);
+            best = q == 0 ? r : VSEL(VTAKE(r, best), best, r);
+        }
+        if (tail)
+            VSTORE_M(out + ch, best, mask);
+        else
+            VSTORE(out + ch, best);
+    }
+    return wino_any_nonfinite(check);
+}
+
 /* Weight gradient by F(3x3, 2x2), the transpose of F(2x2, 3x3):
  *   dW = G^T [sum over tiles (A g A^T) (.) (B^T d B)] G
  * with g a 2x2 patch of dy, d the 4x4 patch of x it sees (wino_input_tile)

@@ -43,6 +43,7 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .fma_probe = fma_probe,
     .wino_input = wino_input_tile,
     .wino_output = wino_output_tile,
+    .wino_output_pool = wino_output_pool_tile,
     .wino_dy = wino_dy_tile,
     .wino_input_cf = wino_input_row_cf,
     .wino_output_cf = wino_output_row_cf,

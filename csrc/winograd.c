@@ -106,12 +106,24 @@ static void transform_kernels(const float *g, int64_t tap_stride, int64_t step, 
     }
 }
 
+/* The floats between the 16 matrices V[e] (or M[e]) of `len` floats each:
+ * an odd number of 64-byte lines. The transforms touch all 16 at one
+ * offset; at a stride of 4 KiB those 16 lines would share one L1 set (12
+ * ways), at 6 KiB two; an odd number of lines puts them in 16 sets. */
+static int64_t wino_e_stride(int64_t len)
+{
+    const int64_t lines = ceil_div(len, 16);
+    return 16 * (lines % 2 == 0 ? lines + 1 : lines);
+}
+
 typedef struct wino_problem {
     int64_t n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left;
     const float *x, *u, *bias;
     int relu;
     float *y;
     int64_t tiles_w, tiles_per_image, ntiles, block;
+    int64_t v_e_stride, m_e_stride;   /* floats between V[e] and V[e + 1], M likewise */
+    int64_t pool_h, pool_w;   /* > 0: y is the 2x2 max-pooling of the output, this size */
     int mr;
     int64_t nr_panel, npanels, u_e_stride;
 } wino_problem;
@@ -136,7 +148,7 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
                                        ? q->x + ((img * q->h + ih) * q->w + iw) * q->c_in
                                        : NULL;
             }
-        t->wino_input(cells, q->c_in, v + i * q->c_in, T * q->c_in);
+        t->wino_input(cells, q->c_in, v + i * q->c_in, q->v_e_stride);
     }
     /* 16 GEMMs: M[e] (count x c_out) = V[e] (count x c_in) U[e] (c_in x c_out). */
     const float *a[FC_MAX_MR];
@@ -150,8 +162,8 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
             for (int64_t row0 = 0; row0 < count; row0 += q->mr) {
                 const int rows = (int)min64(q->mr, count - row0);
                 for (int r = 0; r < rows; ++r) {
-                    a[r] = v + (e * T + row0 + r) * q->c_in;
-                    c[r] = m + (e * T + row0 + r) * q->c_out + col0;
+                    a[r] = v + e * q->v_e_stride + (row0 + r) * q->c_in;
+                    c[r] = m + e * q->m_e_stride + (row0 + r) * q->c_out + col0;
                 }
                 for (int64_t k0 = 0; k0 < q->c_in; k0 += 512) {
                     const int64_t kc = min64(512, q->c_in - k0);
@@ -182,6 +194,26 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
     }
     /* Output transform. */
     int nonfinite = 0;
+    if (q->pool_h > 0) {
+        /* Pooled: a tile is a pooling window (rows and columns 2ty, 2tx on). */
+        for (int64_t i = 0; i < count; ++i) {
+            const int64_t tile = tile0 + i;
+            const int64_t img = tile / q->tiles_per_image;
+            const int64_t rest = tile - img * q->tiles_per_image;
+            const int64_t ty = rest / q->tiles_w, tx = rest - ty * q->tiles_w;
+            if (ty >= q->pool_h || tx >= q->pool_w)
+                continue;   /* 'valid' pooling drops an odd last row or column */
+            unsigned cells = 0;
+            for (int r = 0; r < 2; ++r)
+                for (int cc = 0; cc < 2; ++cc)
+                    if (2 * ty + r < q->out_h && 2 * tx + cc < q->out_w)
+                        cells |= 1u << (2 * r + cc);
+            float *out = q->y + ((img * q->pool_h + ty) * q->pool_w + tx) * q->c_out;
+            nonfinite |= t->wino_output_pool(m + i * q->c_out, q->m_e_stride, q->c_out, q->bias,
+                                             q->relu, cells, out);
+        }
+        return nonfinite;
+    }
     for (int64_t i = 0; i < count; ++i) {
         const int64_t tile = tile0 + i;
         const int64_t img = tile / q->tiles_per_image;
@@ -195,7 +227,7 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
                                       ? q->y + ((img * q->out_h + oh) * q->out_w + ow) * q->c_out
                                       : NULL;
             }
-        nonfinite |= t->wino_output(m + i * q->c_out, T * q->c_out, q->c_out, q->bias, q->relu,
+        nonfinite |= t->wino_output(m + i * q->c_out, q->m_e_stride, q->c_out, q->bias, q->relu,
                                     out);
     }
     return nonfinite;
@@ -237,11 +269,13 @@ static void transform_kernel_share(const wino_problem *q, const float *kernel, i
  * with pads (pad_top, pad_left); the kernel is HWIO `kernel` itself, or with
  * `transpose`, the backward-input kernel of a layer whose HWIO kernel is
  * (3, 3, c_out, c_in): flipped in space, input and output channels swapped.
+ * With pool_h > 0, y is (n, pool_h, pool_w, c_out): the 2x2 stride-2 max
+ * pooling of that output.
  */
-int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
-                        int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
-                        const float *x, const float *kernel, int transpose, const float *bias,
-                        int relu, float *y, int n_threads)
+static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
+                         int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
+                         const float *x, const float *kernel, int transpose, const float *bias,
+                         int relu, float *y, int64_t pool_h, int64_t pool_w, int n_threads)
 {
     const fc_kernel_table *t = fc_active_kernels();
     wino_problem q;
@@ -259,6 +293,8 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     q.bias = bias;
     q.relu = relu;
     q.y = y;
+    q.pool_h = pool_h;
+    q.pool_w = pool_w;
     q.tiles_w = ceil_div(out_w, 2);
     q.tiles_per_image = ceil_div(out_h, 2) * q.tiles_w;
     q.ntiles = n * q.tiles_per_image;
@@ -282,7 +318,9 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     const int64_t nblocks = ceil_div(q.ntiles, q.block);
     const double work = (double)q.ntiles * 16.0 * (double)c_in * (double)c_out;
     const int nthreads = fc_pick_threads(n_threads, work, nblocks);
-    const int64_t per_thread = 16 * q.block * (c_in + c_out) + 64;
+    q.v_e_stride = wino_e_stride(q.block * c_in);
+    q.m_e_stride = wino_e_stride(q.block * c_out);
+    const int64_t per_thread = 16 * (q.v_e_stride + q.m_e_stride) + 64;
     float *scratch = (float *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(float));
     if (scratch == NULL) {
         fc_free(u);
@@ -302,7 +340,7 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
 #pragma omp barrier
 #endif
         float *v = scratch + per_thread * tid;
-        float *m = v + 16 * q.block * c_in;
+        float *m = v + 16 * q.v_e_stride;
         int64_t b0, b1;
         fc_thread_range(nblocks, FC_TEAM_SIZE(), tid, &b0, &b1);
         for (int64_t blk = b0; blk < b1; ++blk) {
@@ -314,6 +352,23 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
     fc_free(scratch);
     fc_free(u);
     return nonfinite ? FC_WINO_NONFINITE : FC_OK;
+}
+
+int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
+                        int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
+                        const float *x, const float *kernel, int transpose, const float *bias,
+                        int relu, float *y, int n_threads)
+{
+    return winograd_nhwc(n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left, x, kernel,
+                         transpose, bias, relu, y, 0, 0, n_threads);
+}
+
+int fc_winograd_conv3x3_maxpool(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                const float *bias, float *y, int64_t pool_h, int64_t pool_w)
+{
+    return winograd_nhwc(p->n, p->h, p->w, p->c_in, p->out_h, p->out_w, p->c_out, p->pad_top,
+                         p->pad_left, x, kernel, 0, bias, p->relu, y, pool_h, pool_w,
+                         p->n_threads);
 }
 
 /* ------------------------------------------------------------------------ */

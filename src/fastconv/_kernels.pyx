@@ -22,6 +22,7 @@ cdef extern from "fastconv.h" nogil:
         FC_ERR_NOMEM
         FC_ERR_OVERFLOW
         FC_ERR_SIMD
+        FC_DECLINED
         FC_SIMD_GENERIC
         FC_SIMD_AVX2
         FC_SIMD_AVX512
@@ -80,6 +81,10 @@ cdef extern from "fastconv.h" nogil:
 
     int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
                           const float *kernel, const float *bias, float *y)
+    int fc_conv2d_maxpool2x2_fuses(const fc_conv2d_params *p)
+    int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x,
+                                     const float *kernel, const float *bias, float *y,
+                                     int64_t pool_h, int64_t pool_w)
     int fc_conv2d_backward_input(const fc_conv2d_params *p, const float *dy,
                                  const float *kernel, float *dx)
     int fc_conv2d_transpose(const fc_conv2d_params *p, const float *x, const float *kernel,
@@ -304,6 +309,41 @@ def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] kernel,
             status = fc_conv2d_forward_f64(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
                                            &y[0, 0, 0, 0])
     _check(status)
+
+
+def conv2d_maxpool2x2_fuses(tuple geometry):
+    """Whether conv2d_forward_maxpool2x2 computes this float32 channels-last
+    layer fused (it declines others, and calls that meet non-finite values)."""
+    cdef fc_conv2d_params p = _conv_params(geometry, 0, 1, 1, False)
+    return bool(fc_conv2d_maxpool2x2_fuses(&p))
+
+
+def conv2d_forward_maxpool2x2(const float[:, :, :, ::1] x, const float[:, :, :, ::1] kernel,
+                              const float[::1] bias, float[:, :, :, ::1] y, tuple geometry,
+                              int relu, int n_threads):
+    """y (n, pool_h, pool_w, c_out) = the 2x2 stride-2 max pooling of
+    conv2d_forward's output, computed without it; False (y unspecified) when
+    the fused kernel declines: the layer is not one Winograd runs, or an
+    output is not finite. Then compute it unfused."""
+    cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads, 1, False)
+    _check_shape((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (p.n, p.h, p.w, p.c_in), "x")
+    _check_shape((kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]),
+                 (p.kh, p.kw, p.c_in, p.c_out), "kernel")
+    _check_shape((y.shape[0], y.shape[3]), (p.n, p.c_out), "y's batch and channels")
+    cdef const float *bias_ptr = NULL
+    if bias is not None:
+        _check_shape((bias.shape[0],), (p.c_out,), "bias")
+        bias_ptr = &bias[0]
+    cdef int status
+    with nogil:
+        status = fc_conv2d_forward_maxpool2x2(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                              &y[0, 0, 0, 0], y.shape[1], y.shape[2])
+    if status == FC_DECLINED:
+        if fc_regions_recording():
+            fc_regions_mark()
+        return False
+    _check(status)
+    return True
 
 
 def conv2d_backward_input(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] kernel,

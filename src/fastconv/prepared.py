@@ -14,6 +14,13 @@ bit.
 ``activation`` is None/'linear', 'relu' or 'relu6' (Keras'
 ``ReLU(max_value=6)``), fused into the kernel's store as in the ops.
 
+:func:`prepare_conv2d_maxpool` is a convolution followed by a 2x2 stride-2
+max pooling. Where the C kernel fuses them (float32 channels-last layers
+that run by Winograd: its 2x2 output tiles are the pooling windows) the
+convolution's output is never stored; elsewhere, and for calls that meet
+NaN or infinity, it is the two prepared ops one after the other. Either way
+the result is the two ops', bit for bit.
+
 Used by :mod:`fastconv.models.inference`; weights are passed at each call
 (the live arrays, or folded copies), never captured.
 """
@@ -25,7 +32,8 @@ import numpy as np
 
 from . import _memory, ops
 
-__all__ = ["PreparedOp", "prepare_conv2d", "prepare_dense", "prepare_pool2d"]
+__all__ = ["PreparedOp", "prepare_conv2d", "prepare_conv2d_maxpool", "prepare_dense",
+           "prepare_pool2d"]
 
 
 
@@ -75,6 +83,19 @@ def _template(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype=dtype), shape)
 
 
+def _conv_geometry(x_shape: Tuple[int, ...], dtype: np.dtype, kernel_shape: Tuple[int, ...],
+                   strides, padding, dilation_rate, groups: int, cf: bool):
+    """The op's geometry of a convolution, its C geometry tuple, and whether
+    the C kernels take it as it is (no padded copy, no kernel transpose)."""
+    x_t, k_t = _template(x_shape, dtype), _template(kernel_shape, dtype)
+    g = ops._conv_geometry(x_t, k_t, strides, padding, dilation_rate, groups, cf, False)
+    gc, ex_h, ex_w = ops._c_geometry(g)
+    fast = (ex_h == 0 and ex_w == 0 and not ops._is_empty(g)
+            and ops._kernel_to_data_layout(k_t, False, cf) is k_t
+            and ops._kernels is not None)
+    return g, tuple(gc)[:17], fast
+
+
 def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],
                    has_bias: bool, strides=1, padding="valid", dilation_rate=1,
                    activation: Optional[str] = None, *, groups: int = 1,
@@ -84,13 +105,9 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
     dtype = np.dtype(dtype)
     act = ops._fused_activation(activation)
     cf = ops._channels_first(data_format)
-    x_t, k_t = _template(x_shape, dtype), _template(kernel_shape, dtype)
-    g = ops._conv_geometry(x_t, k_t, strides, padding, dilation_rate, groups, cf, False)
+    g, geometry, fast = _conv_geometry(x_shape, dtype, kernel_shape, strides, padding,
+                                       dilation_rate, groups, cf)
     out_shape = ops._act_shape(g, "out")
-    gc, ex_h, ex_w = ops._c_geometry(g)
-    fast = (ex_h == 0 and ex_w == 0 and not ops._is_empty(g)
-            and ops._kernel_to_data_layout(k_t, False, cf) is k_t)
-    geometry = tuple(gc)[:17]
     depthwise = ops._depthwise(g)
     c_layout = ops._c_layout(g)
 
@@ -110,7 +127,40 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
 
     bias_shape = (g.c_out,) if has_bias else None
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
-                      fast and ops._kernels is not None, op, run)
+                      fast, op, run)
+
+
+def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
+                           kernel_shape: Tuple[int, ...], has_bias: bool, strides=1,
+                           padding="valid", dilation_rate=1, activation: Optional[str] = None,
+                           pool_padding="valid", *, data_format: str = "channels_last"
+                           ) -> PreparedOp:
+    """``ops.max_pool2d(ops.conv2d(x, ...), 2, 2, pool_padding)`` (see the
+    module doc), for inputs of ``x_shape``."""
+    dtype = np.dtype(dtype)
+    conv = prepare_conv2d(x_shape, dtype, kernel_shape, has_bias, strides, padding,
+                          dilation_rate, activation, data_format=data_format)
+    pool = prepare_pool2d("max", conv.out_shape, dtype, 2, 2, pool_padding,
+                          data_format=data_format)
+    cf = ops._channels_first(data_format)
+    _, geometry, fast = _conv_geometry(x_shape, dtype, kernel_shape, strides, padding,
+                                       dilation_rate, 1, cf)
+    fuses = (fast and pool.fast and dtype == np.float32 and not cf
+             and ops._kernels.conv2d_maxpool2x2_fuses(geometry))
+    act = ops._fused_activation(activation)
+    out_shape = pool.out_shape
+
+    def op(x, kernel, bias):
+        return pool(conv(x, kernel, bias))
+
+    def run(x, kernel, bias):
+        y = _memory.empty(out_shape, dtype)
+        if ops._kernels.conv2d_forward_maxpool2x2(x, kernel, bias, y, geometry, act,
+                                                  ops._threads_arg()):
+            return y
+        return op(x, kernel, bias)   # NaN or infinity met: the unfused ops place them
+
+    return PreparedOp(tuple(x_shape), dtype, conv.weight_shapes, out_shape, fuses, op, run)
 
 
 def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],

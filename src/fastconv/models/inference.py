@@ -18,6 +18,10 @@ and reused while they stay the same. Making it:
   probabilities, 3e-5 on ResNet-20's after 19 folds and a saturated softmax);
 * a ReLU after such an op (``Activation('relu')``, ``ReLU()`` or
   ``ReLU(max_value=6)``), read by nothing else, is fused into its store;
+* a channels-last Conv2D (with the above) whose output only a 2x2 stride-2
+  MaxPooling2D reads becomes one :func:`~fastconv.prepared.prepare_conv2d_maxpool`
+  op: where the C kernel fuses them, the convolution's output is never
+  stored (the seed CNN's conv2d_1 -> max_pooling2d: 44 MB at batch 256);
 * every other layer call runs as in :meth:`Graph.run`, with the same
   ``training`` argument it would get there.
 
@@ -78,6 +82,14 @@ def plan_for(owner: Any, graph: Any, arrays: Sequence[np.ndarray],
     plan = InferencePlan(graph, training)
     plans[key] = plan
     return plan
+
+
+class _RefusedBy(ValueError):
+    """A ValueError of a fused chain's later call (its layer named)."""
+
+    def __init__(self, layer: Any, exc: ValueError) -> None:
+        super().__init__(str(exc))
+        self.layer = layer
 
 
 class _Folded:
@@ -168,7 +180,7 @@ class InferencePlan:
                 fn = self._step(chain, [values[i] for i in inbound])
                 values[out] = fn([values[i] for i in inbound])
             except ValueError as exc:
-                layer = chain[0].layer
+                layer = exc.layer if isinstance(exc, _RefusedBy) else chain[0].layer
                 raise ValueError(f"Layer {layer.name} ({type(layer).__name__}) of model "
                                  f"{graph.owner}: {exc}") from exc
             steps.append((fn, inbound, out, []))
@@ -202,22 +214,36 @@ class InferencePlan:
         return found[0]
 
     def _chain(self, node: Node, readers: Dict[int, List[Node]], outputs: set) -> List[Node]:
-        """``node`` and the calls folded or fused into it: [op, BN?, ReLU?]."""
+        """``node`` and the calls folded or fused into it: [op, BN?, ReLU?,
+        MaxPooling2D?]."""
         layer = node.layer
-        foldable = (type(layer) in (Conv2D, DepthwiseConv2D, Dense) and layer.built
-                    and layer._is_linear)
-        if not foldable:
+        if not (type(layer) in (Conv2D, DepthwiseConv2D, Dense) and layer.built
+                and (layer._is_linear or layer._relu_fused)):
             return [node]
         chain = [node]
         nxt = self._sole_reader(node, readers, outputs)
-        if (nxt is not None and type(nxt.layer) is BatchNormalization
-                and self._inference_call(nxt) and nxt.layer.activity_regularizer is None
-                and self._bn_matches(layer, nxt.layer)):
-            chain.append(nxt)
-            nxt = self._sole_reader(nxt, readers, outputs)
-        if nxt is not None and _relu_kind(nxt.layer) is not None:
+        if layer._is_linear:
+            if (nxt is not None and type(nxt.layer) is BatchNormalization
+                    and self._inference_call(nxt) and nxt.layer.activity_regularizer is None
+                    and self._bn_matches(layer, nxt.layer)):
+                chain.append(nxt)
+                nxt = self._sole_reader(nxt, readers, outputs)
+            if nxt is not None and _relu_kind(nxt.layer) is not None:
+                chain.append(nxt)
+                nxt = self._sole_reader(nxt, readers, outputs)
+        if nxt is not None and self._pools_2x2(layer, nxt.layer):
             chain.append(nxt)
         return chain
+
+    @staticmethod
+    def _pools_2x2(layer: Any, pool: Any) -> bool:
+        """Whether ``pool`` is a 2x2 stride-2 channels-last max pooling of a
+        channels-last Conv2D's output (what prepare_conv2d_maxpool takes)."""
+        return (type(layer) is Conv2D and layer.groups == 1
+                and layer.data_format == "channels_last" and type(pool) is MaxPooling2D
+                and pool.pool_size == (2, 2) and pool.strides == (2, 2)
+                and pool.data_format == "channels_last"
+                and np.dtype(pool._dtype) == np.dtype(layer._dtype))
 
     @staticmethod
     def _bn_matches(layer: Any, bn: Any) -> bool:
@@ -279,7 +305,8 @@ class InferencePlan:
         layer = chain[0].layer
         if layer._relu_fused:
             return "relu"
-        return _relu_kind(chain[-1].layer) if len(chain) > 1 else None
+        kinds = [_relu_kind(node.layer) for node in chain[1:]]
+        return next((kind for kind in kinds if kind is not None), None)
 
     def _folded(self, layer: Any, kernel: Variable, bias: Optional[Variable], bn: Any
                 ) -> _Folded:
@@ -317,11 +344,20 @@ class InferencePlan:
         channel_axis = 1 if layer.data_format == "channels_first" else 3
         bn = chain[1].layer if len(chain) > 1 and type(chain[1].layer) is BatchNormalization \
             else None
+        has_bias = bias_var is not None or bn is not None
         op = prepared.prepare_conv2d(
-            x.shape, x.dtype, kernel_shape, bias_var is not None or bn is not None,
-            layer.strides, layer.padding, layer.dilation_rate, self._activation_of(chain),
+            x.shape, x.dtype, kernel_shape, has_bias, layer.strides, layer.padding,
+            layer.dilation_rate, self._activation_of(chain),
             groups=x.shape[channel_axis] if type(layer) is DepthwiseConv2D else layer.groups,
             data_format=layer.data_format)
+        if type(chain[-1].layer) is MaxPooling2D:
+            try:
+                op = prepared.prepare_conv2d_maxpool(
+                    x.shape, x.dtype, kernel_shape, has_bias, layer.strides, layer.padding,
+                    layer.dilation_rate, self._activation_of(chain), chain[-1].layer.padding,
+                    data_format=layer.data_format)
+            except ValueError as exc:   # the convolution took them: the pooling refused
+                raise _RefusedBy(chain[-1].layer, exc) from exc
         if bn is None:
             def run(ins: List[np.ndarray]) -> np.ndarray:
                 bias = bias_var._value if bias_var is not None else None
