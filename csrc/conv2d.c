@@ -154,21 +154,58 @@ int fc_conv2d_maxpool2x2_fuses(const fc_conv2d_params *p)
     return check_params(p) == FC_OK && !p->channels_first && fc_winograd_applies(p, 0);
 }
 
-int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x, const float *kernel,
-                                 const float *bias, float *y, int64_t pool_h, int64_t pool_w)
+/* The fused and prepared forward calls: checks, then Winograd with the
+ * kernel or its prepared transform u. */
+static int winograd_forward_call(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                 const float *u, const float *bias, float *y, int64_t pool_h,
+                                 int64_t pool_w)
 {
     int status = check_params(p);
     if (status != FC_OK)
         return status;
-    if (pool_h < p->out_h / 2 || pool_h > (p->out_h + 1) / 2 || pool_w < p->out_w / 2 ||
-        pool_w > (p->out_w + 1) / 2)
+    if ((pool_h != 0 || pool_w != 0) &&
+        (pool_h < p->out_h / 2 || pool_h > (p->out_h + 1) / 2 || pool_w < p->out_w / 2 ||
+         pool_w > (p->out_w + 1) / 2 || pool_h == 0 || pool_w == 0))
         return FC_ERR_ARG;
     if (!fc_conv2d_maxpool2x2_fuses(p))
         return FC_DECLINED;
-    if (p->n == 0 || p->c_out == 0 || pool_h == 0 || pool_w == 0)
+    if (p->n == 0 || p->c_out == 0)
         return FC_OK;
-    if (x == NULL || kernel == NULL || y == NULL)
+    if (x == NULL || (kernel == NULL && u == NULL) || y == NULL)
         return FC_ERR_ARG;
-    status = fc_winograd_conv3x3_maxpool(p, x, kernel, bias, y, pool_h, pool_w);
+    status = fc_winograd_forward_nhwc(p, x, kernel, u, bias, y, pool_h, pool_w);
     return status == FC_WINO_NONFINITE ? FC_DECLINED : status;
+}
+
+int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x, const float *kernel,
+                                 const float *bias, float *y, int64_t pool_h, int64_t pool_w)
+{
+    if (kernel == NULL || pool_h == 0 || pool_w == 0)
+        return FC_ERR_ARG;
+    return winograd_forward_call(p, x, kernel, NULL, bias, y, pool_h, pool_w);
+}
+
+int64_t fc_conv2d_prepared_kernel_floats(const fc_conv2d_params *p)
+{
+    return fc_conv2d_maxpool2x2_fuses(p) ? fc_winograd_u_floats(p) : 0;
+}
+
+int fc_conv2d_prepare_kernel(const fc_conv2d_params *p, const float *kernel, float *prepared)
+{
+    int status = check_params(p);
+    if (status != FC_OK)
+        return status;
+    if (!fc_conv2d_maxpool2x2_fuses(p))
+        return FC_DECLINED;
+    if (kernel == NULL || prepared == NULL)
+        return FC_ERR_ARG;
+    return fc_winograd_prepare_kernel(p, kernel, prepared);
+}
+
+int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x, const float *prepared,
+                               const float *bias, float *y, int64_t pool_h, int64_t pool_w)
+{
+    if (prepared == NULL)
+        return FC_ERR_ARG;
+    return winograd_forward_call(p, x, NULL, prepared, bias, y, pool_h, pool_w);
 }

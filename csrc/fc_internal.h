@@ -125,10 +125,17 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
                         const float *x, const float *kernel, int transpose, const float *bias,
                         int relu, float *y, int n_threads);
 /* fc_winograd_conv3x3 of a forward channels-last layer for which
- * fc_winograd_applies, y its 2x2 stride-2 max pooling (pool_h x pool_w:
- * out_h / 2 rounded down or up); same return values. */
-int fc_winograd_conv3x3_maxpool(const fc_conv2d_params *p, const float *x, const float *kernel,
-                                const float *bias, float *y, int64_t pool_h, int64_t pool_w);
+ * fc_winograd_applies; with pool_h > 0, y is its 2x2 stride-2 max pooling
+ * (pool_h x pool_w: out_h / 2 rounded down or up); u, unless NULL, the
+ * kernel's transform (fc_winograd_prepare_kernel) in place of `kernel`.
+ * Same return values. */
+int fc_winograd_forward_nhwc(const fc_conv2d_params *p, const float *x, const float *kernel,
+                             const float *u, const float *bias, float *y, int64_t pool_h,
+                             int64_t pool_w);
+/* The floats of such a layer's kernel transform for the active kernel
+ * table, and the transform itself (all of u written). */
+int64_t fc_winograd_u_floats(const fc_conv2d_params *p);
+int fc_winograd_prepare_kernel(const fc_conv2d_params *p, const float *kernel, float *u);
 /* The same for NCHW x / y and an OIHW kernel (with transpose: of the layer
  * whose backward-input this is); same return values. */
 int fc_winograd_conv3x3_nchw(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,

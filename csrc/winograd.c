@@ -128,6 +128,19 @@ typedef struct wino_problem {
     int64_t nr_panel, npanels, u_e_stride;
 } wino_problem;
 
+/* A zeroed problem with the kernel transform's layout set: U[e][panel]
+ * [c_in][nr_panel], panels of the kernel table's widest register tile. */
+static void wino_kernel_layout(wino_problem *q, const fc_kernel_table *t, int64_t c_in,
+                               int64_t c_out)
+{
+    memset(q, 0, sizeof *q);
+    q->c_in = c_in;
+    q->c_out = c_out;
+    q->nr_panel = (int64_t)t->nv_max * t->vl;
+    q->npanels = ceil_div(c_out, q->nr_panel);
+    q->u_e_stride = q->npanels * c_in * q->nr_panel;
+}
+
 /* Returns nonzero when an output of the block is not finite. */
 static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t tile0,
                      int64_t count, float *v, float *m)
@@ -270,16 +283,18 @@ static void transform_kernel_share(const wino_problem *q, const float *kernel, i
  * `transpose`, the backward-input kernel of a layer whose HWIO kernel is
  * (3, 3, c_out, c_in): flipped in space, input and output channels swapped.
  * With pool_h > 0, y is (n, pool_h, pool_w, c_out): the 2x2 stride-2 max
- * pooling of that output.
+ * pooling of that output. With u_ready, the kernel's transform is u_ready
+ * (fc_winograd_prepare_kernel), not computed from `kernel`.
  */
 static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t out_h,
                          int64_t out_w, int64_t c_out, int64_t pad_top, int64_t pad_left,
-                         const float *x, const float *kernel, int transpose, const float *bias,
-                         int relu, float *y, int64_t pool_h, int64_t pool_w, int n_threads)
+                         const float *x, const float *kernel, const float *u_ready,
+                         int transpose, const float *bias, int relu, float *y, int64_t pool_h,
+                         int64_t pool_w, int n_threads)
 {
     const fc_kernel_table *t = fc_active_kernels();
     wino_problem q;
-    memset(&q, 0, sizeof q);
+    wino_kernel_layout(&q, t, c_in, c_out);
     q.n = n;
     q.h = h;
     q.w = w;
@@ -298,10 +313,7 @@ static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t 
     q.tiles_w = ceil_div(out_w, 2);
     q.tiles_per_image = ceil_div(out_h, 2) * q.tiles_w;
     q.ntiles = n * q.tiles_per_image;
-    q.nr_panel = (int64_t)t->nv_max * t->vl;
-    q.npanels = ceil_div(c_out, q.nr_panel);
     q.mr = t->igemm_mr[ceil_div(min64(c_out, q.nr_panel), t->vl)];
-    q.u_e_stride = q.npanels * c_in * q.nr_panel;
     /* Tiles per block: a multiple of the register tile, V and M within
      * FC_WINO_BLOCK_BYTES. */
     const int64_t per_tile = 16 * (c_in + c_out) * (int64_t)sizeof(float);
@@ -310,10 +322,13 @@ static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t 
         q.block = q.mr;
 
     /* U[e][panel][c_in][nr_panel], zero beyond c_out. */
-    float *u = (float *)fc_calloc(fc_mul(16, q.u_e_stride) + 16, sizeof(float));
-    if (u == NULL)
-        return FC_ERR_NOMEM;
-    q.u = u;
+    float *u = NULL;
+    if (u_ready == NULL) {
+        u = (float *)fc_calloc(fc_mul(16, q.u_e_stride) + 16, sizeof(float));
+        if (u == NULL)
+            return FC_ERR_NOMEM;
+    }
+    q.u = u_ready != NULL ? u_ready : u;
 
     const int64_t nblocks = ceil_div(q.ntiles, q.block);
     const double work = (double)q.ntiles * 16.0 * (double)c_in * (double)c_out;
@@ -335,10 +350,12 @@ static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t 
         const unsigned fp = fc_fpmode_enter();
         /* The kernel's transform, split over the threads first (at batch
          * 1 it took a third of a call done before the team started). */
-        transform_kernel_share(&q, kernel, transpose, u, tid, FC_TEAM_SIZE());
+        if (u != NULL) {
+            transform_kernel_share(&q, kernel, transpose, u, tid, FC_TEAM_SIZE());
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+        }
         float *v = scratch + per_thread * tid;
         float *m = v + 16 * q.v_e_stride;
         int64_t b0, b1;
@@ -359,16 +376,42 @@ int fc_winograd_conv3x3(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t o
                         const float *x, const float *kernel, int transpose, const float *bias,
                         int relu, float *y, int n_threads)
 {
-    return winograd_nhwc(n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left, x, kernel,
+    return winograd_nhwc(n, h, w, c_in, out_h, out_w, c_out, pad_top, pad_left, x, kernel, NULL,
                          transpose, bias, relu, y, 0, 0, n_threads);
 }
 
-int fc_winograd_conv3x3_maxpool(const fc_conv2d_params *p, const float *x, const float *kernel,
-                                const float *bias, float *y, int64_t pool_h, int64_t pool_w)
+int fc_winograd_forward_nhwc(const fc_conv2d_params *p, const float *x, const float *kernel,
+                             const float *u, const float *bias, float *y, int64_t pool_h,
+                             int64_t pool_w)
 {
     return winograd_nhwc(p->n, p->h, p->w, p->c_in, p->out_h, p->out_w, p->c_out, p->pad_top,
-                         p->pad_left, x, kernel, 0, bias, p->relu, y, pool_h, pool_w,
+                         p->pad_left, x, kernel, u, 0, bias, p->relu, y, pool_h, pool_w,
                          p->n_threads);
+}
+
+int64_t fc_winograd_u_floats(const fc_conv2d_params *p)
+{
+    wino_problem q;
+    wino_kernel_layout(&q, fc_active_kernels(), p->c_in, p->c_out);
+    return fc_mul(16, q.u_e_stride) + 16;
+}
+
+int fc_winograd_prepare_kernel(const fc_conv2d_params *p, const float *kernel, float *u)
+{
+    wino_problem q;
+    wino_kernel_layout(&q, fc_active_kernels(), p->c_in, p->c_out);
+    memset(u, 0, (size_t)(fc_mul(16, q.u_e_stride) + 16) * sizeof(float));
+    const double work = 16.0 * (double)p->c_in * (double)p->c_out;
+    const int nthreads = fc_pick_threads(p->n_threads, work, p->c_in);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const unsigned fp = fc_fpmode_enter();
+        transform_kernel_share(&q, kernel, 0, u, FC_THREAD_ID(), FC_TEAM_SIZE());
+        fc_fpmode_leave(fp);
+    }
+    return FC_OK;
 }
 
 /* ------------------------------------------------------------------------ */

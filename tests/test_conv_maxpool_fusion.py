@@ -165,3 +165,101 @@ def test_a_pool_whose_input_is_read_elsewhere_is_not_fused(rng):
     want = _unplanned(model, data)
     np.testing.assert_array_equal(pooled, want[0])
     np.testing.assert_array_equal(full, want[1])
+
+
+# ---------------------------------------------------------------------------
+# prepared kernels (the Winograd transform made once)
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["conv", "conv+pool"])
+def test_a_prepared_kernel_gives_the_ops_results_bit_for_bit(simd, rng, pooled):
+    x, k, b = _case(rng, (2, 11, 12, 32), 40)
+    make = prepared.prepare_conv2d_maxpool if pooled else prepared.prepare_conv2d
+    op = make(x.shape, x.dtype, k.shape, True, 1, "same", 1, "relu")
+    assert op.prepares
+    kernel_prepared = op.prepare_kernel(k)
+    for threads in (1, 2):
+        fc.set_num_threads(threads)
+        np.testing.assert_array_equal(op.call_prepared(x, kernel_prepared, k, b), op(x, k, b))
+    x[1, 4, 4, 0] = np.nan   # declined: computed from the kernel, NaN where the op puts it
+    np.testing.assert_array_equal(op.call_prepared(x, kernel_prepared, k, b), op(x, k, b))
+
+
+def test_ops_without_a_prepared_kernel_say_so(rng):
+    x = np.zeros((1, 8, 8, 16), np.float32)
+    assert not prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 16, 16), True, 2,
+                                       "same").prepares   # stride 2: direct
+    assert not prepared.prepare_conv2d(x.shape, np.float64, (3, 3, 16, 16), True).prepares
+    assert not prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 1, 16), True,
+                                       groups=16).prepares   # depthwise
+    dense = prepared.prepare_dense((2, 16), np.float32, (16, 4), True)
+    assert dense.prepare_kernel(np.zeros((16, 4), np.float32)) is None
+    op = prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 16, 16), True)
+    assert op.prepare_kernel(np.zeros((3, 3, 16, 8), np.float32)) is None   # not its shape
+
+
+def test_the_prepared_kernel_bindings_check_their_arrays(rng):
+    x, k, b = _case(rng, (2, 8, 8, 16), 16)
+    g = fc.ops._conv_geometry(x, k, 1, "same", 1, 1, False, False)
+    geometry = tuple(fc.ops._c_geometry(g)[0])[:17]
+    floats = _kernels.conv2d_prepared_kernel_floats(geometry)
+    assert floats > k.size
+    with pytest.raises(ValueError, match="prepared"):
+        _kernels.conv2d_prepare_kernel(k, np.empty(floats - 1, np.float32), geometry, 1)
+    with pytest.raises(ValueError, match="prepared"):
+        _kernels.conv2d_forward_prepared(x, np.empty(floats + 1, np.float32), b,
+                                         np.empty((2, 8, 8, 16), np.float32), geometry, 0, 1,
+                                         False)
+    with pytest.raises(ValueError, match="y"):
+        _kernels.conv2d_forward_prepared(x, np.empty(floats, np.float32), b,
+                                         np.empty((2, 8, 7, 16), np.float32), geometry, 0, 1,
+                                         False)
+    g2 = fc.ops._conv_geometry(x, k, 2, "same", 1, 1, False, False)
+    geometry2 = tuple(fc.ops._c_geometry(g2)[0])[:17]
+    assert _kernels.conv2d_prepared_kernel_floats(geometry2) == 0
+    with pytest.raises(ValueError, match="no prepared kernel"):
+        _kernels.conv2d_prepare_kernel(k, np.empty(floats, np.float32), geometry2, 1)
+
+
+def _winograd_model(rng):
+    backend.clear_session()
+    model = Sequential([Conv2D(16, 3, padding="same", activation="relu",
+                               input_shape=(9, 9, 16)),
+                        Conv2D(16, 3, padding="same"), BatchNormalization(), Activation("relu")])
+    data = rng.standard_normal((2, 9, 9, 16)).astype(np.float32)
+    return model, data
+
+
+def test_plans_remake_prepared_kernels_when_the_weights_change(rng):
+    model, data = _winograd_model(rng)
+    conv, conv_bn = model.layers[0], model.layers[1]
+    model.predict(data)   # the plan and its prepared kernels
+    changes = [
+        lambda: conv.kernel.assign(rng.standard_normal(conv.kernel.shape).astype(np.float32)),
+        lambda: conv.set_weights([w * 0.5 for w in conv.get_weights()]),
+        lambda: conv_bn.kernel.assign(2 * conv_bn.kernel.numpy()),
+        lambda: np.multiply(conv.kernel.numpy(), -1, out=conv.kernel.numpy()),   # in place
+    ]
+    for change in changes:
+        before = model.predict(data)
+        change()
+        after = model.predict(data)
+        # (BatchNormalization's fold rounds: a tolerance; a stale kernel is off by O(1))
+        np.testing.assert_allclose(after, _unplanned(model, data), rtol=1e-4, atol=1e-5)
+        assert not np.allclose(after, before)
+
+
+def test_plans_remake_prepared_kernels_for_another_simd_path(rng):
+    from conftest import simd_paths
+    paths = [p for p in simd_paths() if p != _kernels.get_simd()]
+    if not paths:
+        pytest.skip("one SIMD path on this machine")
+    model, data = _winograd_model(rng)
+    first = model.predict(data)
+    previous = _kernels.get_simd()
+    try:
+        _kernels.set_simd(paths[0])
+        np.testing.assert_allclose(model.predict(data), _unplanned(model, data), rtol=1e-4,
+                                   atol=1e-5)
+    finally:
+        _kernels.set_simd(previous)
+    np.testing.assert_array_equal(model.predict(data), first)

@@ -82,6 +82,11 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
                           const float *kernel, const float *bias, float *y)
     int fc_conv2d_maxpool2x2_fuses(const fc_conv2d_params *p)
+    int64_t fc_conv2d_prepared_kernel_floats(const fc_conv2d_params *p)
+    int fc_conv2d_prepare_kernel(const fc_conv2d_params *p, const float *kernel, float *prepared)
+    int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x,
+                                   const float *prepared, const float *bias, float *y,
+                                   int64_t pool_h, int64_t pool_w)
     int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x,
                                      const float *kernel, const float *bias, float *y,
                                      int64_t pool_h, int64_t pool_w)
@@ -338,6 +343,61 @@ def conv2d_forward_maxpool2x2(const float[:, :, :, ::1] x, const float[:, :, :, 
     with nogil:
         status = fc_conv2d_forward_maxpool2x2(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
                                               &y[0, 0, 0, 0], y.shape[1], y.shape[2])
+    if status == FC_DECLINED:
+        if fc_regions_recording():
+            fc_regions_mark()
+        return False
+    _check(status)
+    return True
+
+
+def conv2d_prepared_kernel_floats(tuple geometry):
+    """The floats of a float32 channels-last layer's prepared kernel (its
+    Winograd transform for the active SIMD path); 0 when it has none."""
+    cdef fc_conv2d_params p = _conv_params(geometry, 0, 1, 1, False)
+    return fc_conv2d_prepared_kernel_floats(&p)
+
+
+def conv2d_prepare_kernel(const float[:, :, :, ::1] kernel, float[::1] prepared,
+                          tuple geometry, int n_threads):
+    """Writes the prepared kernel of the layer `geometry` describes."""
+    cdef fc_conv2d_params p = _conv_params(geometry, 0, n_threads, 1, False)
+    _check_shape((kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]),
+                 (p.kh, p.kw, p.c_in, p.c_out), "kernel")
+    cdef int64_t floats = fc_conv2d_prepared_kernel_floats(&p)
+    if floats == 0:
+        raise ValueError("this layer has no prepared kernel (conv2d_prepared_kernel_floats is 0)")
+    _check_shape((prepared.shape[0],), (floats,), "prepared")
+    cdef int status
+    with nogil:
+        status = fc_conv2d_prepare_kernel(&p, &kernel[0, 0, 0, 0], &prepared[0])
+    _check(status)
+
+
+def conv2d_forward_prepared(const float[:, :, :, ::1] x, const float[::1] prepared,
+                            const float[::1] bias, float[:, :, :, ::1] y, tuple geometry,
+                            int relu, int n_threads, bint pooled):
+    """conv2d_forward (or with `pooled`, conv2d_forward_maxpool2x2) from a
+    prepared kernel; False (y unspecified) when an output is not finite:
+    then compute it from the kernel."""
+    cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads, 1, False)
+    _check_shape((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (p.n, p.h, p.w, p.c_in), "x")
+    _check_shape((prepared.shape[0],), (fc_conv2d_prepared_kernel_floats(&p),), "prepared")
+    if pooled:
+        _check_shape((y.shape[0], y.shape[3]), (p.n, p.c_out), "y's batch and channels")
+    else:
+        _check_shape((y.shape[0], y.shape[1], y.shape[2], y.shape[3]),
+                     (p.n, p.out_h, p.out_w, p.c_out), "y")
+    cdef const float *bias_ptr = NULL
+    if bias is not None:
+        _check_shape((bias.shape[0],), (p.c_out,), "bias")
+        bias_ptr = &bias[0]
+    cdef int64_t pool_h = y.shape[1] if pooled else 0
+    cdef int64_t pool_w = y.shape[2] if pooled else 0
+    cdef int status
+    with nogil:
+        status = fc_conv2d_forward_prepared(&p, &x[0, 0, 0, 0], &prepared[0], bias_ptr,
+                                            &y[0, 0, 0, 0], pool_h, pool_w)
     if status == FC_DECLINED:
         if fc_regions_recording():
             fc_regions_mark()

@@ -21,6 +21,14 @@ convolution's output is never stored; elsewhere, and for calls that meet
 NaN or infinity, it is the two prepared ops one after the other. Either way
 the result is the two ops', bit for bit.
 
+Prepared kernels: a convolution the C kernels run by Winograd (float32,
+channels last, 3x3 stride 1, 16+ channels) transforms its kernel at every
+call, a sixth of a seed conv2d_1 call at batch 1. ``op.prepare_kernel(k)``
+makes that transform once (None for other ops) and
+``op.call_prepared(x, prepared, k, b)`` runs from it, bit for bit ``op(x, k,
+b)``; the caller keeps it while the kernel's values and the SIMD path stay
+the same.
+
 Used by :mod:`fastconv.models.inference`; weights are passed at each call
 (the live arrays, or folded copies), never captured.
 """
@@ -45,15 +53,23 @@ class PreparedOp:
     geometry; then every call is the public op's.
     """
 
-    __slots__ = ("x_shape", "dtype", "weight_shapes", "out_shape", "fast", "_op", "_run")
+    __slots__ = ("x_shape", "dtype", "weight_shapes", "out_shape", "fast", "_op", "_run",
+                 "_prepare", "_run_prepared")
 
     def __init__(self, x_shape: Tuple[int, ...], dtype: np.dtype,
                  weight_shapes: Tuple[Optional[Tuple[int, ...]], ...],
-                 out_shape: Tuple[int, ...], fast: bool, op, run) -> None:
+                 out_shape: Tuple[int, ...], fast: bool, op, run, prepare=None,
+                 run_prepared=None) -> None:
         self.x_shape, self.dtype = x_shape, dtype
         self.weight_shapes, self.out_shape = weight_shapes, out_shape
         self.fast = fast
         self._op, self._run = op, run
+        self._prepare, self._run_prepared = prepare, run_prepared
+
+    @property
+    def prepares(self) -> bool:
+        """Whether prepare_kernel can return a prepared kernel."""
+        return self.fast and self._prepare is not None
 
     def _matches(self, x: object, weights: Tuple[object, ...]) -> bool:
         if type(x) is not np.ndarray or x.shape != self.x_shape or x.dtype != self.dtype:
@@ -75,6 +91,24 @@ class PreparedOp:
         if self.fast and self._matches(x, weights) and ops.get_backend() == "c":
             return self._run(x, *weights)
         return self._op(x, *weights)
+
+    def prepare_kernel(self, kernel: np.ndarray) -> Optional[np.ndarray]:
+        """The kernel's prepared form for call_prepared (see the module doc),
+        or None when this op has none or ``kernel`` is not of its shape."""
+        if (not self.prepares or type(kernel) is not np.ndarray
+                or kernel.shape != self.weight_shapes[0] or kernel.dtype != self.dtype
+                or not kernel.flags.c_contiguous):
+            return None
+        return self._prepare(kernel)
+
+    def call_prepared(self, x: np.ndarray, prepared: Optional[np.ndarray],
+                      kernel: np.ndarray, bias: Optional[np.ndarray]) -> np.ndarray:
+        """``self(x, kernel, bias)``, from ``prepared`` (prepare_kernel's
+        result for this kernel's values) where it can."""
+        if (prepared is not None and self.fast and self._matches(x, (kernel, bias))
+                and ops.get_backend() == "c"):
+            return self._run_prepared(x, prepared, kernel, bias)
+        return self(x, kernel, bias)
 
 
 def _template(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -125,9 +159,37 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
                                         **c_layout)
         return y
 
+    prepare, run_prepared = _kernel_preparation(geometry, fast, dtype, cf, groups, act,
+                                                out_shape, run, pooled=False)
     bias_shape = (g.c_out,) if has_bias else None
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
-                      fast, op, run)
+                      fast, op, run, prepare, run_prepared)
+
+
+def _kernel_preparation(geometry: Tuple[int, ...], fast: bool, dtype: np.dtype, cf: bool,
+                        groups: int, act: int, out_shape: Tuple[int, ...], from_kernel,
+                        pooled: bool):
+    """(prepare, run_prepared) of a convolution whose kernel the C kernels
+    prepare (conv2d_prepared_kernel_floats > 0), else (None, None);
+    ``pooled``: run_prepared returns the 2x2 max pooling. ``from_kernel(x,
+    kernel, bias)`` computes the calls the prepared kernel declines."""
+    if not (fast and dtype == np.float32 and not cf and groups == 1
+            and ops._kernels.conv2d_prepared_kernel_floats(geometry) > 0):
+        return None, None
+    kernels = ops._kernels
+
+    def prepare(kernel):
+        out = np.empty(kernels.conv2d_prepared_kernel_floats(geometry), np.float32)
+        kernels.conv2d_prepare_kernel(kernel, out, geometry, ops._threads_arg())
+        return out
+
+    def run_prepared(x, prepared, kernel, bias):
+        y = _memory.empty(out_shape, dtype)
+        if kernels.conv2d_forward_prepared(x, prepared, bias, y, geometry, act,
+                                           ops._threads_arg(), pooled):
+            return y
+        return from_kernel(x, kernel, bias)   # NaN or infinity met
+    return prepare, run_prepared
 
 
 def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
@@ -160,7 +222,10 @@ def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
             return y
         return op(x, kernel, bias)   # NaN or infinity met: the unfused ops place them
 
-    return PreparedOp(tuple(x_shape), dtype, conv.weight_shapes, out_shape, fuses, op, run)
+    prepare, run_prepared = _kernel_preparation(geometry, fuses, dtype, cf, 1, act, out_shape,
+                                                op, pooled=True)
+    return PreparedOp(tuple(x_shape), dtype, conv.weight_shapes, out_shape, fuses, op, run,
+                      prepare, run_prepared)
 
 
 def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],

@@ -25,10 +25,14 @@ and reused while they stay the same. Making it:
 * every other layer call runs as in :meth:`Graph.run`, with the same
   ``training`` argument it would get there.
 
-A folded copy is remade when one of the weights it came from changed: the
-plan keeps the :class:`~fastconv.layers.base.Variable` versions it was made
-at (see ``Variable._version``: ``assign``, ``set_weights``, the optimizers
-and handing out the live array all change it). Layers that are not folded
+A convolution whose kernel the C kernels prepare (its Winograd transform:
+:meth:`~fastconv.prepared.PreparedOp.prepare_kernel`) keeps it prepared.
+
+A folded copy or a prepared kernel is remade when one of the weights it
+came from changed: the plan keeps the :class:`~fastconv.layers.base.Variable`
+versions it was made at (see ``Variable._version``: ``assign``,
+``set_weights``, the optimizers and handing out the live array all change
+it), and a prepared kernel also the SIMD path. Layers that are not folded
 read their live weights at every call.
 
 Not planned (the graph runs as before): graphs with an activity
@@ -41,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import activations, prepared
+from .. import activations, ops, prepared
 from ..layers.activation import ReLU
 from ..layers.base import Node, Variable
 from ..layers.convolutional import Conv2D, DepthwiseConv2D
@@ -110,6 +114,26 @@ class _Folded:
             self.kernel, self.bias = self.make()
             self.versions = tuple(v._version for v in self.sources)
         return self.kernel, self.bias
+
+
+class _PreparedKernel:
+    """A prepared op's prepared kernel, remade when one of its source
+    variables changed or the SIMD path did."""
+
+    __slots__ = ("op", "sources", "key", "prepared")
+
+    def __init__(self, op: prepared.PreparedOp, sources: List[Variable]) -> None:
+        self.op, self.sources = op, sources
+        self.key: Optional[Tuple[Any, ...]] = None
+        self.prepared: Optional[np.ndarray] = None
+
+    def __call__(self, x: np.ndarray, kernel: np.ndarray,
+                 bias: Optional[np.ndarray]) -> np.ndarray:
+        key = (tuple(v._version for v in self.sources), ops._kernels.get_simd())
+        if key != self.key:
+            self.prepared = self.op.prepare_kernel(kernel)
+            self.key = key
+        return self.op.call_prepared(x, self.prepared, kernel, bias)
 
 
 def _relu_kind(layer: Any) -> Optional[str]:
@@ -358,16 +382,18 @@ class InferencePlan:
                     data_format=layer.data_format)
             except ValueError as exc:   # the convolution took them: the pooling refused
                 raise _RefusedBy(chain[-1].layer, exc) from exc
-        if bn is None:
+        folded = self._folded(layer, kernel_var, bias_var, bn) if bn is not None else None
+        sources = folded.sources if folded is not None else [kernel_var]
+        call = _PreparedKernel(op, sources) if op.prepares else op
+        if folded is None:
             def run(ins: List[np.ndarray]) -> np.ndarray:
                 bias = bias_var._value if bias_var is not None else None
-                return op(ins[0], _hwio(layer, kernel_var._value), bias)
+                return call(ins[0], _hwio(layer, kernel_var._value), bias)
             return run
-        folded = self._folded(layer, kernel_var, bias_var, bn)
 
         def run_folded(ins: List[np.ndarray]) -> np.ndarray:
             kernel, bias = folded.current()
-            return op(ins[0], _hwio(layer, kernel), bias)
+            return call(ins[0], _hwio(layer, kernel), bias)
         return run_folded
 
     def _dense_step(self, chain: List[Node], x: np.ndarray
