@@ -314,12 +314,13 @@ static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t 
     q.tiles_per_image = ceil_div(out_h, 2) * q.tiles_w;
     q.ntiles = n * q.tiles_per_image;
     q.mr = t->igemm_mr[ceil_div(min64(c_out, q.nr_panel), t->vl)];
-    /* Tiles per block: a multiple of the register tile, V and M within
-     * FC_WINO_BLOCK_BYTES. */
+    /* Tiles per block: V and M within FC_WINO_BLOCK_BYTES (at most a
+     * multiple of the register tile), the tiles shared evenly between the
+     * blocks that takes: at batch 1 (169 tiles of 48 at most: 48, 48, 48,
+     * 25) the last block's shortfall fell on one of two threads. */
     const int64_t per_tile = 16 * (c_in + c_out) * (int64_t)sizeof(float);
-    q.block = FC_WINO_BLOCK_BYTES / per_tile / q.mr * q.mr;
-    if (q.block < q.mr)
-        q.block = q.mr;
+    const int64_t block_max = max64(FC_WINO_BLOCK_BYTES / per_tile / q.mr * q.mr, q.mr);
+    q.block = max64(1, ceil_div(q.ntiles, max64(1, ceil_div(q.ntiles, block_max))));
 
     /* U[e][panel][c_in][nr_panel], zero beyond c_out. */
     float *u = NULL;
@@ -336,7 +337,9 @@ static int winograd_nhwc(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t 
     q.v_e_stride = wino_e_stride(q.block * c_in);
     q.m_e_stride = wino_e_stride(q.block * c_out);
     const int64_t per_thread = 16 * (q.v_e_stride + q.m_e_stride) + 64;
-    float *scratch = (float *)fc_calloc(fc_mul(per_thread, nthreads), sizeof(float));
+    /* not zeroed: every value of V and M a block reads it wrote first
+     * (zeroing was a serial tenth of a batch-1 call) */
+    float *scratch = (float *)fc_malloc(fc_mul(per_thread, nthreads), sizeof(float));
     if (scratch == NULL) {
         fc_free(u);
         return FC_ERR_NOMEM;
