@@ -132,6 +132,11 @@ typedef struct FCN(igemm_problem) {
      * the same cut for every row. 0 tiles_per_row: flat tiles of mr
      * consecutive pixels (rows too short to fill a tile). */
     int64_t tiles_per_row;
+    /* Forward 1x1 stride-1 unpadded: GEMM row i is pixel i, A row i at
+     * a_src + i * a_ch and C row i at out + i * ldc, so tiles need no pixel
+     * coordinates (flat tiles; at 32-64 input channels the pixel
+     * bookkeeping took as long as a tile's arithmetic). */
+    int plain;
     const int64_t *tile_q0;  /* [tiles_per_row] first position in the column order */
     const int64_t *tile_w;   /* [tiles_per_row] pixels */
     int64_t panel_groups;    /* panels split across threads only for few tiles */
@@ -422,6 +427,10 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
         const int64_t group = item / ntiles, tile0 = item - group * ntiles;
         const int64_t pass = min64(min64(FC_TILES_PER_PASS, ntiles - tile0), end - item);
         for (int64_t i = 0; i < pass; ++i) {
+            if (g->plain) {
+                widths[i] = (int)min64(mr, g->m - (tile0 + i) * mr);
+                continue;
+            }
             widths[i] = FCN(tile_pixels)(g, tile0 + i, s->pix + i * mr);
             runs[i] = (unsigned char)FCN(tile_is_run)(g, widths[i], s->pix + i * mr);
         }
@@ -442,7 +451,18 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                 for (int64_t i = 0; i < pass; ++i) {
                     const pixel *px = s->pix + i * mr;
                     const int w = widths[i];
-                    const int64_t live = FCN(build_tile)(g, w, px, runs[i], t0, t1, k0, s);
+                    int64_t live;
+                    if (g->plain) {
+                        const int64_t m0 = (tile0 + i) * mr;
+                        for (int r = 0; r < w; ++r) {
+                            s->a[r] = g->a_src + (m0 + r) * g->a_ch + k0;
+                            s->c[r] = g->out + (m0 + r) * g->ldc + c0;
+                        }
+                        s->tap[0] = 0;
+                        live = 1;
+                    } else {
+                        live = FCN(build_tile)(g, w, px, runs[i], t0, t1, k0, s);
+                    }
                     /* A block with no live tap leaves C as it is (strided
                      * backward: most taps miss most stride phases), unless
                      * it is the last and C still needs its bias/zero or ReLU. */
@@ -457,7 +477,7 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                                       ? g->b_end + (row - g->b_end_row) * g->ldb + c0
                                       : b_panel + row * g->ldb;
                     }
-                    for (int r = 0; r < w; ++r)
+                    for (int r = 0; r < w && !g->plain; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
                                                   px[r].col) * g->ldc + c0
@@ -532,6 +552,8 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
     const int plain_gemm = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1;
     g->tiles_per_row = plain_gemm ? 0
                                   : FCN(plan_row_tiles)(g, mr, row_plan, row_plan + p->w + p->out_w + 1);
+    g->plain = plain_gemm && !g->backward && p->pad_top == 0 && p->pad_left == 0 &&
+               p->out_h == p->h && p->out_w == p->w;
     g->tile_q0 = row_plan;
     g->tile_w = row_plan + p->w + p->out_w + 1;
     g->ntiles = g->tiles_per_row ? (g->m / g->out_w) * g->tiles_per_row : ceil_div(g->m, mr);
