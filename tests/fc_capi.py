@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-FC_OK, FC_ERR_ARG, FC_ERR_NOMEM, FC_ERR_OVERFLOW, FC_ERR_SIMD = 0, -1, -2, -3, -4
+FC_OK, FC_ERR_ARG, FC_ERR_NOMEM, FC_ERR_OVERFLOW, FC_ERR_SIMD, FC_DECLINED = 0, -1, -2, -3, -4, -5
 ERRORS = (FC_ERR_ARG, FC_ERR_NOMEM, FC_ERR_OVERFLOW)
 SIMD = {"generic": 0, "avx2": 1, "avx512": 2}
 
@@ -104,6 +104,23 @@ def floats(count: int, fill: float = 0.0) -> np.ndarray:
 class NormParams(ctypes.Structure):
     _fields_ = [("outer", ctypes.c_int64), ("c", ctypes.c_int64), ("inner", ctypes.c_int64),
                 ("n_threads", ctypes.c_int)]
+
+
+def declare_fused_conv(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Types lib's fused and prepared-kernel convolution entry points."""
+    conv_p, i64 = ctypes.POINTER(ConvParams), ctypes.c_int64
+    for name, params, restype in (
+            ("fc_conv2d_maxpool2x2_fuses", [conv_p], ctypes.c_int),
+            ("fc_conv2d_forward_maxpool2x2", [conv_p] + [_FLOAT_P] * 4 + [i64, i64],
+             ctypes.c_int),
+            ("fc_conv2d_prepared_kernel_floats", [conv_p], i64),
+            ("fc_conv2d_prepare_kernel", [conv_p] + [_FLOAT_P] * 2, ctypes.c_int),
+            ("fc_conv2d_forward_prepared", [conv_p] + [_FLOAT_P] * 4 + [i64, i64],
+             ctypes.c_int)):
+        fn = getattr(lib, name)
+        fn.argtypes = params
+        fn.restype = restype
+    return lib
 
 
 def declare_batchnorm(lib: ctypes.CDLL) -> ctypes.CDLL:

@@ -263,3 +263,51 @@ def test_plans_remake_prepared_kernels_for_another_simd_path(rng):
     finally:
         _kernels.set_simd(previous)
     np.testing.assert_array_equal(model.predict(data), first)
+
+
+def test_the_c_entry_points_refuse_bad_arguments_instead_of_crashing():
+    import fc_capi
+    lib = fc_capi.load()
+    if lib is None:
+        pytest.skip("the extension hides its fc_* symbols")
+    fc_capi.declare_fused_conv(lib)
+    good = dict(n=1, h=8, w=8, c_in=16, kh=3, kw=3, c_out=16, out_h=6, out_w=6, stride_h=1,
+                stride_w=1, dilation_h=1, dilation_w=1, pad_top=0, pad_left=0, relu=0,
+                n_threads=1, groups=1, channels_first=0)
+    p = fc_capi.ConvParams(**good)
+    x, k, b = fc_capi.floats(8 * 8 * 16, 1.0), fc_capi.floats(9 * 16 * 16, 0.5), None
+    y = fc_capi.floats(3 * 3 * 16)
+    P = fc_capi.ptr
+    assert lib.fc_conv2d_maxpool2x2_fuses(p) == 1
+    assert lib.fc_conv2d_forward_maxpool2x2(p, P(x), P(k), P(b), P(y), 3, 3) == fc_capi.FC_OK
+    assert np.all(y == 72.0)   # 9 taps x 16 channels x 0.5 in every window
+    for pool in ((4, 3), (3, 2), (0, 3), (-1, 3)):
+        assert lib.fc_conv2d_forward_maxpool2x2(p, P(x), P(k), P(b), P(y), *pool) == \
+            fc_capi.FC_ERR_ARG
+    assert lib.fc_conv2d_forward_maxpool2x2(p, None, P(k), P(b), P(y), 3, 3) == \
+        fc_capi.FC_ERR_ARG
+    assert lib.fc_conv2d_forward_maxpool2x2(p, P(x), None, P(b), P(y), 3, 3) == \
+        fc_capi.FC_ERR_ARG
+    assert lib.fc_conv2d_forward_maxpool2x2(None, P(x), P(k), P(b), P(y), 3, 3) == \
+        fc_capi.FC_ERR_ARG
+    floats = lib.fc_conv2d_prepared_kernel_floats(p)
+    u = fc_capi.floats(floats)
+    assert lib.fc_conv2d_prepare_kernel(p, P(k), P(u)) == fc_capi.FC_OK
+    y_full = fc_capi.floats(6 * 6 * 16)
+    assert lib.fc_conv2d_forward_prepared(p, P(x), P(u), P(b), P(y_full), 0, 0) == fc_capi.FC_OK
+    assert np.all(y_full == 72.0)
+    assert lib.fc_conv2d_forward_prepared(p, P(x), None, P(b), P(y_full), 0, 0) == \
+        fc_capi.FC_ERR_ARG
+    assert lib.fc_conv2d_prepare_kernel(p, None, P(u)) == fc_capi.FC_ERR_ARG
+    # layers Winograd does not run: declined, or no prepared kernel
+    for change in (dict(stride_h=2, out_h=3), dict(c_in=8), dict(channels_first=1)):
+        q = fc_capi.ConvParams(**{**good, **change})
+        assert lib.fc_conv2d_maxpool2x2_fuses(q) == 0
+        assert lib.fc_conv2d_prepared_kernel_floats(q) == 0
+        assert lib.fc_conv2d_forward_maxpool2x2(q, P(x), P(k), P(b), P(y), q.out_h // 2,
+                                                3) == fc_capi.FC_DECLINED
+        assert lib.fc_conv2d_prepare_kernel(q, P(k), P(u)) == fc_capi.FC_DECLINED
+    bad = fc_capi.ConvParams(**{**good, "pad_top": 5})   # past the kernel's reach
+    assert lib.fc_conv2d_prepared_kernel_floats(bad) == 0
+    assert lib.fc_conv2d_forward_maxpool2x2(bad, P(x), P(k), P(b), P(y), 3, 3) == \
+        fc_capi.FC_ERR_ARG
