@@ -835,14 +835,15 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
     const int nv_tile = t->gemv_nv[mr];
     const int has_tail = n % vl != 0;
     /* The tail vector reads whole vectors of every B row: past the end of
-     * the matrix on the last row, which it reads from a padded copy. */
-    FC_T *last_row = NULL;
-    if (has_tail && k > 0) {
-        last_row = (FC_T *)fc_calloc(nvec * vl, sizeof(FC_T));
-        if (last_row == NULL)
-            return FC_ERR_NOMEM;
-        memcpy(last_row, kernel + (k - 1) * n, (size_t)n * sizeof(FC_T));
-    }
+     * the matrix on the last rows (as many as a vector spans: c_out < vl
+     * makes it several), which it reads from a padded copy (copy_b_end,
+     * in K blocks of one row: rows from end_row on). */
+    int64_t end_row = k;
+    int status = FC_OK;
+    FC_T *b_end = has_tail ? FCN(copy_b_end)(kernel, 1, k, 1, n, (int)vl, &end_row, &status)
+                           : NULL;
+    if (status != FC_OK)
+        return status;
     const int nthreads = fc_pick_threads(p->n_threads, (double)mr * (double)k * (double)n, nvec);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -873,21 +874,21 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
             args.mr = mr;
             args.nv = nv;
             const FCN(fc_igemm_fn) fn = FCN(igemm_for)(t, mr, nv, tail);
-            /* rows [0, k - 1) in place when the tile has the tail, then the
-             * last row from its copy, continuing the same sums */
-            const int64_t in_place = tail ? k - 1 : k;
+            /* rows [0, end_row) in place when the tile has the tail, then
+             * the last rows from their copy, continuing the same sums */
+            const int64_t in_place = tail && b_end != NULL ? end_row : k;
             if (in_place > 0) {
                 b = kernel + c0;
                 args.kc = in_place;
                 args.accumulate = 0;
-                args.relu = tail ? 0 : p->relu;
+                args.relu = in_place < k ? 0 : p->relu;
                 fn(&args);
             }
-            if (tail && k > 0) {
+            if (in_place < k) {
                 for (int r = 0; r < mr; ++r)
-                    a[r] = x + r * k + (k - 1);
-                b = last_row + c0;
-                args.kc = 1;
+                    a[r] = x + r * k + in_place;
+                b = b_end + c0;
+                args.kc = k - in_place;
                 args.accumulate = in_place > 0;
                 args.relu = p->relu;
                 fn(&args);
@@ -895,7 +896,7 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
         }
         fc_fpmode_leave(fp);
     }
-    fc_free(last_row);
+    fc_free(b_end);
     return FC_OK;
 }
 
