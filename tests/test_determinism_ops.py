@@ -111,3 +111,41 @@ def test_dense_on_a_few_samples_equals_their_rows_of_a_batch(rng, dtype, units, 
                         err_msg=f"k={k} rows={rows} {activation} at {n} threads")
         np.testing.assert_allclose(batched[:1], np.maximum(
             x[:1].astype(np.float64) @ kernel + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+_GUARDED_DENSE = r"""
+import ctypes, mmap, sys
+import numpy as np
+import fastconv as fc
+from fastconv import _kernels
+page = mmap.PAGESIZE
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+for simd in _kernels.simd_supported():
+    _kernels.set_simd(simd)
+    for rows, k, units in ((1, 7, 3), (4, 5, 1), (2, 9, 17), (3, 1, 2)):
+        # the kernel ends where an inaccessible page begins: a read past it faults
+        buf = mmap.mmap(-1, 2 * page)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        assert libc.mprotect(base + page, page, 0) == 0
+        nbytes = k * units * 4
+        kernel = np.frombuffer(buf, np.float32, k * units, page - nbytes).reshape(k, units)
+        kernel[...] = np.arange(k * units, dtype=np.float32).reshape(k, units) / 7
+        x = np.ones((rows, k), np.float32)
+        np.testing.assert_allclose(fc.dense(x, kernel, None), x @ kernel, rtol=1e-6)
+        del kernel
+print("ok")
+"""
+
+
+def test_the_few_row_dense_path_reads_nothing_past_the_kernel(tmp_path):
+    """A dense kernel narrower than a vector, its last byte before a page the
+    process may not read: the few-row path's tail vectors must take B's last
+    rows from a padded copy (they overread by up to a vector, several rows)."""
+    import subprocess
+    import sys
+    script = tmp_path / "guarded_dense.py"
+    script.write_text(_GUARDED_DENSE)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
