@@ -185,9 +185,38 @@ int fc_conv2d_forward_maxpool2x2(const fc_conv2d_params *p, const float *x, cons
     return winograd_forward_call(p, x, kernel, NULL, bias, y, pool_h, pool_w);
 }
 
+/* A prepared kernel starts with a header of FC_PREP_HEADER floats (one
+ * cache line, so the payload stays aligned) saying what it holds and for
+ * which kernel table: a call whose dispatch differs (another SIMD path, or
+ * Winograd switched since) declines instead of misreading it. */
+#define FC_PREP_HEADER 16
+enum { FC_PREP_WINOGRAD = 1, FC_PREP_PACKED = 2 };
+
+static int prepared_kind(const fc_conv2d_params *p)
+{
+    if (check_params(p) != FC_OK)
+        return 0;
+    if (fc_conv2d_maxpool2x2_fuses(p))
+        return FC_PREP_WINOGRAD;
+    return forward_is_igemm(p) ? FC_PREP_PACKED : 0;
+}
+
+static void prepared_header(const fc_conv2d_params *p, int kind, int32_t header[4])
+{
+    const fc_kernel_table *t = fc_active_kernels();
+    header[0] = kind;
+    header[1] = t->vl * t->nv_max;
+    header[2] = (int32_t)(p->c_in & 0x7fffffff);
+    header[3] = (int32_t)(p->c_out & 0x7fffffff);
+}
+
 int64_t fc_conv2d_prepared_kernel_floats(const fc_conv2d_params *p)
 {
-    return fc_conv2d_maxpool2x2_fuses(p) ? fc_winograd_u_floats(p) : 0;
+    switch (prepared_kind(p)) {
+    case FC_PREP_WINOGRAD: return FC_PREP_HEADER + fc_winograd_u_floats(p);
+    case FC_PREP_PACKED: return FC_PREP_HEADER + forward_packed_floats(p, fc_active_kernels());
+    default: return 0;
+    }
 }
 
 int fc_conv2d_prepare_kernel(const fc_conv2d_params *p, const float *kernel, float *prepared)
@@ -195,11 +224,20 @@ int fc_conv2d_prepare_kernel(const fc_conv2d_params *p, const float *kernel, flo
     int status = check_params(p);
     if (status != FC_OK)
         return status;
-    if (!fc_conv2d_maxpool2x2_fuses(p))
+    const int kind = prepared_kind(p);
+    if (kind == 0)
         return FC_DECLINED;
     if (kernel == NULL || prepared == NULL)
         return FC_ERR_ARG;
-    return fc_winograd_prepare_kernel(p, kernel, prepared);
+    int32_t header[4];
+    prepared_header(p, kind, header);
+    memset(prepared, 0, FC_PREP_HEADER * sizeof(float));
+    memcpy(prepared, header, sizeof header);
+    if (kind == FC_PREP_PACKED) {
+        forward_pack(p, fc_active_kernels(), kernel, prepared + FC_PREP_HEADER);
+        return FC_OK;
+    }
+    return fc_winograd_prepare_kernel(p, kernel, prepared + FC_PREP_HEADER);
 }
 
 int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x, const float *prepared,
@@ -207,5 +245,21 @@ int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x, const 
 {
     if (prepared == NULL)
         return FC_ERR_ARG;
-    return winograd_forward_call(p, x, NULL, prepared, bias, y, pool_h, pool_w);
+    int status = check_params(p);
+    if (status != FC_OK)
+        return status;
+    const int kind = prepared_kind(p);
+    int32_t header[4], held[4];
+    prepared_header(p, kind, header);
+    memcpy(held, prepared, sizeof held);
+    if (kind == 0 || memcmp(header, held, sizeof header) != 0)
+        return FC_DECLINED;
+    if (kind == FC_PREP_WINOGRAD)
+        return winograd_forward_call(p, x, NULL, prepared + FC_PREP_HEADER, bias, y, pool_h,
+                                     pool_w);
+    if (pool_h != 0 || pool_w != 0)
+        return FC_DECLINED;   /* the pooled form exists for Winograd layers only */
+    if (x == NULL || y == NULL)
+        return FC_ERR_ARG;
+    return forward_prepacked(p, fc_active_kernels(), x, prepared + FC_PREP_HEADER, bias, y);
 }

@@ -162,6 +162,9 @@ typedef struct FCN(igemm_problem) {
      * b_end (copy_b_end) instead. */
     const FC_T *b_end;
     int64_t b_end_row;
+    /* Forward: B already packed into panels (fc_conv2d_prepare_kernel);
+     * NULL: packed here when it pays, or read in place. */
+    const FC_T *b_prepacked;
 } FCN(igemm_problem);
 
 
@@ -575,10 +578,13 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
     const FC_T *kernel = g->b_src;
     FC_T *packed = NULL, *b_end = NULL;
     /* (a group's columns of a grouped kernel are strided: always packed) */
-    g->b_packed = g->backward || g->b_ld != g->n_cols || (npanels > 1 && ntiles >= FC_PACK_MIN_TILES);
+    g->b_packed = g->b_prepacked != NULL || g->backward || g->b_ld != g->n_cols ||
+                  (npanels > 1 && ntiles >= FC_PACK_MIN_TILES);
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
-    if (g->b_packed) {
+    if (g->b_prepacked != NULL) {
+        g->b_src = g->b_prepacked;
+    } else if (g->b_packed) {
         /* every value but the 16 of slack is written by pack_block */
         packed = (FC_T *)fc_malloc(fc_mul(npanels, g->panel_stride) + 16, sizeof(FC_T));
         if (packed == NULL) {
@@ -900,6 +906,85 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
     return FC_OK;
 }
 
+/* The indirect GEMM of a forward layer (one group's columns). */
+static void FCN(forward_problem)(const fc_conv2d_params *p, FCN(igemm_problem) *g)
+{
+    const int64_t groups = groups_of(p);
+    memset(g, 0, sizeof *g);
+    g->p = p;
+    g->backward = 0;
+    g->relu = p->relu;
+    g->m = p->n * p->out_h * p->out_w;
+    g->out_h = p->out_h;
+    g->out_w = p->out_w;
+    g->n_cols = p->c_out / groups;
+    g->ldc = p->c_out;
+    g->b_ld = p->c_out;
+    g->a_ch = p->c_in;
+    g->k_row = p->c_in / groups;
+    g->ntaps = p->kh * p->kw;
+}
+
+/* Whether fc_conv2d_forward runs this (valid) layer by one indirect GEMM:
+ * channels last, one group, none of the special paths. */
+static int FCN(forward_is_igemm)(const fc_conv2d_params *p)
+{
+    if (p->channels_first || groups_of(p) != 1 || p->n < 1 || p->c_in < 1 || p->c_out < 1)
+        return 0;
+#if !FC_IS_F64
+    if (fc_winograd_applies(p, 0))
+        return 0;
+#endif
+    if (p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
+        return 0;
+    return !(p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+             p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->h && p->out_w == p->w &&
+             p->n * p->out_h * p->out_w <= FC_GEMV_MAX_ROWS);
+}
+
+/* B of such a layer packed as igemm_run packs it: panels of the kernel
+ * table's widest tile, zero beyond c_out, and a vector of slack. */
+static int64_t FCN(forward_packed_floats)(const fc_conv2d_params *p,
+                                          const FCN(fc_kernel_table) *t)
+{
+    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
+    return fc_mul(fc_mul(ceil_div(p->c_out, nr_panel), p->kh * p->kw),
+                  fc_mul(p->c_in, nr_panel)) + 16;
+}
+
+static void FCN(forward_pack)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                              const FC_T *kernel, FC_T *packed)
+{
+    FCN(igemm_problem) g;
+    FCN(forward_problem)(p, &g);
+    const int64_t nr_panel = (int64_t)t->nv_max * t->vl;
+    const int64_t npanels = ceil_div(g.n_cols, nr_panel);
+    g.panel_stride = g.ntaps * g.k_row * nr_panel;
+    for (int64_t panel = 0; panel < npanels; ++panel)
+        for (int64_t tap = 0; tap < g.ntaps; ++tap)
+            FCN(pack_block)(&g, kernel, packed, nr_panel, panel, tap);
+    memset(packed + npanels * g.panel_stride, 0, 16 * sizeof(FC_T));
+}
+
+/* fc_conv2d_forward of a forward_is_igemm layer from its packed B. */
+static int FCN(forward_prepacked)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                                  const FC_T *x, const FC_T *packed, const FC_T *bias, FC_T *y)
+{
+    FCN(igemm_problem) g;
+    FCN(forward_problem)(p, &g);
+    FC_T *zero = (FC_T *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(FC_T));
+    if (zero == NULL)
+        return FC_ERR_NOMEM;
+    g.zero = zero;
+    g.a_src = x;
+    g.b_prepacked = packed;
+    g.bias = bias;
+    g.out = y;
+    const int status = FCN(igemm_run)(&g, t);
+    fc_free(zero);
+    return status;
+}
+
 int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *kernel,
                       const FC_T *bias, FC_T *y)
 {
@@ -933,20 +1018,7 @@ int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T 
     /* One GEMM per group: its input channels are a slice of each pixel, its
      * kernel columns and output channels a slice of c_out. */
     FCN(igemm_problem) g;
-    memset(&g, 0, sizeof g);
-    g.p = p;
-    g.backward = 0;
-    g.relu = p->relu;
-    g.m = p->n * p->out_h * p->out_w;
-    g.out_h = p->out_h;
-    g.out_w = p->out_w;
-    g.n_cols = cog;
-    g.ldc = p->c_out;
-    g.b_ld = p->c_out;
-    g.a_ch = p->c_in;
-    g.k_row = cig;
-    g.ntaps = p->kh * p->kw;
-
+    FCN(forward_problem)(p, &g);
     FC_T *zero = (FC_T *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(FC_T));
     if (zero == NULL)
         return FC_ERR_NOMEM;

@@ -106,15 +106,19 @@ int fc_conv2d_forward(const fc_conv2d_params *p, const float *x,
  * Equal to the unfused result bit for bit. */
 int fc_conv2d_maxpool2x2_fuses(const fc_conv2d_params *p);
 
-/* Prepared kernels of the same layers (fc_conv2d_maxpool2x2_fuses): the
- * kernel's Winograd transform made once, for calls that reuse it. The
- * prepared array holds fc_conv2d_prepared_kernel_floats(p) floats (0: the
- * layer has none; fc_conv2d_prepare_kernel then returns FC_DECLINED) and is
- * laid out for the SIMD path active when it was made: make it again after
- * fc_set_simd. fc_conv2d_forward_prepared is fc_conv2d_forward (pool_h = 0)
- * or fc_conv2d_forward_maxpool2x2 with it in place of the kernel, bit for
- * bit; FC_DECLINED when an output is NaN or infinite (compute it from the
- * kernel then). */
+/* Prepared kernels of float32 channels-last layers: made once, for calls
+ * that reuse the kernel. For the layers above (fc_conv2d_maxpool2x2_fuses)
+ * the kernel's Winograd transform; for the other one-group layers the
+ * indirect GEMM runs (not the first-layer or few-sample paths) the kernel
+ * packed into the GEMM's panels. The prepared array holds
+ * fc_conv2d_prepared_kernel_floats(p) floats (0: the layer has none;
+ * fc_conv2d_prepare_kernel then returns FC_DECLINED), headed by what it holds
+ * and for which SIMD path. fc_conv2d_forward_prepared is fc_conv2d_forward
+ * (pool_h = 0) or fc_conv2d_forward_maxpool2x2 (Winograd layers) with it in
+ * place of the kernel, bit for bit; FC_DECLINED when an output is NaN or
+ * infinite (Winograd), or when the prepared array was made under another
+ * dispatch (fc_set_simd, fc_set_winograd since): compute it from the kernel
+ * then. */
 int64_t fc_conv2d_prepared_kernel_floats(const fc_conv2d_params *p);
 int fc_conv2d_prepare_kernel(const fc_conv2d_params *p, const float *kernel, float *prepared);
 int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x, const float *prepared,

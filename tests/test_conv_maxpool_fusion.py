@@ -186,15 +186,50 @@ def test_a_prepared_kernel_gives_the_ops_results_bit_for_bit(simd, rng, pooled):
 
 def test_ops_without_a_prepared_kernel_say_so(rng):
     x = np.zeros((1, 8, 8, 16), np.float32)
-    assert not prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 16, 16), True, 2,
-                                       "same").prepares   # stride 2: direct
     assert not prepared.prepare_conv2d(x.shape, np.float64, (3, 3, 16, 16), True).prepares
     assert not prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 1, 16), True,
                                        groups=16).prepares   # depthwise
+    assert not prepared.prepare_conv2d((1, 8, 8, 3), x.dtype, (3, 3, 3, 16),
+                                       True).prepares   # the first-layer path
+    assert not prepared.prepare_conv2d((2, 1, 1, 16), x.dtype, (1, 1, 16, 16),
+                                       True).prepares   # the few-sample path
     dense = prepared.prepare_dense((2, 16), np.float32, (16, 4), True)
     assert dense.prepare_kernel(np.zeros((16, 4), np.float32)) is None
     op = prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 16, 16), True)
     assert op.prepare_kernel(np.zeros((3, 3, 16, 8), np.float32)) is None   # not its shape
+
+
+@pytest.mark.parametrize("k_shape,strides,padding,x_shape", [
+    ((1, 1, 32, 48), 1, "valid", (2, 7, 9, 32)),     # a 1x1 GEMM: B packed in panels
+    ((1, 1, 64, 130), 1, "valid", (2, 5, 5, 64)),    # three panels, a channel tail
+    ((3, 3, 16, 40), 2, "same", (2, 11, 12, 16)),    # strided: the indirect GEMM
+    ((5, 5, 8, 20), 1, "same", (1, 9, 9, 8)),
+])
+def test_a_packed_kernel_gives_the_ops_results_bit_for_bit(simd, rng, k_shape, strides,
+                                                           padding, x_shape):
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal(k_shape).astype(np.float32)
+    b = rng.standard_normal(k_shape[3]).astype(np.float32)
+    op = prepared.prepare_conv2d(x.shape, x.dtype, k.shape, True, strides, padding, 1, "relu")
+    assert op.prepares
+    packed = op.prepare_kernel(k)
+    for threads in (1, 2):
+        fc.set_num_threads(threads)
+        np.testing.assert_array_equal(op.call_prepared(x, packed, k, b), op(x, k, b))
+
+
+def test_a_prepared_kernel_of_another_dispatch_is_declined(rng):
+    x, k, b = _case(rng, (2, 9, 9, 16), 16)
+    op = prepared.prepare_conv2d(x.shape, x.dtype, k.shape, True, 1, "same")
+    winograd_form = op.prepare_kernel(k)
+    _kernels.set_winograd(False)
+    try:
+        # now the GEMM runs this layer: the Winograd transform is not its B
+        np.testing.assert_array_equal(op.call_prepared(x, winograd_form, k, b), op(x, k, b))
+        packed = op.prepare_kernel(k)
+    finally:
+        _kernels.set_winograd(True)
+    np.testing.assert_array_equal(op.call_prepared(x, packed, k, b), op(x, k, b))
 
 
 def test_the_prepared_kernel_bindings_check_their_arrays(rng):
@@ -205,19 +240,23 @@ def test_the_prepared_kernel_bindings_check_their_arrays(rng):
     assert floats > k.size
     with pytest.raises(ValueError, match="prepared"):
         _kernels.conv2d_prepare_kernel(k, np.empty(floats - 1, np.float32), geometry, 1)
-    with pytest.raises(ValueError, match="prepared"):
-        _kernels.conv2d_forward_prepared(x, np.empty(floats + 1, np.float32), b,
-                                         np.empty((2, 8, 8, 16), np.float32), geometry, 0, 1,
-                                         False)
+    assert not _kernels.conv2d_forward_prepared(x, np.zeros(floats + 1, np.float32), b,
+                                                np.empty((2, 8, 8, 16), np.float32), geometry,
+                                                0, 1, False)   # another layer's size: declined
+    assert not _kernels.conv2d_forward_prepared(x, np.zeros(floats, np.float32), b,
+                                                np.empty((2, 8, 8, 16), np.float32), geometry,
+                                                0, 1, False)   # no header: declined
     with pytest.raises(ValueError, match="y"):
         _kernels.conv2d_forward_prepared(x, np.empty(floats, np.float32), b,
                                          np.empty((2, 8, 7, 16), np.float32), geometry, 0, 1,
                                          False)
-    g2 = fc.ops._conv_geometry(x, k, 2, "same", 1, 1, False, False)
+    g2 = fc.ops._conv_geometry(np.zeros((2, 8, 8, 3), np.float32), k[:, :, :3], 1, "same", 1, 1,
+                               False, False)
     geometry2 = tuple(fc.ops._c_geometry(g2)[0])[:17]
-    assert _kernels.conv2d_prepared_kernel_floats(geometry2) == 0
+    assert _kernels.conv2d_prepared_kernel_floats(geometry2) == 0   # the first-layer path
     with pytest.raises(ValueError, match="no prepared kernel"):
-        _kernels.conv2d_prepare_kernel(k, np.empty(floats, np.float32), geometry2, 1)
+        _kernels.conv2d_prepare_kernel(k[:, :, :3].copy(), np.empty(floats, np.float32),
+                                       geometry2, 1)
 
 
 def _winograd_model(rng):
@@ -299,14 +338,21 @@ def test_the_c_entry_points_refuse_bad_arguments_instead_of_crashing():
     assert lib.fc_conv2d_forward_prepared(p, P(x), None, P(b), P(y_full), 0, 0) == \
         fc_capi.FC_ERR_ARG
     assert lib.fc_conv2d_prepare_kernel(p, None, P(u)) == fc_capi.FC_ERR_ARG
-    # layers Winograd does not run: declined, or no prepared kernel
-    for change in (dict(stride_h=2, out_h=3), dict(c_in=8), dict(channels_first=1)):
+    # layers Winograd does not run: the fused pooling declined; a packed B for
+    # the GEMM's layers, nothing for channels first
+    for change, packs in ((dict(stride_h=2, out_h=3), True), (dict(c_in=8), True),
+                          (dict(channels_first=1), False)):
         q = fc_capi.ConvParams(**{**good, **change})
         assert lib.fc_conv2d_maxpool2x2_fuses(q) == 0
-        assert lib.fc_conv2d_prepared_kernel_floats(q) == 0
         assert lib.fc_conv2d_forward_maxpool2x2(q, P(x), P(k), P(b), P(y), q.out_h // 2,
                                                 3) == fc_capi.FC_DECLINED
-        assert lib.fc_conv2d_prepare_kernel(q, P(k), P(u)) == fc_capi.FC_DECLINED
+        assert (lib.fc_conv2d_prepared_kernel_floats(q) > 0) == packs
+        if not packs:
+            assert lib.fc_conv2d_prepare_kernel(q, P(k), P(u)) == fc_capi.FC_DECLINED
+    # a prepared kernel of another layer's kind or size is declined, not misread
+    q = fc_capi.ConvParams(**{**good, "stride_h": 2, "out_h": 3})
+    assert lib.fc_conv2d_forward_prepared(q, P(x), P(u), P(b), P(y_full), 0, 0) == \
+        fc_capi.FC_DECLINED
     bad = fc_capi.ConvParams(**{**good, "pad_top": 5})   # past the kernel's reach
     assert lib.fc_conv2d_prepared_kernel_floats(bad) == 0
     assert lib.fc_conv2d_forward_maxpool2x2(bad, P(x), P(k), P(b), P(y), 3, 3) == \

@@ -378,11 +378,13 @@ def conv2d_forward_prepared(const float[:, :, :, ::1] x, const float[::1] prepar
                             const float[::1] bias, float[:, :, :, ::1] y, tuple geometry,
                             int relu, int n_threads, bint pooled):
     """conv2d_forward (or with `pooled`, conv2d_forward_maxpool2x2) from a
-    prepared kernel; False (y unspecified) when an output is not finite:
-    then compute it from the kernel."""
+    prepared kernel; False (y unspecified) when the C kernels decline it (an
+    output not finite, or `prepared` made under another dispatch: its size
+    or header not this layer's now): then compute it from the kernel."""
     cdef fc_conv2d_params p = _conv_params(geometry, relu, n_threads, 1, False)
     _check_shape((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (p.n, p.h, p.w, p.c_in), "x")
-    _check_shape((prepared.shape[0],), (fc_conv2d_prepared_kernel_floats(&p),), "prepared")
+    if prepared.shape[0] != fc_conv2d_prepared_kernel_floats(&p):
+        return False
     if pooled:
         _check_shape((y.shape[0], y.shape[3]), (p.n, p.c_out), "y's batch and channels")
     else:

@@ -118,7 +118,7 @@ class _Folded:
 
 class _PreparedKernel:
     """A prepared op's prepared kernel, remade when one of its source
-    variables changed or the SIMD path did."""
+    variables changed or the kernels' dispatch did (SIMD path, Winograd)."""
 
     __slots__ = ("op", "sources", "key", "prepared")
 
@@ -129,7 +129,9 @@ class _PreparedKernel:
 
     def __call__(self, x: np.ndarray, kernel: np.ndarray,
                  bias: Optional[np.ndarray]) -> np.ndarray:
-        key = (tuple(v._version for v in self.sources), ops._kernels.get_simd())
+        kernels = ops._kernels
+        key = (tuple(v._version for v in self.sources), kernels.get_simd(),
+               kernels.get_winograd())
         if key != self.key:
             self.prepared = self.op.prepare_kernel(kernel)
             self.key = key
