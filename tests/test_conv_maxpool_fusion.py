@@ -193,7 +193,7 @@ def test_ops_without_a_prepared_kernel_say_so(rng):
                                        True).prepares   # the first-layer path
     assert not prepared.prepare_conv2d((2, 1, 1, 16), x.dtype, (1, 1, 16, 16),
                                        True).prepares   # the few-sample path
-    dense = prepared.prepare_dense((2, 16), np.float32, (16, 4), True)
+    dense = prepared.prepare_dense((2, 16), np.float32, (16, 4), True)   # few samples
     assert dense.prepare_kernel(np.zeros((16, 4), np.float32)) is None
     op = prepared.prepare_conv2d(x.shape, x.dtype, (3, 3, 16, 16), True)
     assert op.prepare_kernel(np.zeros((3, 3, 16, 8), np.float32)) is None   # not its shape
@@ -216,6 +216,21 @@ def test_a_packed_kernel_gives_the_ops_results_bit_for_bit(simd, rng, k_shape, s
     for threads in (1, 2):
         fc.set_num_threads(threads)
         np.testing.assert_array_equal(op.call_prepared(x, packed, k, b), op(x, k, b))
+
+
+@pytest.mark.parametrize("units", [3, 100])
+def test_a_dense_layers_packed_kernel_gives_its_results_bit_for_bit(simd, rng, units):
+    x = rng.standard_normal((37, 300)).astype(np.float32)
+    k = rng.standard_normal((300, units)).astype(np.float32)
+    b = rng.standard_normal(units).astype(np.float32)
+    op = prepared.prepare_dense(x.shape, x.dtype, k.shape, True, "relu")
+    assert op.prepares
+    packed = op.prepare_kernel(k)
+    for threads in (1, 2):
+        fc.set_num_threads(threads)
+        got = op.call_prepared(x, packed, k, b)
+        assert got.shape == (37, units)
+        np.testing.assert_array_equal(got, fc.dense(x, k, b, "relu"))
 
 
 def test_a_prepared_kernel_of_another_dispatch_is_declined(rng):
@@ -357,3 +372,17 @@ def test_the_c_entry_points_refuse_bad_arguments_instead_of_crashing():
     assert lib.fc_conv2d_prepared_kernel_floats(bad) == 0
     assert lib.fc_conv2d_forward_maxpool2x2(bad, P(x), P(k), P(b), P(y), 3, 3) == \
         fc_capi.FC_ERR_ARG
+
+
+def test_plans_follow_fit_through_packed_kernels(rng):
+    backend.clear_session()
+    model = Sequential([Conv2D(24, 1, activation="relu", input_shape=(6, 6, 8)),
+                        Conv2D(16, 3, strides=2), Flatten(), Dense(5)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = rng.standard_normal((16, 6, 6, 8)).astype(np.float32)
+    target = rng.standard_normal((16, 5)).astype(np.float32)
+    before = model.predict(data)   # plans, packed kernels
+    model.fit(data, target, epochs=1, batch_size=16, verbose=0)
+    after = model.predict(data)
+    np.testing.assert_array_equal(after, _unplanned(model, data))
+    assert not np.array_equal(after, before)

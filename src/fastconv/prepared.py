@@ -109,8 +109,10 @@ class PreparedOp:
         result for this kernel's values) where it can."""
         if (prepared is not None and self.fast and self._matches(x, (kernel, bias))
                 and ops.get_backend() == "c"):
-            return self._run_prepared(x, prepared, kernel, bias)
-        return self(x, kernel, bias)
+            y = self._run_prepared(x, prepared, bias)
+            if y is not None:
+                return y
+        return self(x, kernel, bias)   # declined (NaN or infinity met, another dispatch)
 
 
 def _template(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -162,7 +164,7 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
         return y
 
     prepare, run_prepared = _kernel_preparation(geometry, fast, dtype, cf, groups, act,
-                                                out_shape, run, pooled=False)
+                                                out_shape, pooled=False)
     bias_shape = (g.c_out,) if has_bias else None
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
                       fast, op, run, prepare, run_prepared)
@@ -178,12 +180,11 @@ def _aligned_empty(floats: int) -> np.ndarray:
 
 
 def _kernel_preparation(geometry: Tuple[int, ...], fast: bool, dtype: np.dtype, cf: bool,
-                        groups: int, act: int, out_shape: Tuple[int, ...], from_kernel,
-                        pooled: bool):
-    """(prepare, run_prepared) of a convolution whose kernel the C kernels
-    prepare (conv2d_prepared_kernel_floats > 0), else (None, None);
-    ``pooled``: run_prepared returns the 2x2 max pooling. ``from_kernel(x,
-    kernel, bias)`` computes the calls the prepared kernel declines."""
+                        groups: int, act: int, out_shape: Tuple[int, ...], pooled: bool):
+    """(prepare(kernel), run_prepared(x, prepared, bias)) of a convolution
+    whose kernel the C kernels prepare (conv2d_prepared_kernel_floats > 0),
+    else (None, None); run_prepared returns None for a call the C kernels
+    decline, the 2x2 max pooling with ``pooled``."""
     if not (fast and dtype == np.float32 and not cf and groups == 1
             and ops._kernels.conv2d_prepared_kernel_floats(geometry) > 0):
         return None, None
@@ -194,12 +195,12 @@ def _kernel_preparation(geometry: Tuple[int, ...], fast: bool, dtype: np.dtype, 
         kernels.conv2d_prepare_kernel(kernel, out, geometry, ops._threads_arg())
         return out
 
-    def run_prepared(x, prepared, kernel, bias):
+    def run_prepared(x, prepared, bias):
         y = _memory.empty(out_shape, dtype)
         if kernels.conv2d_forward_prepared(x, prepared, bias, y, geometry, act,
                                            ops._threads_arg(), pooled):
             return y
-        return from_kernel(x, kernel, bias)   # NaN or infinity met
+        return None
     return prepare, run_prepared
 
 
@@ -234,7 +235,7 @@ def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
         return op(x, kernel, bias)   # NaN or infinity met: the unfused ops place them
 
     prepare, run_prepared = _kernel_preparation(geometry, fuses, dtype, cf, 1, act, out_shape,
-                                                op, pooled=True)
+                                                pooled=True)
     return PreparedOp(tuple(x_shape), dtype, conv.weight_shapes, out_shape, fuses, op, run,
                       prepare, run_prepared)
 
@@ -263,9 +264,21 @@ def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[i
                                     geometry, act, ops._threads_arg())
         return y
 
+    fast = not ops._is_empty(g) and ops._kernels is not None
+    # as a 1x1 convolution: a kernel packed once for batches the GEMM runs
+    prepare4, run4 = _kernel_preparation(geometry, fast, dtype, False, 1, act, y4, pooled=False)
+    prepare = run_prepared = None
+    if prepare4 is not None:
+        def prepare(kernel):
+            return prepare4(kernel.reshape(k4))
+
+        def run_prepared(x, prepared, bias):
+            y = run4(x.reshape(x4), prepared, bias)
+            return None if y is None else y.reshape(out_shape)
+
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), (g.c_out,) if has_bias
-                                              else None), out_shape,
-                      not ops._is_empty(g) and ops._kernels is not None, op, run)
+                                              else None), out_shape, fast, op, run, prepare,
+                      run_prepared)
 
 
 def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size=2,

@@ -408,15 +408,17 @@ class InferencePlan:
         op = prepared.prepare_dense(x.shape, x.dtype, kernel_var._value.shape,
                                     bias_var is not None or bn is not None,
                                     self._activation_of(chain) if fused else None)
-        if bn is None:
+        folded = self._folded(layer, kernel_var, bias_var, bn) if bn is not None else None
+        call = _PreparedKernel(op, folded.sources if folded is not None else [kernel_var]) \
+            if op.prepares else op
+        if folded is None:
             def run(ins: List[np.ndarray]) -> np.ndarray:
-                z = op(ins[0], kernel_var._value,
-                       bias_var._value if bias_var is not None else None)
+                z = call(ins[0], kernel_var._value,
+                         bias_var._value if bias_var is not None else None)
                 return z if fused else layer._apply_activation(z)[0]
             return run
-        folded = self._folded(layer, kernel_var, bias_var, bn)
 
         def run_folded(ins: List[np.ndarray]) -> np.ndarray:
             kernel, bias = folded.current()
-            return op(ins[0], kernel, bias)
+            return call(ins[0], kernel, bias)
         return run_folded
