@@ -267,8 +267,9 @@ def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[i
     fast = not ops._is_empty(g) and ops._kernels is not None
     # as a 1x1 convolution: a kernel packed once for batches the GEMM runs
     prepare4, run4 = _kernel_preparation(geometry, fast, dtype, False, 1, act, y4, pooled=False)
-    prepare = run_prepared = None
-    if prepare4 is not None:
+    if prepare4 is None:
+        prepare = run_prepared = None
+    else:
         def prepare(kernel):
             return prepare4(kernel.reshape(k4))
 
