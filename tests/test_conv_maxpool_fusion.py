@@ -386,3 +386,19 @@ def test_plans_follow_fit_through_packed_kernels(rng):
     after = model.predict(data)
     np.testing.assert_array_equal(after, _unplanned(model, data))
     assert not np.array_equal(after, before)
+
+
+def test_a_models_plans_share_one_prepared_kernel_and_fold_per_layer(rng):
+    backend.clear_session()
+    inp = Input((None, None, 16))
+    x = Conv2D(16, 3, padding="same", activation="relu")(inp)          # Winograd
+    x = BatchNormalization()(Conv2D(24, 1)(x))                         # folded, packed
+    model = Model(inp, x)
+    outputs = []
+    for size in (6, 7, 9):   # plans for three input sizes, each batch also with a remainder
+        data = rng.standard_normal((11, size, size, 16)).astype(np.float32)
+        outputs.append(model.predict(data, batch_size=8))
+        np.testing.assert_allclose(outputs[-1], _unplanned(model, data), rtol=1e-4, atol=1e-5)
+    shared = model.__dict__["_inference_shared"]
+    assert sorted(key[0] for key in shared) == ["folded", "prepared", "prepared"]
+    assert len(model.__dict__["_inference_plans"]) == 4   # the most kept

@@ -56,17 +56,21 @@ class PreparedOp:
     """
 
     __slots__ = ("x_shape", "dtype", "weight_shapes", "out_shape", "fast", "_op", "_run",
-                 "_prepare", "_run_prepared")
+                 "_prepare", "_run_prepared", "prepared_key")
 
     def __init__(self, x_shape: Tuple[int, ...], dtype: np.dtype,
                  weight_shapes: Tuple[Optional[Tuple[int, ...]], ...],
                  out_shape: Tuple[int, ...], fast: bool, op, run, prepare=None,
-                 run_prepared=None) -> None:
+                 run_prepared=None, prepared_key=None) -> None:
         self.x_shape, self.dtype = x_shape, dtype
         self.weight_shapes, self.out_shape = weight_shapes, out_shape
         self.fast = fast
         self._op, self._run = op, run
         self._prepare, self._run_prepared = prepare, run_prepared
+        # what the prepared kernel depends on besides the kernel's values and
+        # the dispatch (channels, kernel size, strides, dilations; not the
+        # input's size): ops with equal keys prepare the same array
+        self.prepared_key = prepared_key
 
     @property
     def prepares(self) -> bool:
@@ -167,7 +171,14 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
                                                 out_shape, pooled=False)
     bias_shape = (g.c_out,) if has_bias else None
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
-                      fast, op, run, prepare, run_prepared)
+                      fast, op, run, prepare, run_prepared, _prepared_key(geometry))
+
+
+def _prepared_key(geometry: Tuple[int, ...]) -> Tuple[int, ...]:
+    """PreparedOp.prepared_key: c_in, kh, kw, c_out, strides and dilations
+    of the C geometry (n, h, w, c_in, kh, kw, c_out, out_h, out_w, stride_h,
+    stride_w, dilation_h, dilation_w, ...)."""
+    return tuple(geometry[3:7]) + tuple(geometry[9:13])
 
 
 def _aligned_empty(floats: int) -> np.ndarray:
@@ -237,7 +248,7 @@ def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
     prepare, run_prepared = _kernel_preparation(geometry, fuses, dtype, cf, 1, act, out_shape,
                                                 pooled=True)
     return PreparedOp(tuple(x_shape), dtype, conv.weight_shapes, out_shape, fuses, op, run,
-                      prepare, run_prepared)
+                      prepare, run_prepared, _prepared_key(geometry))
 
 
 def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],
@@ -279,7 +290,7 @@ def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[i
 
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), (g.c_out,) if has_bias
                                               else None), out_shape, fast, op, run, prepare,
-                      run_prepared)
+                      run_prepared, _prepared_key(geometry))
 
 
 def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size=2,

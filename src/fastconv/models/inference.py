@@ -25,8 +25,12 @@ and reused while they stay the same. Making it:
 * every other layer call runs as in :meth:`Graph.run`, with the same
   ``training`` argument it would get there.
 
-A convolution whose kernel the C kernels prepare (its Winograd transform:
+A convolution or Dense whose kernel the C kernels prepare (its Winograd
+transform, or B packed into the GEMM's panels:
 :meth:`~fastconv.prepared.PreparedOp.prepare_kernel`) keeps it prepared.
+Folded copies and prepared kernels are the model's, shared by its plans:
+one of each per layer, whatever the number of input shapes (about the
+weights' size again; a Winograd transform 1.8 times its kernel).
 
 A folded copy or a prepared kernel is remade when one of the weights it
 came from changed: the plan keeps the :class:`~fastconv.layers.base.Variable`
@@ -83,7 +87,7 @@ def plan_for(owner: Any, graph: Any, arrays: Sequence[np.ndarray],
         return plan
     if len(plans) >= MAX_PLANS_PER_MODEL:
         plans.pop(next(iter(plans)))
-    plan = InferencePlan(graph, training)
+    plan = InferencePlan(graph, training, owner.__dict__.setdefault("_inference_shared", {}))
     plans[key] = plan
     return plan
 
@@ -117,25 +121,27 @@ class _Folded:
 
 
 class _PreparedKernel:
-    """A prepared op's prepared kernel, remade when one of its source
-    variables changed or the kernels' dispatch did (SIMD path, Winograd)."""
+    """A layer's prepared kernel, remade when one of its source variables
+    changed or the kernels' dispatch did (SIMD path, Winograd). One per
+    layer and kernel layout, shared by the model's plans (a predict call
+    makes two: full batches and the last one), so the model holds one copy."""
 
-    __slots__ = ("op", "sources", "key", "prepared")
+    __slots__ = ("sources", "key", "prepared")
 
-    def __init__(self, op: prepared.PreparedOp, sources: List[Variable]) -> None:
-        self.op, self.sources = op, sources
+    def __init__(self, sources: List[Variable]) -> None:
+        self.sources = sources
         self.key: Optional[Tuple[Any, ...]] = None
         self.prepared: Optional[np.ndarray] = None
 
-    def __call__(self, x: np.ndarray, kernel: np.ndarray,
-                 bias: Optional[np.ndarray]) -> np.ndarray:
+    def get(self, op: prepared.PreparedOp, kernel: np.ndarray) -> Optional[np.ndarray]:
         kernels = ops._kernels
         key = (tuple(v._version for v in self.sources), kernels.get_simd(),
                kernels.get_winograd())
         if key != self.key:
-            self.prepared = self.op.prepare_kernel(kernel)
+            self.prepared = None   # the old one freed before the new one is made
+            self.prepared = op.prepare_kernel(kernel)
             self.key = key
-        return self.op.call_prepared(x, self.prepared, kernel, bias)
+        return self.prepared
 
 
 def _relu_kind(layer: Any) -> Optional[str]:
@@ -166,9 +172,13 @@ def _hwio(layer: Any, kernel: np.ndarray) -> np.ndarray:
 class InferencePlan:
     """The steps of one graph for one input signature (see the module doc)."""
 
-    def __init__(self, graph: Any, training: Optional[bool]) -> None:
+    def __init__(self, graph: Any, training: Optional[bool],
+                 shared: Optional[Dict[Any, Any]] = None) -> None:
         self.graph = graph
         self.training = training
+        # the owner's folded copies and prepared kernels, shared by its plans
+        # (one copy per layer, not one per input shape)
+        self.shared: Dict[Any, Any] = {} if shared is None else shared
         self.steps: Optional[List[Tuple[Callable[[List[np.ndarray]], np.ndarray],
                                         List[int], int, List[int]]]] = None
 
@@ -334,11 +344,37 @@ class InferencePlan:
         kinds = [_relu_kind(node.layer) for node in chain[1:]]
         return next((kind for kind in kinds if kind is not None), None)
 
+    def _with_prepared_kernel(self, op: prepared.PreparedOp, sources: List[Variable]
+                              ) -> Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]],
+                                            np.ndarray]:
+        """``op``, run from the layer's shared prepared kernel where it has one."""
+        if not op.prepares:
+            return op
+        # keyed by the variables (the holder keeps them: their ids stay theirs)
+        key = ("prepared",) + tuple(id(v) for v in sources) + (op.prepared_key,)
+        holder = self.shared.get(key)
+        if holder is None:
+            holder = self.shared[key] = _PreparedKernel(sources)
+
+        def call(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray]) -> np.ndarray:
+            return op.call_prepared(x, holder.get(op, kernel), kernel, bias)
+        return call
+
     def _folded(self, layer: Any, kernel: Variable, bias: Optional[Variable], bn: Any
                 ) -> _Folded:
         gamma, beta = getattr(bn, "gamma", None), getattr(bn, "beta", None)
         sources = [v for v in (kernel, bias, gamma, beta, bn.moving_mean, bn.moving_variance)
                    if v is not None]
+        # keyed by the variables (the copy holds them: their ids stay theirs)
+        key = ("folded",) + tuple(id(v) for v in sources)
+        folded = self.shared.get(key)
+        if folded is None:
+            folded = self.shared[key] = self._make_folded(layer, kernel, bias, bn, sources)
+        return folded
+
+    def _make_folded(self, layer: Any, kernel: Variable, bias: Optional[Variable], bn: Any,
+                     sources: List[Variable]) -> _Folded:
+        gamma, beta = getattr(bn, "gamma", None), getattr(bn, "beta", None)
         epsilon = bn._epsilon()
         dtype = kernel._value.dtype
 
@@ -385,8 +421,8 @@ class InferencePlan:
             except ValueError as exc:   # the convolution took them: the pooling refused
                 raise _RefusedBy(chain[-1].layer, exc) from exc
         folded = self._folded(layer, kernel_var, bias_var, bn) if bn is not None else None
-        sources = folded.sources if folded is not None else [kernel_var]
-        call = _PreparedKernel(op, sources) if op.prepares else op
+        call = self._with_prepared_kernel(op, folded.sources if folded is not None
+                                          else [kernel_var])
         if folded is None:
             def run(ins: List[np.ndarray]) -> np.ndarray:
                 bias = bias_var._value if bias_var is not None else None
@@ -409,8 +445,8 @@ class InferencePlan:
                                     bias_var is not None or bn is not None,
                                     self._activation_of(chain) if fused else None)
         folded = self._folded(layer, kernel_var, bias_var, bn) if bn is not None else None
-        call = _PreparedKernel(op, folded.sources if folded is not None else [kernel_var]) \
-            if op.prepares else op
+        call = self._with_prepared_kernel(op, folded.sources if folded is not None
+                                          else [kernel_var])
         if folded is None:
             def run(ins: List[np.ndarray]) -> np.ndarray:
                 z = call(ins[0], kernel_var._value,

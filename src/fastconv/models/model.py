@@ -178,6 +178,7 @@ class Model(TrainingMixin, Layer):
                                   if id(node) in traced]
         state["_tape"] = None
         state.pop("_inference_plans", None)   # closures over this model's layers: remade
+        state.pop("_inference_shared", None)
         state.pop("_checked_input", None)
         return state
 
