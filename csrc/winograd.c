@@ -145,7 +145,6 @@ static void wino_kernel_layout(wino_problem *q, const fc_kernel_table *t, int64_
 static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t tile0,
                      int64_t count, float *v, float *m)
 {
-    const int64_t T = q->block;
     /* Input transform. */
     for (int64_t i = 0; i < count; ++i) {
         const int64_t tile = tile0 + i;
