@@ -201,13 +201,16 @@ static int prepared_kind(const fc_conv2d_params *p)
     return forward_is_igemm(p) ? FC_PREP_PACKED : 0;
 }
 
-static void prepared_header(const fc_conv2d_params *p, int kind, int32_t header[4])
+#define FC_PREP_HEADER_INTS 5
+static void prepared_header(const fc_conv2d_params *p, int kind,
+                            int32_t header[FC_PREP_HEADER_INTS])
 {
     const fc_kernel_table *t = fc_active_kernels();
     header[0] = kind;
-    header[1] = t->vl * t->nv_max;
+    header[1] = t->vl * t->nv_max;   /* the panel width */
     header[2] = (int32_t)(p->c_in & 0x7fffffff);
     header[3] = (int32_t)(p->c_out & 0x7fffffff);
+    header[4] = (int32_t)((p->kh * p->kw) & 0x7fffffff);   /* check_params bounds these */
 }
 
 int64_t fc_conv2d_prepared_kernel_floats(const fc_conv2d_params *p)
@@ -229,7 +232,7 @@ int fc_conv2d_prepare_kernel(const fc_conv2d_params *p, const float *kernel, flo
         return FC_DECLINED;
     if (kernel == NULL || prepared == NULL)
         return FC_ERR_ARG;
-    int32_t header[4];
+    int32_t header[FC_PREP_HEADER_INTS];
     prepared_header(p, kind, header);
     memset(prepared, 0, FC_PREP_HEADER * sizeof(float));
     memcpy(prepared, header, sizeof header);
@@ -249,7 +252,7 @@ int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x, const 
     if (status != FC_OK)
         return status;
     const int kind = prepared_kind(p);
-    int32_t header[4], held[4];
+    int32_t header[FC_PREP_HEADER_INTS], held[FC_PREP_HEADER_INTS];
     prepared_header(p, kind, header);
     memcpy(held, prepared, sizeof held);
     if (kind == 0 || memcmp(header, held, sizeof header) != 0)

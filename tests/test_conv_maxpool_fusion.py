@@ -368,6 +368,15 @@ def test_the_c_entry_points_refuse_bad_arguments_instead_of_crashing():
     q = fc_capi.ConvParams(**{**good, "stride_h": 2, "out_h": 3})
     assert lib.fc_conv2d_forward_prepared(q, P(x), P(u), P(b), P(y_full), 0, 0) == \
         fc_capi.FC_DECLINED
+    strided = fc_capi.ConvParams(**{**good, "stride_h": 2, "stride_w": 2, "out_h": 3,
+                                    "out_w": 3})
+    one_by_one = fc_capi.ConvParams(**{**good, "kh": 1, "kw": 1, "stride_h": 2, "stride_w": 2,
+                                       "out_h": 4, "out_w": 4})
+    small = fc_capi.floats(lib.fc_conv2d_prepared_kernel_floats(one_by_one))
+    assert lib.fc_conv2d_prepare_kernel(one_by_one, P(k[:256].copy()), P(small)) == fc_capi.FC_OK
+    # a 1x1 layer's packed B (a ninth of the 3x3 one's) given to the 3x3 layer: declined
+    assert lib.fc_conv2d_forward_prepared(strided, P(x), P(small), P(b), P(y), 0, 0) == \
+        fc_capi.FC_DECLINED
     bad = fc_capi.ConvParams(**{**good, "pad_top": 5})   # past the kernel's reach
     assert lib.fc_conv2d_prepared_kernel_floats(bad) == 0
     assert lib.fc_conv2d_forward_maxpool2x2(bad, P(x), P(k), P(b), P(y), 3, 3) == \
