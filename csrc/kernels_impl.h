@@ -484,6 +484,23 @@ static void wino_input_tile(const float *const *cells, int64_t c, float *v, int6
  * infinite: the transforms mix all 16 cells of a tile, so a non-finite input
  * would reach outputs whose window does not hold it, and the caller then
  * recomputes with the direct algorithm. */
+/* The tile's 4 outputs of channels [ch, ch + FC_VL) (masked in a tail),
+ * bias added. */
+FC_ALWAYS_INLINE void wino_tile_outputs(const float *m, int64_t m_stride, int64_t ch,
+                                        const float *bias, int tail, fc_mask mask, fc_vec *y)
+{
+    (void)mask;
+    fc_vec v[16], t[4];
+    for (int e = 0; e < 16; ++e)
+        v[e] = tail ? VLOAD_M(m + e * m_stride + ch, mask) : VLOAD(m + e * m_stride + ch);
+    wino_output_transform(v, t);
+    const fc_vec b = bias == NULL ? VZERO()
+                     : tail       ? VLOAD_M(bias + ch, mask)
+                                  : VLOAD(bias + ch);
+    for (int q = 0; q < 4; ++q)
+        y[q] = VADD(t[q], b);
+}
+
 static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const float *bias,
                             int relu, float *const *out)
 {
@@ -491,18 +508,12 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
     for (int64_t ch = 0; ch < c; ch += FC_VL) {
         const int tail = c - ch < FC_VL;
         const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
-        (void)mask;
-        fc_vec v[16], y[4];
-        for (int e = 0; e < 16; ++e)
-            v[e] = tail ? VLOAD_M(m + e * m_stride + ch, mask) : VLOAD(m + e * m_stride + ch);
-        wino_output_transform(v, y);
-        const fc_vec b = bias == NULL ? VZERO()
-                         : tail       ? VLOAD_M(bias + ch, mask)
-                                      : VLOAD(bias + ch);
+        fc_vec y[4];
+        wino_tile_outputs(m, m_stride, ch, bias, tail, mask, y);
         for (int q = 0; q < 4; ++q) {
             if (out[q] == NULL)
                 continue;
-            fc_vec r = VADD(y[q], b);
+            fc_vec r = y[q];
             check = VADD(check, VSUB(r, r));
             r = FC_ACTIVATE(r, relu);
             if (tail)
@@ -517,8 +528,7 @@ static int wino_output_tile(const float *m, int64_t m_stride, int64_t c, const f
 /* wino_output_tile's outputs pooled: the max of the outputs (r, c) whose bit
  * 2 r + c is set in `cells` (at least output (0, 0)), in row-major order,
  * the first of equal values kept, as the max-pooling kernels do, stored at
- * out. Returns nonzero
- * when one of those outputs is NaN or infinite. */
+ * out. Returns nonzero when one of those outputs is NaN or infinite. */
 static int wino_output_pool_tile(const float *m, int64_t m_stride, int64_t c, const float *bias,
                                  int relu, unsigned cells, float *out)
 {
@@ -526,19 +536,13 @@ static int wino_output_pool_tile(const float *m, int64_t m_stride, int64_t c, co
     for (int64_t ch = 0; ch < c; ch += FC_VL) {
         const int tail = c - ch < FC_VL;
         const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c - ch) : FC_VL);
-        (void)mask;
-        fc_vec v[16], y[4];
-        for (int e = 0; e < 16; ++e)
-            v[e] = tail ? VLOAD_M(m + e * m_stride + ch, mask) : VLOAD(m + e * m_stride + ch);
-        wino_output_transform(v, y);
-        const fc_vec b = bias == NULL ? VZERO()
-                         : tail       ? VLOAD_M(bias + ch, mask)
-                                      : VLOAD(bias + ch);
+        fc_vec y[4];
+        wino_tile_outputs(m, m_stride, ch, bias, tail, mask, y);
         fc_vec best = VZERO();
         for (int q = 0; q < 4; ++q) {
             if (!(cells >> q & 1u))
                 continue;
-            fc_vec r = VADD(y[q], b);
+            fc_vec r = y[q];
             check = VADD(check, VSUB(r, r));
             r = FC_ACTIVATE(r, relu);
             best = q == 0 ? r : VSEL(VTAKE(r, best), best, r);

@@ -222,6 +222,17 @@ cdef int _check(int status) except -1:
     raise ValueError(message)
 
 
+cdef bint _done_unless_declined(int status) except -1:
+    # a fused or prepared call: False when the C kernels declined it (the
+    # caller computes it unfused), else _check's verdict
+    if status == FC_DECLINED:
+        if fc_regions_recording():
+            fc_regions_mark()
+        return False
+    _check(status)
+    return True
+
+
 cdef fc_conv2d_params _conv_params(tuple g, int relu, int n_threads, int64_t groups,
                                    bint channels_first):
     # g is a fastconv.shapes.ConvGeometry: its first 17 fields are sizes (NHWC
@@ -343,12 +354,7 @@ def conv2d_forward_maxpool2x2(const float[:, :, :, ::1] x, const float[:, :, :, 
     with nogil:
         status = fc_conv2d_forward_maxpool2x2(&p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
                                               &y[0, 0, 0, 0], y.shape[1], y.shape[2])
-    if status == FC_DECLINED:
-        if fc_regions_recording():
-            fc_regions_mark()
-        return False
-    _check(status)
-    return True
+    return _done_unless_declined(status)
 
 
 def conv2d_prepared_kernel_floats(tuple geometry):
@@ -400,12 +406,7 @@ def conv2d_forward_prepared(const float[:, :, :, ::1] x, const float[::1] prepar
     with nogil:
         status = fc_conv2d_forward_prepared(&p, &x[0, 0, 0, 0], &prepared[0], bias_ptr,
                                             &y[0, 0, 0, 0], pool_h, pool_w)
-    if status == FC_DECLINED:
-        if fc_regions_recording():
-            fc_regions_mark()
-        return False
-    _check(status)
-    return True
+    return _done_unless_declined(status)
 
 
 def conv2d_backward_input(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] kernel,
