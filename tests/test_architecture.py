@@ -39,7 +39,8 @@ COMPUTE_CORE = {"fastconv.ops", "fastconv.prepared", "fastconv.shapes", "fastcon
                 "fastconv._kernels",
                 "fastconv._memory", "fastconv.config"}
 TOOLS = {"fastconv.demo", "fastconv.bench", "fastconv.bench_distributed", "fastconv.bench_input",
-         "fastconv.bench_models", "fastconv.bench_peers", "fastconv.bench_scaling",
+         "fastconv.bench_models", "fastconv.bench_peers", "fastconv.bench_runtimes",
+         "fastconv.bench_scaling",
          "fastconv.bench_timing", "fastconv.bench_worker",
          "fastconv.__main__"}
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastconv import backend, bench_models, bench_peers
+from fastconv import backend, bench_models, bench_peers, bench_runtimes
 from fastconv.layers import (BatchNormalization, Conv2D, Conv2DTranspose, Dense, Flatten,
                              Input, LeakyReLU)
 from fastconv.models import Model
@@ -162,9 +162,9 @@ def test_onnx_runtime_and_openvino_equal_fastconv(name):
     assert not any(node.op_type == "Dropout" for node in proto.graph.node)
     runners = []
     if _importable("onnxruntime"):
-        runners.append(("onnxruntime", bench_peers.ort_session(blob, threads=1)))
+        runners.append(("onnxruntime", bench_runtimes.ort_session(blob, threads=1)))
     if _importable("openvino"):
-        runners.append(("openvino", bench_peers.openvino_runner(blob, threads=1)))
+        runners.append(("openvino", bench_runtimes.openvino_runner(blob, threads=1)))
     if not runners:
         pytest.skip("neither onnxruntime nor openvino is installed")
     for peer, runner in runners:
@@ -269,12 +269,12 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="exact_padding"):
         bench_peers.to_torch(model, exact_padding="yes")
     with pytest.raises(TypeError, match="onnx_bytes"):
-        bench_peers.ort_session("model.onnx", 1)
+        bench_runtimes.ort_session("model.onnx", 1)
     with pytest.raises(ValueError, match="threads"):
-        bench_peers.openvino_runner(b"", 0)
+        bench_runtimes.openvino_runner(b"", 0)
 
 
 def test_a_missing_peer_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)   # import fails
     with pytest.raises(ImportError, match=r"pip install 'fastconv\[bench\]'"):
-        bench_peers.ort_session(b"not a model", 1)
+        bench_runtimes.ort_session(b"not a model", 1)

@@ -261,7 +261,7 @@ def available_peers(wanted: Sequence[str] = INFERENCE_PEERS) -> List[str]:
 
 def _inference_runners(model: Model, peers: Sequence[str], threads: int
                        ) -> Dict[str, Callable[[np.ndarray], object]]:
-    from . import bench_peers
+    from . import bench_peers, bench_runtimes
     runners: Dict[str, Callable[[np.ndarray], object]] = {}
     if "torch" in peers:
         import torch
@@ -275,9 +275,9 @@ def _inference_runners(model: Model, peers: Sequence[str], threads: int
     if onnx_peers:
         onnx_bytes = bench_peers.to_onnx(model)
         if "onnxruntime" in onnx_peers:
-            runners["onnxruntime"] = bench_peers.ort_session(onnx_bytes, threads).run
+            runners["onnxruntime"] = bench_runtimes.ort_session(onnx_bytes, threads).run
         if "openvino" in onnx_peers:
-            runners["openvino"] = bench_peers.openvino_runner(onnx_bytes, threads).run
+            runners["openvino"] = bench_runtimes.openvino_runner(onnx_bytes, threads).run
     return runners
 
 
