@@ -264,5 +264,5 @@ int fc_conv2d_forward_prepared(const fc_conv2d_params *p, const float *x, const 
         return FC_DECLINED;   /* the pooled form exists for Winograd layers only */
     if (x == NULL || y == NULL)
         return FC_ERR_ARG;
-    return forward_prepacked(p, fc_active_kernels(), x, prepared + FC_PREP_HEADER, bias, y);
+    return forward_gemm(p, fc_active_kernels(), x, NULL, prepared + FC_PREP_HEADER, bias, y);
 }

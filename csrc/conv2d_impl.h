@@ -925,8 +925,24 @@ static void FCN(forward_problem)(const fc_conv2d_params *p, FCN(igemm_problem) *
     g->ntaps = p->kh * p->kw;
 }
 
+/* fc_conv2d_forward's channels-last paths besides Winograd and the GEMM:
+ * the first-layer loop (1-4 input channels) and the few-sample pass (a 1x1
+ * layer on at most FC_GEMV_MAX_ROWS pixels: dense layers at batch 1-4). */
+static int FCN(forward_few_channels)(const fc_conv2d_params *p)
+{
+    return groups_of(p) == 1 && p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1;
+}
+
+static int FCN(forward_few_rows)(const fc_conv2d_params *p)
+{
+    return groups_of(p) == 1 && p->kh == 1 && p->kw == 1 && p->stride_h == 1 &&
+           p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->h &&
+           p->out_w == p->w && p->n * p->out_h * p->out_w <= FC_GEMV_MAX_ROWS;
+}
+
+#if !FC_IS_F64   /* prepared kernels (conv2d.c) are float32's */
 /* Whether fc_conv2d_forward runs this (valid) layer by one indirect GEMM:
- * channels last, one group, none of the special paths. */
+ * channels last, one group, none of the other paths. */
 static int FCN(forward_is_igemm)(const fc_conv2d_params *p)
 {
     if (p->channels_first || groups_of(p) != 1 || p->n < 1 || p->c_in < 1 || p->c_out < 1)
@@ -935,11 +951,7 @@ static int FCN(forward_is_igemm)(const fc_conv2d_params *p)
     if (fc_winograd_applies(p, 0))
         return 0;
 #endif
-    if (p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
-        return 0;
-    return !(p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-             p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->h && p->out_w == p->w &&
-             p->n * p->out_h * p->out_w <= FC_GEMV_MAX_ROWS);
+    return !FCN(forward_few_channels)(p) && !FCN(forward_few_rows)(p);
 }
 
 /* B of such a layer packed as igemm_run packs it: panels of the kernel
@@ -965,22 +977,32 @@ static void FCN(forward_pack)(const fc_conv2d_params *p, const FCN(fc_kernel_tab
             FCN(pack_block)(&g, kernel, packed, nr_panel, panel, tap);
     memset(packed + npanels * g.panel_stride, 0, 16 * sizeof(FC_T));
 }
+#endif
 
-/* fc_conv2d_forward of a forward_is_igemm layer from its packed B. */
-static int FCN(forward_prepacked)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
-                                  const FC_T *x, const FC_T *packed, const FC_T *bias, FC_T *y)
+/* The forward indirect GEMMs, one per group: a group's input channels are a
+ * slice of each pixel, its kernel columns and output channels a slice of
+ * c_out. With `packed` (one group), B comes packed (forward_pack), not from
+ * `kernel`. */
+static int FCN(forward_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
+                             const FC_T *x, const FC_T *kernel, const FC_T *packed,
+                             const FC_T *bias, FC_T *y)
 {
+    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
     FCN(igemm_problem) g;
     FCN(forward_problem)(p, &g);
     FC_T *zero = (FC_T *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(FC_T));
     if (zero == NULL)
         return FC_ERR_NOMEM;
     g.zero = zero;
-    g.a_src = x;
     g.b_prepacked = packed;
-    g.bias = bias;
-    g.out = y;
-    const int status = FCN(igemm_run)(&g, t);
+    int status = FC_OK;
+    for (int64_t grp = 0; grp < groups && status == FC_OK; ++grp) {
+        g.a_src = x + grp * cig;
+        g.b_src = packed != NULL ? NULL : kernel + grp * cog;
+        g.bias = bias ? bias + grp * cog : NULL;
+        g.out = y + grp * cog;
+        status = FCN(igemm_run)(&g, t);
+    }
     fc_free(zero);
     return status;
 }
@@ -1007,32 +1029,11 @@ int FCN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T 
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();
     if (p->channels_first)
         return FCN(nchw_forward)(p, t, x, kernel, bias, y);
-    const int64_t groups = groups_of(p), cig = p->c_in / groups, cog = p->c_out / groups;
-    if (groups == 1 && p->c_in <= FC_FEW_CHANNELS && p->kh * p->kw > 1)
+    if (FCN(forward_few_channels)(p))
         return FCN(few_channel_forward)(p, t, x, kernel, bias, y);
-    if (groups == 1 && p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-        p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->h && p->out_w == p->w &&
-        p->n * p->out_h * p->out_w <= FC_GEMV_MAX_ROWS)
+    if (FCN(forward_few_rows)(p))
         return FCN(gemv_forward)(p, t, x, kernel, bias, y);
-
-    /* One GEMM per group: its input channels are a slice of each pixel, its
-     * kernel columns and output channels a slice of c_out. */
-    FCN(igemm_problem) g;
-    FCN(forward_problem)(p, &g);
-    FC_T *zero = (FC_T *)fc_calloc(max64(g.k_row, 1) + 64, sizeof(FC_T));
-    if (zero == NULL)
-        return FC_ERR_NOMEM;
-    g.zero = zero;
-    status = FC_OK;   /* (Winograd may have declined with FC_WINO_NONFINITE) */
-    for (int64_t grp = 0; grp < groups && status == FC_OK; ++grp) {
-        g.a_src = x + grp * cig;
-        g.b_src = kernel + grp * cog;
-        g.bias = bias ? bias + grp * cog : NULL;
-        g.out = y + grp * cog;
-        status = FCN(igemm_run)(&g, t);
-    }
-    fc_free(zero);
-    return status;
+    return FCN(forward_gemm)(p, t, x, kernel, NULL, bias, y);
 }
 
 /*
