@@ -40,7 +40,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from . import _memory, ops
+from . import _memory, ops, shapes
 
 __all__ = ["PreparedOp", "prepare_conv2d", "prepare_conv2d_maxpool", "prepare_dense",
            "prepare_pool2d"]
@@ -125,8 +125,8 @@ def _template(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype=dtype), shape)
 
 
-def _conv_geometry(x_shape: Tuple[int, ...], dtype: np.dtype, kernel_shape: Tuple[int, ...],
-                   strides, padding, dilation_rate, groups: int, cf: bool):
+def _c_conv(x_shape: Tuple[int, ...], dtype: np.dtype, kernel_shape: Tuple[int, ...],
+            strides, padding, dilation_rate, groups: int, cf: bool):
     """The op's geometry of a convolution, its C geometry tuple, and whether
     the C kernels take it as it is (no padded copy, no kernel transpose)."""
     x_t, k_t = _template(x_shape, dtype), _template(kernel_shape, dtype)
@@ -147,8 +147,8 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
     dtype = np.dtype(dtype)
     act = ops._fused_activation(activation)
     cf = ops._channels_first(data_format)
-    g, geometry, fast = _conv_geometry(x_shape, dtype, kernel_shape, strides, padding,
-                                       dilation_rate, groups, cf)
+    g, geometry, fast = _c_conv(x_shape, dtype, kernel_shape, strides, padding, dilation_rate,
+                                groups, cf)
     out_shape = ops._act_shape(g, "out")
     depthwise = ops._depthwise(g)
     c_layout = ops._c_layout(g)
@@ -171,14 +171,12 @@ def prepare_conv2d(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[
                                                 out_shape, pooled=False)
     bias_shape = (g.c_out,) if has_bias else None
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), bias_shape), out_shape,
-                      fast, op, run, prepare, run_prepared, _prepared_key(geometry))
+                      fast, op, run, prepare, run_prepared, _prepared_key(g))
 
 
-def _prepared_key(geometry: Tuple[int, ...]) -> Tuple[int, ...]:
-    """PreparedOp.prepared_key: c_in, kh, kw, c_out, strides and dilations
-    of the C geometry (n, h, w, c_in, kh, kw, c_out, out_h, out_w, stride_h,
-    stride_w, dilation_h, dilation_w, ...)."""
-    return tuple(geometry[3:7]) + tuple(geometry[9:13])
+def _prepared_key(g: shapes.ConvGeometry) -> Tuple[int, ...]:
+    """PreparedOp.prepared_key of a layer of geometry ``g``."""
+    return (g.c_in, g.kh, g.kw, g.c_out, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w)
 
 
 def _aligned_empty(floats: int) -> np.ndarray:
@@ -228,8 +226,8 @@ def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
     pool = prepare_pool2d("max", conv.out_shape, dtype, 2, 2, pool_padding,
                           data_format=data_format)
     cf = ops._channels_first(data_format)
-    _, geometry, fast = _conv_geometry(x_shape, dtype, kernel_shape, strides, padding,
-                                       dilation_rate, 1, cf)
+    g, geometry, fast = _c_conv(x_shape, dtype, kernel_shape, strides, padding, dilation_rate,
+                                1, cf)
     fuses = (fast and pool.fast and dtype == np.float32 and not cf
              and ops._kernels.conv2d_maxpool2x2_fuses(geometry))
     act = ops._fused_activation(activation)
@@ -248,7 +246,7 @@ def prepare_conv2d_maxpool(x_shape: Tuple[int, ...], dtype: object,
     prepare, run_prepared = _kernel_preparation(geometry, fuses, dtype, cf, 1, act, out_shape,
                                                 pooled=True)
     return PreparedOp(tuple(x_shape), dtype, conv.weight_shapes, out_shape, fuses, op, run,
-                      prepare, run_prepared, _prepared_key(geometry))
+                      prepare, run_prepared, _prepared_key(g))
 
 
 def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[int, ...],
@@ -290,7 +288,7 @@ def prepare_dense(x_shape: Tuple[int, ...], dtype: object, kernel_shape: Tuple[i
 
     return PreparedOp(tuple(x_shape), dtype, (tuple(kernel_shape), (g.c_out,) if has_bias
                                               else None), out_shape, fast, op, run, prepare,
-                      run_prepared, _prepared_key(geometry))
+                      run_prepared, _prepared_key(g))
 
 
 def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size=2,

@@ -239,19 +239,20 @@ class Graph:
         self._output_ids = {id(t) for t in self.outputs}
         self._relu_masks_at_pools = self._find_relu_masks_at_pools()
 
-    def _find_relu_masks_at_pools(self) -> Set[int]:
-        """``id`` of every call whose fused ReLU's derivative its max pooling
-        takes on the pooled gradient (``_Pooling.backward_through_relu``): a
-        call of a layer with a fused ReLU whose output only one pooling that
-        takes_relu_mask reads, neither being an output or having an activity
-        penalty; with the pooling's id. The seed CNN's conv2d_1 skips a pass
-        over its 11 MB output gradient per step (batch 64) for one over the
-        pooled 2.8 MB."""
+    def _find_relu_masks_at_pools(self) -> Dict[int, str]:
+        """The calls whose fused ReLU's derivative their max pooling takes on
+        the pooled gradient (``_Pooling.backward_through_relu``), ``{id(call):
+        'relu' or 'pooling'}``: a call of a layer with a fused ReLU whose
+        output only one pooling that takes_relu_mask reads ('relu': it passes
+        back the gradient of its pre-activation), neither being an output or
+        having an activity penalty, and that pooling ('pooling'). The seed
+        CNN's conv2d_1 skips a pass over its 11 MB output gradient per step
+        (batch 64) for one over the pooled 2.8 MB."""
         readers: Dict[int, List[Node]] = {}
         for node in self.execution:
             for t in node.inbound:
                 readers.setdefault(id(t), []).append(node)
-        moved: Set[int] = set()
+        moved: Dict[int, str] = {}
         for node in self.execution:
             layer = node.layer
             found = readers.get(id(node.output), [])
@@ -265,7 +266,7 @@ class Graph:
             takes = getattr(pool.layer, "takes_relu_mask", None)
             if (takes is not None and takes() and len(pool.inbound) == 1
                     and id(pool.output) not in self._output_ids):
-                moved.update((id(node), id(pool)))
+                moved[id(node)], moved[id(pool)] = "relu", "pooling"
         return moved
 
     # A copy (pickle, deepcopy) has new objects, so new ids: the indexes keyed
@@ -428,12 +429,11 @@ class Graph:
             if not compute_dx and wanted is not None and \
                     not any(id(v) in wanted for v in layer.weights):
                 continue
-            masks = id(node) in self._relu_masks_at_pools
-            if fused or (masks and hasattr(layer, "backward_pre_activation")):
-                # (a pooling that took this call's ReLU mask passed dz back)
+            role = self._relu_masks_at_pools.get(id(node))
+            if fused or role == "relu":   # (its pooling took the ReLU's mask)
                 dx, grads = layer.backward_pre_activation(dy, cache, compute_dx)
                 pairs: Sequence[Tuple[Variable, np.ndarray]] = list(zip(layer._variables, grads))
-            elif masks:
+            elif role == "pooling":
                 dx, pairs = layer.backward_through_relu(dy, cache, compute_dx)
             else:
                 dx, pairs = layer._backward_node(dy, cache, compute_dx, regularization)
