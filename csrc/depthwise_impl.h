@@ -80,6 +80,19 @@ static int FCN(dw_reduce)(const fc_conv2d_params *p, int64_t nchunks, int64_t un
  * Channels last
  */
 
+/* Fetches the lines of the block a is about to write, ahead values on (the
+ * same pixels of the next row). The blocks write a row channel block by
+ * channel block (and, in the input gradient, stride phase by phase), a
+ * pattern the hardware prefetchers do not follow: without this the stores
+ * wait on memory line by line once the output outgrows the cache. Measured
+ * (Zen 4, 1 thread, 32x28x28x128 stride-2 input gradient): 0.54x the time. */
+static inline void FCN(dw_fetch_block)(const FCN(fc_dw_block_args) *a, int64_t ahead, int vl)
+{
+    for (int q = 0; q < a->p; ++q)
+        for (int v = 0; v < a->v; ++v)
+            FC_PREFETCH(a->dst + ahead + q * a->dst_step + v * vl);
+}
+
 /* Rows [ih0, ih1) of image img expanded to output channels [c0, c0 + width)
  * (channel o holds x[.., o / M]), at buf + (ih - ih0) * w * width. */
 static void FCN(dw_expand_rows)(const fc_conv2d_params *p, int64_t M, const FC_T *x, int64_t img,
@@ -155,6 +168,7 @@ static void FCN(dw_forward_row)(const fc_conv2d_params *p, const FCN(fc_kernel_t
             a.ncols = j1 - j0;
             a.src_off = (a.ncols > 0 ? ow * sw * C : 0) + ch;
             a.dst = yrow + ow * C + ch;
+            FCN(dw_fetch_block)(&a, out_w * C, t->vl);
             t->dw_block(&a);
         }
     }
@@ -307,6 +321,8 @@ static void FCN(dw_backward_input_row)(const fc_conv2d_params *p, const FCN(fc_k
                 a.ncols = b1 - b0;
                 a.src_off = (a.ncols > 0 ? q * C : 0) + ch;
                 a.dst = dst + (q * sw + r - pl) * C + ch;
+                if (M == 1)   /* (the staging row stays in cache) */
+                    FCN(dw_fetch_block)(&a, w * C, t->vl);
                 t->dw_block(&a);
             }
         }
