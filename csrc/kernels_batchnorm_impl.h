@@ -53,9 +53,10 @@
 
 /* The rows-mode reductions (bn_stats_rows_body, bn_sums_rows_body): out1[j],
  * out2[j] for the columns j < width of one block (NV vectors), summed down
- * `rows` full rows of stride ld; k[j] per column. In a TAIL block the rows read whole vectors while the lanes past
- * width stay inside the rows given (later columns, or the next rows' first
- * values): their sums are never stored, and k is 0 there. Only the last
+ * `rows` full rows of stride ld; k[j] per column. In a TAIL block the rows
+ * read whole vectors while the lanes past width stay inside the rows given
+ * (later columns, or the next rows' first values): their sums are never
+ * stored, and k is 0 there. Only the last
  * rows, whose reads could leave the array, load through the mask (`whole`:
  * the rows before them): a masked load in the main row loop makes GCC 12
  * store every accumulator to the stack on each row. */
