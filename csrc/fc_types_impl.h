@@ -244,7 +244,8 @@ typedef struct FCN(fc_kernel_table) {
                        FC_T *best, int64_t *where);
     /* the max-pool winner's index in a contiguous run of len values (len >= 1) */
     int64_t (*plane_argmax)(const FC_T *x, int64_t len);
-    /* acc[k] += x[r * ld + k] for rows r < rows in order, k < count; in float64 */
+    /* acc[k] = the sum of x[r * ld + k] over rows r < rows in order, k < count;
+     * in float64 */
     void (*global_sum)(const FC_T *x, int64_t rows, int64_t ld, int64_t count, double *acc);
     /* the float64 sum of a contiguous run of len values, in a fixed order */
     double (*plane_sum)(const FC_T *x, int64_t len);

@@ -753,15 +753,37 @@ static int64_t FCN(plane_argmax)(const FC_T *x, int64_t len)
     return bq;
 }
 
+/* FC_GSUM_VECS wide vectors of channels in registers down all the rows, then
+ * the next; the last count % (FC_GSUM_VECS * FC_WL) channels in memory. Per
+ * channel the same additions in the same order either way (so the same bits
+ * on every ISA); the sums in memory row by row ran at a load-add-store per
+ * value (Zen 2, 32x7x7x512: 1.3-1.6x PyTorch's time). */
+#define FC_GSUM_VECS 8
 static void FCN(global_sum_rows)(const FC_T *x, int64_t rows, int64_t ld, int64_t count,
                                  double *FC_RESTRICT acc)
 {
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t k = 0;
+    for (; k + FC_GSUM_VECS * FC_WL <= count; k += FC_GSUM_VECS * FC_WL) {
+        fc_wvec a[FC_GSUM_VECS];
+        for (int v = 0; v < FC_GSUM_VECS; ++v)
+            a[v] = VWZERO();
+        for (int64_t r = 0; r < rows; ++r) {
+            const FC_T *row = x + r * ld + k;
+            for (int v = 0; v < FC_GSUM_VECS; ++v)
+                a[v] = VWADD(a[v], VWLOAD(row + v * FC_WL));
+        }
+        for (int v = 0; v < FC_GSUM_VECS; ++v)
+            VWSTORE(acc + k + v * FC_WL, a[v]);
+    }
+    for (int64_t j = k; j < count; ++j)
+        acc[j] = 0;
+    for (int64_t r = 0; r < rows && k < count; ++r) {
         const FC_T *FC_RESTRICT row = x + r * ld;
-        for (int64_t k = 0; k < count; ++k)
-            acc[k] += (double)row[k];
+        for (int64_t j = k; j < count; ++j)
+            acc[j] += (double)row[j];
     }
 }
+#undef FC_GSUM_VECS
 
 /* FC_SUM_LANES running sums (lane l takes every FC_SUM_LANES-th value), added
  * in lane order, then the rest: the same order, so the same bits, on every

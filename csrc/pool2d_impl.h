@@ -252,7 +252,7 @@ int FCN(fc_global_avg_pool2d)(const fc_pool2d_params *p, const FC_T *x, FC_T *y)
             }
             const int64_t img = i / nblocks, c0 = (i - img * nblocks) * cb;
             const int64_t c1 = min64(c0 + cb, c);
-            double acc[FC_POOL_CHANNEL_BLOCK] = {0};
+            double acc[FC_POOL_CHANNEL_BLOCK];
             t->global_sum(x + img * hw * c + c0, hw, c, c1 - c0, acc);
             for (int64_t k = 0; k < c1 - c0; ++k)
                 y[img * c + c0 + k] = (FC_T)(acc[k] / count);
