@@ -437,8 +437,18 @@ static void FCN(nchw_pair_bwd)(const FC_T *FC_RESTRICT a, const FC_T *FC_RESTRIC
             tg[j] = g[i + j];
         FCN(nchw_pair_bwd_vec)(VLOAD_M(a + 2 * i, mask), VLOAD_M(b + 2 * i, mask), VDUPHALF(tg),
                                &va, &vb);
+#ifdef FC_SLOW_MASKED_STORE
+        FC_T ta[FC_VL], tb[FC_VL];
+        VSTORE(ta, va);
+        VSTORE(tb, vb);
+        for (int64_t j = 0; j < 2 * left; ++j) {
+            da[2 * i + j] = ta[j];
+            db[2 * i + j] = tb[j];
+        }
+#else
         VSTORE_M(da + 2 * i, va, mask);
         VSTORE_M(db + 2 * i, vb, mask);
+#endif
     }
 #else
     for (; i < n; ++i) {

@@ -20,6 +20,7 @@
 #undef VLOAD_M
 #undef VSTORE
 #undef VSTORE_M
+#undef FC_SLOW_MASKED_STORE
 #undef VBCAST
 #undef VFMA
 #undef VRELU
