@@ -1449,7 +1449,7 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     if (dy == NULL || (x == NULL && p->c_in > 0))
         return FC_ERR_ARG;
 #if !FC_IS_F64
-    if (fc_winograd_applies(p, 0))
+    if (fc_winograd_wgrad_applies(p))
         return fc_winograd_wgrad3x3(p, dy, x, dkernel, dbias);
 #endif
     const FCN(fc_kernel_table) *t = FCN(fc_active_kernels)();

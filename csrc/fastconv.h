@@ -334,8 +334,14 @@ int fc_depthwise_conv2d_backward_kernel_f64(const fc_conv2d_params *p, const dou
                                             const double *x, double *dkernel, double *dbias);
 
 /* 3x3 stride-1 undilated layers with 16+ channels run forward and
- * backward-input by Winograd F(2x2, 3x3) unless switched off (on by default). */
-int fc_set_winograd(int enabled);
+ * backward-input by Winograd F(2x2, 3x3), and the weight gradient by F(3x3,
+ * 2x2) where it pays (on the AVX2 path, channels last, only for large enough
+ * layers): mode FC_WINOGRAD_ON, the default. FC_WINOGRAD_OFF runs every layer
+ * directly; FC_WINOGRAD_ALWAYS runs the weight gradient by Winograd for
+ * every layer the others run by it (tests: the small layers too).
+ * fc_set_winograd returns FC_ERR_ARG for another mode. */
+enum { FC_WINOGRAD_OFF = 0, FC_WINOGRAD_ON = 1, FC_WINOGRAD_ALWAYS = 2 };
+int fc_set_winograd(int mode);
 int fc_get_winograd(void);
 
 /* SIMD paths, chosen once from CPUID/XGETBV; fc_set_simd overrides. */

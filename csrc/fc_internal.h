@@ -143,6 +143,9 @@ int fc_winograd_conv3x3_nchw(int64_t n, int64_t h, int64_t w, int64_t c_in, int6
                              const float *x, const float *kernel, int transpose,
                              const float *bias, int relu, float *y, int n_threads);
 
+/* Whether the weight gradient runs by F(3x3, 2x2): fc_winograd_applies(p,
+ * 0) and, on the AVX2 path (channels last), a large enough layer. */
+int fc_winograd_wgrad_applies(const fc_conv2d_params *p);
 /* dkernel (and dbias unless NULL) of a layer for which fc_winograd_applies
  * (p, 0), by F(3x3, 2x2); chunked and folded in a fixed order like the direct
  * weight gradient, so bitwise identical for any thread count. */

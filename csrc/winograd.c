@@ -37,11 +37,13 @@
 /* Channels first: the most V and M of one tile row may take. */
 #define FC_WINO_CF_MAX_ROW_BYTES (4.0 * 1024 * 1024)
 
-static int winograd_on = 1;
+static int winograd_on = FC_WINOGRAD_ON;   /* an FC_WINOGRAD_* mode */
 
-int fc_set_winograd(int enabled)
+int fc_set_winograd(int mode)
 {
-    winograd_on = enabled != 0;
+    if (mode != FC_WINOGRAD_OFF && mode != FC_WINOGRAD_ON && mode != FC_WINOGRAD_ALWAYS)
+        return FC_ERR_ARG;
+    winograd_on = mode;
     return FC_OK;
 }
 
@@ -63,6 +65,31 @@ int fc_winograd_applies(const fc_conv2d_params *p, int backward)
     const int64_t width = backward ? p->w : p->out_w;
     const double row_bytes = (double)((width + 1) / 2) * 16.0 * (double)(c_a + c_b) * 4.0;
     return row_bytes <= FC_WINO_CF_MAX_ROW_BYTES;
+}
+
+/* The channels-last weight gradient by F(3x3, 2x2) on the AVX2 path: only
+ * where it beat the direct one. Its costs beside the 16 GEMMs, the
+ * transforms of every tile's x and dy (per channel) and the per-chunk
+ * partials of 16 x c_in x c_out values, outweigh the 2.25x fewer
+ * multiply-adds on small images and with few channels. Measured on Zen 2
+ * (in-process, alternating, 1 and 2 threads, Winograd / direct time):
+ * 56x56 and 28x28 layers of 64-128 channels 0.76-0.83; 32x32 with 16 -> 64
+ * or 64 -> 16 channels 0.87-0.96; 32x32 16 -> 16 1.69-2.02; 26x26 32 -> 64
+ * 0.97-1.10; 16x16 32 -> 32 1.31-1.42; 14x14 256 -> 256 1.19-1.24; 8x8 64
+ * -> 64 1.21-1.23; 7x7 512 -> 512 4.1-5.4. The AVX-512 path keeps it for
+ * every layer fc_winograd_applies to (its commit measured the seed's conv2d_1,
+ * 26x26, 5.6 -> 3.8 ms at 2 threads). */
+#define FC_WINO_WGRAD_AVX2_MIN_PIXELS (28 * 28)
+#define FC_WINO_WGRAD_AVX2_MIN_CHANNELS 64   /* c_in + c_out */
+
+int fc_winograd_wgrad_applies(const fc_conv2d_params *p)
+{
+    if (!fc_winograd_applies(p, 0))
+        return 0;
+    if (winograd_on == FC_WINOGRAD_ALWAYS || p->channels_first || fc_get_simd() != FC_SIMD_AVX2)
+        return 1;
+    return p->out_h * p->out_w >= FC_WINO_WGRAD_AVX2_MIN_PIXELS &&
+           p->c_in + p->c_out >= FC_WINO_WGRAD_AVX2_MIN_CHANNELS;
 }
 
 /*

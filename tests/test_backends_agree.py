@@ -216,13 +216,56 @@ def _as_layout(layout, x, kernel, kw):
             np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), kw)
 
 
-@pytest.fixture(params=[True, False], ids=["winograd", "direct"])
+@pytest.fixture(params=[2, False], ids=["winograd", "direct"])
 def winograd(request):
+    """2 (WINOGRAD_ALWAYS): the weight gradient of these small layers too, which
+    the AVX2 path otherwise runs directly."""
     from fastconv import _kernels
+    assert _kernels.WINOGRAD_ALWAYS == 2
     previous = _kernels.get_winograd()
     _kernels.set_winograd(request.param)
     yield request.param
     _kernels.set_winograd(previous)
+
+
+@pytest.mark.parametrize("x_shape,k_shape,winograd_dk", [
+    ((2, 12, 12, 16), (3, 3, 16, 16), False),    # 144 output pixels
+    ((1, 28, 28, 16), (3, 3, 16, 32), False),    # 16 + 32 channels
+    ((1, 28, 28, 16), (3, 3, 16, 48), True),     # 784 pixels, 64 channels
+])
+def test_avx2_weight_gradient_by_winograd_only_where_it_pays(rng, x_shape, k_shape, winograd_dk):
+    """On the AVX2 path (channels last) the default mode runs a layer's weight
+    gradient by Winograd only from 28x28 output pixels and 64 channels (c_in +
+    c_out) on; the others, bit for bit, directly (their rounding differs)."""
+    from fastconv import _kernels
+    if "avx2" not in _kernels.simd_supported():
+        pytest.skip("the AVX2 path is not usable on this CPU")
+    x, kernel, _, kw = _conv_case(rng, x_shape, k_shape, 1, 1, "same")
+    dy = rng.standard_normal(x_shape[:3] + (k_shape[3],)).astype(np.float32)
+    previous_simd, previous = _kernels.get_simd(), _kernels.get_winograd()
+    dks = {}
+    try:
+        _kernels.set_simd("avx2")
+        for mode in (False, True, _kernels.WINOGRAD_ALWAYS):
+            _kernels.set_winograd(mode)
+            dks[mode] = fc.conv2d_backward(dy, x, kernel, compute_dx=False, **kw)[1]
+    finally:
+        _kernels.set_simd(previous_simd)
+        _kernels.set_winograd(previous)
+    assert not np.array_equal(dks[False], dks[_kernels.WINOGRAD_ALWAYS])
+    np.testing.assert_array_equal(dks[True], dks[_kernels.WINOGRAD_ALWAYS if winograd_dk else False])
+
+
+def test_set_winograd_rejects_other_modes():
+    from fastconv import _kernels
+    previous = _kernels.get_winograd()
+    try:
+        for bad in (3, -1, "on", 1.0, None):
+            with pytest.raises(ValueError, match="`mode` must be False, True or WINOGRAD_ALWAYS"):
+                _kernels.set_winograd(bad)
+        assert _kernels.get_winograd() == previous
+    finally:
+        _kernels.set_winograd(previous)
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])

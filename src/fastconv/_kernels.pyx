@@ -177,7 +177,7 @@ cdef extern from "fastconv.h" nogil:
                                           const double *x, double *dx)
     int fc_upsample2d_forward_f64(const fc_upsample_params *p, const double *x, double *y)
     int fc_upsample2d_backward_f64(const fc_upsample_params *p, const double *dy, double *dx)
-    int fc_set_winograd(int enabled)
+    int fc_set_winograd(int mode)
     int fc_get_winograd()
     int fc_simd_supported(int simd)
     int fc_set_simd(int simd)
@@ -835,13 +835,23 @@ def batch_norm_backward(const real[::1] dy, const real[::1] x, const real[::1] m
     _check(status)
 
 
-def set_winograd(bint enabled):
-    """Winograd F(2x2, 3x3) for eligible layers (3x3, stride 1, 16+ channels)."""
-    fc_set_winograd(enabled)
+WINOGRAD_ALWAYS = 2
+
+
+def set_winograd(mode):
+    """Winograd for eligible layers (3x3, stride 1, 16+ channels): False (off),
+    True (on, the default: the weight gradient only where it pays) or
+    WINOGRAD_ALWAYS (the weight gradient of every eligible layer too)."""
+    if mode is True or mode is False or (type(mode) is int and 0 <= mode <= WINOGRAD_ALWAYS):
+        _check(fc_set_winograd(int(mode)))
+        return
+    raise ValueError(f"`mode` must be False, True or WINOGRAD_ALWAYS ({WINOGRAD_ALWAYS}), "
+                     f"got {mode!r}")
 
 
 def get_winograd():
-    return bool(fc_get_winograd())
+    """The mode set_winograd set: 0 (off), 1 (on) or WINOGRAD_ALWAYS."""
+    return fc_get_winograd()
 
 
 SIMD_NAMES = tuple(fc_simd_name(i).decode() for i in range(FC_SIMD_COUNT))
