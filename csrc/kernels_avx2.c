@@ -53,7 +53,7 @@ static inline double fc_hsum256d(__m256d v)
 #define VLOAD_M(p, m) _mm256_maskload_ps((p), (m))
 #define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VSTORE_M(p, v, m) _mm256_maskstore_ps((p), (m), (v))
-/* vmaskmovps stores are microcoded on AMD's AVX2 cores: 12 TSC ticks each on
+/* vmaskmov stores are microcoded on AMD's AVX2 cores: 12 TSC ticks each on
  * Zen 2 (a plain store: under 1.5); hot tails may store through a buffer. */
 #define FC_SLOW_MASKED_STORE 1
 /* set1 of a plain load, not _mm256_broadcast_ss: GCC 12 treats that builtin
