@@ -96,6 +96,26 @@ static inline void FCN(dw_fetch_block)(const FCN(fc_dw_block_args) *a, int64_t a
             FC_PREFETCH(a->dst + ahead + q * a->dst_step + v * vl);
 }
 
+/* Runs a's pixels (a->p of them, their columns set, from source offset
+ * src_off and output dst on) through every channel block in turn; fetches
+ * each block's output lines `ahead` values on first unless ahead is 0. */
+static void FCN(dw_channel_blocks)(const FCN(fc_kernel_table) *t, const dw_cblocks *cb,
+                                   FCN(fc_dw_block_args) *a, const FC_T *kernel,
+                                   const FC_T *bias, int64_t src_off, FC_T *dst, int64_t ahead)
+{
+    for (int64_t b = 0; b < cb->n; ++b) {
+        int64_t ch;
+        dw_cblock(cb, b, &ch, &a->v, &a->tail);
+        a->kernel = kernel + ch;
+        a->bias = bias == NULL ? NULL : bias + ch;
+        a->src_off = src_off + ch;
+        a->dst = dst + ch;
+        if (ahead != 0)
+            FCN(dw_fetch_block)(a, ahead, t->vl);
+        t->dw_block(a);
+    }
+}
+
 /* Rows [ih0, ih1) of image img expanded to output channels [c0, c0 + width)
  * (channel o holds x[.., o / M]), at buf + (ih - ih0) * w * width. */
 static void FCN(dw_expand_rows)(const fc_conv2d_params *p, int64_t M, const FC_T *x, int64_t img,
@@ -174,15 +194,8 @@ static void FCN(dw_forward_row)(const fc_conv2d_params *p, const FCN(fc_kernel_t
         a.col_src = col_src + j0;
         a.col_k = col_k + j0;
         a.ncols = j1 - j0;
-        for (int64_t b = 0; b < cb->n; ++b) {
-            int64_t ch;
-            dw_cblock(cb, b, &ch, &a.v, &a.tail);
-            a.kernel = kernel + ch;
-            a.bias = bias == NULL ? NULL : bias + ch;
-            a.src_off = (a.ncols > 0 ? ow * sw * C : 0) + ch;
-            a.dst = yrow + ow * C + ch;
-            t->dw_block(&a);
-        }
+        FCN(dw_channel_blocks)(t, cb, &a, kernel, bias, a.ncols > 0 ? ow * sw * C : 0,
+                               yrow + ow * C, 0);
     }
 }
 
@@ -292,7 +305,6 @@ static void FCN(dw_backward_input_row)(const fc_conv2d_params *p, const FCN(fc_k
     a.row_k = row_k;
     a.src_step = C;
     a.dst_step = sw * C;
-    a.bias = NULL;
     a.relu = 0;
     for (int64_t r = 0; r < sw; ++r) {
         const int64_t q_lo = max64(0, ceil_div(pl - r, sw));
@@ -328,16 +340,9 @@ static void FCN(dw_backward_input_row)(const fc_conv2d_params *p, const FCN(fc_k
             a.col_src = col_src + b0;
             a.col_k = col_k + b0;
             a.ncols = b1 - b0;
-            for (int64_t b = 0; b < cb->n; ++b) {
-                int64_t ch;
-                dw_cblock(cb, b, &ch, &a.v, &a.tail);
-                a.kernel = kernel + ch;
-                a.src_off = (a.ncols > 0 ? q * C : 0) + ch;
-                a.dst = dst + (q * sw + r - pl) * C + ch;
-                if (M == 1)   /* (the staging row stays in cache) */
-                    FCN(dw_fetch_block)(&a, w * C, t->vl);
-                t->dw_block(&a);
-            }
+            /* (the staging row of M > 1 stays in cache: no fetch) */
+            FCN(dw_channel_blocks)(t, cb, &a, kernel, NULL, a.ncols > 0 ? q * C : 0,
+                                   dst + (q * sw + r - pl) * C, M == 1 ? w * C : 0);
         }
     }
     if (M > 1) {
