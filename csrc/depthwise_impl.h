@@ -146,11 +146,11 @@ static void FCN(dw_expand_rows)(const fc_conv2d_params *p, int64_t M, const FC_T
  * input rows read in address order while their lines are in L1 (channel
  * block by channel block, each pass over the row touched only its block's
  * lines of every pixel, and the input rows came from L2 or memory once per
- * block). Measured (Zen 2,
- * 1 thread, C harness, medians of 8 alternating runs), forward 0.74x the time
- * (32x56x56x64, 64-byte aligned input), 0.56x (16 bytes off, as NumPy
- * allocates), 0.69-0.78x (32x28x28x128 stride 2); input gradient 0.70x /
- * 0.46x / 0.86-0.95x; the same order there (dw_backward_input_row). */
+ * block). Measured on Zen 2 (1 thread, C harness, medians of 8 alternating
+ * runs): forward 0.74x the time (32x56x56x64, 64-byte aligned input), 0.56x
+ * (16 bytes off, as NumPy allocates), 0.69-0.78x (32x28x28x128 stride 2);
+ * input gradient 0.70x / 0.46x / 0.86-0.99x, in the same order there
+ * (dw_backward_input_row). */
 static void FCN(dw_forward_row)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
                                 const dw_cblocks *cb, const FC_T *src, int64_t row0,
                                 const FC_T *kernel, const FC_T *bias, FC_T *yrow, int64_t oh,
