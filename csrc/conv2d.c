@@ -110,6 +110,12 @@ typedef struct pixel {
 #ifndef FC_B_BLOCK_BYTES
 #define FC_B_BLOCK_BYTES (40 * 1024)
 #endif
+/* The block of B rows that gemv_forward's tiles share in turn: its bytes
+ * of a thread's columns (L2-resident: the later tiles read it from L2, not
+ * memory), and at least so many rows (the calls' K, against their fixed
+ * cost). */
+#define FC_GEMV_BLOCK_BYTES (64 * 1024)
+#define FC_GEMV_BLOCK_MIN_ROWS 64
 
 /* The taps along one axis that reach the input positions of phase r (those
  * congruent to r modulo the stride): tap i reaches them when r + pad - i * d
