@@ -863,7 +863,7 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
         const unsigned fp = fc_fpmode_enter();
         int64_t v0, v1;
         fc_thread_range(nvec, FC_TEAM_SIZE(), FC_THREAD_ID(), &v0, &v1);
-        const int64_t width = (v1 - v0) * vl * (int64_t)sizeof(FC_T);   /* bytes of a row */
+        const int64_t width = (v1 - v0) * vl * (int64_t)sizeof(FC_T);   /* its bytes of a row */
         const int64_t kb_rows =
             v1 - v0 > nv_tile ? max64(FC_GEMV_BLOCK_MIN_ROWS, FC_GEMV_BLOCK_BYTES / width) : k;
         for (int64_t kb0 = 0; kb0 < k; kb0 += kb_rows) {
