@@ -75,12 +75,15 @@ int fc_winograd_applies(const fc_conv2d_params *p, int backward)
  * (in-process, alternating, 1 and 2 threads, Winograd / direct time):
  * 56x56 and 28x28 layers of 64-128 channels 0.76-0.83; 32x32 with 16 -> 64
  * or 64 -> 16 channels 0.87-0.96; 32x32 16 -> 16 1.69-2.02; 26x26 32 -> 64
- * 0.97-1.10; 16x16 32 -> 32 1.31-1.42; 14x14 256 -> 256 1.19-1.24; 8x8 64
- * -> 64 1.21-1.23; 7x7 512 -> 512 4.1-5.4. The AVX-512 path, not measured
+ * (the seed's conv2d_1) alone 0.97-1.11, but its whole backward in the bench
+ * (input gradient first) 1.05-1.06x slower with the direct one, so it keeps
+ * Winograd; 22x22 32 -> 64 1.13-1.32; 16x16 32 -> 32 1.31-1.42; 14x14 256 ->
+ * 256 1.19-1.24; 8x8 64 -> 64 1.21-1.23; 7x7 512 -> 512 4.1-5.4. The AVX-512
+ * path, not measured
  * on this machine, keeps it for every layer fc_winograd_applies to, as before
  * (introduced for the seed's conv2d_1, 26x26: 5.6 -> 3.8 ms at 2 threads), and
  * so does channels first. */
-#define FC_WINO_WGRAD_AVX2_MIN_PIXELS (28 * 28)
+#define FC_WINO_WGRAD_AVX2_MIN_PIXELS (24 * 24)
 #define FC_WINO_WGRAD_AVX2_MIN_CHANNELS 64   /* c_in + c_out */
 
 int fc_winograd_wgrad_applies(const fc_conv2d_params *p)
