@@ -830,12 +830,13 @@ static int FCN(few_channel_forward)(const fc_conv2d_params *p, const FCN(fc_kern
  * covers it in as few tiles as gemv_nv allows, for all rows of A at once.
  * A range of more than one tile goes through B in blocks of rows, every
  * tile on a block in turn, so B streams from memory once (measured on Zen 2,
- * in-process A/B: 10816 -> 100 on one sample 0.81-0.86x the time at 1
- * thread, 4 x 4096 -> 512 0.75-0.81x; 0.66-1.01x at 2 threads; the seed
- * CNN's batch-1 latency 0.96x at 1 thread). Each value is the same chain as
- * in the general driver (bias, then the taps' products in order, ReLU last;
- * a block continues the sums stored by the one before), so a sample's
- * output does not depend on its batch size or the thread count.
+ * in-process A/B, two runs: one sample 10816 -> 100 0.86-0.93x the time at
+ * 1 thread, 1024 -> 1000 0.77-0.84x, 4 x 4096 -> 512 0.81-0.87x; 0.66-1.03x
+ * at 2 threads; the seed CNN's batch-1 latency 0.96x at 1 thread). Each
+ * value is the same chain as in the general driver (bias, then the taps'
+ * products in order, ReLU last; a block continues the sums stored by the one
+ * before), so a sample's output does not depend on its batch size or the
+ * thread count.
  */
 static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
                              const FC_T *x, const FC_T *kernel, const FC_T *bias, FC_T *y)
