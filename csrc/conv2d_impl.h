@@ -173,6 +173,8 @@ typedef struct FCN(igemm_scratch) {
     const FC_T **a;   /* [ntaps * mr] */
     const FC_T **b;   /* [ntaps] */
     int64_t *tap;      /* [ntaps] live tap indices */
+    const FC_T **a_next;  /* a and tap of the pass's next tile, built ahead to */
+    int64_t *tap_next;     /* prefetch its rows (run_igemm_items) */
     FC_T **c;         /* [mr] */
     pixel *pix;        /* [FC_TILES_PER_PASS * mr] */
     unsigned char *started;  /* [FC_TILES_PER_PASS * panels per group] */
@@ -324,10 +326,12 @@ static int FCN(tile_is_run)(const FCN(igemm_problem) *g, int mr, const pixel *px
     return run;
 }
 
-/* Pointer table of one tile for taps [t0, t1) and row offset k0; returns the
- * number of live taps (taps that are padding for every pixel are dropped). */
+/* Pointer table of one tile for taps [t0, t1) and row offset k0, into
+ * a_tab [live * mr + r] and tap_tab [live]; returns the number of live taps
+ * (taps that are padding for every pixel are dropped). */
 static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel *px, int run,
-                          int64_t t0, int64_t t1, int64_t k0, FCN(igemm_scratch) *s)
+                          int64_t t0, int64_t t1, int64_t k0, const FC_T **a_tab,
+                          int64_t *tap_tab)
 {
     const fc_conv2d_params *p = g->p;
     int64_t live = 0;
@@ -356,7 +360,7 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
                 col_step = 1;
                 ncols = p->out_w;
             }
-            const FC_T **a = s->a + live * mr;
+            const FC_T **a = a_tab + live * mr;
             int any = 0;
             for (int r = 0; r < mr; ++r, col += col_step) {
                 const int inside = (uint64_t)col < (uint64_t)ncols;
@@ -364,7 +368,7 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
                 a[r] = inside ? row_base + col * g->a_ch + k0 : g->zero;
             }
             if (any)
-                s->tap[live++] = tap;
+                tap_tab[live++] = tap;
         }
         return live;
     }
@@ -378,7 +382,7 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
     int64_t i = t0 / p->kw, j = t0 - i * p->kw;
     for (int64_t tap = t0; tap < t1; ++tap, j = j + 1 == p->kw ? (++i, 0) : j + 1) {
         int any = 0;
-        const FC_T **a = s->a + live * mr;
+        const FC_T **a = a_tab + live * mr;
         if (one_phase) {
             if (g->tr_h[i] != px[0].rh || g->tr_w[j] != px[0].rw)
                 continue;
@@ -399,7 +403,7 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
             }
         }
         if (any)
-            s->tap[live++] = tap;
+            tap_tab[live++] = tap;
     }
     return live;
 }
@@ -412,6 +416,16 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
  * groups only when there are too few tiles to keep every thread busy (dense
  * layers: few pixels, wide B), so each thread reads the input once.
  */
+/* Ask for the lines of kc values at row (a tile's A row, before its call). */
+FC_ALWAYS_INLINE void FCN(prefetch_row)(const FC_T *row, int64_t kc)
+{
+    for (int64_t k = 0; k < kc; k += 64 / (int64_t)sizeof(FC_T))
+        FC_PREFETCH(row + k);
+    /* a row need not start on a line */
+    if (kc > 0)
+        FC_PREFETCH(row + kc - 1);
+}
+
 static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t,
                                  int tid, FCN(igemm_scratch) *s)
 {
@@ -451,9 +465,17 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                 const int nv = (int)ceil_div(nr, t->vl);
                 const int tail = nr % t->vl != 0;
                 const FC_T *b_panel = g->b_src + (g->b_packed ? panel * g->panel_stride : c0);
+                /* The group's first panel meets the K block's A rows first,
+                 * from L3 or memory (the later panels find them in L2): there
+                 * the rows of the pass's next tile are asked for one call
+                 * ahead, its pointer table built a tile early (live_next >= 0:
+                 * s->a_next holds tile i's). */
+                const int ahead = panel == panel0;
+                int64_t live_next = -1;
                 for (int64_t i = 0; i < pass; ++i) {
                     const pixel *px = s->pix + i * mr;
                     const int w = widths[i];
+                    const int next = ahead && i + 1 < pass;
                     int64_t live;
                     if (g->plain) {
                         const int64_t m0 = (tile0 + i) * mr;
@@ -463,8 +485,29 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                         }
                         s->tap[0] = 0;
                         live = 1;
+                        for (int64_t r = m0 + w; next && r < m0 + w + widths[i + 1]; ++r)
+                            FCN(prefetch_row)(g->a_src + r * g->a_ch + k0, kc);
                     } else {
-                        live = FCN(build_tile)(g, w, px, runs[i], t0, t1, k0, s);
+                        if (live_next >= 0) {
+                            const FC_T **a_tab = s->a;
+                            int64_t *tap_tab = s->tap;
+                            s->a = s->a_next;
+                            s->tap = s->tap_next;
+                            s->a_next = a_tab;
+                            s->tap_next = tap_tab;
+                            live = live_next;
+                            live_next = -1;
+                        } else {
+                            live = FCN(build_tile)(g, w, px, runs[i], t0, t1, k0, s->a, s->tap);
+                        }
+                        if (next) {
+                            const int wn = widths[i + 1];
+                            live_next = FCN(build_tile)(g, wn, s->pix + (i + 1) * mr, runs[i + 1],
+                                                        t0, t1, k0, s->a_next, s->tap_next);
+                            for (int64_t r = 0; r < live_next * wn; ++r)
+                                if (s->a_next[r] != g->zero)
+                                    FCN(prefetch_row)(s->a_next[r], kc);
+                        }
                     }
                     /* A block with no live tap leaves C as it is (strided
                      * backward: most taps miss most stride phases), unless
@@ -625,7 +668,7 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
     const int64_t tbl = g->ntaps * mr;
     const int64_t words_pix = (int64_t)FC_TILES_PER_PASS * mr * (int64_t)(sizeof(pixel) / 8);
     const int64_t words_started = ceil_div(FC_TILES_PER_PASS * ceil_div(npanels, g->panel_groups), 8);
-    const int64_t per_thread = tbl + 2 * g->ntaps + mr + words_pix + words_started + 8;
+    const int64_t per_thread = 2 * tbl + 3 * g->ntaps + mr + words_pix + words_started + 8;
     uint64_t *scratch = (uint64_t *)fc_calloc(fc_mul(per_thread, nthreads), 8);
     if (scratch == NULL) {
         fc_free(packed);
@@ -648,6 +691,8 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
         s.c = (FC_T **)(mine + tbl + 2 * g->ntaps);
         s.pix = (pixel *)(mine + tbl + 2 * g->ntaps + mr);
         s.started = (unsigned char *)(mine + tbl + 2 * g->ntaps + mr + words_pix);
+        s.a_next = (const FC_T **)(mine + tbl + 2 * g->ntaps + mr + words_pix + words_started);
+        s.tap_next = (int64_t *)(mine + 2 * tbl + 2 * g->ntaps + mr + words_pix + words_started);
 
         if (packed != NULL) {
             int64_t b0, b1;
