@@ -330,7 +330,10 @@ def bench_layer(case: LayerCase, n_threads: int, rounds: int, use_numpy: bool, u
         torch_threads = torch.get_num_threads()
         torch.set_num_threads(n_threads)
     try:
-        med = interleaved_medians(fns, rounds, rounds_for={"numpy fwd": 3, "numpy bwd": 3})
+        # blocks of 2: each timed call follows one of its own, not the other
+        # framework's (see interleaved_medians)
+        med = interleaved_medians(fns, rounds, rounds_for={"numpy fwd": 3, "numpy bwd": 3},
+                                  block=2)
     finally:
         ops.set_num_threads(previous)
         if blas_limit is not None:

@@ -326,9 +326,10 @@ def bench_inference(name: str, threads: int, batch: int, peers: Sequence[str], r
     previous = ops.set_num_threads(threads)
     try:
         with _TorchThreads(threads, "torch" in peers):
-            # single calls: in blocks of 10 (see interleaved_medians)
+            # single calls in blocks of 10, batches in blocks of 2: each
+            # timed call follows one of its own (see interleaved_medians)
             seconds = interleaved_medians(calls, rounds, warmup=3,
-                                          block=10 if batch == 1 else 1)
+                                          block=10 if batch == 1 else 2)
     finally:
         ops.set_num_threads(previous)
     what = "latency (batch 1)" if batch == 1 else f"inference (batch {batch})"
