@@ -416,14 +416,12 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
  * groups only when there are too few tiles to keep every thread busy (dense
  * layers: few pixels, wide B), so each thread reads the input once.
  */
-/* Ask for the lines of kc values at row (a tile's A row, before its call). */
-FC_ALWAYS_INLINE void FCN(prefetch_row)(const FC_T *row, int64_t kc)
+/* Row `row` of B (tap * k_row + k) in panel b_panel, whose columns start at c0. */
+static inline const FC_T *FCN(b_row)(const FCN(igemm_problem) *g, const FC_T *b_panel, int64_t c0,
+                                     int64_t row)
 {
-    for (int64_t k = 0; k < kc; k += 64 / (int64_t)sizeof(FC_T))
-        FC_PREFETCH(row + k);
-    /* a row need not start on a line */
-    if (kc > 0)
-        FC_PREFETCH(row + kc - 1);
+    return g->b_end != NULL && row >= g->b_end_row ? g->b_end + (row - g->b_end_row) * g->ldb + c0
+                                                   : b_panel + row * g->ldb;
 }
 
 static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t,
@@ -443,11 +441,7 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
     for (int64_t item = begin; item < end;) {
         const int64_t group = item / ntiles, tile0 = item - group * ntiles;
         const int64_t pass = min64(min64(FC_TILES_PER_PASS, ntiles - tile0), end - item);
-        for (int64_t i = 0; i < pass; ++i) {
-            if (g->plain) {
-                widths[i] = (int)min64(mr, g->m - (tile0 + i) * mr);
-                continue;
-            }
+        for (int64_t i = 0; i < pass && !g->plain; ++i) {
             widths[i] = FCN(tile_pixels)(g, tile0 + i, s->pix + i * mr);
             runs[i] = (unsigned char)FCN(tile_is_run)(g, widths[i], s->pix + i * mr);
         }
@@ -465,6 +459,40 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                 const int nv = (int)ceil_div(nr, t->vl);
                 const int tail = nr % t->vl != 0;
                 const FC_T *b_panel = g->b_src + (g->b_packed ? panel * g->panel_stride : c0);
+                const int last = kb == nblocks - 1;
+                const int relu = last ? g->relu : 0;
+                if (g->plain) {
+                    /* The pass's pixels are contiguous: its whole tiles in
+                     * one strided call (which prefetches each next tile's
+                     * rows), a short last tile of the matrix in another. */
+                    const int64_t m0 = tile0 * mr, rows = min64(pass * mr, g->m - m0);
+                    const FC_T *b_first = FCN(b_row)(g, b_panel, c0, k0);
+                    for (int64_t r0 = 0; r0 < rows;) {
+                        const int w = (int)min64(mr, rows - r0);
+                        const FC_T *a_first = g->a_src + (m0 + r0) * g->a_ch + k0;
+                        FC_T *c_first = g->out + (m0 + r0) * g->ldc + c0;
+                        FCN(fc_igemm_args) args = {0};
+                        args.ntaps = 1;
+                        args.kc = kc;
+                        args.a = &a_first;
+                        args.b = &b_first;
+                        args.ldb = g->ldb;
+                        args.nr = nr;
+                        args.bias = g->bias ? g->bias + c0 : NULL;
+                        args.c = &c_first;
+                        args.mr = w;
+                        args.nv = nv;
+                        args.accumulate = kb > 0;
+                        args.relu = relu;
+                        args.a_step = g->a_ch;
+                        args.c_step = g->ldc;
+                        args.m_tiles = w == mr ? (rows - r0) / mr : 1;
+                        args.prefetch_a = panel == panel0;
+                        FCN(igemm_for)(t, w, nv, tail)(&args);
+                        r0 += args.m_tiles * w;
+                    }
+                    continue;
+                }
                 /* The group's first panel meets the K block's A rows first,
                  * from L3 or memory (the later panels find them in L2): there
                  * the rows of the pass's next tile are asked for one call
@@ -477,58 +505,40 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                     const int w = widths[i];
                     const int next = ahead && i + 1 < pass;
                     int64_t live;
-                    if (g->plain) {
-                        const int64_t m0 = (tile0 + i) * mr;
-                        for (int r = 0; r < w; ++r) {
-                            s->a[r] = g->a_src + (m0 + r) * g->a_ch + k0;
-                            s->c[r] = g->out + (m0 + r) * g->ldc + c0;
-                        }
-                        s->tap[0] = 0;
-                        live = 1;
-                        for (int64_t r = m0 + w; next && r < m0 + w + widths[i + 1]; ++r)
-                            FCN(prefetch_row)(g->a_src + r * g->a_ch + k0, kc);
+                    if (live_next >= 0) {
+                        const FC_T **a_tab = s->a;
+                        int64_t *tap_tab = s->tap;
+                        s->a = s->a_next;
+                        s->tap = s->tap_next;
+                        s->a_next = a_tab;
+                        s->tap_next = tap_tab;
+                        live = live_next;
+                        live_next = -1;
                     } else {
-                        if (live_next >= 0) {
-                            const FC_T **a_tab = s->a;
-                            int64_t *tap_tab = s->tap;
-                            s->a = s->a_next;
-                            s->tap = s->tap_next;
-                            s->a_next = a_tab;
-                            s->tap_next = tap_tab;
-                            live = live_next;
-                            live_next = -1;
-                        } else {
-                            live = FCN(build_tile)(g, w, px, runs[i], t0, t1, k0, s->a, s->tap);
-                        }
-                        if (next) {
-                            const int wn = widths[i + 1];
-                            live_next = FCN(build_tile)(g, wn, s->pix + (i + 1) * mr, runs[i + 1],
-                                                        t0, t1, k0, s->a_next, s->tap_next);
-                            for (int64_t r = 0; r < live_next * wn; ++r)
-                                if (s->a_next[r] != g->zero)
-                                    FCN(prefetch_row)(s->a_next[r], kc);
-                        }
+                        live = FCN(build_tile)(g, w, px, runs[i], t0, t1, k0, s->a, s->tap);
+                    }
+                    if (next) {
+                        const int wn = widths[i + 1];
+                        live_next = FCN(build_tile)(g, wn, s->pix + (i + 1) * mr, runs[i + 1],
+                                                    t0, t1, k0, s->a_next, s->tap_next);
+                        for (int64_t r = 0; r < live_next * wn; ++r)
+                            if (s->a_next[r] != g->zero)
+                                fc_prefetch_bytes(s->a_next[r], kc * (int64_t)sizeof(FC_T));
                     }
                     /* A block with no live tap leaves C as it is (strided
                      * backward: most taps miss most stride phases), unless
                      * it is the last and C still needs its bias/zero or ReLU. */
-                    const int last = kb == nblocks - 1;
-                    const int relu = last ? g->relu : 0;
                     unsigned char *begun = &s->started[i * per_group + (panel - panel0)];
                     if (live == 0 && !(last && (!*begun || relu)))
                         continue;
-                    for (int64_t l = 0; l < live; ++l) {
-                        const int64_t row = s->tap[l] * g->k_row + k0;
-                        s->b[l] = g->b_end != NULL && row >= g->b_end_row
-                                      ? g->b_end + (row - g->b_end_row) * g->ldb + c0
-                                      : b_panel + row * g->ldb;
-                    }
-                    for (int r = 0; r < w && !g->plain; ++r)
+                    for (int64_t l = 0; l < live; ++l)
+                        s->b[l] = FCN(b_row)(g, b_panel, c0, s->tap[l] * g->k_row + k0);
+                    for (int r = 0; r < w; ++r)
                         s->c[r] = px[r].valid
                                       ? g->out + ((px[r].img * g->out_h + px[r].row) * g->out_w +
                                                   px[r].col) * g->ldc + c0
                                       : NULL;
-                    FCN(fc_igemm_args) args;
+                    FCN(fc_igemm_args) args = {0};
                     args.ntaps = live;
                     args.kc = kc;
                     args.a = s->a;
@@ -836,7 +846,7 @@ static int FCN(few_channel_forward)(const fc_conv2d_params *p, const FCN(fc_kern
                     }
                     for (int q = 0; q < width; ++q)
                         out[q] = y + (r * p->out_w + ow0 + q) * c_out + c0;
-                    FCN(fc_igemm_args) args;
+                    FCN(fc_igemm_args) args = {0};
                     args.ntaps = ntaps;
                     args.kc = kc;
                     args.a = a;
@@ -922,7 +932,7 @@ static int FCN(gemv_forward)(const fc_conv2d_params *p, const FCN(fc_kernel_tabl
                 FC_T *c[FC_GEMV_MAX_ROWS];
                 for (int r = 0; r < mr; ++r)
                     c[r] = y + r * n + c0;
-                FCN(fc_igemm_args) args;
+                FCN(fc_igemm_args) args = {0};
                 args.ntaps = 1;
                 args.a = a;
                 args.b = &b;

@@ -105,7 +105,7 @@ static void FCN(nchw_gemm_run)(const FCN(nchw_gemm) *q, const FCN(fc_kernel_tabl
                 a[r] = q->a + (r0 + r) * q->a_ld + k0;
                 c[r] = q->out + (r0 + r) * q->out_ld;
             }
-            FCN(fc_igemm_args) args;
+            FCN(fc_igemm_args) args = {0};
             args.ntaps = 1;
             args.kc = kc;
             args.a = a;
@@ -383,7 +383,7 @@ static int FCN(nchw_direct)(const fc_conv2d_params *p, const FCN(fc_kernel_table
                             for (int64_t r = 0; r < rows; ++r)
                                 c[r] = y + ((img * p->c_out + grp * cog + r0 + r) * p->out_h +
                                             oh) * p->out_w + ow0;
-                            FCN(fc_igemm_args) args;
+                            FCN(fc_igemm_args) args = {0};
                             args.ntaps = taps;
                             args.kc = kc;
                             args.a = a;
@@ -512,7 +512,7 @@ static int FCN(nchw_direct_flat)(const fc_conv2d_params *p, const FCN(fc_kernel_
                         block_of(cog, ntile, tile, &r0, &rows);
                         for (int64_t r = 0; r < rows; ++r)
                             c[r] = scratch + (r0 + r) * seg;
-                        FCN(fc_igemm_args) args;
+                        FCN(fc_igemm_args) args = {0};
                         args.ntaps = taps;
                         args.kc = kc;
                         args.a = a_all + ((grp * nkb + kb) * ntile + tile) * a_per;
@@ -786,7 +786,7 @@ static int FCN(nchw_wgrad_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_t
                 for (int64_t r = 0; r < rows; ++r)
                     c[r] = partial + ((co0 + r) * taps + tap) * cig + ci0;
                 const int nv = (int)ceil_div(nr, t->vl);
-                FCN(fc_igemm_args) args;
+                FCN(fc_igemm_args) args = {0};
                 args.ntaps = p->out_h;
                 args.kc = p->out_w;
                 args.a = a;

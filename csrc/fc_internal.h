@@ -33,6 +33,17 @@
 #define FC_PREFETCH(p) ((void)(p))
 #endif
 
+/* FC_PREFETCH of every line of the `bytes` bytes at p (which need not start
+ * on a line). */
+FC_ALWAYS_INLINE void fc_prefetch_bytes(const void *p, int64_t bytes)
+{
+    const char *c = (const char *)p;
+    for (int64_t b = 0; b < bytes; b += 64)
+        FC_PREFETCH(c + b);
+    if (bytes > 0)
+        FC_PREFETCH(c + bytes - 1);
+}
+
 /* Integer arithmetic of the drivers' index computations. */
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

@@ -26,6 +26,13 @@ typedef struct FCN(fc_igemm_args) {
     int mr, nv;               /* tile shape (used by the generic kernel) */
     int accumulate;           /* start from C instead of bias/zero */
     int relu;
+    /* 0: a and c are the tables above, one tile. > 0: strided rows, row r
+     * of tap t at a[t] + r * a_step (a holds ntaps pointers) and C row r at
+     * c[0] + r * c_step, and the call runs m_tiles tiles of mr rows, tile i
+     * from row i * mr (one call per register tile cost as much as a tile's
+     * arithmetic at 16-32 channels) */
+    int64_t a_step, c_step, m_tiles;
+    int prefetch_a;
 } FCN(fc_igemm_args);
 
 /*

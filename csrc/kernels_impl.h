@@ -58,16 +58,27 @@
  * Indirect GEMM (forward and backward-input convolution, dense layers).
  * Each k step: NV loads of B, MR broadcasts of A, MR * NV FMAs.
  */
-FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
+FC_ALWAYS_INLINE void FCN(igemm_tile)(const FCN(fc_igemm_args) *FC_RESTRICT p, int64_t tile,
                                  const int MR, const int NV, const int TAIL)
 {
     fc_vec acc[FC_ACC_ROWS][FC_IGEMM_VECS];
     const int64_t ntaps = p->ntaps, kc = p->kc, ldb = p->ldb;
+    const int64_t a_step = p->a_step, row0 = tile * MR;
     const fc_mask mask = FC_MAKE_MASK(TAIL ? (int)(p->nr - (int64_t)(NV - 1) * FC_VL) : FC_VL);
+    FC_T *c_row[FC_ACC_ROWS];
+    for (int r = 0; r < MR; ++r)
+        c_row[r] = a_step ? p->c[0] + (row0 + r) * p->c_step : p->c[r];
+
+    /* Strided rows: ask for the next tile's A lines now (from L2, or from
+     * memory for a 1x1 layer's input), a tile's arithmetic ahead of use. */
+    if (a_step && p->prefetch_a && tile + 1 < p->m_tiles)
+        for (int64_t t = 0; t < ntaps; ++t)
+            for (int r = 0; r < MR; ++r)
+                fc_prefetch_bytes(p->a[t] + (row0 + MR + r) * a_step, kc * (int64_t)sizeof(FC_T));
 
     if (p->accumulate) {
         for (int r = 0; r < MR; ++r) {
-            const FC_T *c = p->c[r];
+            const FC_T *c = c_row[r];
             for (int v = 0; v < NV; ++v) {
                 if (c == NULL)
                     acc[r][v] = VZERO();
@@ -109,7 +120,7 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
      * a line. */
     if (!p->accumulate)
         for (int r = 0; r < MR; ++r) {
-            const FC_T *c = p->c[r];
+            const FC_T *c = c_row[r];
             if (c == NULL)
                 continue;
             for (int v = 0; v < NV; v += FC_VECS_PER_LINE)
@@ -120,7 +131,7 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
     for (int64_t t = 0; t < ntaps; ++t) {
         const FC_T *a[FC_ACC_ROWS];
         for (int r = 0; r < MR; ++r)
-            a[r] = p->a[t * MR + r];
+            a[r] = a_step ? p->a[t] + (row0 + r) * a_step : p->a[t * MR + r];
         const FC_T *b = p->b[t];
         for (int64_t k = 0; k < kc; ++k) {
             /* Whole vectors even in a tail: B rows are padded (see
@@ -139,7 +150,7 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
     }
 
     for (int r = 0; r < MR; ++r) {
-        FC_T *c = p->c[r];
+        FC_T *c = c_row[r];
         if (c == NULL)
             continue;
         for (int v = 0; v < NV; ++v) {
@@ -150,6 +161,14 @@ FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
                 VSTORE(c + v * FC_VL, out);
         }
     }
+}
+
+FC_ALWAYS_INLINE void FCN(igemm_body)(const FCN(fc_igemm_args) *FC_RESTRICT p,
+                                 const int MR, const int NV, const int TAIL)
+{
+    const int64_t tiles = p->a_step ? p->m_tiles : 1;
+    for (int64_t tile = 0; tile < tiles; ++tile)
+        FCN(igemm_tile)(p, tile, MR, NV, TAIL);
 }
 
 /* Pixels ahead the weight-gradient kernel prefetches (4-16 measured alike). */

@@ -193,44 +193,40 @@ static int run_block(const wino_problem *q, const fc_kernel_table *t, int64_t ti
             }
         t->wino_input(cells, q->c_in, v + i * q->c_in, q->v_e_stride);
     }
-    /* 16 GEMMs: M[e] (count x c_out) = V[e] (count x c_in) U[e] (c_in x c_out). */
-    const float *a[FC_MAX_MR];
-    float *c[FC_MAX_MR];
-    const float *b[1];
+    /* 16 GEMMs: M[e] (count x c_out) = V[e] (count x c_in) U[e] (c_in x c_out),
+     * the rows strided: one call for the whole tiles of mr rows, one for the
+     * rest. */
     for (int e = 0; e < 16; ++e) {
         for (int64_t panel = 0; panel < q->npanels; ++panel) {
             const int64_t col0 = panel * q->nr_panel;
             const int64_t nr = min64(q->nr_panel, q->c_out - col0);
             const int nv = (int)ceil_div(nr, t->vl);
-            for (int64_t row0 = 0; row0 < count; row0 += q->mr) {
-                const int rows = (int)min64(q->mr, count - row0);
-                for (int r = 0; r < rows; ++r) {
-                    a[r] = v + e * q->v_e_stride + (row0 + r) * q->c_in;
-                    c[r] = m + e * q->m_e_stride + (row0 + r) * q->c_out + col0;
-                }
-                for (int64_t k0 = 0; k0 < q->c_in; k0 += 512) {
-                    const int64_t kc = min64(512, q->c_in - k0);
-                    const float *shifted[FC_MAX_MR];
-                    for (int r = 0; r < rows; ++r)
-                        shifted[r] = a[r] + k0;
-                    b[0] = q->u + e * q->u_e_stride + panel * q->c_in * q->nr_panel +
-                           k0 * q->nr_panel;
-                    fc_igemm_args args;
+            for (int64_t k0 = 0; k0 < q->c_in; k0 += 512) {
+                const float *a[1] = {v + e * q->v_e_stride + k0};
+                const float *b[1] = {q->u + e * q->u_e_stride + panel * q->c_in * q->nr_panel +
+                                     k0 * q->nr_panel};
+                for (int64_t row0 = 0; row0 < count;) {
+                    const int rows = (int)min64(q->mr, count - row0);
+                    float *c[1] = {m + e * q->m_e_stride + row0 * q->c_out + col0};
+                    fc_igemm_args args = {0};
                     args.ntaps = 1;
-                    args.kc = kc;
-                    args.a = shifted;
+                    args.kc = min64(512, q->c_in - k0);
+                    args.a = a;
                     args.b = b;
                     args.ldb = q->nr_panel;
                     args.nr = nr;
-                    args.bias = NULL;
-                    args.bias_rows = 0;
                     args.c = c;
                     args.mr = rows;
                     args.nv = nv;
                     args.accumulate = k0 > 0;
-                    args.relu = 0;
+                    args.a_step = q->c_in;
+                    args.c_step = q->c_out;
+                    args.m_tiles = rows == q->mr ? (count - row0) / q->mr : 1;
+                    args.prefetch_a = 1;
                     fc_igemm_fn fn = t->igemm[rows][nv][nr % t->vl != 0];
                     (fn ? fn : t->igemm_any)(&args);
+                    a[0] += args.m_tiles * rows * q->c_in;
+                    row0 += args.m_tiles * rows;
                 }
             }
         }
@@ -557,7 +553,7 @@ static int run_band_cf(const wino_cf *q, const fc_kernel_table *t, int64_t item,
                         c[r] = m + e * q->m_e + (co0 + r) * ld + col0;
                     }
                     b[0] = v + e * q->v_e + k0 * ld + col0;
-                    fc_igemm_args args;
+                    fc_igemm_args args = {0};
                     args.ntaps = 1;
                     args.kc = kc;
                     args.a = a;
