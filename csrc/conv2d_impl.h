@@ -444,14 +444,6 @@ static int64_t FCN(build_tile)(const FCN(igemm_problem) *g, int mr, const pixel 
     return live;
 }
 
-/*
- * Work items are (panel group, tile) pairs, tile-major within a group; a
- * thread owns a contiguous range. Its loop nest, BLIS-like: a pass of up to
- * FC_TILES_PER_PASS tiles (their C stays in L2), K blocks (their B block
- * stays in L1), the group's panels, the pass's tiles. Panels are split into
- * groups only when there are too few tiles to keep every thread busy (dense
- * layers: few pixels, wide B), so each thread reads the input once.
- */
 /* Row `row` of B (tap * k_row + k) in panel b_panel, whose columns start at c0. */
 static inline const FC_T *FCN(b_row)(const FCN(igemm_problem) *g, const FC_T *b_panel, int64_t c0,
                                      int64_t row)
@@ -460,6 +452,14 @@ static inline const FC_T *FCN(b_row)(const FCN(igemm_problem) *g, const FC_T *b_
                                                    : b_panel + row * g->ldb;
 }
 
+/*
+ * Work items are (panel group, tile) pairs, tile-major within a group; a
+ * thread owns a contiguous range. Its loop nest, BLIS-like: a pass of up to
+ * FC_TILES_PER_PASS tiles (their C stays in L2), K blocks (their B block
+ * stays in L1), the group's panels, the pass's tiles. Panels are split into
+ * groups only when there are too few tiles to keep every thread busy (dense
+ * layers: few pixels, wide B), so each thread reads the input once.
+ */
 static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t,
                                  int tid, FCN(igemm_scratch) *s)
 {

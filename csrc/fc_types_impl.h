@@ -32,7 +32,10 @@ typedef struct FCN(fc_igemm_args) {
      * from row i * mr (one call per register tile cost as much as a tile's
      * arithmetic at 16-32 channels) */
     int64_t a_step, c_step, m_tiles;
-    int prefetch_a;
+    int prefetch_a;           /* strided calls: each tile asks for the next tile's
+                                 A lines as it starts (callers set it where A comes
+                                 from L2 or memory, not where a previous panel's
+                                 pass left it in L1) */
 } FCN(fc_igemm_args);
 
 /*
