@@ -91,7 +91,7 @@ FC_ALWAYS_INLINE void FCN(igemm_tile)(const FCN(fc_igemm_args) *FC_RESTRICT p, i
     } else if (p->bias_rows) {
         /* a bias per row (channels-first outputs: rows are channels) */
         for (int r = 0; r < MR; ++r) {
-            const fc_vec b = VSET1(p->bias[r]);
+            const fc_vec b = VSET1(p->bias[row0 + r]);
             for (int v = 0; v < NV; ++v)
                 acc[r][v] = b;
         }
