@@ -9,9 +9,11 @@
  * Channels last, channels in vectors (dw_block, dw_wgrad):
  *   forward: threads own output rows (bands of them). A row's tap rows that
  *     land in the input are listed once; the pixels whose whole window row
- *     is inside run in blocks of 4 pixels x up to 4 channel vectors, the few
- *     edge pixels one at a time with their tap columns clipped (a sub-range
- *     of the same list), so padding costs no per-element branch.
+ *     is inside run in blocks of 4 pixels x up to 4 channel vectors (a
+ *     3-column kernel of stride 1 or 2: the whole run in one call, dw_run,
+ *     its source vectors sliding), the few edge pixels one at a time with
+ *     their tap columns clipped (a sub-range of the same list), so padding
+ *     costs no per-element branch.
  *   backward-input: gathered per dx row (threads own dx rows, nothing
  *     races): the dx pixels of one column phase (iw + pad_left) mod stride
  *     see the same tap columns, reading consecutive dy pixels, so they run
@@ -141,6 +143,37 @@ static void dw_cblock(const dw_cblocks *b, int64_t i, int64_t *ch, int *v, int *
         *v = 1;
         *tail = (int)b->rest;
     }
+}
+
+/* Every block's first channel and vectors, as the run kernel takes them
+ * (fc_dw_run_args). */
+typedef struct dw_run_blocks {
+    int64_t *ch;
+    int *v;
+} dw_run_blocks;
+
+static int dw_run_blocks_of(const dw_cblocks *b, dw_run_blocks *out)
+{
+    out->ch = (int64_t *)fc_malloc(b->n, sizeof(int64_t));
+    out->v = (int *)fc_malloc(b->n, sizeof(int));
+    if (out->ch == NULL || out->v == NULL) {
+        fc_free(out->ch);
+        fc_free(out->v);
+        out->ch = NULL;
+        out->v = NULL;
+        return FC_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < b->n; ++i) {
+        int tail;
+        dw_cblock(b, i, &out->ch[i], &out->v[i], &tail);
+    }
+    return FC_OK;
+}
+
+static void dw_run_blocks_free(dw_run_blocks *r)
+{
+    fc_free(r->ch);
+    fc_free(r->v);
 }
 
 /* Weight-gradient chunks: blocks of output rows of one image. */

@@ -155,7 +155,7 @@ static void FCN(dw_forward_row)(const fc_conv2d_params *p, const FCN(fc_kernel_t
                                 const dw_cblocks *cb, const FC_T *src, int64_t row0,
                                 const FC_T *kernel, const FC_T *bias, FC_T *yrow, int64_t oh,
                                 const FC_T **row_src, int64_t *row_k, const int64_t *col_src,
-                                const int64_t *col_k)
+                                const int64_t *col_k, const dw_run_blocks *runs)
 {
     const int64_t C = p->c_out, w = p->w, kw = p->kw, sw = p->stride_w, dw = p->dilation_w;
     const int64_t pl = p->pad_left, out_w = p->out_w;
@@ -179,6 +179,28 @@ static void FCN(dw_forward_row)(const fc_conv2d_params *p, const FCN(fc_kernel_t
     const int64_t hi = clamp64(floor_div(w - 1 - (kw - 1) * dw + pl, sw) + 1, lo, out_w);
     for (int64_t ow = 0, np = 1; ow < out_w; ow += np) {
         int64_t j0, j1;
+        if (ow >= lo && ow < hi && runs != NULL) {
+            /* the interior in one call */
+            np = hi - ow;
+            FCN(fc_dw_run_args) run;
+            run.row_src = row_src;
+            run.row_k = row_k;
+            run.nrows = a.nrows;
+            run.src_off = ow * sw * C + col_src[0];
+            run.n = np;
+            run.pixel = C;
+            run.stride = sw;
+            run.kernel = kernel;
+            run.bias = bias;
+            run.dst = yrow + ow * C;
+            run.nblocks = cb->n;
+            run.block_ch = runs->ch;
+            run.block_v = runs->v;
+            run.tail = (int)cb->rest;
+            run.relu = p->relu;
+            t->dw_run(&run);
+            continue;
+        }
         if (ow >= lo && ow < hi) {
             np = min64(FC_DW_MAX_P, hi - ow);
             j0 = 0;
@@ -224,8 +246,13 @@ static int FCN(dw_forward_cl)(const fc_conv2d_params *p, const FC_T *x, const FC
                         (double)(kh * kw);
     const int nthreads = fc_pick_threads(p->n_threads, work, items);
     char *scratch = (char *)fc_malloc(fc_mul(words, nthreads), 8);
-    if (scratch == NULL)
+    dw_run_blocks runs = {NULL, NULL};
+    if (scratch == NULL || (kw == 3 && p->dilation_w == 1 && (p->stride_w == 1 ||
+                                                              p->stride_w == 2) &&
+                            dw_run_blocks_of(&cb, &runs) != FC_OK)) {
+        fc_free(scratch);
         return FC_ERR_NOMEM;
+    }
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -260,11 +287,12 @@ static int FCN(dw_forward_cl)(const fc_conv2d_params *p, const FC_T *x, const FC
             for (int64_t oh = oh0; oh < oh1; ++oh)
                 FCN(dw_forward_row)(p, t, &cb, src, row0, kernel, bias,
                                     y + ((img * p->out_h + oh) * p->out_w) * C, oh, row_src,
-                                    row_k, col_src, col_k);
+                                    row_k, col_src, col_k, runs.ch != NULL ? &runs : NULL);
         }
         fc_fpmode_leave(fp);
     }
     fc_free(scratch);
+    dw_run_blocks_free(&runs);
     return FC_OK;
 }
 

@@ -107,6 +107,30 @@ typedef struct FCN(fc_dw_block_args) {
 } FCN(fc_dw_block_args);
 
 /*
+ * Channels-last run of a 3-column kernel (dilation 1) along one output row:
+ * for output pixels q < n and every channel of the blocks,
+ *   dst[q * pixel + ch] = act(bias[ch] + sum over rows r < nrows, columns
+ *       c < 3 of row_src[r][src_off + (q * stride + c) * pixel + ch]
+ *                * kernel[row_k[r] + c * pixel + ch]),
+ * every source pixel inside the input (the driver keeps the edges). The
+ * channels come in nblocks blocks: block b starts at channel block_ch[b] and
+ * holds block_v[b] whole vectors, except a last one of tail lanes (v == 1)
+ * when tail > 0. pixel: elements per pixel (source and output); stride: 1
+ * or 2.
+ */
+typedef struct FCN(fc_dw_run_args) {
+    const FC_T *const *row_src;
+    const int64_t *row_k;
+    int64_t nrows, src_off, n, pixel, stride;
+    const FC_T *kernel, *bias;
+    FC_T *dst;
+    int64_t nblocks;
+    const int64_t *block_ch;
+    const int *block_v;
+    int tail, relu;
+} FCN(fc_dw_run_args);
+
+/*
  * Channels-last weight-gradient tile: for taps t < t (of one kernel row, tap
  * t's source at x + t * tap_step) and channels ch of v vectors,
  *   out[t * ldo + ch] (+)= sum over runs i, pixels q < count[i] of
@@ -209,6 +233,7 @@ typedef struct FCN(fc_kernel_table) {
     /* depthwise convolution (kernels_depthwise_impl.h) */
     int dw_v_max;                         /* channel vectors per block / tile */
     void (*dw_block)(const FCN(fc_dw_block_args) *a);
+    void (*dw_run)(const FCN(fc_dw_run_args) *a);
     void (*dw_wgrad)(const FCN(fc_dw_wgrad_args) *a);
     void (*dw_rows)(const FCN(fc_dw_rows_args) *a);
     void (*dw_dots)(const FCN(fc_dw_dots_args) *a);

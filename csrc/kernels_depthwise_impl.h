@@ -318,6 +318,144 @@ static void FCN(dw_block)(const FCN(fc_dw_block_args) *a)
         (a->tail ? tail[a->p] : full[a->p][a->v])(a);
 }
 
+/* ---------------------------------------------------------------------------
+ * Channels-last run (fc_dw_run_args): P pixels x V channel vectors of a
+ * 3-column kernel per group, the source vectors sliding along the row. Per
+ * kernel row and channel vector, the group loads 3 kernel vectors and the
+ * S * (P - 1) + 3 source vectors its pixels share, each once, and feeds
+ * each to the FMAs of the pixels it reaches: 9 + 3 loads for 12 FMAs
+ * (stride 1, P = 4) where dw_block loads 4 + 16. And a whole run is one
+ * call, where dw_block takes one per P pixels and channel block, its
+ * arguments, dispatch and accumulator set-up then costing as much as its
+ * FMAs (C harness, Zen 5: a 4 x 4 3 x 3 block in L1 ran at 51% of the FMA
+ * peak, 1 x 4 at 16%). Whole forward passes, Zen 5, 1 thread, batch 32,
+ * time against dw_block's (medians of 15 alternating runs): 0.72-0.94 at
+ * 48x48x24 .. 6x6x512 stride 1 and 24x24 / 12x12 stride 2, 1.02-1.05 at
+ * 48x48x32 (stride 1, 2), whose rows come from memory either way. Per
+ * pixel and channel the taps add up in dw_block's order (row by row,
+ * columns in order), so the results are its own bit for bit.
+ */
+FC_ALWAYS_INLINE void FCN(dw_run_group)(const FCN(fc_dw_run_args) *FC_RESTRICT a, int64_t q,
+                                        int64_t ch, const int P, const int V, const int TAIL,
+                                        const int S)
+{
+    const fc_mask mask = FC_MAKE_MASK(TAIL ? a->tail : FC_VL);
+    (void)mask;
+#define FC_DW_LD(p) (TAIL ? VLOAD_M((p), mask) : VLOAD(p))
+    const int64_t C = a->pixel;
+    fc_vec acc[FC_DW_MAX_P][FC_DW_MAX_V];
+    for (int v = 0; v < V; ++v) {
+        const fc_vec init = a->bias == NULL ? VZERO() : FC_DW_LD(a->bias + ch + v * FC_VL);
+        for (int p = 0; p < P; ++p)
+            acc[p][v] = init;
+    }
+    for (int64_t r = 0; r < a->nrows; ++r) {
+        /* pointers stepped pixel by pixel, not offsets j * C: each of those
+         * would hold a register of its own (C is a variable) */
+        const FC_T *sp = a->row_src[r] + a->src_off + q * S * C + ch;
+        const FC_T *kp = a->kernel + a->row_k[r] + ch;
+        if (V <= 2) {
+            /* a pixel's vectors one after another, all 3 * V kernel vectors
+             * held: the row's lines in address order, which the prefetchers
+             * follow once the rows come from memory (vector-major, 48x48x32
+             * at batch 32 ran 1.4x dw_block's time) */
+            fc_vec kc[3][2];
+            for (int c = 0; c < 3; ++c)
+                for (int v = 0; v < V; ++v) {
+                    kc[c][v] = FC_DW_LD(kp + c * C + v * FC_VL);
+                    FC_DW_IN_REGISTER(kc[c][v]);
+                }
+            for (int j = 0; j < S * (P - 1) + 3; ++j, sp += C)
+                for (int v = 0; v < V; ++v) {
+                    fc_vec x = FC_DW_LD(sp + v * FC_VL);
+                    FC_DW_IN_REGISTER(x);   /* one load, not one per FMA */
+                    for (int c = 0; c < 3; ++c) {
+                        const int d = j - c;
+                        if (d >= 0 && d % S == 0 && d / S < P)
+                            acc[d / S][v] = VFMA(x, kc[c][v], acc[d / S][v]);
+                    }
+                }
+        } else {
+            /* vector by vector: 3 kernel vectors held, where 3 * V of them
+             * and the P * V accumulators would spill (pixel-major with
+             * V = 4 ran 1.6x this order's time) */
+            for (int v = 0; v < V; ++v) {
+                fc_vec kc[3];
+                for (int c = 0; c < 3; ++c) {
+                    kc[c] = FC_DW_LD(kp + c * C + v * FC_VL);
+                    FC_DW_IN_REGISTER(kc[c]);
+                }
+                const FC_T *sv = sp + v * FC_VL;
+                for (int j = 0; j < S * (P - 1) + 3; ++j, sv += C) {
+                    fc_vec x = FC_DW_LD(sv);
+                    FC_DW_IN_REGISTER(x);
+                    for (int c = 0; c < 3; ++c) {
+                        const int d = j - c;
+                        if (d >= 0 && d % S == 0 && d / S < P)
+                            acc[d / S][v] = VFMA(x, kc[c], acc[d / S][v]);
+                    }
+                }
+            }
+        }
+    }
+    FC_T *d = a->dst + q * C + ch;
+    for (int p = 0; p < P; ++p, d += C) {
+        for (int v = 0; v < V; ++v) {
+            const fc_vec out = FC_ACTIVATE(acc[p][v], a->relu);
+            if (TAIL)
+                VSTORE_M(d + v * FC_VL, out, mask);
+            else
+                VSTORE(d + v * FC_VL, out);
+        }
+    }
+#undef FC_DW_LD
+}
+
+/* Group q of P pixels through every channel block, pixel-major as in
+ * dw_forward_row. */
+FC_ALWAYS_INLINE void FCN(dw_run_blocks)(const FCN(fc_dw_run_args) *FC_RESTRICT a, int64_t q,
+                                         const int P, const int S)
+{
+    for (int64_t b = 0; b < a->nblocks; ++b) {
+        const int64_t ch = a->block_ch[b];
+        if (a->tail > 0 && b == a->nblocks - 1) {
+            FCN(dw_run_group)(a, q, ch, P, 1, 1, S);
+            continue;
+        }
+        switch (a->block_v[b]) {
+        case 1: FCN(dw_run_group)(a, q, ch, P, 1, 0, S); break;
+        case 2: FCN(dw_run_group)(a, q, ch, P, 2, 0, S); break;
+#if FC_ACC_VECS >= 4
+        case 3: FCN(dw_run_group)(a, q, ch, P, 3, 0, S); break;
+        case 4: FCN(dw_run_group)(a, q, ch, P, 4, 0, S); break;
+#endif
+        default: break;
+        }
+    }
+}
+
+FC_ALWAYS_INLINE void FCN(dw_run_body)(const FCN(fc_dw_run_args) *FC_RESTRICT a, const int S)
+{
+    int64_t q = 0;
+    for (; q + FC_DW_MAX_P <= a->n; q += FC_DW_MAX_P)
+        FCN(dw_run_blocks)(a, q, FC_DW_MAX_P, S);
+    switch (a->n - q) {
+    case 1: FCN(dw_run_blocks)(a, q, 1, S); break;
+    case 2: FCN(dw_run_blocks)(a, q, 2, S); break;
+    case 3: FCN(dw_run_blocks)(a, q, 3, S); break;
+    default: break;
+    }
+}
+
+static void FCN(dw_run_s1)(const FCN(fc_dw_run_args) *a) { FCN(dw_run_body)(a, 1); }
+static void FCN(dw_run_s2)(const FCN(fc_dw_run_args) *a) { FCN(dw_run_body)(a, 2); }
+
+/* a->stride 1 or 2 */
+static void FCN(dw_run)(const FCN(fc_dw_run_args) *a)
+{
+    (a->stride == 1 ? FCN(dw_run_s1) : FCN(dw_run_s2))(a);
+}
+
 /* a->t in 1 .. FC_DW_MAX_T, a->v as in dw_block */
 static void FCN(dw_wgrad)(const FCN(fc_dw_wgrad_args) *a)
 {

@@ -69,6 +69,7 @@
         FC_GENERIC_F32_ONLY \
         .dw_v_max = FC_DW_MAX_V, \
         .dw_block = FCN(dw_block), \
+        .dw_run = FCN(dw_run), \
         .dw_wgrad = FCN(dw_wgrad), \
         .dw_rows = FCN(dw_rows), \
         .dw_dots = FCN(dw_dots), \

@@ -50,6 +50,7 @@ const FCN(fc_kernel_table) FC_TABLE = {
 #endif
     .dw_v_max = FC_ACC_VECS < FC_DW_MAX_V ? FC_ACC_VECS : FC_DW_MAX_V,
     .dw_block = FCN(dw_block),
+    .dw_run = FCN(dw_run),
     .dw_wgrad = FCN(dw_wgrad),
     .dw_rows = FCN(dw_rows),
     .dw_dots = FCN(dw_dots),
