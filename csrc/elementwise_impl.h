@@ -24,6 +24,26 @@ int FCN(fc_relu_backward)(const FC_T *FC_RESTRICT dy, const FC_T *FC_RESTRICT y,
     return FC_OK;
 }
 
+int FCN(fc_relu_forward)(const FC_T *FC_RESTRICT x, FC_T *FC_RESTRICT y, int64_t n,
+                         int n_threads)
+{
+    if (n < 0 || (n > 0 && (x == NULL || y == NULL)))
+        return FC_ERR_ARG;
+    const int64_t block = 1 << 16;
+    const int64_t nblocks = (n + block - 1) / block;
+    const int nthreads = fc_pick_threads(n_threads, (double)n / 4.0, nblocks);
+    (void)nthreads;   /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
+#endif
+    for (int64_t b = 0; b < nblocks; ++b) {
+        const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+        for (int64_t i = b * block; i < end; ++i)
+            y[i] = FCN(relu_value)(x[i]);
+    }
+    return FC_OK;
+}
+
 /* One block of an optimizer rule (fastconv.h lists the rules and their
  * formulas). Each line repeats NumPy's operations in their order, one
  * rounding each, so the C and NumPy backends agree bit for bit. */

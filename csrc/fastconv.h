@@ -180,6 +180,10 @@ int fc_global_max_pool2d_backward(const fc_pool2d_params *p, const float *dy, co
 int fc_upsample2d_forward(const fc_upsample_params *p, const float *x, float *y);
 int fc_upsample2d_backward(const fc_upsample_params *p, const float *dy, float *dx);
 
+/* y = np.maximum(x, 0), element-wise over n floats (NaN stays NaN, -0
+ * becomes +0); y and x do not overlap. */
+int fc_relu_forward(const float *x, float *y, int64_t n, int n_threads);
+
 /* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
 int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
 
@@ -292,6 +296,7 @@ int fc_global_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *d
                                       const double *x, double *dx);
 int fc_upsample2d_forward_f64(const fc_upsample_params *p, const double *x, double *y);
 int fc_upsample2d_backward_f64(const fc_upsample_params *p, const double *dy, double *dx);
+int fc_relu_forward_f64(const double *x, double *y, int64_t n, int n_threads);
 int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                          int n_threads);
 int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,

@@ -188,6 +188,44 @@ def test_relu_backward_is_numpy_bit_for_bit(simd, rng):
         fc.relu_backward(dy[:1], y)
 
 
+@pytest.mark.parametrize("dtype, uint", [(np.float32, np.uint32), (np.float64, np.uint64)])
+def test_relu_is_numpy_maximum_bit_for_bit(dtype, uint, rng):
+    # 3 blocks of the C loop (65536 elements each) and a tail, so threads split it
+    x = rng.standard_normal((3, 65536 + 77)).astype(dtype)
+    bits = x.reshape(-1).view(uint)
+    bits[:4096] = rng.integers(0, np.iinfo(uint).max, 4096, dtype=uint, endpoint=True)
+    info = np.finfo(dtype)
+    x.flat[4096:4106] = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, info.smallest_subnormal,
+                         -info.smallest_subnormal, info.max, -info.max]
+    one_bit = uint(1)
+    x.reshape(-1).view(uint)[4106] = np.array(np.nan, dtype).view(uint) | one_bit  # a payload
+    x.reshape(-1).view(uint)[4107] = np.array(-np.nan, dtype).view(uint) | one_bit
+    before = x.copy()
+    want = np.maximum(x, 0)
+    for threads in (1, 2):
+        previous = fc.set_num_threads(threads)
+        try:
+            got = fc.relu(x)
+        finally:
+            fc.set_num_threads(previous)
+        assert got.dtype == dtype and got.shape == x.shape
+        np.testing.assert_array_equal(got.view(uint), want.view(uint))
+    np.testing.assert_array_equal(x.view(uint), before.view(uint))   # input untouched
+    strided = x[:, ::3]
+    np.testing.assert_array_equal(fc.relu(strided).view(uint), np.maximum(strided, 0).view(uint))
+    np.testing.assert_array_equal(numpy_backend(fc.relu, x).view(uint), want.view(uint))
+    assert fc.relu(x[:0]).shape == (0, x.shape[1])
+
+
+def test_relu_of_other_inputs_is_numpy_maximum():
+    ints = np.array([-3, 0, 5], np.int32)
+    np.testing.assert_array_equal(fc.relu(ints), np.maximum(ints, 0))
+    assert fc.relu(ints).dtype == np.int32
+    np.testing.assert_array_equal(fc.relu([-1.5, 2.0]), [0.0, 2.0])
+    half = np.array([-1, 2], np.float16)
+    assert fc.relu(half).dtype == np.float16
+
+
 # 3x3 stride-1 layers with 16+ channels run by Winograd F(2x2, 3x3); each
 # case runs with it on and off. Odd sizes leave partial 2x2 tiles at the
 # bottom/right; channel counts leave vector tails.

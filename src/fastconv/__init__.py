@@ -29,7 +29,7 @@ from .ops import (adam_update, avg_pool1d, avg_pool1d_backward, avg_pool2d,
                   get_backend, get_num_threads, global_avg_pool2d, global_avg_pool2d_backward,
                   global_max_pool2d, global_max_pool2d_backward, max_pool1d,
                   max_pool1d_backward, max_pool2d, max_pool2d_backward, optimizer_update,
-                  relu_backward,
+                  relu, relu_backward,
                   set_backend, set_num_threads, upsample2d, upsample2d_backward, use_backend)
 
 __version__ = "0.1.0"
@@ -49,7 +49,7 @@ __all__ = [
     "global_avg_pool2d", "global_avg_pool2d_backward", "global_max_pool2d",
     "global_max_pool2d_backward", "batch_norm_train", "batch_norm_backward",
     "batch_norm_inference", "batch_norm_update_moving", "upsample2d", "upsample2d_backward",
-    "dense", "dense_backward", "relu_backward", "adam_update", "optimizer_update",
+    "dense", "dense_backward", "relu", "relu_backward", "adam_update", "optimizer_update",
     "conv_output_size",
     "conv_transpose_output_size", "set_backend", "get_backend", "use_backend",
     "set_num_threads", "get_num_threads", "show_config", "__version__", *_SUBMODULES,

@@ -101,6 +101,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_max_pool2d_forward(const fc_pool2d_params *p, const float *x, float *y)
     int fc_max_pool2d_backward(const fc_pool2d_params *p, const float *dy,
                                const float *x, float *dx)
+    int fc_relu_forward(const float *x, float *y, int64_t n, int n_threads)
     int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n,
                          int n_threads)
     int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat,
@@ -118,6 +119,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_max_pool2d_forward_f64(const fc_pool2d_params *p, const double *x, double *y)
     int fc_max_pool2d_backward_f64(const fc_pool2d_params *p, const double *dy,
                                    const double *x, double *dx)
+    int fc_relu_forward_f64(const double *x, double *y, int64_t n, int n_threads)
     int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                              int n_threads)
     int fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
@@ -611,6 +613,16 @@ def upsample2d_backward(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, int 
             status = fc_upsample2d_backward(&p, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0])
         else:
             status = fc_upsample2d_backward_f64(&p, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0])
+    _check(status)
+
+
+def relu_forward(const real[::1] x, real[::1] y, int n_threads):
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_relu_forward(&x[0], &y[0], x.shape[0], n_threads)
+        else:
+            status = fc_relu_forward_f64(&x[0], &y[0], x.shape[0], n_threads)
     _check(status)
 
 

@@ -65,7 +65,7 @@ def _relu_forward(x: np.ndarray, slope: float, max_value: Optional[float],
         y = np.clip(x, one(0), one(6))  # relu6
         clip = False
     else:
-        y = np.maximum(x, one(0))
+        y = activations.relu(x)
     if clip:
         y = np.clip(y, one(0), one(max_value))
     if slope != 0:
