@@ -150,6 +150,8 @@ static void dw_cblock(const dw_cblocks *b, int64_t i, int64_t *ch, int *v, int *
 typedef struct dw_run_blocks {
     int64_t *ch;
     int *v;
+    int64_t n;   /* blocks, the last one the tail when tail > 0 */
+    int tail;    /* lanes of the masked last block (0: none) */
 } dw_run_blocks;
 
 static int dw_run_blocks_of(const dw_cblocks *b, dw_run_blocks *out)
@@ -167,6 +169,8 @@ static int dw_run_blocks_of(const dw_cblocks *b, dw_run_blocks *out)
         int tail;
         dw_cblock(b, i, &out->ch[i], &out->v[i], &tail);
     }
+    out->n = b->n;
+    out->tail = (int)b->rest;
     return FC_OK;
 }
 

@@ -378,7 +378,9 @@ FC_ALWAYS_INLINE void FCN(dw_run_group)(const FCN(fc_dw_run_args) *FC_RESTRICT a
         } else {
             /* vector by vector: 3 kernel vectors held, where 3 * V of them
              * and the P * V accumulators would spill (pixel-major with
-             * V = 4 ran 1.6x this order's time) */
+             * V = 4 ran 1.6x this order's time). Only stride-2 runs come
+             * here: stride-1 runs are split into blocks of up to 2 vectors
+             * (dw_forward_cl), faster again. */
             for (int v = 0; v < V; ++v) {
                 fc_vec kc[3];
                 for (int c = 0; c < 3; ++c) {

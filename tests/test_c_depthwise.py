@@ -189,10 +189,14 @@ CASES = [
     ((1, 9, 14, 20), 3, 3, 1, (2, 2), (2, 2), "same"),
     ((1, 9, 14, 18), 7, 7, 1, (1, 1), (1, 1), "same"),
     # the forward's 3-column interior runs: blocks of 2 and 3 vectors and a
-    # tail, stride 1 and 2, groups of 4 pixels and every remainder
+    # tail, stride 1 and 2, groups of 4 pixels and every remainder; stride 1
+    # splits channels into blocks of at most 2 vectors (53: 2 + 1 + a tail
+    # with 16 lanes, 100: three of 2 + a tail)
     ((2, 6, 19, 40), 3, 3, 1, (1, 1), (1, 1), "valid"),
     ((1, 5, 30, 53), 3, 3, 1, (2, 2), (1, 1), "same"),
     ((1, 4, 16, 53), 3, 3, 1, (1, 2), (1, 1), (1, 1, 0, 2)),
+    ((1, 5, 22, 53), 3, 3, 1, (1, 1), (1, 1), "same"),
+    ((2, 4, 13, 100), 3, 3, 1, (1, 1), (1, 1), "valid"),
 ]
 CASE_IDS = [f"{s[0]}-{s[1]}x{s[2]}-M{s[3]}-s{s[4]}-d{s[5]}-{s[6]}" for s in CASES]
 
