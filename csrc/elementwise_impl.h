@@ -4,11 +4,11 @@
  * guard, on purpose.
  */
 
-int FCN(fc_relu_backward)(const FC_T *FC_RESTRICT dy, const FC_T *FC_RESTRICT y,
-                          FC_T *FC_RESTRICT out, int64_t n, int n_threads)
+/* ReLU's pass in blocks of 64 Ki elements over the threads: out =
+ * relu(v) for dy == NULL, else dy * (v > 0) (v the ReLU's output). */
+static void FCN(relu_pass)(const FC_T *FC_RESTRICT dy, const FC_T *FC_RESTRICT v,
+                           FC_T *FC_RESTRICT out, int64_t n, int n_threads)
 {
-    if (n < 0 || (n > 0 && (dy == NULL || y == NULL || out == NULL)))
-        return FC_ERR_ARG;
     const int64_t block = 1 << 16;
     const int64_t nblocks = (n + block - 1) / block;
     const int nthreads = fc_pick_threads(n_threads, (double)n / 4.0, nblocks);
@@ -18,29 +18,28 @@ int FCN(fc_relu_backward)(const FC_T *FC_RESTRICT dy, const FC_T *FC_RESTRICT y,
 #endif
     for (int64_t b = 0; b < nblocks; ++b) {
         const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
-        for (int64_t i = b * block; i < end; ++i)
-            out[i] = dy[i] * (FC_T)FCN(positive)(y[i]);
+        if (dy == NULL)
+            for (int64_t i = b * block; i < end; ++i)
+                out[i] = FCN(relu_value)(v[i]);
+        else
+            for (int64_t i = b * block; i < end; ++i)
+                out[i] = dy[i] * (FC_T)FCN(positive)(v[i]);
     }
-    return FC_OK;
 }
 
-int FCN(fc_relu_forward)(const FC_T *FC_RESTRICT x, FC_T *FC_RESTRICT y, int64_t n,
-                         int n_threads)
+int FCN(fc_relu_forward)(const FC_T *x, FC_T *y, int64_t n, int n_threads)
 {
     if (n < 0 || (n > 0 && (x == NULL || y == NULL)))
         return FC_ERR_ARG;
-    const int64_t block = 1 << 16;
-    const int64_t nblocks = (n + block - 1) / block;
-    const int nthreads = fc_pick_threads(n_threads, (double)n / 4.0, nblocks);
-    (void)nthreads;   /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
-#endif
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
-        for (int64_t i = b * block; i < end; ++i)
-            y[i] = FCN(relu_value)(x[i]);
-    }
+    FCN(relu_pass)(NULL, x, y, n, n_threads);
+    return FC_OK;
+}
+
+int FCN(fc_relu_backward)(const FC_T *dy, const FC_T *y, FC_T *out, int64_t n, int n_threads)
+{
+    if (n < 0 || (n > 0 && (dy == NULL || y == NULL || out == NULL)))
+        return FC_ERR_ARG;
+    FCN(relu_pass)(dy, y, out, n, n_threads);
     return FC_OK;
 }
 
