@@ -190,8 +190,8 @@ CASES = [
     ((1, 9, 14, 18), 7, 7, 1, (1, 1), (1, 1), "same"),
     # the forward's 3-column interior runs: blocks of 2 and 3 vectors and a
     # tail, stride 1 and 2, groups of 4 pixels and every remainder; stride 1
-    # splits channels into blocks of at most 2 vectors (53: 2 + 1 + a tail
-    # with 16 lanes, 100: three of 2 + a tail)
+    # splits channels into blocks of at most 2 vectors (AVX-512: 53 is 2 + 1
+    # and a 5-lane tail, 100 three of 2 and a 4-lane tail)
     ((2, 6, 19, 40), 3, 3, 1, (1, 1), (1, 1), "valid"),
     ((1, 5, 30, 53), 3, 3, 1, (2, 2), (1, 1), "same"),
     ((1, 4, 16, 53), 3, 3, 1, (1, 2), (1, 1), (1, 1, 0, 2)),
