@@ -254,8 +254,7 @@ static int FCN(dw_forward_cl)(const fc_conv2d_params *p, const FC_T *x, const FC
      * from 3 vectors (2-vector blocks took 1.07-1.16x the time at 48x48x64,
      * 1.04-1.06x at 28x28x128, 0.91x at 24x24x128, 1 thread). */
     const dw_cblocks run_cb =
-        dw_cblocks_of(C, t->vl, p->stride_w == 1 ? (t->dw_v_max < 2 ? t->dw_v_max : 2)
-                                                 : t->dw_v_max);
+        dw_cblocks_of(C, t->vl, p->stride_w == 1 ? (int)min64(2, t->dw_v_max) : t->dw_v_max);
     dw_run_blocks runs = {NULL, NULL, 0, 0};
     if (scratch == NULL || (kw == 3 && p->dilation_w == 1 && (p->stride_w == 1 ||
                                                               p->stride_w == 2) &&

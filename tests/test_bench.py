@@ -58,3 +58,14 @@ def test_optimizer_rows_cover_every_optimizer_beside_torch():
     assert [r["optimizer"] for r in rows] == list(bench._OPTIMIZER_PEERS)
     assert all(r["fastconv_ms"] > 0 and r["torch_ms"] > 0 and r["vs_torch"] > 0 for r in rows)
     assert "Nadam" in bench.optimizer_table(rows)
+
+
+def test_relu_row_times_the_same_results_in_both_frameworks():
+    torch = pytest.importorskip("torch")
+    (case,) = [c for c in bench.LAYERS if c.kind == "relu"]
+    problem = bench.make_problem(case, np.random.default_rng(0), with_torch=True)
+    for ours, theirs in ((problem.fwd, problem.torch_fwd), (problem.bwd, problem.torch_bwd)):
+        got = ours()
+        want = theirs()
+        assert isinstance(want, torch.Tensor)
+        np.testing.assert_array_equal(got, want.permute(0, 2, 3, 1).numpy())

@@ -66,7 +66,8 @@ class LayerCase:
                                            # convolution for "transpose"), or (ph, pw)
     strides: int = 1
     padding: str = "valid"
-    kind: str = "conv"                     # conv, transpose, maxpool, avgpool, gap, batchnorm
+    kind: str = "conv"                     # conv, transpose, maxpool, avgpool, gap, batchnorm,
+                                           # relu
     first: bool = False                    # network input: no input gradient
     groups: int = 1
     data_format: str = "channels_last"
@@ -85,7 +86,7 @@ class LayerCase:
                                              self.padding, None, (1, 1), groups=self.groups)
         if self.kind in ("maxpool", "avgpool"):
             return conv2d_geometry(self.x_shape, self.window, self.x_shape[3], s, self.padding)
-        if self.kind in ("gap", "batchnorm"):
+        if self.kind in ("gap", "batchnorm", "relu"):
             n, h, w, c = self.x_shape
             return conv2d_geometry(self.x_shape, (h, w), c, (1, 1), "valid")
         return conv2d_geometry(self.x_shape, self.window[:2], self.window[3], s, self.padding,
@@ -131,6 +132,7 @@ LAYERS = [
     LayerCase("batch norm (training) 56x56x64", (32, 56, 56, 64), (), kind="batchnorm"),
     LayerCase("avg pool 2x2 56x56x64", (32, 56, 56, 64), (2, 2), 2, "valid", kind="avgpool"),
     LayerCase("global avg pool 7x7x512", (32, 7, 7, 512), (), kind="gap"),
+    LayerCase("relu 56x56x64", (32, 56, 56, 64), (), kind="relu"),
 ]
 
 
@@ -202,6 +204,13 @@ def make_problem(case: LayerCase, rng: np.random.Generator, with_torch: bool) ->
         _, mean, var = ops.batch_norm_train(x, gamma, beta, **fmt)
         fwd = lambda: ops.batch_norm_train(x, gamma, beta, **fmt)  # noqa: E731
         bwd = lambda: ops.batch_norm_backward(dy, x, gamma, mean, var, **fmt)  # noqa: E731
+    elif case.kind == "relu":
+        # Activation('relu'): the forward, and the gradient from its output
+        y = ops.relu(x)
+        dy_nhwc = rng.standard_normal(case.x_shape).astype(dtype)
+        dy = _to_layout(dy_nhwc, cf)
+        fwd = lambda: ops.relu(x)  # noqa: E731
+        bwd = lambda: ops.relu_backward(dy, y)  # noqa: E731
     else:
         raise ValueError(f"unknown bench kind {case.kind!r}")
     problem = LayerProblem(fwd, bwd)
@@ -283,6 +292,14 @@ def _add_torch(problem: LayerProblem, case: LayerCase, x_nhwc: np.ndarray,
 
         def bwd():
             return aten._adaptive_avg_pool2d_backward(dy4, x)
+    elif case.kind == "relu":
+        y_t = F.relu(x)
+
+        def fwd():
+            return F.relu(x)
+
+        def bwd():
+            return aten.threshold_backward(dy_t, y_t, 0)
     else:  # batchnorm
         c = case.x_shape[3]
         gamma, beta = torch.from_numpy(scope["gamma"]), torch.from_numpy(scope["beta"])
