@@ -641,7 +641,8 @@ static void FCN(pack_block)(const FCN(igemm_problem) *g, const FC_T *kernel, FC_
 /* Runs the GEMM, first packing B into panels when that pays: always
  * backward (the kernel must be transposed anyway), and forward when there
  * are several panels (a row stride of 128+ floats maps a panel's rows onto
- * a fraction of L1's sets) and enough tiles to reuse the copy. */
+ * a fraction of L1's sets) and enough tiles to reuse the copy (more of them
+ * for short rows, which read in place do without it: FC_PACK_SHORT_ROW_*). */
 static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
 {
     const fc_conv2d_params *p = g->p;
@@ -680,7 +681,9 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
     FC_T *packed = NULL, *b_end = NULL;
     /* (a group's columns of a grouped kernel are strided: always packed) */
     g->b_packed = g->b_prepacked != NULL || g->backward || g->b_ld != g->n_cols ||
-                  (npanels > 1 && ntiles >= FC_PACK_MIN_TILES);
+                  (npanels > 1 && ntiles >= FC_PACK_MIN_TILES &&
+                   (g->n_cols * (int64_t)sizeof(FC_T) >= FC_PACK_SHORT_ROW_BYTES ||
+                    ntiles >= FC_PACK_SHORT_ROW_TILES));
     g->ldb = g->b_packed ? nr_panel : g->n_cols;
     g->panel_stride = g->ntaps * g->k_row * nr_panel;
     if (g->b_prepacked != NULL) {

@@ -133,6 +133,14 @@ FC_ALWAYS_INLINE void FCN(igemm_tile)(const FCN(fc_igemm_args) *FC_RESTRICT p, i
         for (int r = 0; r < MR; ++r)
             a[r] = a_step ? p->a[t] + (row0 + r) * a_step : p->a[t * MR + r];
         const FC_T *b = p->b[t];
+        /* Unrolled: the loop's own add/compare/branch otherwise share the
+         * FMA ports once per k step. Measured (Xeon with AVX-512, 1 thread,
+         * in-process A/B of prepared pointwise layers, medians of 9):
+         * 6x6x512 -> 512 and 3x3x1024 -> 1024 at batch 32 0.96x the time,
+         * batch 1 0.97x; K = 128 layers 0.99-1.00x. */
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
         for (int64_t k = 0; k < kc; ++k) {
             /* Whole vectors even in a tail: B rows are padded (see
              * fc_igemm_args). A masked load in this loop makes GCC 12 store
