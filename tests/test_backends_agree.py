@@ -156,18 +156,29 @@ def test_conv_nan_propagates_like_reference(simd, rng):
         assert np.isnan(y[0, 1:4, 1:4]).all()
 
 
-@pytest.mark.parametrize("batch,features,units", [(1, 10816, 100), (64, 300, 37), (5, 7, 1)])
-def test_dense(simd, rng, batch, features, units):
-    x = rng.standard_normal((batch, features)).astype(np.float32)
-    kernel = rng.standard_normal((features, units)).astype(np.float32)
-    bias = rng.standard_normal(units).astype(np.float32)
+# Beside the few-row path and a single panel: several panels of short rows
+# (under 512 bytes) read in place below 32 tiles, with a tail panel and two
+# K blocks (64x1100->100, 64x700->70), and packed from 32 tiles on (200x600->100);
+# in float64, 60 units are short rows and 100 are not.
+DENSE_CASES = [(1, 10816, 100, np.float32), (64, 300, 37, np.float32), (5, 7, 1, np.float32),
+               (64, 1100, 100, np.float32), (64, 700, 70, np.float32),
+               (200, 600, 100, np.float32), (64, 700, 60, np.float64),
+               (64, 300, 100, np.float64)]
+
+
+@pytest.mark.parametrize("batch,features,units,dtype", DENSE_CASES)
+def test_dense(simd, rng, batch, features, units, dtype):
+    x = rng.standard_normal((batch, features)).astype(dtype)
+    kernel = rng.standard_normal((features, units)).astype(dtype)
+    bias = rng.standard_normal(units).astype(dtype)
+    fwd, wgrad = (FWD_RTOL, WGRAD_RTOL) if dtype == np.float32 else (1e-12, 1e-12)
     for activation in (None, "relu"):
         assert_close(fc.dense(x, kernel, bias, activation),
-                     numpy_backend(fc.dense, x, kernel, bias, activation), FWD_RTOL)
-    dy = rng.standard_normal((batch, units)).astype(np.float32)
+                     numpy_backend(fc.dense, x, kernel, bias, activation), fwd)
+    dy = rng.standard_normal((batch, units)).astype(dtype)
     for name, a, e, tol in zip(("dx", "dk", "db"), fc.dense_backward(dy, x, kernel),
                                numpy_backend(fc.dense_backward, dy, x, kernel),
-                               (FWD_RTOL, WGRAD_RTOL, WGRAD_RTOL)):
+                               (fwd, wgrad, wgrad)):
         assert_close(a, e, tol, name)
 
 
