@@ -179,6 +179,13 @@ class ReLU(_ElementwiseLayer):
     def _forward(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return _relu_forward(x, self.negative_slope, self.max_value, self.threshold), x
 
+    def _cache_of_relu_output(self, y: np.ndarray) -> np.ndarray:
+        """The cache of a call of this layer, a plain ReLU (no slope, clip or
+        threshold), whose output is ``y`` (computed elsewhere:
+        Graph._find_relus_after_batch_norm): the derivative's mask ``x > 0``
+        is ``y > 0``, NaN in neither."""
+        return y
+
     def _backward(self, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
         return _relu_backward(dy, x, self.negative_slope, self.max_value, self.threshold)
 

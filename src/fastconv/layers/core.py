@@ -236,6 +236,12 @@ class Activation(ActivatedMixin, Layer):
         y = np.asarray(self.activation(x), dtype=self._dtype)
         return y, _ActivationCache(x, y)
 
+    def _cache_of_relu_output(self, y: np.ndarray) -> _ActivationCache:
+        """The cache of a call of this layer, a ReLU, whose output is ``y``
+        (computed elsewhere: Graph._find_relus_after_batch_norm): the ReLU's
+        derivative reads only ``y``."""
+        return _ActivationCache(y, y)
+
     def backward(self, d_outputs: np.ndarray, cache: _ActivationCache, compute_dx: bool = True
                  ) -> Tuple[Optional[np.ndarray], List[np.ndarray]]:
         """The activation's derivative applied to ``d_outputs``."""

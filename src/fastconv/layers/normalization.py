@@ -264,16 +264,19 @@ class BatchNormalization(Layer):
     def _epsilon(self) -> float:
         return max(self.epsilon, _FUSED_MIN_EPSILON) if self.fused else self.epsilon
 
-    def forward(self, inputs: np.ndarray, training: bool = False
-                ) -> Tuple[np.ndarray, _BatchNormCache]:
+    def forward(self, inputs: np.ndarray, training: bool = False, *,
+                activation: Optional[str] = None) -> Tuple[np.ndarray, _BatchNormCache]:
         """Normalise with the batch statistics (training, updating the moving
-        averages) or the moving ones."""
+        averages) or the moving ones; ``activation='relu'`` applies a ReLU in
+        the same pass (the graph's fusion of a ReLU that follows: the cache,
+        and so the backward, are the batch norm's own)."""
         x, moved_shape = self._to_ops_layout(np.asarray(inputs, dtype=self._dtype))
         gamma, beta = self._flat(self.gamma), self._flat(self.beta)
         moving_mean, moving_var = self._flat(self.moving_mean), self._flat(self.moving_variance)
         epsilon = self._epsilon()
         if training and self.trainable:
             y, mean, var = ops.batch_norm_train(x, gamma, beta, epsilon=epsilon,
+                                                activation=activation,
                                                 data_format=self._data_format)
             count = x.size // mean.shape[0]
             ops.batch_norm_update_moving(moving_mean, moving_var, mean, var,
@@ -282,7 +285,8 @@ class BatchNormalization(Layer):
             cache = _BatchNormCache(x, moved_shape, mean, var, True, epsilon)
         else:
             y = ops.batch_norm_inference(x, gamma, beta, moving_mean, moving_var,
-                                         epsilon=epsilon, data_format=self._data_format)
+                                         epsilon=epsilon, activation=activation,
+                                         data_format=self._data_format)
             cache = _BatchNormCache(x, moved_shape, moving_mean.copy(), moving_var.copy(), False,
                                     epsilon)
         return self._from_ops_layout(y, moved_shape), cache

@@ -57,7 +57,7 @@ from ..layers.core import Activation, Dense
 from ..layers.normalization import BatchNormalization
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 
-__all__ = ["InferencePlan", "plan_for"]
+__all__ = ["InferencePlan", "plan_for", "relu_kind"]
 
 # Plans kept per model: a predict call makes two (full batches, the last one).
 MAX_PLANS_PER_MODEL = 4
@@ -144,7 +144,7 @@ class _PreparedKernel:
         return self.prepared
 
 
-def _relu_kind(layer: Any) -> Optional[str]:
+def relu_kind(layer: Any) -> Optional[str]:
     """'relu' or 'relu6' for a layer that is only that activation, else None."""
     if type(layer) is Activation and layer.activation is activations.relu:
         return "relu"
@@ -264,7 +264,7 @@ class InferencePlan:
                     and self._bn_matches(layer, nxt.layer)):
                 chain.append(nxt)
                 nxt = self._sole_reader(nxt, readers, outputs)
-            if nxt is not None and _relu_kind(nxt.layer) is not None:
+            if nxt is not None and relu_kind(nxt.layer) is not None:
                 chain.append(nxt)
                 nxt = self._sole_reader(nxt, readers, outputs)
         if nxt is not None and self._pools_2x2(layer, nxt.layer):
@@ -341,7 +341,7 @@ class InferencePlan:
         layer = chain[0].layer
         if layer._relu_fused:
             return "relu"
-        kinds = [_relu_kind(node.layer) for node in chain[1:]]
+        kinds = [relu_kind(node.layer) for node in chain[1:]]
         return next((kind for kind in kinds if kind is not None), None)
 
     def _with_prepared_kernel(self, op: prepared.PreparedOp, sources: List[Variable]
