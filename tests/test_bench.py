@@ -26,7 +26,7 @@ def test_quick_bench_writes_json_and_chart_into_new_folders(tmp_path, monkeypatc
     data = json.loads((tmp_path / "j" / "b.json").read_text())
     layers = {(r["layer"].split(" (")[0], r["direction"]) for r in data["layers"]}
     assert layers == {(name, d) for name in ("seed conv2d", "seed conv2d_1",
-                                             "seed max_pooling2d")
+                                             "seed max_pooling2d", "seed dense")
                       for d in ("forward", "backward")}
     assert all(r["fastconv_ms"] > 0 and r["vs_torch"] > 0 for r in data["layers"])
     png = tmp_path / "bench_results" / "bench.png"
@@ -39,7 +39,7 @@ def test_bench_without_torch_or_numpy_still_reports_our_times(tmp_path, capsys):
                        "--no-loader", "--no-optimizers", "--no-images",
                        "--json", str(target), "--png", ""]) == 0
     rows = json.loads(target.read_text())["layers"]
-    assert len(rows) == 6 and all(r["fastconv_ms"] > 0 and r["vs_torch"] is None for r in rows)
+    assert len(rows) == 8 and all(r["fastconv_ms"] > 0 and r["vs_torch"] is None for r in rows)
 
 
 def test_loader_rows_report_the_step_time_with_and_without_prefetch(capsys):
@@ -69,3 +69,15 @@ def test_relu_row_times_the_same_results_in_both_frameworks():
         want = theirs()
         assert isinstance(want, torch.Tensor)
         np.testing.assert_array_equal(got, want.permute(0, 2, 3, 1).numpy())
+
+
+def test_dense_row_times_the_same_results_in_both_frameworks():
+    pytest.importorskip("torch")
+    (case,) = [c for c in bench.LAYERS if c.kind == "dense"]
+    problem = bench.make_problem(case, np.random.default_rng(0), with_torch=True)
+    np.testing.assert_allclose(problem.fwd(), problem.torch_fwd().numpy(), rtol=1e-4, atol=1e-4)
+    dx, dkernel, dbias = problem.bwd()
+    t_dx, t_dweight, t_dbias = (t.numpy() for t in problem.torch_bwd())
+    # PyTorch's weight is (units, features): its gradient is the kernel's transposed
+    for ours, theirs in ((dx, t_dx), (dkernel, t_dweight.T), (dbias, t_dbias)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())

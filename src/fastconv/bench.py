@@ -67,7 +67,8 @@ class LayerCase:
     strides: int = 1
     padding: str = "valid"
     kind: str = "conv"                     # conv, transpose, maxpool, avgpool, gap, batchnorm,
-                                           # relu
+                                           # relu, dense (x_shape (n, 1, 1, features), window
+                                           # (1, 1, features, units))
     first: bool = False                    # network input: no input gradient
     groups: int = 1
     data_format: str = "channels_last"
@@ -98,13 +99,13 @@ class LayerCase:
         g = self.geometry()
         if self.kind == "transpose":   # each input pixel meets every tap of the kernel
             return float(g.n * g.out_h * g.out_w * g.c_out * g.kh * g.kw * g.c_in / g.groups)
-        if self.kind == "conv":
+        if self.kind in ("conv", "dense"):
             return float(g.n * g.out_h * g.out_w * g.c_out * g.kh * g.kw * g.c_in / g.groups)
         return float(np.prod(self.x_shape))
 
     @property
     def computes(self) -> bool:
-        return self.kind in ("conv", "transpose")
+        return self.kind in ("conv", "transpose", "dense")
 
 
 LAYERS = [
@@ -133,6 +134,8 @@ LAYERS = [
     LayerCase("avg pool 2x2 56x56x64", (32, 56, 56, 64), (2, 2), 2, "valid", kind="avgpool"),
     LayerCase("global avg pool 7x7x512", (32, 7, 7, 512), (), kind="gap"),
     LayerCase("relu 56x56x64", (32, 56, 56, 64), (), kind="relu"),
+    LayerCase("seed dense (10816->100)", (64, 1, 1, 10816), (1, 1, 10816, 100), kind="dense",
+              seed=True),
 ]
 
 
@@ -204,6 +207,17 @@ def make_problem(case: LayerCase, rng: np.random.Generator, with_torch: bool) ->
         _, mean, var = ops.batch_norm_train(x, gamma, beta, **fmt)
         fwd = lambda: ops.batch_norm_train(x, gamma, beta, **fmt)  # noqa: E731
         bwd = lambda: ops.batch_norm_backward(dy, x, gamma, mean, var, **fmt)  # noqa: E731
+    elif case.kind == "dense":
+        # Dense(units, activation='relu'): forward with the ReLU; backward the
+        # gradients training needs (dx, dkernel, dbias), without the ReLU mask
+        features, units = case.window[2], case.window[3]
+        x2 = x_nhwc.reshape(g.n, features)
+        kernel = (rng.standard_normal((features, units)) * 0.01).astype(dtype)
+        bias = (rng.standard_normal(units) * 0.1).astype(dtype)
+        dy_nhwc = rng.standard_normal((g.n, units)).astype(dtype)
+        dy = dy_nhwc
+        fwd = lambda: ops.dense(x2, kernel, bias, activation="relu")  # noqa: E731
+        bwd = lambda: ops.dense_backward(dy, x2, kernel)  # noqa: E731
     elif case.kind == "relu":
         # Activation('relu'): the forward, and the gradient from its output
         y = ops.relu(x)
@@ -292,6 +306,16 @@ def _add_torch(problem: LayerProblem, case: LayerCase, x_nhwc: np.ndarray,
 
         def bwd():
             return aten._adaptive_avg_pool2d_backward(dy4, x)
+    elif case.kind == "dense":
+        x2 = torch.from_numpy(scope["x2"])
+        w = torch.from_numpy(np.ascontiguousarray(scope["kernel"].T))   # (units, features)
+        bias = torch.from_numpy(scope["bias"])
+
+        def fwd():
+            return F.relu(F.linear(x2, w, bias), inplace=True)
+
+        def bwd():   # what autograd's linear backward computes
+            return dy_t.mm(w), dy_t.t().mm(x2), dy_t.sum(0)
     elif case.kind == "relu":
         y_t = F.relu(x)
 
