@@ -1,6 +1,8 @@
 """Shared fixtures: random inputs, SIMD paths, tolerances, the optional oracle."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import Phase, settings
@@ -70,3 +72,17 @@ def assert_close(actual, expected, rtol, what="", scale=None):
 def numpy_backend(fn, *args, **kwargs):
     with fc.use_backend("numpy"):
         return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def graph_index_emptied(graph, name, emptied=True):
+    """``graph`` with its fusion index ``name`` (``_relu_masks_at_pools``,
+    ``_relus_after_batch_norm``) empty inside the block when ``emptied``: the
+    calls it names run unfused, the reference of the fused results."""
+    saved = getattr(graph, name)
+    if emptied:
+        setattr(graph, name, {})
+    try:
+        yield graph
+    finally:
+        setattr(graph, name, saved)

@@ -14,6 +14,8 @@ from fastconv.layers import (Activation, Add, BatchNormalization, Conv2D, Dense,
                              GlobalAveragePooling2D, Input, ReLU)
 from fastconv.models import Model
 
+from conftest import graph_index_emptied
+
 
 def _build(kind):
     backend.clear_session()
@@ -42,16 +44,10 @@ def _build(kind):
 
 def _train(model, weights, x, y, fused):
     model.set_weights(weights)
-    graph = model._graph
-    saved = graph._relus_after_batch_norm
-    if not fused:
-        graph._relus_after_batch_norm = {}
-    try:
+    with graph_index_emptied(model._graph, "_relus_after_batch_norm", not fused) as graph:
         model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
         # the graph's own inference run (no plan: it folds the batch norms)
         outputs, _ = graph.run([x], False, record=False)
-    finally:
-        graph._relus_after_batch_norm = saved
     return model.get_weights(), outputs[0]
 
 

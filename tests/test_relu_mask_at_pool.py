@@ -12,6 +12,8 @@ from fastconv.layers import (Activation, Add, BatchNormalization, Conv2D, Dense,
                              MaxPooling2D)
 from fastconv.models import Model
 
+from conftest import graph_index_emptied
+
 
 def _build(kind):
     backend.clear_session()
@@ -37,14 +39,8 @@ def _build(kind):
 
 def _one_step(model, weights, x, y, moved):
     model.set_weights(weights)
-    graph = model._graph
-    saved = graph._relu_masks_at_pools
-    if not moved:
-        graph._relu_masks_at_pools = {}
-    try:
+    with graph_index_emptied(model._graph, "_relu_masks_at_pools", not moved):
         model.train_on_batch(x, y)
-    finally:
-        graph._relu_masks_at_pools = saved
     return model.get_weights()
 
 
