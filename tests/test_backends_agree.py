@@ -159,7 +159,10 @@ def test_conv_nan_propagates_like_reference(simd, rng):
 # Beside the few-row path and a single panel: several panels of short rows
 # (under 512 bytes) read in place below 32 tiles, with a tail panel and two
 # K blocks (64x1100->100, 64x700->70), and packed from 32 tiles on (200x600->100);
-# in float64, 60 units are short rows and 100 are not.
+# in float64, 60 units are short rows and 100 are not. The input gradient of
+# layers with more units than samples is a forward GEMM between transposes
+# (1x10816->100, 64x1100->100, 64x700->70, 64x300->100), of the others the
+# input-gradient GEMM.
 DENSE_CASES = [(1, 10816, 100, np.float32), (64, 300, 37, np.float32), (5, 7, 1, np.float32),
                (64, 1100, 100, np.float32), (64, 700, 70, np.float32),
                (200, 600, 100, np.float32), (64, 700, 60, np.float64),
@@ -176,10 +179,15 @@ def test_dense(simd, rng, batch, features, units, dtype):
         assert_close(fc.dense(x, kernel, bias, activation),
                      numpy_backend(fc.dense, x, kernel, bias, activation), fwd)
     dy = rng.standard_normal((batch, units)).astype(dtype)
-    for name, a, e, tol in zip(("dx", "dk", "db"), fc.dense_backward(dy, x, kernel),
+    grads = fc.dense_backward(dy, x, kernel)
+    for name, a, e, tol in zip(("dx", "dk", "db"), grads,
                                numpy_backend(fc.dense_backward, dy, x, kernel),
                                (fwd, wgrad, wgrad)):
         assert_close(a, e, tol, name)
+    # either way, the products the 1x1 convolution's input gradient sums, in its order
+    conv_dx = fc.conv2d_backward(dy.reshape(batch, 1, 1, units), x.reshape(batch, 1, 1, features),
+                                 kernel.reshape(1, 1, features, units), compute_dkernel=False)[0]
+    np.testing.assert_array_equal(grads[0], conv_dx.reshape(batch, features))
 
 
 def test_relu_backward_is_numpy_bit_for_bit(simd, rng):
