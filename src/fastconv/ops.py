@@ -1601,7 +1601,8 @@ def _dense_input_gradient_transposed(dy: np.ndarray, kernel: np.ndarray, threads
     _kernels.conv2d_forward(kernel.reshape(kernel.shape[0], 1, 1, units),
                             dy_t.reshape(1, 1, units, n), None,
                             product.reshape(kernel.shape[0], 1, 1, n),
-                            tuple(_dense_geometry(kernel, dy_t))[:17], 0, threads)
+                            tuple(_dense_geometry(kernel, dy_t))[:17], 0,   # no activation
+                            threads)
     dx = _memory.empty((n, kernel.shape[0]), dy.dtype)
     _kernels.transpose(product, dx, threads)
     return dx
