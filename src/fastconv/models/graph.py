@@ -39,6 +39,8 @@ import numpy as np
 from .. import regularizers as regularizers_module
 from ..layers.base import Layer, Node, Variable, activity_penalty
 from ..layers.keras_tensor import KerasTensor, shape_tuple
+from ..layers.normalization import BatchNormalization
+from .inference import relu_kind
 
 __all__ = ["Graph", "Tape", "as_list"]
 
@@ -288,8 +290,6 @@ class Graph:
         ResNet-20 v1 has 10 such pairs (its other ReLUs follow an Add);
         measured (Xeon, batch 32, in-process A/B, medians of 7): training
         0.98x the time at 1 thread, 0.94x at 2."""
-        from ..layers.normalization import BatchNormalization
-        from .inference import relu_kind
         fused: Dict[int, str] = {}
         for node in self.execution:
             layer = node.layer
