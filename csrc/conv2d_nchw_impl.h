@@ -762,9 +762,9 @@ static int FCN(nchw_wgrad_gemm)(const fc_conv2d_params *p, const FCN(fc_kernel_t
                     /* row by row, so that the row of xt being written stays
                      * in L1 while each channel's values land in it */
                     for (int64_t r = 0; r < rows_in; ++r)
-                        t->to_pixels(x + (img * p->c_in * p->h + r) * p->w, p->h * p->w,
-                                     p->c_in, cols_in,
-                                     xt + ((r + p->pad_top) * wp + p->pad_left) * cpad, cpad);
+                        t->transpose(x + (img * p->c_in * p->h + r) * p->w, p->h * p->w,
+                                     xt + ((r + p->pad_top) * wp + p->pad_left) * cpad, cpad,
+                                     p->c_in, cols_in);
                     have = img;
                 }
                 int64_t co0, rows;

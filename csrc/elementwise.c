@@ -5,10 +5,6 @@
  * NaN-propagating loop, 4x a copy's time (0.18 ms for ResNet-20's 2 MB
  * activations, 19 per training step), single-threaded.
  *
- * A matrix transposed (a dense layer's input gradient as a forward GEMM:
- * fastconv.ops._dense_input_gradient_transposed), where NumPy's copy of a
- * transposed view walks one side a value per cache line.
- *
  * ReLU's derivative, out = dy * (y > 0), in one pass: NumPy makes a boolean
  * mask, casts it and multiplies, single-threaded. Multiplying by 1 or 0 (not
  * selecting) keeps NumPy's results bit for bit: NaN * 0 is NaN, -1 * 0 is -0.

@@ -43,32 +43,6 @@ int FCN(fc_relu_backward)(const FC_T *dy, const FC_T *y, FC_T *out, int64_t n, i
     return FC_OK;
 }
 
-/* out (cols x rows) = a (rows x cols) transposed, in 32 x 32 tiles (a
- * tile's 32 source lines and 32 destination lines stay in L1), bands of 32
- * source rows over the threads. */
-int FCN(fc_transpose)(const FC_T *a, FC_T *out, int64_t rows, int64_t cols, int n_threads)
-{
-    if (rows < 0 || cols < 0 || (rows > 0 && cols > 0 && (a == NULL || out == NULL)))
-        return FC_ERR_ARG;
-    const int64_t tile = 32;
-    const int64_t bands = (rows + tile - 1) / tile;
-    const int nthreads = fc_pick_threads(n_threads, (double)rows * (double)cols / 4.0, bands);
-    (void)nthreads;   /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
-#endif
-    for (int64_t band = 0; band < bands; ++band) {
-        const int64_t i0 = band * tile, i1 = i0 + tile < rows ? i0 + tile : rows;
-        for (int64_t j0 = 0; j0 < cols; j0 += tile) {
-            const int64_t j1 = j0 + tile < cols ? j0 + tile : cols;
-            for (int64_t j = j0; j < j1; ++j)
-                for (int64_t i = i0; i < i1; ++i)
-                    out[j * rows + i] = a[i * cols + j];
-        }
-    }
-    return FC_OK;
-}
-
 /* One block of an optimizer rule (fastconv.h lists the rules and their
  * formulas). Each line repeats NumPy's operations in their order, one
  * rounding each, so the C and NumPy backends agree bit for bit. */

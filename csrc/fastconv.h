@@ -184,10 +184,6 @@ int fc_upsample2d_backward(const fc_upsample_params *p, const float *dy, float *
  * becomes +0); y and x do not overlap. */
 int fc_relu_forward(const float *x, float *y, int64_t n, int n_threads);
 
-/* out (cols x rows, row-major) = a (rows x cols, row-major) transposed; out
- * does not overlap a. */
-int fc_transpose(const float *a, float *out, int64_t rows, int64_t cols, int n_threads);
-
 /* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
 int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
 
@@ -303,7 +299,6 @@ int fc_upsample2d_backward_f64(const fc_upsample_params *p, const double *dy, do
 int fc_relu_forward_f64(const double *x, double *y, int64_t n, int n_threads);
 int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                          int n_threads);
-int fc_transpose_f64(const double *a, double *out, int64_t rows, int64_t cols, int n_threads);
 int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,
                        int64_t n, double alpha, double one_minus_beta_1,
                        double one_minus_beta_2, double epsilon, int n_threads);

@@ -206,9 +206,9 @@ typedef struct FCN(fc_kernel_table) {
     FCN(fc_maxpool_bwd_fn) maxpool_bwd;
     /* out[0..c) = column sums of n rows of d, row stride ld (the bias gradient) */
     void (*colsum)(const FC_T *d, int64_t n, int64_t ld, int64_t c, FC_T *out);
-    /* dst[k * ld + ch] = src[ch * plane + k], k < n, ch < c (kernels_impl.h) */
-    void (*to_pixels)(const FC_T *src, int64_t plane, int64_t c, int64_t n, FC_T *dst,
-                      int64_t ld);
+    /* dst[j * ldd + i] = src[i * lds + j], i < rows, j < cols (kernels_impl.h) */
+    void (*transpose)(const FC_T *src, int64_t lds, FC_T *dst, int64_t ldd, int64_t rows,
+                      int64_t cols);
     /* backward-input rows [r0, r1) (image x input row) of a layer with 1-4
      * input channels; the tables as in kernels_impl.h */
     void (*dx_few)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel, FC_T *dx,

@@ -38,6 +38,25 @@ static inline double fc_hsum256d(__m256d v)
     return _mm_cvtsd_f64(s);
 }
 
+/* An in-register transpose of a 4 x 4 tile of doubles, d[j * ld + i] =
+ * s[i * ls + j] (FC_TRANSPOSE_TILE of kernels_impl.h's transpose_block;
+ * floats take its AVX2 8 x 8): pairs of rows interleaved, then 128-bit
+ * halves swapped across rows two apart. */
+static inline void transpose_tile_pd(const double *s, int64_t ls, double *d, int64_t ld)
+{
+    __m256d r[4], t[4];
+    for (int i = 0; i < 4; ++i)
+        r[i] = _mm256_loadu_pd(s + i * ls);
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]);
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    for (int j = 0; j < 2; ++j) {
+        _mm256_storeu_pd(d + j * ld, _mm256_permute2f128_pd(t[j], t[j + 2], 0x20));
+        _mm256_storeu_pd(d + (j + 2) * ld, _mm256_permute2f128_pd(t[j], t[j + 2], 0x31));
+    }
+}
+
 /* ---- float32 ---- */
 #define FC_T float
 #define FCN(name) name
@@ -124,6 +143,7 @@ static inline double fc_hsum256d(__m256d v)
 #define FC_T double
 #define FCN(name) name##_f64
 #define FC_IS_F64 1
+#define FC_TRANSPOSE_TILE transpose_tile_pd
 #define fc_vec __m256d
 #define fc_mask __m256i
 #define FC_VL 4

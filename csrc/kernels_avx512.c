@@ -28,10 +28,62 @@
     X(4, 5) X(4, 6)
 #define FC_AVX512_IGEMM_GEMV_LIST(X) FC_AVX512_IGEMM_LIST(X) FC_AVX512_GEMV_LIST(X)
 
+/* In-register transposes of a square tile, d[j * ld + i] = s[i * ls + j]:
+ * FC_TRANSPOSE_TILE of kernels_impl.h's transpose (the dense layers'
+ * strips). Pairs of rows interleaved, then pairs of pairs, then 128-bit
+ * lanes gathered across rows four and eight apart. */
+static inline void transpose_tile_ps(const float *s, int64_t ls, float *d, int64_t ld)
+{
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i)
+        r[i] = _mm512_loadu_ps(s + i * ls);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; ++j) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
+        }
+    for (int j = 0; j < 8; ++j) {
+        _mm512_storeu_ps(d + j * ld, _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
+        _mm512_storeu_ps(d + (j + 8) * ld, _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD));
+    }
+}
+
+static inline void transpose_tile_pd(const double *s, int64_t ls, double *d, int64_t ld)
+{
+    __m512d r[8], t[8];
+    for (int i = 0; i < 8; ++i)
+        r[i] = _mm512_loadu_pd(s + i * ls);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
+        r[i + 1] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0x88);
+        r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xDD);
+        r[i + 3] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0xDD);
+    }
+    for (int j = 0; j < 4; ++j) {
+        _mm512_storeu_pd(d + j * ld, _mm512_shuffle_f64x2(r[j], r[j + 4], 0x88));
+        _mm512_storeu_pd(d + (j + 4) * ld, _mm512_shuffle_f64x2(r[j], r[j + 4], 0xDD));
+    }
+}
+
 /* ---- float32 ---- */
 #define FC_T float
 #define FCN(name) name
 #define FC_IS_F64 0
+#define FC_TRANSPOSE_TILE transpose_tile_ps
 #define fc_vec __m512
 #define fc_mask __mmask16
 #define FC_VL 16
@@ -109,6 +161,7 @@
 #define FC_T double
 #define FCN(name) name##_f64
 #define FC_IS_F64 1
+#define FC_TRANSPOSE_TILE transpose_tile_pd
 #define fc_vec __m512d
 #define fc_mask __mmask8
 #define FC_VL 8

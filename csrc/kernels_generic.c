@@ -63,7 +63,7 @@
         .wgrad_any = FCN(wgrad_any), \
         .maxpool_bwd = FCN(maxpool_bwd_rows), \
         .colsum = FCN(colsum_rows), \
-        .to_pixels = FCN(planes_to_pixels), \
+        .transpose = FCN(transpose_block), \
         .dx_few = FCN(dx_few_rows), \
         FC_BN_TABLE_ENTRIES \
         FC_GENERIC_F32_ONLY \

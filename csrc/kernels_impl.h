@@ -352,50 +352,65 @@ static void FCN(dx_few_rows)(const fc_conv2d_params *p, const FC_T *dy, const FC
 }
 
 /* ---------------------------------------------------------------------------
- * Channel planes to pixel-major rows (NCHW rows into an NHWC copy):
- * dst[k * ld + ch] = src[ch * plane + k] for k < n, ch < c. Eight planes at
- * a time: eight reads that stream, one contiguous run of stores per pixel;
- * with AVX2, 8 x 8 blocks transposed in registers (a fifth of the
- * instructions of eight scalar loads per pixel, the staging of the
- * channels-first Winograd weight gradient).
+ * A block transposed: dst[j * ldd + i] = src[i * lds + j] for i < rows,
+ * j < cols. Its users: channel planes into pixel-major rows (NCHW rows into
+ * an NHWC copy, the staging of the channels-first Winograd weight
+ * gradient: rows are channels, lds the plane), and the dense layers' strips
+ * (conv2d_impl.h). Square tiles transposed in registers, a fifth of the
+ * instructions of scalar moves: FC_VL x FC_VL through the ISA's
+ * FC_TRANSPOSE_TILE where it has one, then 8 x 8 floats with AVX2; the
+ * edges value by value.
  */
-static void FCN(planes_to_pixels)(const FC_T *src, int64_t plane, int64_t c, int64_t n,
-                                  FC_T *FC_RESTRICT dst, int64_t ld)
-{
-    int64_t ch = 0;
-    for (; ch + 8 <= c; ch += 8) {
-        const FC_T *FC_RESTRICT s = src + ch * plane;
-        int64_t k = 0;
 #if !FC_IS_F64 && defined(__AVX2__)
-        for (; k + 8 <= n; k += 8) {
-            __m256 r[8], t[8], u[8];
-            for (int j = 0; j < 8; ++j)
-                r[j] = _mm256_loadu_ps(s + j * plane + k);
-            for (int j = 0; j < 8; j += 2) {
-                t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);     /* 0 0' 1 1' | 4 4' 5 5' */
-                t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]); /* 2 2' 3 3' | 6 6' 7 7' */
-            }
-            for (int j = 0; j < 8; j += 4) {
-                u[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);      /* pixels 0, 4 */
-                u[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);  /* 1, 5 */
-                u[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);  /* 2, 6 */
-                u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);  /* 3, 7 */
-            }
-            FC_T *d = dst + k * ld + ch;
-            for (int q = 0; q < 4; ++q) {
-                _mm256_storeu_ps(d + q * ld, _mm256_permute2f128_ps(u[q], u[q + 4], 0x20));
-                _mm256_storeu_ps(d + (q + 4) * ld, _mm256_permute2f128_ps(u[q], u[q + 4], 0x31));
-            }
-        }
-#endif
-        for (; k < n; ++k)
-            for (int j = 0; j < 8; ++j)
-                dst[k * ld + ch + j] = s[j * plane + k];
+static inline void transpose_tile8_ps(const float *s, int64_t ls, float *d, int64_t ld)
+{
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i)
+        r[i] = _mm256_loadu_ps(s + i * ls);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* 0 0' 1 1' | 4 4' 5 5' */
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* 2 2' 3 3' | 6 6' 7 7' */
     }
-    for (; ch < c; ++ch)
-        for (int64_t k = 0; k < n; ++k)
-            dst[k * ld + ch] = src[ch * plane + k];
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);          /* columns 0, 4 */
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);      /* 1, 5 */
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);  /* 2, 6 */
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);  /* 3, 7 */
+    }
+    for (int j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(d + j * ld, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+        _mm256_storeu_ps(d + (j + 4) * ld, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+    }
 }
+#endif
+
+/* Bands of W rows from row i0 on, W x W tiles by TILE, the band's last
+ * columns value by value; leaves i0 after the last whole band. */
+#define FC_TRANSPOSE_BANDS(W, TILE) \
+    for (; i0 + (W) <= rows; i0 += (W)) { \
+        int64_t j0 = 0; \
+        for (; j0 + (W) <= cols; j0 += (W)) \
+            TILE(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd); \
+        for (int64_t j = j0; j < cols; ++j) \
+            for (int64_t i = i0; i < i0 + (W); ++i) \
+                dst[j * ldd + i] = src[i * lds + j]; \
+    }
+
+static void FCN(transpose_block)(const FC_T *src, int64_t lds, FC_T *FC_RESTRICT dst,
+                                 int64_t ldd, int64_t rows, int64_t cols)
+{
+    int64_t i0 = 0;
+#ifdef FC_TRANSPOSE_TILE
+    FC_TRANSPOSE_BANDS(FC_VL, FC_TRANSPOSE_TILE)
+#endif
+#if !FC_IS_F64 && defined(__AVX2__)
+    FC_TRANSPOSE_BANDS(8, transpose_tile8_ps)
+#endif
+    for (int64_t j = 0; j < cols; ++j)
+        for (int64_t i = i0; i < rows; ++i)
+            dst[j * ldd + i] = src[i * lds + j];
+}
+#undef FC_TRANSPOSE_BANDS
 
 /* ---------------------------------------------------------------------------
  * Column sums (the bias gradient): out[ch] = sum of d[r * ld + ch] over rows

@@ -37,7 +37,7 @@ const FCN(fc_kernel_table) FC_TABLE = {
     .wgrad_any = 0,
     .maxpool_bwd = FCN(maxpool_bwd_rows),
     .colsum = FCN(colsum_rows),
-    .to_pixels = FCN(planes_to_pixels),
+    .transpose = FCN(transpose_block),
     .dx_few = FCN(dx_few_rows),
 #if !FC_IS_F64
     .fma_probe = fma_probe,

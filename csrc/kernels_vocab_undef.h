@@ -6,6 +6,7 @@
 #undef FC_T
 #undef FCN
 #undef FC_IS_F64
+#undef FC_TRANSPOSE_TILE
 #undef fc_vec
 #undef fc_mask
 #undef fc_cmp

@@ -735,12 +735,12 @@ static void stage_tile_row_cf(const wgrad_wino *w, const fc_kernel_table *t, int
     for (int r = 0; r < 4; ++r) {
         const int64_t ih = 2 * ty - p->pad_top + r;
         if ((uint64_t)ih < (uint64_t)p->h)   /* other rows' cells stay NULL */
-            t->to_pixels(w->x + (img * cin * p->h + ih) * p->w, p->h * p->w, cin, p->w,
-                         xs + r * p->w * cin, cin);
+            t->transpose(w->x + (img * cin * p->h + ih) * p->w, p->h * p->w,
+                         xs + r * p->w * cin, cin, cin, p->w);
     }
     for (int a = 0; a < 2 && 2 * ty + a < p->out_h; ++a)
-        t->to_pixels(w->dy + (img * cout * p->out_h + 2 * ty + a) * p->out_w,
-                     p->out_h * p->out_w, cout, p->out_w, ds + a * p->out_w * cout, cout);
+        t->transpose(w->dy + (img * cout * p->out_h + 2 * ty + a) * p->out_w,
+                     p->out_h * p->out_w, ds + a * p->out_w * cout, cout, cout, p->out_w);
 }
 
 static void tile_coords(const wgrad_wino *w, int64_t tile, int64_t *img, int64_t *ty,

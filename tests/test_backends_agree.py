@@ -159,14 +159,16 @@ def test_conv_nan_propagates_like_reference(simd, rng):
 # Beside the few-row path and a single panel: several panels of short rows
 # (under 512 bytes) read in place below 32 tiles, with a tail panel and two
 # K blocks (64x1100->100, 64x700->70), and packed from 32 tiles on (200x600->100);
-# in float64, 60 units are short rows and 100 are not. The input gradient of
-# layers with more units than samples is a forward GEMM between transposes
-# (1x10816->100, 64x1100->100, 64x700->70, 64x300->100), of the others the
-# input-gradient GEMM.
+# in float64, 60 units are short rows and 100 are not. The input gradient
+# goes strip by strip: a last strip of a few features (1100, 700, 300, 7),
+# features a whole number of strips (1024), one strip cut into row blocks
+# (200x40->30); the weight gradient's general driver folds chunks past 1024
+# samples (1100x20->3).
 DENSE_CASES = [(1, 10816, 100, np.float32), (64, 300, 37, np.float32), (5, 7, 1, np.float32),
                (64, 1100, 100, np.float32), (64, 700, 70, np.float32),
-               (200, 600, 100, np.float32), (64, 700, 60, np.float64),
-               (64, 300, 100, np.float64)]
+               (200, 600, 100, np.float32), (32, 1024, 130, np.float32),
+               (200, 40, 30, np.float32), (1100, 20, 3, np.float32),
+               (64, 700, 60, np.float64), (64, 300, 100, np.float64)]
 
 
 @pytest.mark.parametrize("batch,features,units,dtype", DENSE_CASES)
@@ -184,10 +186,16 @@ def test_dense(simd, rng, batch, features, units, dtype):
                                numpy_backend(fc.dense_backward, dy, x, kernel),
                                (fwd, wgrad, wgrad)):
         assert_close(a, e, tol, name)
-    # either way, the products the 1x1 convolution's input gradient sums, in its order
-    conv_dx = fc.conv2d_backward(dy.reshape(batch, 1, 1, units), x.reshape(batch, 1, 1, features),
-                                 kernel.reshape(1, 1, features, units), compute_dkernel=False)[0]
-    np.testing.assert_array_equal(grads[0], conv_dx.reshape(batch, features))
+    # The general drivers on the same products: a 1x1 convolution over one
+    # image whose row is the batch. The input gradient sums them in its
+    # order; so do the weight and bias gradients up to 1024 samples (one
+    # chunk each way).
+    conv = fc.conv2d_backward(dy.reshape(1, 1, batch, units), x.reshape(1, 1, batch, features),
+                              kernel.reshape(1, 1, features, units))
+    np.testing.assert_array_equal(grads[0], conv[0].reshape(batch, features))
+    if batch <= 1024:
+        np.testing.assert_array_equal(grads[1], conv[1].reshape(features, units))
+        np.testing.assert_array_equal(grads[2], conv[2])
 
 
 def test_relu_backward_is_numpy_bit_for_bit(simd, rng):

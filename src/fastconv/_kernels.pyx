@@ -104,7 +104,6 @@ cdef extern from "fastconv.h" nogil:
     int fc_relu_forward(const float *x, float *y, int64_t n, int n_threads)
     int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n,
                          int n_threads)
-    int fc_transpose(const float *a, float *out, int64_t rows, int64_t cols, int n_threads)
     int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat,
                        int64_t n, float alpha, float one_minus_beta_1, float one_minus_beta_2,
                        float epsilon, int n_threads)
@@ -123,8 +122,6 @@ cdef extern from "fastconv.h" nogil:
     int fc_relu_forward_f64(const double *x, double *y, int64_t n, int n_threads)
     int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                              int n_threads)
-    int fc_transpose_f64(const double *a, double *out, int64_t rows, int64_t cols,
-                         int n_threads)
     int fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
                            double *vhat, int64_t n, double alpha, double one_minus_beta_1,
                            double one_minus_beta_2, double epsilon, int n_threads)
@@ -639,18 +636,6 @@ def relu_backward(const real[::1] dy, const real[::1] y, real[::1] out, int n_th
     _check(status)
 
 
-def transpose(const real[:, ::1] a, real[:, ::1] out, int n_threads):
-    if out.shape[0] != a.shape[1] or out.shape[1] != a.shape[0]:
-        raise ValueError("transpose: out must have a's shape reversed")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        return
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fc_transpose(&a[0, 0], &out[0, 0], a.shape[0], a.shape[1], n_threads)
-        else:
-            status = fc_transpose_f64(&a[0, 0], &out[0, 0], a.shape[0], a.shape[1], n_threads)
-    _check(status)
 
 
 # fastconv.h's optimizer rules and coefficient positions, for fastconv.ops.

@@ -1582,32 +1582,6 @@ def dense(x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None,
     return y
 
 
-def _dense_input_gradient_transposed(dy: np.ndarray, kernel: np.ndarray, threads: int
-                                     ) -> np.ndarray:
-    """``dy @ kernel.T`` as ``(kernel @ dy.T).T``: the forward GEMM reads the
-    (in_features, units) kernel in place, where the input-gradient GEMM
-    packs it transposed on every call; with more units than samples the two
-    transposes this takes instead (of dy, and of the (in_features, batch)
-    product) are the smaller copies. The same products summed in the same
-    order: bit for bit the input-gradient GEMM's result. Measured (Xeon, in
-    one process, medians of 15, 1 / 2 threads): 64x10816 -> 100 (the seed's
-    dense layer) 0.77 / 0.79x the time, 32x1024 -> 1000 0.52 / 0.55x, batch
-    1 0.42 / 0.45x; with as many samples as units or more it loses
-    (512x512 -> 512 1.07 / 1.30x, 256x10816 -> 100 1.05 / 1.15x)."""
-    n, units = dy.shape
-    dy_t = _memory.empty((units, n), dy.dtype)
-    _kernels.transpose(dy, dy_t, threads)
-    product = _memory.empty((kernel.shape[0], n), dy.dtype)
-    _kernels.conv2d_forward(kernel.reshape(kernel.shape[0], 1, 1, units),
-                            dy_t.reshape(1, 1, units, n), None,
-                            product.reshape(kernel.shape[0], 1, 1, n),
-                            tuple(_dense_geometry(kernel, dy_t))[:17], 0,   # no activation
-                            threads)
-    dx = _memory.empty((n, kernel.shape[0]), dy.dtype)
-    _kernels.transpose(product, dx, threads)
-    return dx
-
-
 def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx: bool = True
                    ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
     """Gradients of :func:`dense` for the pre-activation gradient ``dy``:
@@ -1626,9 +1600,7 @@ def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx
     dy4 = dy.reshape(g.n, 1, 1, g.c_out)
     k4 = kernel.reshape(1, 1, g.c_in, g.c_out)
     dx = None
-    if compute_dx and g.c_out > g.n:
-        dx = _dense_input_gradient_transposed(dy, kernel, threads)
-    elif compute_dx:
+    if compute_dx:
         dx = _memory.empty(x.shape, x.dtype)
         _kernels.conv2d_backward_input(dy4, k4, dx.reshape(g.n, 1, 1, g.c_in), tuple(g)[:17],
                                        threads)
