@@ -384,33 +384,40 @@ static inline void transpose_tile8_ps(const float *s, int64_t ls, float *d, int6
 }
 #endif
 
-/* Bands of W rows from row i0 on, W x W tiles by TILE, the band's last
- * columns value by value; leaves i0 after the last whole band. */
-#define FC_TRANSPOSE_BANDS(W, TILE) \
-    for (; i0 + (W) <= rows; i0 += (W)) { \
-        int64_t j0 = 0; \
-        for (; j0 + (W) <= cols; j0 += (W)) \
-            TILE(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd); \
-        for (int64_t j = j0; j < cols; ++j) \
-            for (int64_t i = i0; i < i0 + (W); ++i) \
-                dst[j * ldd + i] = src[i * lds + j]; \
+/* Rows i0 .. i1, columns j0 .. j1 of the block: 8 x 8 tiles of floats with
+ * AVX2, the rest value by value. */
+static void FCN(transpose_edge)(const FC_T *src, int64_t lds, FC_T *FC_RESTRICT dst, int64_t ldd,
+                                int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+#if !FC_IS_F64 && defined(__AVX2__)
+    for (; i0 + 8 <= i1; i0 += 8) {
+        int64_t j = j0;
+        for (; j + 8 <= j1; j += 8)
+            transpose_tile8_ps(src + i0 * lds + j, lds, dst + j * ldd + i0, ldd);
+        for (; j < j1; ++j)
+            for (int64_t i = i0; i < i0 + 8; ++i)
+                dst[j * ldd + i] = src[i * lds + j];
     }
+#endif
+    for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i)
+            dst[j * ldd + i] = src[i * lds + j];
+}
 
 static void FCN(transpose_block)(const FC_T *src, int64_t lds, FC_T *FC_RESTRICT dst,
                                  int64_t ldd, int64_t rows, int64_t cols)
 {
     int64_t i0 = 0;
 #ifdef FC_TRANSPOSE_TILE
-    FC_TRANSPOSE_BANDS(FC_VL, FC_TRANSPOSE_TILE)
+    for (; i0 + FC_VL <= rows; i0 += FC_VL) {
+        int64_t j0 = 0;
+        for (; j0 + FC_VL <= cols; j0 += FC_VL)
+            FC_TRANSPOSE_TILE(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd);
+        FCN(transpose_edge)(src, lds, dst, ldd, i0, i0 + FC_VL, j0, cols);
+    }
 #endif
-#if !FC_IS_F64 && defined(__AVX2__)
-    FC_TRANSPOSE_BANDS(8, transpose_tile8_ps)
-#endif
-    for (int64_t j = 0; j < cols; ++j)
-        for (int64_t i = i0; i < rows; ++i)
-            dst[j * ldd + i] = src[i * lds + j];
+    FCN(transpose_edge)(src, lds, dst, ldd, i0, rows, 0, cols);
 }
-#undef FC_TRANSPOSE_BANDS
 
 /* ---------------------------------------------------------------------------
  * Column sums (the bias gradient): out[ch] = sum of d[r * ld + ch] over rows
