@@ -162,13 +162,17 @@ def test_conv_nan_propagates_like_reference(simd, rng):
 # in float64, 60 units are short rows and 100 are not. The input gradient
 # goes strip by strip: a last strip of a few features (1100, 700, 300, 7),
 # features a whole number of strips (1024), one strip cut into row blocks
-# (200x40->30); the weight gradient's general driver folds chunks past 1024
-# samples (1100x20->3).
+# (200x40->30). So does the weight gradient of fewer than two vectors of
+# units over 1024 features or more (64x1100->10 with a last strip of a few,
+# 5x1030->1 on the generic path too, float64 128x1600->10); its general driver
+# folds chunks past 1024 samples (1100x20->3).
 DENSE_CASES = [(1, 10816, 100, np.float32), (64, 300, 37, np.float32), (5, 7, 1, np.float32),
                (64, 1100, 100, np.float32), (64, 700, 70, np.float32),
                (200, 600, 100, np.float32), (32, 1024, 130, np.float32),
                (200, 40, 30, np.float32), (1100, 20, 3, np.float32),
-               (64, 700, 60, np.float64), (64, 300, 100, np.float64)]
+               (64, 1100, 10, np.float32), (5, 1030, 1, np.float32),
+               (64, 700, 60, np.float64), (64, 300, 100, np.float64),
+               (128, 1600, 10, np.float64)]
 
 
 @pytest.mark.parametrize("batch,features,units,dtype", DENSE_CASES)
