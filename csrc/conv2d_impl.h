@@ -1219,9 +1219,6 @@ static void FCN(add_bias_relu)(FC_T *out, int64_t pixels, int64_t c, const FC_T 
     }
 }
 
-/* dx = the input gradient of the layer p for dy, + bias (NULL: none), then
- * ReLU if asked: fc_conv2d_backward_input (no bias, no ReLU) and the forward
- * of the transposed convolution of p. */
 /* ------------------------------------------------------------------------ */
 /* A dense layer's input gradient, a strip of input features at a time.      */
 
@@ -1328,6 +1325,9 @@ static int FCN(dense_backward_input)(const fc_conv2d_params *p, const FCN(fc_ker
     return FC_OK;
 }
 
+/* dx = the input gradient of the layer p for dy, + bias (NULL: none), then
+ * ReLU if asked: fc_conv2d_backward_input (no bias, no ReLU) and the forward
+ * of the transposed convolution of p. */
 static int FCN(backward_input)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *kernel,
                                const FC_T *bias, int relu, FC_T *dx)
 {
