@@ -122,8 +122,9 @@ def _unplanned(model, x):
 
 
 def _plan_steps(model):
+    """The plan's steps, those run as one chain counted one by one."""
     plans = model.__dict__["_inference_plans"]
-    return len(next(iter(plans.values())).steps)
+    return sum(len(getattr(fn, "chained", [fn])) for fn, *_ in next(iter(plans.values())).steps)
 
 
 def test_plans_fuse_the_seed_block_and_keep_its_results(rng):

@@ -145,7 +145,8 @@ def test_typing_files_are_installed():
 
 def test_kernels_stub_matches_the_compiled_module():
     tree = ast.parse((PACKAGE_DIR / "_kernels.pyi").read_text(encoding="utf-8"))
-    stubbed = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    stubbed = {node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     stubbed |= {node.target.id for node in tree.body
                 if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                 and not node.target.id.startswith("_")}

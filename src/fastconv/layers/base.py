@@ -79,6 +79,9 @@ class Variable:
     """
 
     _version = 0   # (instances pickled before it existed start at 0)
+    # every version change of every variable: a plan that saw this count
+    # knows no weight changed since (one check a call, not one per weight)
+    _changes = 0
 
     def __init__(self, value: np.ndarray, name: str, trainable: bool = True) -> None:
         self._value = np.array(value, copy=True, order="C")
@@ -91,6 +94,7 @@ class Variable:
     def value(self) -> np.ndarray:
         """The live array."""
         self._version += 1
+        Variable._changes += 1
         return self._value
 
     @property
@@ -111,6 +115,7 @@ class Variable:
     def numpy(self) -> np.ndarray:
         """The live array."""
         self._version += 1
+        Variable._changes += 1
         return self._value
 
     def assign(self, value: Any) -> "Variable":
@@ -126,18 +131,21 @@ class Variable:
         value = value.astype(self._value.dtype, copy=False)
         np.copyto(self._value, value)
         self._version += 1
+        Variable._changes += 1
         return self
 
     def assign_add(self, delta: Any) -> "Variable":
         """``value += delta`` in place."""
         self._value += np.asarray(delta, dtype=self._value.dtype)
         self._version += 1
+        Variable._changes += 1
         return self
 
     def assign_sub(self, delta: Any) -> "Variable":
         """``value -= delta`` in place."""
         self._value -= np.asarray(delta, dtype=self._value.dtype)
         self._version += 1
+        Variable._changes += 1
         return self
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
@@ -145,6 +153,7 @@ class Variable:
             if copy:
                 return self._value.copy()
             self._version += 1
+            Variable._changes += 1
             return self._value
         return self._value.astype(dtype)
 

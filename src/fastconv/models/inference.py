@@ -53,9 +53,10 @@ from .. import activations, ops, prepared
 from ..layers.activation import ReLU
 from ..layers.base import Node, Variable
 from ..layers.convolutional import Conv2D, DepthwiseConv2D
-from ..layers.core import Activation, Dense
+from ..layers.core import Activation, Dense, Flatten
 from ..layers.normalization import BatchNormalization
-from ..layers.pooling import AveragePooling2D, MaxPooling2D
+from ..layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from ..layers.regularization import Dropout
 
 __all__ = ["InferencePlan", "plan_for", "relu_kind"]
 
@@ -90,6 +91,60 @@ def plan_for(owner: Any, graph: Any, arrays: Sequence[np.ndarray],
     plan = InferencePlan(graph, training, owner.__dict__.setdefault("_inference_shared", {}))
     plans[key] = plan
     return plan
+
+
+class _Link:
+    """How a step joins a chain (prepared.PreparedChain): its op, its
+    current weights (kernel, bias, prepared kernel) and what runs on the
+    chain's output when it is the last (a non-fused activation)."""
+
+    __slots__ = ("op", "weights", "post")
+
+    def __init__(self, op: prepared.PreparedOp,
+                 weights: Optional[Callable[[], Tuple[Any, Any, Any]]] = None,
+                 post: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
+        self.op, self.weights, self.post = op, weights, post
+
+
+# the link of a layer whose output is its input's memory (Flatten of
+# channels-last data, Dropout at inference): no call of its own in a chain
+_SAME_MEMORY = _Link(None)  # type: ignore[arg-type]
+
+
+def _linked(run: Callable[[List[np.ndarray]], np.ndarray], link: _Link
+            ) -> Callable[[List[np.ndarray]], np.ndarray]:
+    run.link = link  # type: ignore[attr-defined]
+    return run
+
+
+def _chain_step(fns: List[Callable[[List[np.ndarray]], np.ndarray]]
+                ) -> Callable[[List[np.ndarray]], np.ndarray]:
+    """One step for the linked steps ``fns`` (see InferencePlan._chained):
+    their ops as one prepared.PreparedChain, bound again to the current
+    weights when any variable, the SIMD path or the Winograd setting
+    changed; the steps themselves where the chain declines."""
+    links = [fn.link for fn in fns if fn.link is not _SAME_MEMORY]  # type: ignore[attr-defined]
+    chain = prepared.PreparedChain([link.op for link in links])
+    post = links[-1].post
+    kernels = ops._kernels
+    bound_at: List[Any] = [None]
+
+    def run(ins: List[np.ndarray]) -> np.ndarray:
+        key = (Variable._changes, kernels.get_simd(), kernels.get_winograd())
+        if key != bound_at[0]:
+            for i, link in enumerate(links):
+                chain.bind(i, *(link.weights() if link.weights is not None
+                                else (None, None, None)))
+            bound_at[0] = key
+        y = chain(ins[0])
+        if y is None:
+            value = ins[0]
+            for fn in fns:
+                value = fn([value])
+            return value
+        return y if post is None else post(y)
+    run.chained, run.chain = fns, chain  # type: ignore[attr-defined]
+    return run
 
 
 class _RefusedBy(ValueError):
@@ -220,6 +275,7 @@ class InferencePlan:
                 raise ValueError(f"Layer {layer.name} ({type(layer).__name__}) of model "
                                  f"{graph.owner}: {exc}") from exc
             steps.append((fn, inbound, out, []))
+        steps = self._chained(steps, outputs)
         # Free each value after the last step that reads it (outputs are kept).
         last_read: Dict[int, int] = {}
         for index, (_, inbound, _, _) in enumerate(steps):
@@ -230,6 +286,53 @@ class InferencePlan:
                 steps[index][3].append(i)
         self.steps = steps
         return [values[id(t)] for t in graph.outputs]
+
+    @staticmethod
+    def _chained(steps: List[Any], outputs: set) -> List[Any]:
+        """``steps`` with each run of linked steps that only feed one another
+        (every value between them read by the next step alone, no model
+        output; a non-fused activation only at the end) replaced by one
+        step running them as a prepared.PreparedChain."""
+        reads: Dict[int, int] = {}
+        for _, inbound, _, _ in steps:
+            for i in inbound:
+                reads[i] = reads.get(i, 0) + 1
+        result: List[Any] = []
+        run: List[Any] = []
+
+        def flush() -> None:
+            # same-memory steps at the ends run on their own
+            start, stop = 0, len(run)
+            while start < stop and run[start][0].link is _SAME_MEMORY:
+                start += 1
+            while stop > start and run[stop - 1][0].link is _SAME_MEMORY:
+                stop -= 1
+            inner = run[start:stop]
+            if sum(step[0].link is not _SAME_MEMORY for step in inner) >= 2:
+                result.extend(run[:start])
+                result.append((_chain_step([step[0] for step in inner]), inner[0][1],
+                               inner[-1][2], []))
+                result.extend(run[stop:])
+            else:
+                result.extend(run)
+            run.clear()
+
+        for step in steps:
+            fn, inbound, _, _ = step
+            link = getattr(fn, "link", None)
+            if link is None or (link is not _SAME_MEMORY and link.op.chain_step is None):
+                flush()
+                result.append(step)
+                continue
+            if run:
+                before = run[-1]
+                joins = (inbound == [before[2]] and reads.get(before[2]) == 1
+                         and before[2] not in outputs and before[0].link.post is None)
+                if not joins:
+                    flush()
+            run.append(step)
+        flush()
+        return result
 
     # ------------------------------------------------------------------
 
@@ -328,7 +431,15 @@ class InferencePlan:
             op = prepared.prepare_pool2d("max" if type(layer) is MaxPooling2D else "avg",
                                          x.shape, dtype, layer.pool_size, layer.strides,
                                          layer.padding, data_format=layer.data_format)
-            return lambda ins: op(ins[0])
+            return _linked(lambda ins: op(ins[0]), _Link(op))
+        if type(layer) is GlobalAveragePooling2D and x.ndim == 4:
+            op = prepared.prepare_global_avg_pool2d(x.shape, dtype,
+                                                    data_format=layer.data_format,
+                                                    keepdims=layer.keepdims)
+            return _linked(lambda ins: op(ins[0]), _Link(op))
+        if ((type(layer) is Flatten and not layer._channels_moved(x.ndim))
+                or (type(layer) is Dropout and self._inference_call(node))):
+            return _linked(self._fallback(chain), _SAME_MEMORY)
         if type(layer) in (Conv2D, DepthwiseConv2D) and x.ndim == 4 and (
                 layer._is_linear or layer._relu_fused):
             return self._conv_step(chain, x)
@@ -344,21 +455,32 @@ class InferencePlan:
         kinds = [relu_kind(node.layer) for node in chain[1:]]
         return next((kind for kind in kinds if kind is not None), None)
 
-    def _with_prepared_kernel(self, op: prepared.PreparedOp, sources: List[Variable]
-                              ) -> Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]],
-                                            np.ndarray]:
-        """``op``, run from the layer's shared prepared kernel where it has one."""
-        if not op.prepares:
-            return op
-        # keyed by the variables (the holder keeps them: their ids stay theirs)
-        key = ("prepared",) + tuple(id(v) for v in sources) + (op.prepared_key,)
-        holder = self.shared.get(key)
-        if holder is None:
-            holder = self.shared[key] = _PreparedKernel(sources)
+    def _weighted_step(self, op: prepared.PreparedOp,
+                       current: Callable[[], Tuple[np.ndarray, Optional[np.ndarray]]],
+                       sources: List[Variable],
+                       post: Optional[Callable[[np.ndarray], np.ndarray]] = None
+                       ) -> Callable[[List[np.ndarray]], np.ndarray]:
+        """The step running ``op`` on the weights ``current()`` gives (in the
+        op's layout), from the layer's shared prepared kernel where it has
+        one, then ``post``."""
+        holder = None
+        if op.prepares:
+            # keyed by the variables (the holder keeps them: their ids stay theirs)
+            key = ("prepared",) + tuple(id(v) for v in sources) + (op.prepared_key,)
+            holder = self.shared.get(key)
+            if holder is None:
+                holder = self.shared[key] = _PreparedKernel(sources)
 
-        def call(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray]) -> np.ndarray:
-            return op.call_prepared(x, holder.get(op, kernel), kernel, bias)
-        return call
+        def weights() -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+            kernel, bias = current()
+            return kernel, bias, holder.get(op, kernel) if holder is not None else None
+
+        def run(ins: List[np.ndarray]) -> np.ndarray:
+            kernel, bias, ready = weights()
+            y = op.call_prepared(ins[0], ready, kernel, bias) if holder is not None \
+                else op(ins[0], kernel, bias)
+            return y if post is None else post(y)
+        return _linked(run, _Link(op, weights, post))
 
     def _folded(self, layer: Any, kernel: Variable, bias: Optional[Variable], bn: Any
                 ) -> _Folded:
@@ -421,18 +543,16 @@ class InferencePlan:
             except ValueError as exc:   # the convolution took them: the pooling refused
                 raise _RefusedBy(chain[-1].layer, exc) from exc
         folded = self._folded(layer, kernel_var, bias_var, bn) if bn is not None else None
-        call = self._with_prepared_kernel(op, folded.sources if folded is not None
-                                          else [kernel_var])
         if folded is None:
-            def run(ins: List[np.ndarray]) -> np.ndarray:
-                bias = bias_var._value if bias_var is not None else None
-                return call(ins[0], _hwio(layer, kernel_var._value), bias)
-            return run
+            def current() -> Tuple[np.ndarray, Optional[np.ndarray]]:
+                return (_hwio(layer, kernel_var._value),
+                        bias_var._value if bias_var is not None else None)
+            return self._weighted_step(op, current, [kernel_var])
 
-        def run_folded(ins: List[np.ndarray]) -> np.ndarray:
+        def current_folded() -> Tuple[np.ndarray, Optional[np.ndarray]]:
             kernel, bias = folded.current()
-            return call(ins[0], _hwio(layer, kernel), bias)
-        return run_folded
+            return _hwio(layer, kernel), bias
+        return self._weighted_step(op, current_folded, folded.sources)
 
     def _dense_step(self, chain: List[Node], x: np.ndarray
                     ) -> Callable[[List[np.ndarray]], np.ndarray]:
@@ -445,16 +565,12 @@ class InferencePlan:
                                     bias_var is not None or bn is not None,
                                     self._activation_of(chain) if fused else None)
         folded = self._folded(layer, kernel_var, bias_var, bn) if bn is not None else None
-        call = self._with_prepared_kernel(op, folded.sources if folded is not None
-                                          else [kernel_var])
         if folded is None:
-            def run(ins: List[np.ndarray]) -> np.ndarray:
-                z = call(ins[0], kernel_var._value,
-                         bias_var._value if bias_var is not None else None)
-                return z if fused else layer._apply_activation(z)[0]
-            return run
+            def current() -> Tuple[np.ndarray, Optional[np.ndarray]]:
+                return kernel_var._value, bias_var._value if bias_var is not None else None
 
-        def run_folded(ins: List[np.ndarray]) -> np.ndarray:
-            kernel, bias = folded.current()
-            return call(ins[0], kernel, bias)
-        return run_folded
+            def activation(z: np.ndarray) -> np.ndarray:
+                return layer._apply_activation(z)[0]
+            return self._weighted_step(op, current, [kernel_var],
+                                       None if fused else activation)
+        return self._weighted_step(op, folded.current, folded.sources)
