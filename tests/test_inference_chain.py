@@ -206,3 +206,26 @@ def test_prepared_chain_refuses_what_it_cannot_run(rng):
         chain.bind(0, np.zeros((3, 3, 3, 5), np.float32), None)
     with pytest.raises(ValueError, match="weights of shapes"):
         chain.bind(0, np.zeros((3, 3, 3, 4)), np.zeros(4))
+
+
+def test_chain_called_from_threads_at_once(rng):
+    import threading
+    model = _small_block_model(rng)
+    xs = [rng.standard_normal((2, 16, 16, 3)).astype(np.float32) for _ in range(4)]
+    model(xs[0])
+    expected = [_step_by_step(model, x) for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(30):
+                np.testing.assert_array_equal(model(xs[k]), expected[k])
+        except Exception as exc:   # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

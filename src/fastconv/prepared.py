@@ -382,7 +382,8 @@ class PreparedChain:
     ``chain(x)`` returns the last op's output, or None where the ops'
     calls would not all run in C as they are (another backend, an input
     not C-contiguous, a kernel that declined: NaN or infinity met); then
-    run the ops themselves.
+    run the ops themselves. One call or bind at a time: the caller
+    serialises threads (a bind frees the arrays a running call reads).
     """
 
     def __init__(self, chain_ops: Sequence[PreparedOp]) -> None:

@@ -45,6 +45,7 @@ regularizer (``model.losses`` needs the penalties) and calls with
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -122,21 +123,29 @@ def _chain_step(fns: List[Callable[[List[np.ndarray]], np.ndarray]]
     """One step for the linked steps ``fns`` (see InferencePlan._chained):
     their ops as one prepared.PreparedChain, bound again to the current
     weights when any variable, the SIMD path or the Winograd setting
-    changed; the steps themselves where the chain declines."""
+    changed; the steps themselves where the chain declines, and in a
+    thread that finds the chain running in another (a chain is one call at
+    a time: binding while a call reads the weights would free them)."""
     links = [fn.link for fn in fns if fn.link is not _SAME_MEMORY]  # type: ignore[attr-defined]
     chain = prepared.PreparedChain([link.op for link in links])
     post = links[-1].post
     kernels = ops._kernels
     bound_at: List[Any] = [None]
+    busy = threading.Lock()
 
     def run(ins: List[np.ndarray]) -> np.ndarray:
-        key = (Variable._changes, kernels.get_simd(), kernels.get_winograd())
-        if key != bound_at[0]:
-            for i, link in enumerate(links):
-                chain.bind(i, *(link.weights() if link.weights is not None
-                                else (None, None, None)))
-            bound_at[0] = key
-        y = chain(ins[0])
+        y = None
+        if busy.acquire(blocking=False):
+            try:
+                key = (Variable._changes, kernels.get_simd(), kernels.get_winograd())
+                if key != bound_at[0]:
+                    for i, link in enumerate(links):
+                        chain.bind(i, *(link.weights() if link.weights is not None
+                                        else (None, None, None)))
+                    bound_at[0] = key
+                y = chain(ins[0])
+            finally:
+                busy.release()
         if y is None:
             value = ins[0]
             for fn in fns:
