@@ -1245,6 +1245,46 @@ static int FCN(is_dense)(const fc_conv2d_params *p)
            p->w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->out_h == 1 && p->out_w == 1;
 }
 
+/* rows rows of C (c_step apart) = the same rows of A (a_step apart, kc
+ * long) x one panel of B (kc rows ldb apart, nr <= nv_max vectors of
+ * columns): tiles of as many rows as the panel's tile takes, then one of
+ * the rest; C written, not accumulated. */
+static void FCN(panel_gemm)(const FCN(fc_kernel_table) *t, const FC_T *a, int64_t a_step,
+                            const FC_T *b, int64_t ldb, int64_t kc, int64_t nr, FC_T *c,
+                            int64_t c_step, int64_t rows)
+{
+    const int nv = (int)ceil_div(nr, t->vl);
+    const int tail = nr % t->vl != 0;
+    const int mr = t->igemm_mr[nv];
+    const FC_T *a_rows[1] = {a};
+    const FC_T *b_rows[1] = {b};
+    FC_T *c_rows[1] = {c};
+    FCN(fc_igemm_args) args;
+    memset(&args, 0, sizeof args);
+    args.ntaps = 1;
+    args.kc = kc;
+    args.a = a_rows;
+    args.b = b_rows;
+    args.ldb = ldb;
+    args.nr = nr;
+    args.c = c_rows;
+    args.nv = nv;
+    args.a_step = a_step;
+    args.c_step = c_step;
+    args.mr = mr;
+    args.m_tiles = rows / mr;
+    if (args.m_tiles > 0)
+        FCN(igemm_for)(t, mr, nv, tail)(&args);
+    const int rest = (int)(rows - args.m_tiles * mr);
+    if (rest > 0) {
+        a_rows[0] += args.m_tiles * mr * a_step;
+        c_rows[0] += args.m_tiles * mr * c_step;
+        args.mr = rest;
+        args.m_tiles = 1;
+        FCN(igemm_for)(t, rest, nv, tail)(&args);
+    }
+}
+
 static int FCN(dense_backward_input)(const fc_conv2d_params *p, const FCN(fc_kernel_table) *t,
                                      const FC_T *dy, const FC_T *kernel, FC_T *dx)
 {
@@ -1287,37 +1327,9 @@ static int FCN(dense_backward_input)(const fc_conv2d_params *p, const FCN(fc_ker
                 t->transpose(kernel + c0 * units, units, kt, nr_panel, nr, units);
                 have = strip;
             }
-            const int nv = (int)ceil_div(nr, t->vl);
-            const int tail = nr % t->vl != 0;
-            const int mr = t->igemm_mr[nv];
             const int64_t r0 = block * rows_per_block, rows = min64(rows_per_block, m - r0);
-            const FC_T *a_rows[1] = {dy + r0 * units};
-            const FC_T *b_rows[1] = {kt};
-            FC_T *c_rows[1] = {dx + r0 * k_in + c0};
-            FCN(fc_igemm_args) args;
-            memset(&args, 0, sizeof args);
-            args.ntaps = 1;
-            args.kc = units;
-            args.a = a_rows;
-            args.b = b_rows;
-            args.ldb = nr_panel;
-            args.nr = nr;
-            args.c = c_rows;
-            args.nv = nv;
-            args.a_step = units;
-            args.c_step = k_in;
-            args.mr = mr;
-            args.m_tiles = rows / mr;
-            if (args.m_tiles > 0)
-                FCN(igemm_for)(t, mr, nv, tail)(&args);
-            const int rest = (int)(rows - args.m_tiles * mr);
-            if (rest > 0) {
-                a_rows[0] += args.m_tiles * mr * units;
-                c_rows[0] += args.m_tiles * mr * k_in;
-                args.mr = rest;
-                args.m_tiles = 1;
-                FCN(igemm_for)(t, rest, nv, tail)(&args);
-            }
+            FCN(panel_gemm)(t, dy + r0 * units, units, kt, nr_panel, units, nr,
+                            dx + r0 * k_in + c0, k_in, rows);
         }
         fc_fpmode_leave(fp);
     }
@@ -1697,7 +1709,6 @@ static int FCN(dense_backward_kernel)(const fc_conv2d_params *p, const FCN(fc_ke
         for (int64_t strip = 0; strip < nstrips; ++strip) {
             const int64_t c0 = strip * nr_panel, nr = min64(nr_panel, k_in - c0);
             const int nv = (int)ceil_div(nr, t->vl);
-            const int tail = nr % t->vl != 0;
             const FC_T *b = x + c0;
             int64_t ldb = k_in;
             if (c0 + nv * t->vl > k_in) {
@@ -1706,34 +1717,7 @@ static int FCN(dense_backward_kernel)(const fc_conv2d_params *p, const FCN(fc_ke
                 b = x_end;
                 ldb = nr_panel;
             }
-            const int mr = t->igemm_mr[nv];
-            const FC_T *a_rows[1] = {dy_t};
-            const FC_T *b_rows[1] = {b};
-            FC_T *c_rows[1] = {dwt};
-            FCN(fc_igemm_args) args;
-            memset(&args, 0, sizeof args);
-            args.ntaps = 1;
-            args.kc = m;
-            args.a = a_rows;
-            args.b = b_rows;
-            args.ldb = ldb;
-            args.nr = nr;
-            args.c = c_rows;
-            args.nv = nv;
-            args.a_step = m;
-            args.c_step = nr_panel;
-            args.mr = mr;
-            args.m_tiles = units / mr;
-            if (args.m_tiles > 0)
-                FCN(igemm_for)(t, mr, nv, tail)(&args);
-            const int rest = (int)(units - args.m_tiles * mr);
-            if (rest > 0) {
-                a_rows[0] += args.m_tiles * mr * m;
-                c_rows[0] += args.m_tiles * mr * nr_panel;
-                args.mr = rest;
-                args.m_tiles = 1;
-                FCN(igemm_for)(t, rest, nv, tail)(&args);
-            }
+            FCN(panel_gemm)(t, dy_t, m, b, ldb, m, nr, dwt, nr_panel, units);
             t->transpose(dwt, nr_panel, dkernel + c0 * units, units, units, nr);
         }
         fc_fpmode_leave(fp);

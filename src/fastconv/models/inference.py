@@ -22,6 +22,14 @@ and reused while they stay the same. Making it:
   MaxPooling2D reads becomes one :func:`~fastconv.prepared.prepare_conv2d_maxpool`
   op: where the C kernel fuses them, the convolution's output is never
   stored (the seed CNN's conv2d_1 -> max_pooling2d: 44 MB at batch 256);
+* GlobalAveragePooling2D becomes a prepared op too; a channels-last
+  Flatten and an inference Dropout keep their input's memory;
+* a run of such float32 channels-last steps that only feed one another
+  (each value read by the next step alone, none a model output) is one
+  :class:`~fastconv.prepared.PreparedChain`: one call into the C kernels,
+  bit for bit the steps (a non-fused activation, Dense's softmax, runs on
+  its output); it is bound again to the current weights when any
+  variable changed (``Variable._changes``) or the dispatch did;
 * every other layer call runs as in :meth:`Graph.run`, with the same
   ``training`` argument it would get there.
 
