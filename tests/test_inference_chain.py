@@ -41,6 +41,38 @@ def _step_by_step(model, x):
     return values[id(plan.graph.outputs[0])]
 
 
+def _random_batch_norms(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.set_weights([1 + 0.3 * rng.standard_normal(c), 0.2 * rng.standard_normal(c),
+                               0.5 * rng.standard_normal(c), 0.5 + rng.random(c)])
+    return model
+
+
+def _model_and_input(name, batch, rng):
+    """A bench network (MobileNet's architecture at a small input, to keep
+    tests short) and a batch for it. Its BatchNormalization statistics are
+    those of its inputs on that batch: with fresh or random ones the deeper
+    layers' outputs hardly depend on the image (MobileNet's by 1e-7), which
+    would hide a chain that reads the wrong image."""
+    if name == "mobilenet":
+        model = bm.mobilenet_v1_style((32, 32, 3), alpha=0.25, classes=10)
+    else:
+        model = bm._randomized(name, rng)
+    x = rng.standard_normal((max(batch, 8),) + model.input_shape[1:]).astype(np.float32)
+    for layer in model.layers:
+        if isinstance(layer, BatchNormalization):
+            v = Model(model.inputs, layer.input)(x)
+            v = v.reshape(-1, v.shape[-1])
+            c = v.shape[1]
+            var = v.var(axis=0)
+            layer.set_weights([1 + 0.2 * rng.standard_normal(c), 0.2 * rng.standard_normal(c),
+                               v.mean(axis=0), np.maximum(var, 0.1 * var.mean()) + 1e-3])
+    model.__dict__.pop("_inference_plans", None)
+    return model, x[:batch]
+
+
 def _small_block_model(rng):
     backend.clear_session()
     inp = Input((16, 16, 3))
@@ -58,24 +90,16 @@ def _small_block_model(rng):
     x = GlobalAveragePooling2D()(x)
     x = Dropout(0.5)(x)
     out = Dense(7, activation="softmax")(x)
-    model = Model(inp, out)
-    for layer in model.layers:
-        if isinstance(layer, BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.set_weights([1 + 0.3 * rng.standard_normal(c), 0.2 * rng.standard_normal(c),
-                               0.5 * rng.standard_normal(c), 0.5 + rng.random(c)])
-    return model
+    return _random_batch_norms(Model(inp, out), rng)
 
 
 @pytest.mark.parametrize("name", ["seed", "mobilenet", "resnet20", "mnist_convnet"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_bench_models_chain_bit_for_bit(rng, name, batch):
-    if name == "mobilenet":   # the architecture at a small input, to keep the test short
-        model = bm.mobilenet_v1_style((32, 32, 3), alpha=0.25, classes=10)
-    else:
-        model = bm._randomized(name, rng)
-    x = rng.standard_normal((batch,) + model.input_shape[1:]).astype(np.float32)
+    model, x = _model_and_input(name, batch, rng)
     first = model(x)            # makes the plan, running its steps one by one
+    if batch > 1:
+        assert np.ptp(first, axis=0).max() > 1e-3   # outputs that tell the images apart
     chained = model(x)
     assert _chains(model), "no chain in the plan"
     np.testing.assert_array_equal(chained, first)
@@ -229,3 +253,29 @@ def test_chain_called_from_threads_at_once(rng):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+@pytest.mark.parametrize("name, light_bytes", [
+    ("seed", None), ("resnet20", None), ("mnist_convnet", None), ("mobilenet", None),
+    ("mobilenet", 600)])   # conv1 (864 bytes) heavy, then light and heavy runs by turns
+def test_chain_in_slices_of_the_batch_bit_for_bit(rng, name, light_bytes, monkeypatch):
+    # slices of about 2 images through the light steps (13 = 2 * 6 + 1: a short last one)
+    if light_bytes is not None:
+        monkeypatch.setattr(prepared, "SLICE_WEIGHT_BYTES", light_bytes)
+    model, x = _model_and_input(name, 13, rng)
+    first = model(x)
+    assert np.ptp(first, axis=0).max() > 1e-3
+    widest = max(int(np.prod(op.out_shape[1:])) for chain_step in _chains(model)
+                 for op in chain_step.chain.ops[:-1])
+    monkeypatch.setattr(prepared, "SLICE_BYTES", 8 * widest)
+    model.__dict__.pop("_inference_plans")   # plans made again, under the small slices
+    model(x)
+    chains = [step.chain for step in _chains(model)]
+    assert any(images < 13 for chain in chains for _, _, images in chain._runs)
+    if light_bytes is not None:   # a run in slices after a whole-batch one
+        assert any(images < 13 for chain in chains for _, _, images in chain._runs[1:])
+    np.testing.assert_array_equal(model(x), first)
+    np.testing.assert_array_equal(_step_by_step(model, x), first)
+    for chain in chains:   # every light step in slices, each run on its own
+        covered = [i for first_step, stop, _ in chain._runs for i in range(first_step, stop)]
+        assert covered == list(range(len(chain.ops)))

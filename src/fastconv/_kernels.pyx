@@ -445,6 +445,19 @@ cdef struct chain_step:
     int64_t pool_h, pool_w   # the pooled output's size (conv with max pooling)
 
 
+cdef int64_t _step_floats(const chain_step *s, bint output) noexcept nogil:
+    # one image's input or output floats of a step
+    if s.kind in (CHAIN_MAX_POOL, CHAIN_AVG_POOL, CHAIN_GLOBAL_AVG_POOL):
+        if not output:
+            return s.pool.h * s.pool.w * s.pool.c
+        return s.pool.c if s.kind == CHAIN_GLOBAL_AVG_POOL else s.pool.out_h * s.pool.out_w * s.pool.c
+    if not output:
+        return s.conv.h * s.conv.w * s.conv.c_in
+    if s.pool_h > 0:
+        return s.pool_h * s.pool_w * s.conv.c_out
+    return s.conv.out_h * s.conv.out_w * s.conv.c_out
+
+
 cdef class ChainProgram:
     """The steps of one chain: set_step (geometry), bind (weights), run."""
     cdef chain_step *steps
@@ -506,23 +519,40 @@ cdef class ChainProgram:
             s.bias = &b[0]
         self.keep[i] = (weights, bias)
 
-    def run(self, const float[::1] x, float[::1] scratch, Py_ssize_t half, float[::1] y,
-            int n_threads):
-        """Steps in turn from x to y, in between through scratch's halves
-        (at 0 and at `half`); -1, or the index of the step its kernel
-        declined (y unspecified: compute the chain otherwise)."""
+    def run(self, Py_ssize_t first, Py_ssize_t stop, int64_t images, const float[::1] x,
+            Py_ssize_t x_at, float[::1] scratch, Py_ssize_t even_at, Py_ssize_t odd_at,
+            float[::1] y, Py_ssize_t y_at, int n_threads):
+        """Steps first .. stop - 1 in turn on `images` images, from x (at
+        x_at) to y (at y_at), the results between them in scratch at
+        even_at and odd_at by turns; -1, or the index of the step its
+        kernel declined (y unspecified: compute the chain otherwise). The
+        caller sizes the buffers (fastconv.prepared.PreparedChain)."""
+        if not (0 <= first < stop <= self.n and images > 0):
+            raise ValueError(f"steps [{first}, {stop}) on {images} images: not in this chain")
         cdef Py_ssize_t i
-        cdef const float *src = &x[0]
+        cdef const float *src = &x[x_at]
         cdef float *dst
         cdef chain_step *s
         cdef int status = FC_OK
-        for i in range(self.n):
+        for i in range(first, stop):
             s = &self.steps[i]
             if s.kind <= CHAIN_DEPTHWISE and s.weights == NULL:
                 raise ValueError(f"step {i} of the chain has no weights bound")
-        for i in range(self.n):
+            if i < stop - 1 and max(even_at, odd_at) + images * _step_floats(s, True) > \
+                    scratch.shape[0]:
+                raise ValueError(f"step {i}'s output does not fit the scratch buffer")
+        if (x_at < 0 or y_at < 0 or even_at < 0 or odd_at < 0
+                or x_at + images * _step_floats(&self.steps[first], False) > x.shape[0]
+                or y_at + images * _step_floats(&self.steps[stop - 1], True) > y.shape[0]):
+            raise ValueError("x or y does not hold these images")
+        for i in range(first, stop):
             s = &self.steps[i]
-            dst = &y[0] if i == self.n - 1 else &scratch[half if i % 2 else 0]
+            if i == stop - 1:
+                dst = &y[y_at]
+            else:
+                dst = &scratch[odd_at if (i - first) % 2 else even_at]
+            s.conv.n = images
+            s.pool.n = images
             s.conv.n_threads = n_threads
             s.pool.n_threads = n_threads
             with nogil:

@@ -28,7 +28,8 @@ and reused while they stay the same. Making it:
   (each value read by the next step alone, none a model output) is one
   :class:`~fastconv.prepared.PreparedChain`: one call into the C kernels,
   bit for bit the steps (a non-fused activation, Dense's softmax, runs on
-  its output); it is bound again to the current weights when any
+  its output; steps with light kernels a slice of the batch at a time); it
+  is bound again to the current weights when any
   variable changed (``Variable._changes``) or the dispatch did;
 * every other layer call runs as in :meth:`Graph.run`, with the same
   ``training`` argument it would get there.
