@@ -74,6 +74,18 @@ def numpy_backend(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def randomize_batch_norms(model, rng):
+    """``model`` with random BatchNormalization weights and statistics (fresh
+    ones, 1 and 0, would hide a wrong fold)."""
+    from fastconv.layers import BatchNormalization
+    for layer in model.layers:
+        if isinstance(layer, BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.set_weights([1 + 0.3 * rng.standard_normal(c), 0.2 * rng.standard_normal(c),
+                               0.5 * rng.standard_normal(c), 0.5 + rng.random(c)])
+    return model
+
+
 @contextlib.contextmanager
 def graph_index_emptied(graph, name, emptied=True):
     """``graph`` with its fusion index ``name`` (``_relu_masks_at_pools``,

@@ -14,6 +14,8 @@ from fastconv.layers import (BatchNormalization, Conv2D, Dense, DepthwiseConv2D,
                              Flatten, GlobalAveragePooling2D, Input, MaxPooling2D, ReLU)
 from fastconv.models import Model
 
+from conftest import randomize_batch_norms
+
 pytestmark = pytest.mark.skipif(ops._kernels is None, reason="needs the C kernels")
 
 
@@ -39,15 +41,6 @@ def _step_by_step(model, x):
         else:
             values[out] = fn(ins)
     return values[id(plan.graph.outputs[0])]
-
-
-def _random_batch_norms(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.set_weights([1 + 0.3 * rng.standard_normal(c), 0.2 * rng.standard_normal(c),
-                               0.5 * rng.standard_normal(c), 0.5 + rng.random(c)])
-    return model
 
 
 def _model_and_input(name, batch, rng):
@@ -90,7 +83,7 @@ def _small_block_model(rng):
     x = GlobalAveragePooling2D()(x)
     x = Dropout(0.5)(x)
     out = Dense(7, activation="softmax")(x)
-    return _random_batch_norms(Model(inp, out), rng)
+    return randomize_batch_norms(Model(inp, out), rng)
 
 
 @pytest.mark.parametrize("name", ["seed", "mobilenet", "resnet20", "mnist_convnet"])

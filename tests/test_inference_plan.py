@@ -16,13 +16,7 @@ from fastconv.layers import (Activation, Add, AveragePooling2D, BatchNormalizati
                              Input, MaxPooling2D, ReLU)
 from fastconv.models import Model, Sequential
 
-
-def _randomize_bn(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.set_weights([1 + 0.3 * rng.standard_normal(c), 0.2 * rng.standard_normal(c),
-                               0.5 * rng.standard_normal(c), 0.5 + rng.random(c)])
+from conftest import randomize_batch_norms
 
 
 def _bn_model(rng, data_format="channels_last"):
@@ -48,7 +42,7 @@ def _bn_model(rng, data_format="channels_last"):
     y = ReLU()(y)
     out = Dense(5, activation="softmax")(y)
     model = Model(inp, out)
-    _randomize_bn(model, rng)
+    randomize_batch_norms(model, rng)
     return model
 
 
@@ -230,7 +224,7 @@ def test_a_chain_the_prepared_ops_cannot_take_runs_every_call_of_it(rng):
     x = BatchNormalization(dtype="float64")(x)
     out = ReLU(dtype="float64")(x)
     model = Model(inp, out)
-    _randomize_bn(model, rng)
+    randomize_batch_norms(model, rng)
     x = rng.standard_normal((3, 8, 8, 2)).astype(np.float32)
     y = model.predict(x)
     np.testing.assert_array_equal(y, _unplanned(model, x))

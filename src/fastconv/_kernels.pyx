@@ -499,6 +499,8 @@ cdef class ChainProgram:
     def prepared_fits(self, Py_ssize_t i, const float[::1] prepared):
         """Whether `prepared` has the size of step i's prepared kernel under
         the active dispatch (else the kernel declines it)."""
+        if not 0 <= i < self.n:
+            raise IndexError(i)
         cdef int64_t floats = fc_conv2d_prepared_kernel_floats(&self.steps[i].conv)
         return floats > 0 and prepared.shape[0] == floats
 

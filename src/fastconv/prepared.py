@@ -359,14 +359,13 @@ def prepare_pool2d(kind: str, x_shape: Tuple[int, ...], dtype: object, pool_size
 def prepare_global_avg_pool2d(x_shape: Tuple[int, ...], dtype: object, *,
                               data_format: str = "channels_last",
                               keepdims: bool = False) -> PreparedOp:
-    """``ops.global_avg_pool2d`` for 4-D inputs of ``x_shape``."""
+    """``ops.global_avg_pool2d`` for 4-D inputs of ``x_shape`` (raises the
+    op's errors for arguments it refuses)."""
     dtype = np.dtype(dtype)
     x_shape = tuple(x_shape)
-    cf = ops._channels_first(data_format)
-    if len(x_shape) != 4:
-        raise ValueError(f"prepare_global_avg_pool2d takes 4-D inputs, got {x_shape}")
-    n, c = x_shape[0], x_shape[1 if cf else 3]
-    out_shape = ((n, c, 1, 1) if cf else (n, 1, 1, c)) if keepdims else (n, c)
+    _, _, g, keep = ops._global_args(_template(x_shape, dtype), data_format, keepdims)
+    cf, n, c = g.channels_first, g.n, g.c_out
+    out_shape = ops._act_shape(g, "out") if keep else (n, c)
 
     def op(x):
         return ops.global_avg_pool2d(x, data_format=data_format, keepdims=keepdims)
@@ -376,7 +375,8 @@ def prepare_global_avg_pool2d(x_shape: Tuple[int, ...], dtype: object, *,
         ops._kernels.global_avg_pool2d(x, y.reshape(n, c), cf, ops._threads_arg())
         return y
 
-    fast = ops._kernels is not None and all(x_shape) and dtype in (np.float32, np.float64)
+    fast = (ops._kernels is not None and not ops._is_empty(g)
+            and dtype in (np.float32, np.float64))
     return PreparedOp(x_shape, dtype, (), out_shape, fast, op, run,
                       chain_step=None if cf else ("global_avg_pool", x_shape, 0, 1, 0, 0))
 
