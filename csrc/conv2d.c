@@ -115,10 +115,24 @@ typedef struct pixel {
 /* A strided input gradient takes half-full row tiles when a tap's B block
  * holds at most this many values (plan_row_tiles). */
 #define FC_ROW_TILES_B_VALUES 2048
-/* Bytes of B a K block may hold: most of a 48 KiB L1 (measured: 40 KiB beat
- * 16-32 KiB on 3x3 layers with 32-64 input channels). */
+/* Bytes of B a K block of the channels-first GEMMs may hold: most of a
+ * 48 KiB L1 (measured: 40 KiB beat 16-32 KiB on 3x3 layers with 32-64 input
+ * channels). */
 #ifndef FC_B_BLOCK_BYTES
 #define FC_B_BLOCK_BYTES (40 * 1024)
+#endif
+/* Bytes of B a K block of the channels-last indirect GEMM may hold: in L2,
+ * not L1. Each K block adds a pass that reads and writes C again, and one
+ * call per tile; the kernel streams B from L2 at its full rate. Measured
+ * (Zen 5, 2 MiB L2, separate processes alternating 5 times, caches swept,
+ * medians), against 40 KiB blocks: 3x3 stride-2 56x56x64 -> 128 at batch 32
+ * (9 taps of 16 KiB: one block instead of 5) 0.90x the time at 1 thread,
+ * 0.91x at 2; 28x28x128 -> 256 (9 taps of 32 KiB: 2 blocks instead of 9)
+ * 0.92x; the input gradients (whose phases already joined the taps) and the
+ * seed's conv2d_1 in float64 measured alike. 256 KiB leaves room for the
+ * pass's C and A on a 512 KiB L2 too. */
+#ifndef FC_TAP_BLOCK_BYTES
+#define FC_TAP_BLOCK_BYTES (256 * 1024)
 #endif
 /* The block of B rows that gemv_forward's tiles share in turn: its bytes
  * of a thread's columns (L2-resident: the later tiles read it from L2, not

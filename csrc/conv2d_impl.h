@@ -699,17 +699,19 @@ static int FCN(igemm_run)(FCN(igemm_problem) *g, const FCN(fc_kernel_table) *t)
         g->b_src = packed;
     }
 
-    /* K blocks: as many taps as keep a B block of one panel within L1, and
-     * long single-tap rows cut to FC_KC_MAX. */
+    /* K blocks: groups of taps whose B block of one panel stays in L2
+     * (FC_TAP_BLOCK_BYTES), split evenly, and long single-tap rows cut to
+     * FC_KC_MAX. */
     const int64_t tap_bytes = max64(g->k_row * min64(g->n_cols, nr_panel) * (int64_t)sizeof(FC_T), 1);
     /* A strided input gradient: a tile reaches only the taps of its stride
      * phase (about 1 / (s_h s_w) of them), so the blocks of the live taps
-     * fit L1 together, and one K block per tile spares calls that hold one
+     * fit together, and one K block per tile spares calls that hold one
      * short tap each (measured with pix_order: a 2x2-stride transposed
      * convolution's forward, 1 thread, 3.45 -> 2.42 ms). */
     const int64_t phases = g->backward ? p->stride_h * p->stride_w : 1;
-    g->tap_group = max64(1, min64(g->ntaps, phases * FC_B_BLOCK_BYTES / tap_bytes));
-    g->ngroups = ceil_div(g->ntaps, g->tap_group);
+    const int64_t most_taps = max64(1, min64(g->ntaps, phases * FC_TAP_BLOCK_BYTES / tap_bytes));
+    g->ngroups = ceil_div(g->ntaps, most_taps);
+    g->tap_group = ceil_div(g->ntaps, g->ngroups);
     g->kc = (g->ntaps == 1 && g->k_row > FC_KC_MAX) ? FC_KC_MAX : g->k_row;
     g->nkc = g->kc > 0 ? ceil_div(g->k_row, g->kc) : 1;
     g->b_end = NULL;

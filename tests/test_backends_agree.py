@@ -16,10 +16,11 @@ WGRAD_RTOL = 1e-4  # dkernel and dbias sum over many more terms
 # (x shape NHWC, kernel shape HWIO): odd and tiny sizes, 1x1, batch 1, c_in 1,
 # c_out off the vector width, rectangular kernels; few-channel layers (c_in <= 4,
 # their own forward path) with several tiles per row and several column panels;
-# channels enough for one K block per tap (a block can be padding for a whole
+# channels enough for two K blocks of taps (FC_TAP_BLOCK_BYTES: 9 taps of
+# 130 x 64 floats make blocks of 5 and 4; a block can be padding for a whole
 # tile, and the last still applies the ReLU).
 SHAPES = [
-    ((1, 6, 7, 96), (3, 3, 96, 70)),
+    ((1, 6, 7, 130), (3, 3, 130, 70)),
     ((2, 9, 8, 3), (3, 3, 3, 5)),
     ((1, 7, 11, 1), (3, 2, 1, 17)),
     ((1, 5, 31, 2), (2, 3, 2, 70)),
