@@ -41,6 +41,18 @@
 #ifndef FC_WGRAD_CHUNK_PIXELS
 #define FC_WGRAD_CHUNK_PIXELS 1024
 #endif
+/* Pixels of a weight-gradient window (wgrad_item): the calls of all the
+ * item's row blocks and panels run over one window's rows, then the next.
+ * Measured (Zen 5, separate processes alternating 4 times, caches swept,
+ * medians), against a call per block over the whole chunk of 1024 pixels:
+ * the 3x3 stride-2 bench layer 56x56x64 -> 128 at batch 32 0.90x the time at
+ * 1 thread, 0.93x at 2; 28x28x128 -> 256 stride 2 0.83x; the 1x1 bench layer
+ * about 0.9x at 1 thread (noisy); the seed's first layer, its dense layer and
+ * a ResNet-20 stride-2 layer (8x8x64) alike. Windows of 128 pixels measured
+ * no faster than whole chunks, and 256 between the two. */
+#ifndef FC_WGRAD_WINDOW_PIXELS
+#define FC_WGRAD_WINDOW_PIXELS 512
+#endif
 /* Row blocks of the weight-gradient per work item. */
 #define FC_WGRAD_PACK_STRIDE 1024
 #define FC_WGRAD_BLOCKS_PER_ITEM 8

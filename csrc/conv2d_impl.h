@@ -1544,6 +1544,39 @@ static int64_t FCN(pad_tail_pixels)(const FCN(wgrad_plan) *w, FCN(wgrad_scratch)
     return nruns;
 }
 
+/* Cuts the runs longer than `most` pixels into pieces of at most `most`, in
+ * place and in order (the scratch holds ceil_div(chunk pixels, most) more
+ * runs). Returns the number of runs. */
+static int64_t FCN(split_runs)(FCN(wgrad_scratch) *s, int64_t nruns, int64_t a_stride,
+                              int64_t d_stride, int64_t most)
+{
+    int64_t total = 0;
+    for (int64_t r = 0; r < nruns; ++r)
+        total += ceil_div(s->count[r], most);
+    /* from the last run back, so that no piece overwrites a run not yet read */
+    for (int64_t r = nruns - 1, out = total; r >= 0; --r) {
+        const FC_T *a = s->a[r], *d = s->d[r];
+        const int64_t count = s->count[r], pieces = ceil_div(count, most);
+        out -= pieces;
+        for (int64_t q = pieces - 1; q >= 0; --q) {
+            s->a[out + q] = a + q * most * a_stride;
+            s->d[out + q] = d + q * most * d_stride;
+            s->count[out + q] = min64(most, count - q * most);
+        }
+    }
+    return total;
+}
+
+/* The end of the window of runs that starts at run r0: the runs after it
+ * while their pixels add up to at most `most` (at least one run). */
+static int64_t FCN(window_end)(const FCN(wgrad_scratch) *s, int64_t r0, int64_t nruns, int64_t most)
+{
+    int64_t r1 = r0 + 1, pixels = s->count[r0];
+    while (r1 < nruns && pixels + s->count[r1] <= most)
+        pixels += s->count[r1++];
+    return r1;
+}
+
 static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table) *t, int64_t chunk,
                        int64_t unit, int64_t group, FC_T *partial, FC_T *partial_db,
                        FCN(wgrad_scratch) *s,
@@ -1607,16 +1640,17 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
 
     const int64_t b0 = group * FC_WGRAD_BLOCKS_PER_ITEM;
     const int64_t b1 = min64(b0 + FC_WGRAD_BLOCKS_PER_ITEM, w->nblocks);
+    /* the item's rows of x (channels, or im2col columns): k_begin .. k_end */
+    int64_t k_begin, k_end, size;
+    block_of(w->k_rows, w->nblocks, b0, &k_begin, &size);
+    block_of(w->k_rows, w->nblocks, b1 - 1, &k_end, &size);
+    k_end += size;
     int64_t a_off0 = 0;   /* subtracted from each block's first row */
     if (s->pack != NULL) {
         /* Pixels a page or more apart (dense layers: a pixel is a whole
          * input row): copy the item's channels of every pixel together
          * first, so the kernel reads one small block instead of touching a
          * page per pixel. */
-        int64_t k_begin, k_end, size;
-        block_of(w->k_rows, w->nblocks, b0, &k_begin, &size);
-        block_of(w->k_rows, w->nblocks, b1 - 1, &k_end, &size);
-        k_end += size;
         const int64_t width = k_end - k_begin;
         FC_T *dst = s->pack;
         for (int64_t r = 0; r < nruns; ++r) {
@@ -1628,33 +1662,61 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
         a_stride = width;
         a_off0 = k_begin;
     }
+    /* Windows of the item's pixels (FC_WGRAD_WINDOW_PIXELS), each summed
+     * over all the item's blocks and panels before the next, whose rows of
+     * x and dy are asked for meanwhile, a slice per call. The tiles carry
+     * their sums from window to window in `partial`: the same additions in
+     * the same order as one call per block over the whole chunk. */
+    nruns = FCN(split_runs)(s, nruns, a_stride, p->c_out, FC_WGRAD_WINDOW_PIXELS);
     const int64_t npanels = ceil_div(w->cog, w->nr_panel);
-    for (int64_t panel = 0; panel < npanels; ++panel) {
-        const int64_t c0 = col0 + panel * w->nr_panel;
-        const int64_t nr = min64(w->nr_panel, col0 + w->cog - c0);
-        const int nv = (int)ceil_div(nr, t->vl);
-        const int tail = nr % t->vl != 0;
-        for (int64_t b = b0; b < b1; ++b) {
-            int64_t k0, mr;
-            block_of(w->k_rows, w->nblocks, b, &k0, &mr);
-            FCN(fc_wgrad_args) args;
-            args.nruns = nruns;
-            args.a = s->a;
-            args.d = s->d;
-            args.count = s->count;
-            args.a_stride = a_stride;
-            args.d_stride = p->c_out;
-            args.a_off = k0 - a_off0;
-            args.d_off = c0;
-            args.nr = nr;
-            args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
-            args.ldo = p->c_out;
-            args.mr = (int)mr;
-            args.nv = nv;
-            args.accumulate = 0;
-            FCN(wgrad_for)(t, (int)mr, nv, tail)(&args);
+    const int64_t calls = npanels * (b1 - b0);
+    const int64_t x_bytes = (k_end - k_begin) * (int64_t)sizeof(FC_T);
+    const int64_t dy_bytes = w->cog * (int64_t)sizeof(FC_T);
+    int64_t r0 = 0;
+    do {   /* (no runs: one empty window, whose calls store the zero sums) */
+        const int64_t r1 = r0 < nruns ? FCN(window_end)(s, r0, nruns, FC_WGRAD_WINDOW_PIXELS) : r0;
+        const int64_t r2 = r1 < nruns ? FCN(window_end)(s, r1, nruns, FC_WGRAD_WINDOW_PIXELS) : r1;
+        int64_t next_pixels = 0;
+        for (int64_t r = r1; r < r2; ++r)
+            next_pixels += s->count[r];
+        const int64_t per_call = ceil_div(next_pixels, calls);
+        int64_t run = r1, at = 0;   /* the next pixel to ask for: run, pixel */
+        for (int64_t panel = 0; panel < npanels; ++panel) {
+            const int64_t c0 = col0 + panel * w->nr_panel;
+            const int64_t nr = min64(w->nr_panel, col0 + w->cog - c0);
+            const int nv = (int)ceil_div(nr, t->vl);
+            const int tail = nr % t->vl != 0;
+            for (int64_t b = b0; b < b1; ++b) {
+                int64_t k0, mr;
+                block_of(w->k_rows, w->nblocks, b, &k0, &mr);
+                FCN(fc_wgrad_args) args;
+                args.nruns = r1 - r0;
+                args.a = s->a + r0;
+                args.d = s->d + r0;
+                args.count = s->count + r0;
+                args.a_stride = a_stride;
+                args.d_stride = p->c_out;
+                args.a_off = k0 - a_off0;
+                args.d_off = c0;
+                args.nr = nr;
+                args.out = partial + (tap_rows0 + k0) * p->c_out + c0;
+                args.ldo = p->c_out;
+                args.mr = (int)mr;
+                args.nv = nv;
+                args.accumulate = r0 > 0;
+                FCN(wgrad_for)(t, (int)mr, nv, tail)(&args);
+                for (int64_t q = 0; q < per_call && run < r2; ++q) {
+                    fc_prefetch_bytes(s->a[run] + at * a_stride + (k_begin - a_off0), x_bytes);
+                    fc_prefetch_bytes(s->d[run] + at * p->c_out + col0, dy_bytes);
+                    if (++at == s->count[run]) {
+                        ++run;
+                        at = 0;
+                    }
+                }
+            }
         }
-    }
+        r0 = r1;
+    } while (r0 < nruns);
 
     if (want_bias) {
         t->colsum(w->dy + row0 * p->out_w * p->c_out, (row1 - row0) * p->out_w, p->c_out,
@@ -1796,8 +1858,10 @@ int FCN(fc_conv2d_backward_kernel)(const fc_conv2d_params *p, const FC_T *dy, co
     int64_t wave = max64(1, FC_WGRAD_PARTIAL_BYTES / (w.partial_len * 4));
     wave = min64(wave, w.nchunks);
 
-    /* + pad_tail_pixels' runs: at most one per pixel it redirects */
-    const int64_t max_runs = w.rows_per_chunk + t->vl + 1;
+    /* + pad_tail_pixels' runs (at most one per pixel it redirects), +
+     * split_runs' pieces */
+    const int64_t max_runs = w.rows_per_chunk + t->vl + 1 +
+                             ceil_div(w.rows_per_chunk * p->out_w, FC_WGRAD_WINDOW_PIXELS);
     /* Pixels at least this many floats apart are packed per item (4 KiB:
      * each would sit on its own page). */
     const int pack = !w.gather && p->stride_w * p->c_in >= FC_WGRAD_PACK_STRIDE;

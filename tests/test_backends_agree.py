@@ -96,6 +96,30 @@ def test_seed_layers(simd, rng):
             assert_close(a, e, tol, name)
 
 
+# The weight gradient sums a chunk of about 1024 pixels in windows of 512
+# (FC_WGRAD_WINDOW_PIXELS): a 1x1 layer's chunk is one run of 1000 pixels cut
+# in two; a dilated 3x3 (no Winograd) with a channel tail makes windows of
+# whole rows, the last pixels read from the padded copy of dy's end.
+WINDOW_CASES = [
+    ((3, 40, 40, 24), (1, 1, 24, 40), 1, 1, "valid"),
+    ((2, 37, 33, 9), (3, 3, 9, 20), 1, 2, "same"),
+    ((5, 45, 44, 16), (3, 3, 16, 70), 2, 1, "same"),
+]
+
+
+@pytest.mark.parametrize("x_shape,k_shape,strides,dilation,padding", WINDOW_CASES)
+def test_weight_gradient_over_windows_of_a_chunk(simd, rng, x_shape, k_shape, strides, dilation,
+                                                 padding):
+    x, kernel, _, kw = _conv_case(rng, x_shape, k_shape, strides, dilation, padding)
+    dy_shape = fc.conv2d(x, kernel, **kw).shape
+    assert np.prod(dy_shape[:3]) > 2 * 1024   # several chunks, two windows each
+    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    _, dk, db = fc.conv2d_backward(dy, x, kernel, compute_dx=False, **kw)
+    _, dk_ref, db_ref = numpy_backend(fc.conv2d_backward, dy, x, kernel, compute_dx=False, **kw)
+    assert_close(dk, dk_ref, WGRAD_RTOL, "dk")
+    assert_close(db, db_ref, WGRAD_RTOL, "db")
+
+
 def test_compute_dx_false_skips_dx(rng):
     x, kernel, _, kw = _conv_case(rng, (2, 6, 6, 2), (3, 3, 2, 4), 1, 1, "same")
     dy = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
