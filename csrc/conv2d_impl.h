@@ -1640,11 +1640,14 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
 
     const int64_t b0 = group * FC_WGRAD_BLOCKS_PER_ITEM;
     const int64_t b1 = min64(b0 + FC_WGRAD_BLOCKS_PER_ITEM, w->nblocks);
-    /* the item's rows of x (channels, or im2col columns): k_begin .. k_end */
-    int64_t k_begin, k_end, size;
-    block_of(w->k_rows, w->nblocks, b0, &k_begin, &size);
-    block_of(w->k_rows, w->nblocks, b1 - 1, &k_end, &size);
-    k_end += size;
+    /* the item's rows of x (channels, or im2col columns): k_begin .. k_end
+     * (none without input channels: no blocks) */
+    int64_t k_begin = 0, k_end = 0, size;
+    if (b1 > b0) {
+        block_of(w->k_rows, w->nblocks, b0, &k_begin, &size);
+        block_of(w->k_rows, w->nblocks, b1 - 1, &k_end, &size);
+        k_end += size;
+    }
     int64_t a_off0 = 0;   /* subtracted from each block's first row */
     if (s->pack != NULL) {
         /* Pixels a page or more apart (dense layers: a pixel is a whole
@@ -1679,7 +1682,7 @@ static void FCN(wgrad_item)(const FCN(wgrad_plan) *w, const FCN(fc_kernel_table)
         int64_t next_pixels = 0;
         for (int64_t r = r1; r < r2; ++r)
             next_pixels += s->count[r];
-        const int64_t per_call = ceil_div(next_pixels, calls);
+        const int64_t per_call = calls > 0 ? ceil_div(next_pixels, calls) : 0;
         int64_t run = r1, at = 0;   /* the next pixel to ask for: run, pixel */
         for (int64_t panel = 0; panel < npanels; ++panel) {
             const int64_t c0 = col0 + panel * w->nr_panel;
