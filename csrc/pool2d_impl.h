@@ -252,6 +252,15 @@ int FCN(fc_global_avg_pool2d)(const fc_pool2d_params *p, const FC_T *x, FC_T *y)
             }
             const int64_t img = i / nblocks, c0 = (i - img * nblocks) * cb;
             const int64_t c1 = min64(c0 + cb, c);
+            if (i + FC_GSUM_AHEAD < i1) {
+                /* the item's block: a short strided piece of every pixel
+                 * (FC_GSUM_AHEAD) */
+                const int64_t ia = i + FC_GSUM_AHEAD, img_a = ia / nblocks;
+                const int64_t ca = (ia - img_a * nblocks) * cb;
+                const FC_T *block = x + img_a * hw * c + ca;
+                for (int64_t r = 0; r < hw; ++r)
+                    fc_prefetch_bytes(block + r * c, (min64(ca + cb, c) - ca) * (int64_t)sizeof(FC_T));
+            }
             double acc[FC_POOL_CHANNEL_BLOCK];
             t->global_sum(x + img * hw * c + c0, hw, c, c1 - c0, acc);
             for (int64_t k = 0; k < c1 - c0; ++k)
