@@ -99,21 +99,26 @@ def test_seed_layers(simd, rng):
 # The weight gradient sums a chunk of about 1024 pixels in windows of 512
 # (FC_WGRAD_WINDOW_PIXELS): a 1x1 layer's chunk is one run of 1000 pixels cut
 # in two; a dilated 3x3 (no Winograd) with a channel tail makes windows of
-# whole rows, the last pixels read from the padded copy of dy's end.
+# whole rows, the last pixels read from the padded copy of dy's end; a
+# grouped layer's items each take one group's channels.
 WINDOW_CASES = [
-    ((3, 40, 40, 24), (1, 1, 24, 40), 1, 1, "valid"),
-    ((2, 37, 33, 9), (3, 3, 9, 20), 1, 2, "same"),
-    ((5, 45, 44, 16), (3, 3, 16, 70), 2, 1, "same"),
+    ((3, 40, 40, 24), (1, 1, 24, 40), 1, 1, "valid", 1),
+    ((2, 37, 33, 9), (3, 3, 9, 20), 1, 2, "same", 1),
+    ((5, 45, 44, 16), (3, 3, 16, 70), 2, 1, "same", 1),
+    ((3, 40, 40, 24), (3, 3, 8, 36), 1, 1, "same", 3),
 ]
 
 
-@pytest.mark.parametrize("x_shape,k_shape,strides,dilation,padding", WINDOW_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("x_shape,k_shape,strides,dilation,padding,groups", WINDOW_CASES)
 def test_weight_gradient_over_windows_of_a_chunk(simd, rng, x_shape, k_shape, strides, dilation,
-                                                 padding):
+                                                 padding, groups, dtype):
     x, kernel, _, kw = _conv_case(rng, x_shape, k_shape, strides, dilation, padding)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    kw["groups"] = groups
     dy_shape = fc.conv2d(x, kernel, **kw).shape
     assert np.prod(dy_shape[:3]) > 2 * 1024   # several chunks, two windows each
-    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    dy = rng.standard_normal(dy_shape).astype(dtype)
     _, dk, db = fc.conv2d_backward(dy, x, kernel, compute_dx=False, **kw)
     _, dk_ref, db_ref = numpy_backend(fc.conv2d_backward, dy, x, kernel, compute_dx=False, **kw)
     assert_close(dk, dk_ref, WGRAD_RTOL, "dk")
