@@ -223,6 +223,18 @@ int FCN(fc_avg_pool2d_backward)(const fc_pool2d_params *p, const FC_T *dy, FC_T 
  * (image, channel) planes.
  */
 
+/* Asks for the block of NHWC item `item` (image, channel block): a short
+ * strided piece of every pixel (FC_GSUM_AHEAD). */
+static void FCN(prefetch_global_item)(const fc_pool2d_params *p, const FC_T *x, int64_t item)
+{
+    const int64_t hw = p->h * p->w, c = p->c, cb = FC_POOL_CHANNEL_BLOCK;
+    const int64_t nblocks = (c + cb - 1) / cb, img = item / nblocks;
+    const int64_t c0 = (item - img * nblocks) * cb;
+    const FC_T *block = x + img * hw * c + c0;
+    for (int64_t r = 0; r < hw; ++r)
+        fc_prefetch_bytes(block + r * c, (min64(c0 + cb, c) - c0) * (int64_t)sizeof(FC_T));
+}
+
 int FCN(fc_global_avg_pool2d)(const fc_pool2d_params *p, const FC_T *x, FC_T *y)
 {
     int status = check_global(p);
@@ -252,15 +264,8 @@ int FCN(fc_global_avg_pool2d)(const fc_pool2d_params *p, const FC_T *x, FC_T *y)
             }
             const int64_t img = i / nblocks, c0 = (i - img * nblocks) * cb;
             const int64_t c1 = min64(c0 + cb, c);
-            if (i + FC_GSUM_AHEAD < i1) {
-                /* the item's block: a short strided piece of every pixel
-                 * (FC_GSUM_AHEAD) */
-                const int64_t ia = i + FC_GSUM_AHEAD, img_a = ia / nblocks;
-                const int64_t ca = (ia - img_a * nblocks) * cb;
-                const FC_T *block = x + img_a * hw * c + ca;
-                for (int64_t r = 0; r < hw; ++r)
-                    fc_prefetch_bytes(block + r * c, (min64(ca + cb, c) - ca) * (int64_t)sizeof(FC_T));
-            }
+            if (i + FC_GSUM_AHEAD < i1)
+                FCN(prefetch_global_item)(p, x, i + FC_GSUM_AHEAD);
             double acc[FC_POOL_CHANNEL_BLOCK];
             t->global_sum(x + img * hw * c + c0, hw, c, c1 - c0, acc);
             for (int64_t k = 0; k < c1 - c0; ++k)
