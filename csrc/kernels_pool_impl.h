@@ -94,11 +94,6 @@ FC_ALWAYS_INLINE FC_T FCN(pool_rdiv)(const fc_pool2d_params *p, int64_t cells)
     return (FC_T)1 / (FC_T)(p->count_include_pad ? p->pool_h * p->pool_w : cells);
 }
 
-/* ---------------------------------------------------------------------------
- * NHWC window reductions of output rows [r0, r1) (rows of n * out_h): the
- * max-pool winner, the sum, or the sum times 1 / divisor, of each window's
- * cells in row-major order, channels in vectors.
- */
 /* Asks for the cells of the window one output row down (same column, same
  * image) while this one is reduced: the window rows stream in side by side,
  * from memory or L3 when the pooled input was computed long before (a
@@ -108,17 +103,22 @@ FC_ALWAYS_INLINE FC_T FCN(pool_rdiv)(const fc_pool2d_params *p, int64_t cells)
  * bench's alternation with PyTorch, forward 1.10-1.52x PyTorch's time ->
  * 0.73-0.98x, backward 0.76-0.94x -> 0.65-0.85x. */
 FC_ALWAYS_INLINE void FCN(prefetch_next_window_row)(const fc_pool2d_params *p, const FC_T *image,
-                                                    int64_t oh, int64_t h_lo, int64_t h_hi,
-                                                    int64_t w_lo, int64_t w_hi)
+                                                    int64_t oh, int64_t ow)
 {
     if (oh + 1 >= p->out_h)
         return;
-    const int64_t lo = h_lo + p->stride_h, hi = min64(h_hi + p->stride_h, p->h);
-    for (int64_t ih = lo; ih < hi; ++ih)
+    int64_t h_lo, h_hi, w_lo, w_hi;
+    pool_window(p, oh + 1, ow, &h_lo, &h_hi, &w_lo, &w_hi);
+    for (int64_t ih = h_lo; ih < h_hi; ++ih)
         fc_prefetch_bytes(image + (ih * p->w + w_lo) * p->c,
                           (w_hi - w_lo) * p->c * (int64_t)sizeof(FC_T));
 }
 
+/* ---------------------------------------------------------------------------
+ * NHWC window reductions of output rows [r0, r1) (rows of n * out_h): the
+ * max-pool winner, the sum, or the sum times 1 / divisor, of each window's
+ * cells in row-major order, channels in vectors.
+ */
 FC_ALWAYS_INLINE void FCN(pool_reduce_nhwc)(const fc_pool2d_params *p, const FC_T *x, FC_T *y,
                                             int64_t r0, int64_t r1, const int OP)
 {
@@ -133,7 +133,7 @@ FC_ALWAYS_INLINE void FCN(pool_reduce_nhwc)(const fc_pool2d_params *p, const FC_
                 VSET1(OP == FC_POOL_AVG ? FCN(pool_rdiv)(p, (h_hi - h_lo) * (w_hi - w_lo)) : 1);
             (void)scale;
             FC_T *out = y + (r * p->out_w + ow) * c;
-            FCN(prefetch_next_window_row)(p, image, oh, h_lo, h_hi, w_lo, w_hi);
+            FCN(prefetch_next_window_row)(p, image, oh, ow);
             for (int64_t c0 = 0; c0 < c; c0 += FC_POOL_VECS * FC_VL) {
                 const int64_t left = c - c0;
                 const int nv = left >= FC_POOL_VECS * FC_VL ? FC_POOL_VECS
@@ -188,7 +188,7 @@ static void FCN(maxpool_bwd_rows)(const fc_pool2d_params *p, const FC_T *dy, con
             int64_t h_lo, h_hi, w_lo, w_hi;
             pool_window(p, oh, ow, &h_lo, &h_hi, &w_lo, &w_hi);
             const FC_T *g = dy + (r * p->out_w + ow) * c;
-            FCN(prefetch_next_window_row)(p, x + image_off, oh, h_lo, h_hi, w_lo, w_hi);
+            FCN(prefetch_next_window_row)(p, x + image_off, oh, ow);
             for (int64_t ch = c0; ch < c1; ch += FC_VL) {
                 const int tail = c1 - ch < FC_VL;
                 const fc_mask mask = FC_MAKE_MASK(tail ? (int)(c1 - ch) : FC_VL);
