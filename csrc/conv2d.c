@@ -133,6 +133,13 @@ typedef struct pixel {
  * (43 tiles) 1.02x, in the noise. */
 #define FC_PACK_SHORT_ROW_BYTES 512
 #define FC_PACK_SHORT_ROW_TILES 32
+/* A plain GEMM pass of at most this many tiles asks for the next panel's B
+ * block while it runs one (fc_igemm_args.b_next): with few tiles to share
+ * it, each block of B is read from memory or L3 by one tile that waits for
+ * it (prepared 1x1 layers at batch 1: M of 9 to 144 pixels). */
+#ifndef FC_PREFETCH_B_TILES
+#define FC_PREFETCH_B_TILES 64
+#endif
 /* Tiles whose C stays in L2 while every K block passes over them. */
 #define FC_TILES_PER_PASS 64
 /* A strided input gradient takes half-full row tiles when a tap's B block

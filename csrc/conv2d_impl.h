@@ -526,6 +526,12 @@ static void FCN(run_igemm_items)(const FCN(igemm_problem) *g, const FCN(fc_kerne
                         args.c_step = g->ldc;
                         args.m_tiles = w == mr ? (rows - r0) / mr : 1;
                         args.prefetch_a = panel == panel0;
+                        /* the next panel's B block while this one runs, where the
+                         * pass has few tiles to hide its arrival behind */
+                        if (r0 == 0 && pass <= FC_PREFETCH_B_TILES && panel + 1 < panel1)
+                            args.b_next = FCN(b_row)(g, g->b_src + (g->b_packed
+                                                         ? (panel + 1) * g->panel_stride
+                                                         : c0 + nr_panel), c0 + nr_panel, k0);
                         FCN(igemm_for)(t, w, nv, tail)(&args);
                         r0 += args.m_tiles * w;
                     }

@@ -38,6 +38,11 @@ typedef struct FCN(fc_igemm_args) {
                                  A lines as it starts (callers set it where A comes
                                  from L2 or memory, not where a previous panel's
                                  pass left it in L1) */
+    /* NULL, or the B rows (kc of them, ldb apart, nv * vl values each) the
+     * caller reads next: the call's first tile asks for them row by row as
+     * its K loop runs, so that a panel of B streamed from memory or L3
+     * arrives behind the current one instead of stalling the next call. */
+    const FC_T *b_next;
 } FCN(fc_igemm_args);
 
 /*
