@@ -43,6 +43,32 @@ int FCN(fc_relu_backward)(const FC_T *dy, const FC_T *y, FC_T *out, int64_t n, i
     return FC_OK;
 }
 
+/* y = a + b (then relu_value), in blocks of 64 Ki elements over the threads
+ * as relu_pass. No restrict: y may be a or b (each element is read before
+ * it is written, by the same iteration). */
+int FCN(fc_add)(const FC_T *a, const FC_T *b, FC_T *y, int64_t n, int relu, int n_threads)
+{
+    if (n < 0 || (n > 0 && (a == NULL || b == NULL || y == NULL)))
+        return FC_ERR_ARG;
+    const int64_t block = 1 << 16;
+    const int64_t nblocks = (n + block - 1) / block;
+    const int nthreads = fc_pick_threads(n_threads, (double)n / 4.0, nblocks);
+    (void)nthreads;   /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
+#endif
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t end = (blk + 1) * block < n ? (blk + 1) * block : n;
+        if (relu)
+            for (int64_t i = blk * block; i < end; ++i)
+                y[i] = FCN(relu_value)(a[i] + b[i]);
+        else
+            for (int64_t i = blk * block; i < end; ++i)
+                y[i] = a[i] + b[i];
+    }
+    return FC_OK;
+}
+
 /* One block of an optimizer rule (fastconv.h lists the rules and their
  * formulas). Each line repeats NumPy's operations in their order, one
  * rounding each, so the C and NumPy backends agree bit for bit. */

@@ -187,6 +187,10 @@ int fc_relu_forward(const float *x, float *y, int64_t n, int n_threads);
 /* out = dy * (y > 0), element-wise over n floats; out overlaps neither. */
 int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n, int n_threads);
 
+/* y = a + b, element-wise over n floats, then (relu != 0) np.maximum(y, 0)
+ * as fc_relu_forward: NumPy's add (and maximum) bit for bit. y may be a or b. */
+int fc_add(const float *a, const float *b, float *y, int64_t n, int relu, int n_threads);
+
 /* One Adam step over n floats, in place, as NumPy computes it in float32:
  *   m += (grad - m) * one_minus_beta_1;  v += (grad * grad - v) * one_minus_beta_2;
  *   vhat = max(vhat, v) when vhat is not NULL (AMSGrad), then u = vhat, else u = v;
@@ -299,6 +303,7 @@ int fc_upsample2d_backward_f64(const fc_upsample_params *p, const double *dy, do
 int fc_relu_forward_f64(const double *x, double *y, int64_t n, int n_threads);
 int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                          int n_threads);
+int fc_add_f64(const double *a, const double *b, double *y, int64_t n, int relu, int n_threads);
 int fc_adam_update_f64(double *param, const double *grad, double *m, double *v, double *vhat,
                        int64_t n, double alpha, double one_minus_beta_1,
                        double one_minus_beta_2, double epsilon, int n_threads);

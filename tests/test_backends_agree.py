@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
+from fastconv import ops
 from conftest import assert_close, numpy_backend
 
 FWD_RTOL = 1e-5   # forward and dx, float32 against float32 reference
@@ -276,6 +277,46 @@ def test_relu_is_numpy_maximum_bit_for_bit(dtype, uint, rng):
     np.testing.assert_array_equal(fc.relu(strided).view(uint), np.maximum(strided, 0).view(uint))
     np.testing.assert_array_equal(numpy_backend(fc.relu, x).view(uint), want.view(uint))
     assert fc.relu(x[:0]).shape == (0, x.shape[1])
+
+
+@pytest.mark.parametrize("dtype, uint", [(np.float32, np.uint32), (np.float64, np.uint64)])
+def test_add_is_numpy_add_and_maximum_bit_for_bit(dtype, uint, rng):
+    # 2 blocks of the C loop (65536 elements each) and a tail
+    a = rng.standard_normal((2, 65536 + 91)).astype(dtype)
+    b = rng.standard_normal(a.shape).astype(dtype)
+    info = np.finfo(dtype)
+    a.flat[:8] = [np.nan, np.inf, np.inf, -0.0, 0.0, info.max, -np.nan, 1.0]
+    b.flat[:8] = [1.0, -np.inf, np.inf, -0.0, -0.0, info.max, 2.0, np.nan]
+    a.reshape(-1).view(uint)[8] = np.array(np.nan, dtype).view(uint) | uint(1)   # a payload
+    before_a, before_b = a.copy(), b.copy()
+    for relu in (False, True):
+        with np.errstate(over="ignore", invalid="ignore"):   # max + max, inf - inf
+            want = np.add(a, b)
+            from_numpy_backend = numpy_backend(ops.add, a, b, relu=relu)
+        if relu:
+            want = np.maximum(want, 0)
+        for threads in (1, 2):
+            previous = fc.set_num_threads(threads)
+            try:
+                got = ops.add(a, b, relu=relu)
+            finally:
+                fc.set_num_threads(previous)
+            assert got.dtype == dtype and got.shape == a.shape
+            np.testing.assert_array_equal(got.view(uint), want.view(uint))
+        np.testing.assert_array_equal(from_numpy_backend.view(uint), want.view(uint))
+    np.testing.assert_array_equal(a.view(uint), before_a.view(uint))   # inputs untouched
+    np.testing.assert_array_equal(b.view(uint), before_b.view(uint))
+
+
+def test_add_of_other_inputs_is_numpy_add():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+    for b in (np.float32(1.5), np.ones(3, np.float32), a.T.copy().T, a[:, ::-1]):
+        np.testing.assert_array_equal(ops.add(a, b), np.add(a, b))
+        np.testing.assert_array_equal(ops.add(a, b, relu=True), np.maximum(np.add(a, b), 0))
+    ints = np.array([-3, 0, 5], np.int32)
+    assert ops.add(ints, ints).dtype == np.int32
+    assert ops.add(a, a.astype(np.float64)).dtype == np.float64
+    assert ops.add(a[:0], a[:0]).shape == (0, 3)
 
 
 def test_relu_of_other_inputs_is_numpy_maximum():

@@ -79,6 +79,37 @@ def test_plan_without_folding_is_bitwise_the_layer_by_layer_run(rng):
             np.testing.assert_array_equal(model(x), _unplanned(model, x))
 
 
+def _residual_model(after_add):
+    backend.clear_session()
+    inp = Input((10, 10, 16))
+    a = Conv2D(16, 3, padding="same", activation="relu")(inp)
+    b = Conv2D(16, 3, padding="same")(a)
+    y = after_add(Add()([inp, b]))
+    out = Conv2D(4, 1)(y)
+    return Model(inp, out)
+
+
+# steps: the two convolutions' chain, the Add (with the ReLU where fused),
+# what is not fused, the last convolution
+@pytest.mark.parametrize("after_add, steps", [
+    (lambda t: Activation("relu")(t), 3),
+    (lambda t: ReLU()(t), 3),
+    (lambda t: ReLU(6.0)(t), 4),                   # not a plain ReLU: a step of its own
+    (lambda t: Add()([ReLU()(t), t]), 5),          # the sum has two readers
+])
+def test_residual_add_and_its_relu_are_one_step_bit_for_bit(rng, after_add, steps):
+    model = _residual_model(after_add)
+    for n in (1, 3):
+        x = rng.standard_normal((n, 10, 10, 16)).astype(np.float32)
+        x[0, 0, 0, :2] = [np.nan, -0.0]
+        for threads in (1, 2):
+            fc.set_num_threads(threads)
+            np.testing.assert_array_equal(model.predict(x), _unplanned(model, x))
+            np.testing.assert_array_equal(model(x), _unplanned(model, x))
+    plan = next(iter(model._inference_plans.values()))
+    assert len(plan.steps) == steps
+
+
 def test_folded_weights_follow_every_way_weights_change(rng):
     model = _bn_model(rng)
     x = rng.standard_normal((4, 12, 12, 3)).astype(np.float32)

@@ -105,6 +105,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_relu_forward(const float *x, float *y, int64_t n, int n_threads)
     int fc_relu_backward(const float *dy, const float *y, float *out, int64_t n,
                          int n_threads)
+    int fc_add(const float *a, const float *b, float *y, int64_t n, int relu, int n_threads)
     int fc_adam_update(float *param, const float *grad, float *m, float *v, float *vhat,
                        int64_t n, float alpha, float one_minus_beta_1, float one_minus_beta_2,
                        float epsilon, int n_threads)
@@ -123,6 +124,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_relu_forward_f64(const double *x, double *y, int64_t n, int n_threads)
     int fc_relu_backward_f64(const double *dy, const double *y, double *out, int64_t n,
                              int n_threads)
+    int fc_add_f64(const double *a, const double *b, double *y, int64_t n, int relu,
+                   int n_threads)
     int fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
                            double *vhat, int64_t n, double alpha, double one_minus_beta_1,
                            double one_minus_beta_2, double epsilon, int n_threads)
@@ -792,6 +795,21 @@ def relu_forward(const real[::1] x, real[::1] y, int n_threads):
             status = fc_relu_forward(&x[0], &y[0], x.shape[0], n_threads)
         else:
             status = fc_relu_forward_f64(&x[0], &y[0], x.shape[0], n_threads)
+    _check(status)
+
+
+def add(const real[::1] a, const real[::1] b, real[::1] y, bint relu, int n_threads):
+    if a.shape[0] != y.shape[0] or b.shape[0] != y.shape[0]:
+        raise ValueError(f"add: operands of {a.shape[0]} and {b.shape[0]} values for "
+                         f"{y.shape[0]} outputs")
+    if y.shape[0] == 0:
+        return
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fc_add(&a[0], &b[0], &y[0], y.shape[0], relu, n_threads)
+        else:
+            status = fc_add_f64(&a[0], &b[0], &y[0], y.shape[0], relu, n_threads)
     _check(status)
 
 

@@ -53,7 +53,7 @@ if _kernels is not None and os.environ.get("FASTCONV_SIMD"):
     _kernels.set_simd(os.environ["FASTCONV_SIMD"].strip().lower())
 
 __all__ = [
-    "conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward",
+    "add", "conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward",
     "conv1d", "conv1d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
     "avg_pool2d_backward", "max_pool1d", "max_pool1d_backward", "avg_pool1d",
     "avg_pool1d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
@@ -1612,7 +1612,23 @@ def dense_backward(dy: ArrayLike, x: ArrayLike, kernel: ArrayLike, *, compute_dx
 
 
 # ---------------------------------------------------------------------------
-# ReLU and its derivative
+# Element-wise sum (residual connections), ReLU and its derivative
+
+def add(a: ArrayLike, b: ArrayLike, *, relu: bool = False) -> np.ndarray:
+    """``a + b``, then ``np.maximum(., 0)`` with ``relu``: for two C-contiguous
+    float32 or float64 arrays of one shape and dtype, one parallel pass on
+    the C backend into the caching allocator (NumPy's results bit for bit;
+    a residual add and its ReLU without the temporary and its fresh pages);
+    anything else (broadcasting, other dtypes, subclasses) NumPy's own."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
+            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+            and a.flags.c_contiguous and b.flags.c_contiguous and a.size > 0
+            and get_backend() == "c"):
+        out = _memory.empty(a.shape, a.dtype)
+        _kernels.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), relu, _threads_arg())
+        return out
+    total = np.add(a, b)
+    return np.maximum(total, 0) if relu else total
 
 def relu(x: ArrayLike) -> np.ndarray:
     """``np.maximum(x, 0)`` for a float32 or float64 array, in one parallel

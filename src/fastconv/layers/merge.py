@@ -23,6 +23,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import ops
 from ._autodiff import sum_to_shape
 from .base import Layer
 
@@ -158,7 +159,7 @@ class Add(_Merge):
     _op_type = "add"
 
     def _merge(self, arrays):
-        return _fold(np.add, arrays)
+        return _fold(ops.add, arrays)
 
     def _merge_backward(self, dy, cache):
         return [dy] * len(cache.inputs)

@@ -22,6 +22,9 @@ and reused while they stay the same. Making it:
   MaxPooling2D reads becomes one :func:`~fastconv.prepared.prepare_conv2d_maxpool`
   op: where the C kernel fuses them, the convolution's output is never
   stored (the seed CNN's conv2d_1 -> max_pooling2d: 44 MB at batch 256);
+* an Add of two float arrays of one shape (a residual connection) is one
+  :func:`~fastconv.ops.add` pass, with the plain ReLU that alone reads it
+  (ResNet-20 at batch 256: 0.9x the time, no temporary faulting fresh pages);
 * GlobalAveragePooling2D becomes a prepared op too; a channels-last
   Flatten and an inference Dropout keep their input's memory;
 * a run of such float32 channels-last steps that only feed one another
@@ -64,6 +67,7 @@ from ..layers.activation import ReLU
 from ..layers.base import Node, Variable
 from ..layers.convolutional import Conv2D, DepthwiseConv2D
 from ..layers.core import Activation, Dense, Flatten
+from ..layers.merge import Add
 from ..layers.normalization import BatchNormalization
 from ..layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from ..layers.regularization import Dropout
@@ -374,6 +378,9 @@ class InferencePlan:
         """``node`` and the calls folded or fused into it: [op, BN?, ReLU?,
         MaxPooling2D?]."""
         layer = node.layer
+        if type(layer) is Add and len(node.inbound) == 2:
+            nxt = self._sole_reader(node, readers, outputs)
+            return [node, nxt] if nxt is not None and relu_kind(nxt.layer) == "relu" else [node]
         if not (type(layer) in (Conv2D, DepthwiseConv2D, Dense) and layer.built
                 and (layer._is_linear or layer._relu_fused)):
             return [node]
@@ -439,6 +446,8 @@ class InferencePlan:
               ) -> Callable[[List[np.ndarray]], np.ndarray]:
         node = chain[0]
         layer = node.layer
+        if type(layer) is Add:
+            return self._add_step(chain, inputs)
         if len(inputs) != 1 or type(inputs[0]) is not np.ndarray:
             return self._fallback(chain)
         x = inputs[0]
@@ -465,6 +474,18 @@ class InferencePlan:
                                                      or len(chain) == 1):
             return self._dense_step(chain, x)
         return self._fallback(chain)
+
+    def _add_step(self, chain: List[Node], inputs: List[np.ndarray]
+                  ) -> Callable[[List[np.ndarray]], np.ndarray]:
+        """An Add of two arrays of its dtype and one shape (a residual
+        connection), with the ReLU that alone reads it: one ops.add pass."""
+        dtype = np.dtype(chain[0].layer._dtype)
+        if not (len(inputs) == 2 and all(type(a) is np.ndarray and a.dtype == dtype
+                                         and a.shape == inputs[0].shape for a in inputs)
+                and dtype in (np.float32, np.float64)):
+            return self._fallback(chain)
+        relu = len(chain) == 2
+        return lambda ins: ops.add(ins[0], ins[1], relu=relu)
 
     def _activation_of(self, chain: List[Node]) -> Optional[str]:
         layer = chain[0].layer
