@@ -216,8 +216,9 @@ FC_ALWAYS_INLINE void FCN(maxpool_bwd_window)(const FC_T *xw, FC_T *dw, const FC
  * channels at a time (maxpool_bwd_window), the channel tail last.
  * `overlap` = windows may share cells: add into dx (zeroed by the caller);
  * otherwise each cell belongs to one window and is stored directly. Full
- * 2x2 windows take an unrolled body: the seed's 64x26x26x64 pool 0.8x the
- * time at 1 thread (Zen 3, separate processes alternating, caches swept).
+ * 2x2 windows take an unrolled body: the seed's 64x26x26x64 pool 0.77x the
+ * time at 1 thread, 0.62x at 2 (Zen 3, separate processes alternating,
+ * caches swept, medians of 6).
  */
 static void FCN(maxpool_bwd_rows)(const fc_pool2d_params *p, const FC_T *dy, const FC_T *x,
                                   FC_T *dx, int64_t r0, int64_t r1, int64_t c0, int64_t c1,

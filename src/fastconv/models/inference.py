@@ -376,7 +376,7 @@ class InferencePlan:
 
     def _chain(self, node: Node, readers: Dict[int, List[Node]], outputs: set) -> List[Node]:
         """``node`` and the calls folded or fused into it: [op, BN?, ReLU?,
-        MaxPooling2D?]."""
+        MaxPooling2D?], or [Add, ReLU?]."""
         layer = node.layer
         if type(layer) is Add and len(node.inbound) == 2:
             nxt = self._sole_reader(node, readers, outputs)
